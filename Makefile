@@ -1,0 +1,69 @@
+# weft build. `make test` and `make demo` are the two commands a newcomer needs;
+# both run setup and build first, and each step is skipped when already done.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := build
+
+DEB_PACKAGES := clang llvm libbpf-dev libelf-dev zlib1g-dev linux-libc-dev bpftool \
+	etcd-server etcd-client iproute2 iperf3 sockperf qperf tcpdump ethtool \
+	libnl-3-dev libnl-route-3-dev pkg-config python3 make g++ util-linux procps iputils-ping
+
+CLANG ?= clang
+BPF_CFLAGS := -O2 -g -target bpf -D__TARGET_ARCH_x86 -Wall -Werror -Wno-unused-function \
+	-I bpf/include -I /usr/include/$(shell uname -m)-linux-gnu
+BPF_SRC := $(wildcard bpf/*.c)
+BPF_OBJ := $(patsubst bpf/%.c,build/bpf/%.o,$(BPF_SRC))
+BPF_HDR := $(wildcard bpf/include/*.h)
+NATIVE := native/build/Release/weft_native.node
+NATIVE_SRC := native/binding.gyp $(wildcard native/src/*.cc native/src/*.h)
+TS_SRC := $(shell find src -name '*.ts' 2>/dev/null) $(shell find src -name '*.proto' 2>/dev/null) tsconfig.json
+TEST_SRC := $(shell find test bench demo -name "*.ts" 2>/dev/null) tsconfig.test.json
+
+.PHONY: setup build bpf native ts test demo bench clean
+
+# Debian packages only when one is missing; npm ci only when the lock file changed.
+setup: .setup-stamp
+.setup-stamp: package-lock.json Makefile
+	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "setup: installing Debian packages:" $$missing; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+	npm ci --no-audit --no-fund
+	@touch $@
+
+build: setup bpf native ts
+
+bpf: $(BPF_OBJ)
+build/bpf/%.o: bpf/%.c $(BPF_HDR)
+	@mkdir -p build/bpf
+	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+
+native: $(NATIVE)
+$(NATIVE): $(NATIVE_SRC) .setup-stamp
+	cd native && ../node_modules/.bin/node-gyp rebuild --nodedir=/usr --silent
+	@touch $@
+
+ts: dist/.stamp
+dist/.stamp: $(TS_SRC) $(TEST_SRC) .setup-stamp
+	node_modules/.bin/tsc -p tsconfig.json
+	node_modules/.bin/tsc -p tsconfig.test.json
+	@mkdir -p dist && touch $@
+
+# Tests need root (network namespaces, BPF). TEST=pattern narrows the run.
+TEST ?=
+test: build
+	@node test/harness/preflight.mjs
+	node --test --test-reporter=tap --test-concurrency=1 \
+		$$(find dist-test/test -name '*.test.js' | sort | grep -E -- '$(if $(TEST),$(TEST),.)')
+
+BACKEND ?= vxlan
+DATAPLANE ?= ebpf
+demo: build
+	node dist-test/demo/demo.js --backend=$(BACKEND) --dataplane=$(DATAPLANE)
+
+bench: build
+	node dist-test/bench/run.js
+
+clean:
+	rm -rf build dist dist-test native/build .setup-stamp

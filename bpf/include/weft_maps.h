@@ -1,0 +1,99 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * The map schema: the one contract between the BPF programs, the native addon
+ * and the TypeScript codecs (src/dataplane/ebpf/maps.ts). Every struct is
+ * packed by hand with explicit padding so that its layout is the same for
+ * clang -target bpf and for the codecs; test/bpf/schema.test.ts loads the
+ * objects and asserts key and value sizes against the codecs.
+ *
+ * Addresses are IPv4 in network byte order (__be32); everything else is in
+ * host byte order unless its name says otherwise.
+ */
+#ifndef WEFT_MAPS_H
+#define WEFT_MAPS_H
+
+#include <linux/types.h>
+
+/* How a packet reaches a peer (and the index of the counters by backend). */
+enum weft_encap {
+	WEFT_ENCAP_NONE   = 0, /* local subnet: hand to the stack */
+	WEFT_ENCAP_VXLAN  = 1, /* via the collect_md vxlan device */
+	WEFT_ENCAP_IPIP   = 2, /* outer IPv4, protocol 4, pushed by the program */
+	WEFT_ENCAP_UDP    = 3, /* outer IPv4 + UDP (flannel's udp backend wire format) */
+	WEFT_ENCAP_DIRECT = 4, /* host-gw / DirectRouting: next hop = PublicIP on the underlay */
+	WEFT_ENCAP_MAX    = 5,
+};
+
+/* weft_peers: LPM trie, remote subnet -> how to reach its host. */
+struct weft_lpm_key {
+	__u32  prefixlen;      /* IPv4 prefix length in bits, 0..32 */
+	__be32 addr;           /* subnet address, network byte order */
+};                             /* 8 bytes */
+
+#define WEFT_PEER_F_LOCAL          (1 << 0) /* our own subnet */
+#define WEFT_PEER_F_DIRECT_ROUTING (1 << 1) /* tunnel backend, but the peer shares our L2 segment */
+
+struct weft_peer {
+	__be32 public_ip;      /* outer destination (tunnels) or next hop (direct) */
+	__u32  vni;            /* vxlan: VNI from the peer's BackendData */
+	__u8   vtep_mac[6];    /* vxlan: inner destination MAC (the peer's VtepMAC) */
+	__u8   encap;          /* enum weft_encap */
+	__u8   flags;          /* WEFT_PEER_F_* */
+};                             /* 16 bytes */
+
+/* weft_config: array of one, written by the agent before traffic flows. */
+#define WEFT_CFG_F_READY (1 << 0)
+
+struct weft_config {
+	__be32 public_ip;        /* our underlay address: outer source */
+	__be32 subnet;           /* our lease */
+	__be32 network;          /* the cluster Network */
+	__u8   subnet_len;
+	__u8   network_len;
+	__u8   backend;          /* enum weft_encap of the configured backend */
+	__u8   flags;            /* WEFT_CFG_F_* */
+	__u32  vni;              /* vxlan */
+	__u16  port;             /* vxlan / udp destination port, host byte order */
+	__u16  mtu;              /* underlay MTU */
+	__u32  underlay_ifindex;
+	__u32  overlay_ifindex;  /* the device the Network route points at */
+	__u8   vtep_mac[6];      /* our VtepMAC (vxlan inner source) */
+	__u8   overlay_mac[6];   /* MAC of the overlay device (ingress redirects) */
+	__u8   underlay_mac[6];
+	__u8   _pad[2];
+};                               /* 52 bytes */
+
+/* weft_stats: per-CPU array indexed by weft_stats_index(dir, encap). */
+enum weft_dir {
+	WEFT_DIR_EGRESS  = 0, /* towards a peer: encapsulated or forwarded */
+	WEFT_DIR_INGRESS = 1, /* from a peer: decapsulated or received */
+	WEFT_DIR_MAX     = 2,
+};
+
+struct weft_counter {
+	__u64 packets;
+	__u64 bytes;
+};                             /* 16 bytes */
+
+#define WEFT_STATS_ENTRIES (WEFT_DIR_MAX * WEFT_ENCAP_MAX)
+static inline __u32 weft_stats_index(__u32 dir, __u32 encap)
+{
+	return dir * WEFT_ENCAP_MAX + encap;
+}
+
+/* weft_drops: per-CPU array indexed by reason; `weft bpf drops` prints the names. */
+enum weft_drop_reason {
+	WEFT_DROP_NONE         = 0,
+	WEFT_DROP_NO_PEER      = 1, /* destination in the Network but no lease for it */
+	WEFT_DROP_BAD_HEADER   = 2, /* truncated or malformed packet */
+	WEFT_DROP_TOO_BIG      = 3, /* encapsulated packet would exceed the underlay MTU */
+	WEFT_DROP_NOT_READY    = 4, /* config map not written yet */
+	WEFT_DROP_ENCAP_FAILED = 5, /* bpf_skb_adjust_room / store failed */
+	WEFT_DROP_FIB_FAILED   = 6, /* no route / neighbour to the next hop */
+	WEFT_DROP_UNSUPPORTED  = 7, /* not IPv4, or an option we do not handle */
+	WEFT_DROP_MAX          = 8,
+};
+
+#define WEFT_PEERS_MAX 65536
+
+#endif /* WEFT_MAPS_H */

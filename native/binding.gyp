@@ -1,0 +1,16 @@
+{
+  "targets": [
+    {
+      "target_name": "weft_native",
+      "sources": ["src/addon.cc", "src/bpf.cc", "src/netlink.cc", "src/errors.cc"],
+      "include_dirs": [
+        "<!(node -p \"require('node-addon-api').include_dir\")",
+        "<!@(pkg-config --cflags-only-I libnl-route-3.0 | sed 's/-I//g')"
+      ],
+      "libraries": ["-lbpf", "-lelf", "-lz", "<!@(pkg-config --libs libnl-route-3.0)"],
+      "cflags_cc": ["-std=c++17", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-missing-field-initializers"],
+      "cflags_cc!": ["-fno-exceptions"],
+      "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"]
+    }
+  ]
+}

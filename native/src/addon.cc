@@ -1,0 +1,18 @@
+// weft_native: a thin binding over libbpf (bpf.cc) and libnl-route-3 (netlink.cc).
+// Policy lives in TypeScript; this layer only translates calls and errors.
+#include <napi.h>
+
+namespace weft {
+Napi::Object InitBpf(Napi::Env env, Napi::Object exports);
+Napi::Object InitNetlink(Napi::Env env, Napi::Object exports);
+}  // namespace weft
+
+static Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  Napi::Object bpf = Napi::Object::New(env);
+  Napi::Object netlink = Napi::Object::New(env);
+  exports.Set("bpf", weft::InitBpf(env, bpf));
+  exports.Set("netlink", weft::InitNetlink(env, netlink));
+  return exports;
+}
+
+NODE_API_MODULE(weft_native, Init)

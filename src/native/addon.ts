@@ -1,0 +1,24 @@
+// Loads the compiled addon (native/build/Release/weft_native.node). The typed
+// wrappers in bpf.ts and netlink.ts are the only modules that touch it.
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+export const addonPath = path.resolve(here, '../../native/build/Release/weft_native.node');
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type Raw = Record<string, any>;
+let cached: { bpf: Raw; netlink: Raw } | undefined;
+
+export function addon(): { bpf: Raw; netlink: Raw } {
+  if (!cached) {
+    const require = createRequire(import.meta.url);
+    try {
+      cached = require(addonPath) as { bpf: Raw; netlink: Raw };
+    } catch (err) {
+      throw new Error(`cannot load the native addon ${addonPath}: ${(err as Error).message}; run 'make build'`);
+    }
+  }
+  return cached;
+}

@@ -1,0 +1,25 @@
+// The lab itself: hosts on two segments reach each other through the router,
+// pods reach their host, etcd in the router namespace serves both the agents'
+// side of the underlay and the test process.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Lab } from 'weft/lab/netns.js';
+import { LabEtcd } from 'weft/lab/etcd.js';
+
+test('lab: hosts, pods and etcd', async (t) => {
+  const lab = await Lab.create();
+  t.after(() => lab.destroy());
+  const h1 = await lab.addHost('h1', { octet: 11 });
+  const h2 = await lab.addHost('h2', { octet: 21, segment: 1 });
+  await h1.exec(['ping', '-c1', '-W2', h2.address]);
+  await h1.addBridge('cni0', '10.244.1.1/24', 1450);
+  const pod = await h1.addPod('p1', { bridge: 'cni0', cidr: '10.244.1.2/24', gateway: '10.244.1.1', mtu: 1450 });
+  await pod.exec(['ping', '-c1', '-W2', '10.244.1.1']);
+
+  const etcd = await LabEtcd.start({ netns: lab.router });
+  t.after(() => etcd.destroy());
+  const c = etcd.client();
+  await c.put('/weft-lab/k').value('v');
+  const fromHost = await h2.exec(['etcdctl', '--endpoints', etcd.endpoint, 'get', '--print-value-only', '/weft-lab/k'], { env: { ...process.env, ETCDCTL_API: '3' } });
+  assert.equal(fromHost.stdout.trim(), 'v');
+});
