@@ -5,6 +5,7 @@
 namespace weft {
 Napi::Object InitBpf(Napi::Env env, Napi::Object exports);
 Napi::Object InitNetlink(Napi::Env env, Napi::Object exports);
+Napi::Object InitNetns(Napi::Env env, Napi::Object exports);
 }  // namespace weft
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -12,6 +13,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   Napi::Object netlink = Napi::Object::New(env);
   exports.Set("bpf", weft::InitBpf(env, bpf));
   exports.Set("netlink", weft::InitNetlink(env, netlink));
+  exports.Set("netns", weft::InitNetns(env, Napi::Object::New(env)));
   return exports;
 }
 

@@ -9,16 +9,25 @@ export const addonPath = path.resolve(here, '../../native/build/Release/weft_nat
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Raw = Record<string, any>;
-let cached: { bpf: Raw; netlink: Raw } | undefined;
+let cached: { bpf: Raw; netlink: Raw; netns: Raw } | undefined;
 
-export function addon(): { bpf: Raw; netlink: Raw } {
+export function addon(): { bpf: Raw; netlink: Raw; netns: Raw } {
   if (!cached) {
     const require = createRequire(import.meta.url);
     try {
-      cached = require(addonPath) as { bpf: Raw; netlink: Raw };
+      cached = require(addonPath) as { bpf: Raw; netlink: Raw; netns: Raw };
     } catch (err) {
       throw new Error(`cannot load the native addon ${addonPath}: ${(err as Error).message}; run 'make build'`);
     }
   }
   return cached;
+}
+
+/**
+ * Runs fn with the main thread in the network namespace at nsPath (e.g.
+ * /run/netns/NAME). Netlink and TC calls made inside act on that namespace.
+ * fn must be synchronous.
+ */
+export function withNetns<T>(nsPath: string, fn: () => T): T {
+  return addon().netns.withNetns(nsPath, fn) as T;
 }
