@@ -1,0 +1,64 @@
+// /run/flannel/subnet.env in flannel's format and order, written atomically
+// (temp file + rename, mode 0644) so docker or a CNI plugin never reads half a file.
+import fs from 'node:fs';
+import path from 'node:path';
+import { IPNet } from '../subnet/ipnet.js';
+
+export interface SubnetEnv {
+  network: IPNet;
+  subnet: IPNet;
+  ipv6Network?: IPNet;
+  ipv6Subnet?: IPNet;
+  mtu: number;
+  ipMasq: boolean;
+}
+
+/** The subnet written as its first host address, e.g. 10.244.3.1/24. */
+function firstHost(n: IPNet): string {
+  return `${n.hostAt(1n)}/${n.prefixLen}`;
+}
+
+export function formatSubnetEnv(e: SubnetEnv): string {
+  const lines = [`FLANNEL_NETWORK=${e.network}`, `FLANNEL_SUBNET=${firstHost(e.subnet)}`];
+  if (e.ipv6Network && e.ipv6Subnet) {
+    lines.push(`FLANNEL_IPV6_NETWORK=${e.ipv6Network}`, `FLANNEL_IPV6_SUBNET=${firstHost(e.ipv6Subnet)}`);
+  }
+  lines.push(`FLANNEL_MTU=${e.mtu}`, `FLANNEL_IPMASQ=${e.ipMasq}`);
+  return lines.join('\n') + '\n';
+}
+
+export function writeSubnetEnv(file: string, e: SubnetEnv): void {
+  const dir = path.dirname(file);
+  fs.mkdirSync(dir, { recursive: true });
+  const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.tmp`);
+  fs.writeFileSync(tmp, formatSubnetEnv(e), { mode: 0o644 });
+  fs.chmodSync(tmp, 0o644);
+  fs.renameSync(tmp, file);
+}
+
+/** Reads KEY=VALUE lines; missing file -> null. */
+export function readEnvFile(file: string): Record<string, string> | null {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch {
+    return null;
+  }
+  const out: Record<string, string> = {};
+  for (const line of text.split('\n')) {
+    const m = /^\s*([A-Z0-9_]+)=(.*)$/.exec(line);
+    if (m) out[m[1]] = m[2].trim().replace(/^"(.*)"$/, '$1');
+  }
+  return out;
+}
+
+/** The subnets of a previous run's subnet.env, to be tried before a random pick. */
+export function previousSubnets(file: string): { subnet?: IPNet; subnetV6?: IPNet } {
+  const env = readEnvFile(file);
+  if (!env) return {};
+  const parse = (v?: string): IPNet | undefined => {
+    const n = v ? IPNet.parse(v) : null;
+    return n ? n.canonical() : undefined;
+  };
+  return { subnet: parse(env.FLANNEL_SUBNET), subnetV6: parse(env.FLANNEL_IPV6_SUBNET) };
+}

@@ -1,0 +1,116 @@
+// IPv4/IPv6 networks as (family, base, prefix length), with addresses held as
+// bigint so that one piece of arithmetic serves both families. Parsing and
+// formatting go through ipaddr.js.
+import ipaddr from 'ipaddr.js';
+
+export type Family = 4 | 6;
+
+export function bitsOf(family: Family): number {
+  return family === 4 ? 32 : 128;
+}
+
+export function parseIP(text: string): { family: Family; value: bigint } | null {
+  if (ipaddr.IPv4.isValidFourPartDecimal(text)) {
+    return { family: 4, value: bytesToBig(ipaddr.IPv4.parse(text).toByteArray()) };
+  }
+  if (ipaddr.IPv6.isValid(text)) {
+    const v6 = ipaddr.IPv6.parse(text);
+    if (v6.zoneId) return null;
+    return { family: 6, value: bytesToBig(v6.toByteArray()) };
+  }
+  return null;
+}
+
+export function formatIP(family: Family, value: bigint): string {
+  const bytes: number[] = [];
+  for (let i = bitsOf(family) / 8 - 1; i >= 0; i--) bytes.push(Number((value >> BigInt(i * 8)) & 0xffn));
+  return ipaddr.fromByteArray(bytes).toString();
+}
+
+function bytesToBig(bytes: number[]): bigint {
+  return bytes.reduce((acc, b) => (acc << 8n) | BigInt(b), 0n);
+}
+
+export class IPNet {
+  constructor(
+    readonly family: Family,
+    /** The address as written; may have host bits set (see isNetworkAddress). */
+    readonly base: bigint,
+    readonly prefixLen: number,
+  ) {}
+
+  /** Parses "10.244.0.0/16" or "fd00::/48"; returns null when malformed. */
+  static parse(text: string): IPNet | null {
+    const slash = text.indexOf('/');
+    if (slash < 0) return null;
+    const ip = parseIP(text.slice(0, slash));
+    const lenText = text.slice(slash + 1);
+    if (!ip || !/^\d{1,3}$/.test(lenText)) return null;
+    const len = Number(lenText);
+    if (len > bitsOf(ip.family)) return null;
+    return new IPNet(ip.family, ip.value, len);
+  }
+
+  static of(family: Family, ip: string, prefixLen: number): IPNet {
+    const parsed = parseIP(ip);
+    if (!parsed || parsed.family !== family) throw new Error(`not an IPv${family} address: ${ip}`);
+    return new IPNet(family, parsed.value, prefixLen);
+  }
+
+  get bits(): number {
+    return bitsOf(this.family);
+  }
+
+  get mask(): bigint {
+    const all = (1n << BigInt(this.bits)) - 1n;
+    return all ^ ((1n << BigInt(this.bits - this.prefixLen)) - 1n);
+  }
+
+  get network(): bigint {
+    return this.base & this.mask;
+  }
+
+  /** The number of addresses in the network. */
+  get size(): bigint {
+    return 1n << BigInt(this.bits - this.prefixLen);
+  }
+
+  get ip(): string {
+    return formatIP(this.family, this.base);
+  }
+
+  isNetworkAddress(): boolean {
+    return this.base === this.network;
+  }
+
+  /** The same prefix with host bits cleared. */
+  canonical(): IPNet {
+    return new IPNet(this.family, this.network, this.prefixLen);
+  }
+
+  containsIP(value: bigint): boolean {
+    return (value & this.mask) === this.network;
+  }
+
+  /** True when other lies entirely inside this network. */
+  contains(other: IPNet): boolean {
+    return other.family === this.family && other.prefixLen >= this.prefixLen && this.containsIP(other.network);
+  }
+
+  overlaps(other: IPNet): boolean {
+    return other.family === this.family && (this.contains(other) || other.contains(this));
+  }
+
+  equals(other: IPNet): boolean {
+    return other.family === this.family && other.base === this.base && other.prefixLen === this.prefixLen;
+  }
+
+  /** The address `offset` after the network address, e.g. hostAt(1) = the first host. */
+  hostAt(offset: bigint): string {
+    return formatIP(this.family, this.network + offset);
+  }
+
+  toString(): string {
+    return `${this.ip}/${this.prefixLen}`;
+  }
+}

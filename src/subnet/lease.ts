@@ -1,0 +1,106 @@
+// flannel's lease keys and values, byte for byte.
+//   key:   10.244.3.0-24   or, dual-stack,   10.244.3.0-24&fd00:10:244:3::-64
+//   value: {"PublicIP":"192.0.2.11","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"…"}}
+// Fields written by others that we do not know are kept when we rewrite our own lease.
+import { IPNet } from './ipnet.js';
+
+// flannel's own pattern (pkg/subnet/subnet.go), anchored at the start as well.
+const KEY_RE = /^(\d+\.\d+\.\d+\.\d+)-(\d+)(?:&([a-f\d:]+)-(\d+))?$/;
+
+export interface SubnetKey {
+  subnet?: IPNet;
+  subnetV6?: IPNet;
+}
+
+/** Parses the last path element of a lease key; null when it is not a lease key. */
+export function parseSubnetKey(name: string): SubnetKey | null {
+  const m = KEY_RE.exec(name);
+  if (!m) return null;
+  const v4 = IPNet.parse(`${m[1]}/${m[2]}`);
+  if (!v4 || v4.family !== 4 || !v4.isNetworkAddress()) return null;
+  const key: SubnetKey = { subnet: v4 };
+  if (m[3] !== undefined) {
+    const v6 = IPNet.parse(`${m[3]}/${m[4]}`);
+    if (!v6 || v6.family !== 6 || !v6.isNetworkAddress()) return null;
+    key.subnetV6 = v6;
+  }
+  return key;
+}
+
+export function formatSubnetKey(key: SubnetKey): string {
+  const parts: string[] = [];
+  if (key.subnet) parts.push(`${key.subnet.ip}-${key.subnet.prefixLen}`);
+  if (key.subnetV6) parts.push(`${key.subnetV6.ip}-${key.subnetV6.prefixLen}`);
+  return parts.join('&');
+}
+
+export interface LeaseAttrs {
+  PublicIP: string;
+  PublicIPv6: string | null;
+  BackendType?: string;
+  BackendData?: unknown;
+  BackendV6Data?: unknown;
+  /** Fields others wrote that weft does not know; written back unchanged. */
+  extra?: Record<string, unknown>;
+}
+
+const KNOWN = new Set(['PublicIP', 'PublicIPv6', 'BackendType', 'BackendData', 'BackendV6Data']);
+
+export class LeaseValueError extends Error {}
+
+/** Parses a lease value; throws LeaseValueError with the reason when it is not one. */
+export function parseLeaseAttrs(text: string): LeaseAttrs {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (err) {
+    throw new LeaseValueError(`not JSON: ${(err as Error).message}`);
+  }
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new LeaseValueError('not a JSON object');
+  const o = raw as Record<string, unknown>;
+  if (typeof o.PublicIP !== 'string' || IPNet.parse(`${o.PublicIP}/32`)?.family !== 4) {
+    throw new LeaseValueError(`PublicIP ${JSON.stringify(o.PublicIP)} is not an IPv4 address`);
+  }
+  if (o.PublicIPv6 !== undefined && o.PublicIPv6 !== null && (typeof o.PublicIPv6 !== 'string' || IPNet.parse(`${o.PublicIPv6}/128`)?.family !== 6)) {
+    throw new LeaseValueError(`PublicIPv6 ${JSON.stringify(o.PublicIPv6)} is not an IPv6 address`);
+  }
+  if (o.BackendType !== undefined && typeof o.BackendType !== 'string') throw new LeaseValueError('BackendType is not a string');
+  const attrs: LeaseAttrs = { PublicIP: o.PublicIP, PublicIPv6: (o.PublicIPv6 as string | null | undefined) ?? null };
+  if (o.BackendType !== undefined && o.BackendType !== '') attrs.BackendType = o.BackendType as string;
+  if (o.BackendData !== undefined && o.BackendData !== null) attrs.BackendData = o.BackendData;
+  if (o.BackendV6Data !== undefined && o.BackendV6Data !== null) attrs.BackendV6Data = o.BackendV6Data;
+  const extra = Object.fromEntries(Object.entries(o).filter(([k]) => !KNOWN.has(k)));
+  if (Object.keys(extra).length) attrs.extra = extra;
+  return attrs;
+}
+
+/** Serialises in the field order and omissions of flannel's Go struct (PublicIPv6 always present, null when unset). */
+export function encodeLeaseAttrs(attrs: LeaseAttrs): string {
+  const o: Record<string, unknown> = { PublicIP: attrs.PublicIP, PublicIPv6: attrs.PublicIPv6 ?? null };
+  if (attrs.BackendType) o.BackendType = attrs.BackendType;
+  if (attrs.BackendData !== undefined) o.BackendData = attrs.BackendData;
+  if (attrs.BackendV6Data !== undefined) o.BackendV6Data = attrs.BackendV6Data;
+  for (const [k, v] of Object.entries(attrs.extra ?? {})) if (!(k in o)) o[k] = v;
+  return JSON.stringify(o);
+}
+
+/** A lease as read from etcd. */
+export interface Lease {
+  /** The key's last element, e.g. "10.244.3.0-24". */
+  name: string;
+  subnet: IPNet;
+  subnetV6?: IPNet;
+  attrs: LeaseAttrs;
+  /** etcd lease id as a decimal string; "0" for a reservation (no TTL). */
+  leaseId: string;
+  modRevision: string;
+}
+
+export function isReservation(lease: Pick<Lease, 'leaseId'>): boolean {
+  return lease.leaseId === '0';
+}
+
+/** True when two lease values say the same thing to a dataplane. */
+export function sameAttrs(a: LeaseAttrs, b: LeaseAttrs): boolean {
+  return encodeLeaseAttrs(a) === encodeLeaseAttrs(b);
+}
