@@ -1,0 +1,49 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Per-CPU counters: traffic by direction and encapsulation, drops by reason
+ * (enum weft_drop_reason in weft_maps.h). Per-CPU so that counting never
+ * contends; the agent sums the CPUs when it reads them.
+ */
+#ifndef WEFT_COUNTERS_H
+#define WEFT_COUNTERS_H
+
+#include <linux/bpf.h>
+#include <linux/pkt_cls.h>
+#include <bpf/bpf_helpers.h>
+#include "maps.h"
+
+static __always_inline void count_traffic(__u32 dir, __u32 encap, __u32 bytes)
+{
+	__u32 idx = weft_stats_index(dir, encap);
+	struct weft_counter *c;
+
+	if (encap >= WEFT_ENCAP_MAX)
+		return;
+	c = bpf_map_lookup_elem(&weft_stats, &idx);
+	if (c) {
+		c->packets++;
+		c->bytes += bytes;
+	}
+}
+
+static __always_inline void count_drop(__u32 reason, __u32 bytes)
+{
+	struct weft_counter *c;
+
+	if (reason >= WEFT_DROP_MAX)
+		reason = WEFT_DROP_NONE;
+	c = bpf_map_lookup_elem(&weft_drops, &reason);
+	if (c) {
+		c->packets++;
+		c->bytes += bytes;
+	}
+}
+
+/* The verdict for a drop: counted under its reason, then shot. */
+static __always_inline int drop(__u32 reason, __u32 bytes)
+{
+	count_drop(reason, bytes);
+	return TC_ACT_SHOT;
+}
+
+#endif /* WEFT_COUNTERS_H */

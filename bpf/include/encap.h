@@ -1,0 +1,229 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * One helper per encapsulation. Each returns a TC verdict (>= 0) or a drop
+ * reason negated (< 0), so the entry program counts every drop in one place.
+ *
+ *   encap_vxlan     metadata for the collect_md vxlan device (the kernel encapsulates)
+ *   encap_ipip      outer IPv4, protocol 4, pushed here, sent out of the underlay
+ *   encap_udp       outer IPv4 + UDP (flannel's udp wire format), pushed here
+ *   forward_direct  host-gw / DirectRouting: the unmodified packet to the peer as next hop
+ *   decap_ip        ingress: strip an ipip or udp outer header and deliver on the overlay device
+ */
+#ifndef WEFT_ENCAP_H
+#define WEFT_ENCAP_H
+
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/udp.h>
+#include <linux/pkt_cls.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include "weft_maps.h"
+#include "parse.h"
+#include "csum.h"
+
+#ifndef AF_INET
+#define AF_INET 2
+#endif
+
+/*
+ * Decapsulation flags newer than bookworm's 6.1 uapi header. DECAP_L3_* came
+ * with 6.3; DECAP_L4_UDP and DECAP_IPXIP4 (which also clear skb->encapsulation
+ * and the tunnel GSO bits) are newer still, so decap_ip falls back when the
+ * running kernel rejects them with -EINVAL.
+ */
+#define WEFT_ADJ_ROOM_DECAP_L3_IPV4 (1ULL << 7)
+#define WEFT_ADJ_ROOM_DECAP_L4_UDP  (1ULL << 10)
+#define WEFT_ADJ_ROOM_DECAP_IPXIP4  (1ULL << 11)
+
+#define WEFT_TTL 64
+#define INET_ECN_MASK 3
+#define INET_ECN_CE   3
+#define INET_ECN_ECT0 2
+
+/* RFC 6040 normal mode, like the kernel's INET_ECN_encapsulate: CE is not copied out. */
+static __always_inline __u8 outer_tos(__u8 inner_tos)
+{
+	__u8 ecn = inner_tos & INET_ECN_MASK;
+
+	return ecn == INET_ECN_CE ? INET_ECN_ECT0 : ecn;
+}
+
+/*
+ * Sends a packet whose Ethernet payload is ready out of the underlay towards
+ * next_hop. With check_onlink, a next hop the FIB would reach through a
+ * gateway is refused: host-gw only works between hosts on one L2 segment.
+ */
+static __always_inline int redirect_underlay(struct __sk_buff *skb, const struct weft_config *cfg,
+					     __be32 next_hop, int check_onlink)
+{
+	struct bpf_fib_lookup fib = {};
+	struct bpf_redir_neigh nh = {};
+	__u8 macs[2 * ETH_ALEN];
+	long rc;
+
+	fib.family = AF_INET;
+	fib.ipv4_dst = next_hop;
+	fib.ifindex = cfg->underlay_ifindex;
+	/* OUTPUT: route as a packet sent from this host out of the chosen underlay. */
+	rc = bpf_fib_lookup(skb, &fib, sizeof(fib), BPF_FIB_LOOKUP_OUTPUT);
+	if (check_onlink && (rc == BPF_FIB_LKUP_RET_SUCCESS || rc == BPF_FIB_LKUP_RET_NO_NEIGH) &&
+	    fib.ipv4_dst != next_hop)
+		return -WEFT_DROP_FIB_FAILED;
+	switch (rc) {
+	case BPF_FIB_LKUP_RET_SUCCESS:
+		__builtin_memcpy(macs, fib.dmac, ETH_ALEN);
+		__builtin_memcpy(macs + ETH_ALEN, fib.smac, ETH_ALEN);
+		if (bpf_skb_store_bytes(skb, 0, macs, sizeof(macs), 0))
+			return -WEFT_DROP_ENCAP_FAILED;
+		return bpf_redirect(fib.ifindex, 0);
+	case BPF_FIB_LKUP_RET_NO_NEIGH:
+		/* The kernel resolves the neighbour (and queues the packet meanwhile). */
+		nh.nh_family = AF_INET;
+		nh.ipv4_nh = fib.ipv4_dst;
+		rc = bpf_redirect_neigh(fib.ifindex, &nh, sizeof(nh), 0);
+		return rc == TC_ACT_REDIRECT ? TC_ACT_REDIRECT : -WEFT_DROP_FIB_FAILED;
+	case BPF_FIB_LKUP_RET_FRAG_NEEDED:
+		return -WEFT_DROP_TOO_BIG;
+	default:
+		return -WEFT_DROP_FIB_FAILED;
+	}
+}
+
+static __always_inline int encap_vxlan(struct __sk_buff *skb, const struct weft_config *cfg,
+				       const struct weft_peer *peer)
+{
+	struct bpf_tunnel_key key = {};
+	__u8 macs[2 * ETH_ALEN];
+
+	key.remote_ipv4 = bpf_ntohl(peer->public_ip);
+	key.tunnel_id = peer->vni;
+	key.tunnel_ttl = WEFT_TTL;
+	/*
+	 * The outer source is left to the kernel's route lookup (like flannel's
+	 * `local` it is the underlay address, also behind NAT). A zero UDP
+	 * checksum is what flannel's kernel vxlan sends over IPv4.
+	 */
+	if (bpf_skb_set_tunnel_key(skb, &key, offsetof(struct bpf_tunnel_key, local_ipv4),
+				   BPF_F_ZERO_CSUM_TX))
+		return -WEFT_DROP_ENCAP_FAILED;
+	__builtin_memcpy(macs, peer->vtep_mac, ETH_ALEN);
+	__builtin_memcpy(macs + ETH_ALEN, cfg->vtep_mac, ETH_ALEN);
+	if (bpf_skb_store_bytes(skb, 0, macs, sizeof(macs), 0))
+		return -WEFT_DROP_ENCAP_FAILED;
+	return TC_ACT_OK;
+}
+
+struct outer_hdr {
+	struct iphdr ip;
+	struct udphdr udp;
+};
+
+/*
+ * Pushes an outer IPv4 header (and UDP header when with_udp) between the
+ * Ethernet header and the inner IPv4 packet. FIXED_GSO keeps gso_size: the
+ * pods' MTU already leaves room for the outer headers, so every segment fits
+ * the underlay; the ENCAP flags set the inner offsets and the tunnel GSO type
+ * so that the kernel segments and checksums a TCP aggregate correctly.
+ */
+static __always_inline int push_outer(struct __sk_buff *skb, const struct weft_config *cfg,
+				      const struct weft_peer *peer, const struct ipv4_pkt *p, int with_udp)
+{
+	__u32 olen = with_udp ? sizeof(struct iphdr) + sizeof(struct udphdr) : sizeof(struct iphdr);
+	__u64 flags = BPF_F_ADJ_ROOM_FIXED_GSO | BPF_F_ADJ_ROOM_ENCAP_L3_IPV4;
+	struct outer_hdr h = {};
+	__u8 inner_tos = p->ip->tos;
+	__be16 inner_df = p->ip->frag_off & bpf_htons(IP_DF);
+	__u32 tot_len;
+
+	if (with_udp)
+		flags |= BPF_F_ADJ_ROOM_ENCAP_L4_UDP;
+	if (!skb->gso_size && skb->len - ETH_HLEN + olen > cfg->mtu)
+		return -WEFT_DROP_TOO_BIG;
+	if (bpf_skb_adjust_room(skb, olen, BPF_ADJ_ROOM_MAC, flags))
+		return -WEFT_DROP_ENCAP_FAILED;
+
+	tot_len = skb->len - ETH_HLEN;
+	/* Only a GSO TCP aggregate can exceed 64 KiB; its segments get their own lengths. */
+	if (tot_len > 0xffff)
+		tot_len = 0;
+	h.ip.version = 4;
+	h.ip.ihl = 5;
+	h.ip.tos = outer_tos(inner_tos);
+	h.ip.tot_len = bpf_htons(tot_len);
+	/* A DF packet is atomic (RFC 6864): id 0. Otherwise an id that fragments can be told apart by. */
+	h.ip.id = inner_df ? 0 : (__be16)bpf_get_prandom_u32();
+	h.ip.frag_off = inner_df;
+	h.ip.ttl = WEFT_TTL;
+	h.ip.protocol = with_udp ? IPPROTO_UDP : IPPROTO_IPIP;
+	h.ip.saddr = cfg->public_ip;
+	h.ip.daddr = peer->public_ip;
+	h.ip.check = ipv4_csum(&h.ip);
+	if (with_udp) {
+		/* flannel's proxy sends from the socket bound to Port; checksum 0 like it does. */
+		h.udp.source = bpf_htons(cfg->port);
+		h.udp.dest = bpf_htons(cfg->port);
+		h.udp.len = bpf_htons(tot_len ? tot_len - sizeof(struct iphdr) : 0);
+		h.udp.check = 0;
+	}
+	if (bpf_skb_store_bytes(skb, ETH_HLEN, &h, olen, 0))
+		return -WEFT_DROP_ENCAP_FAILED;
+	return WEFT_DROP_NONE;
+}
+
+static __always_inline int encap_ipip(struct __sk_buff *skb, const struct weft_config *cfg,
+				      const struct weft_peer *peer, const struct ipv4_pkt *p)
+{
+	__be32 dst = peer->public_ip;
+	int err = push_outer(skb, cfg, peer, p, 0);
+
+	return err ? err : redirect_underlay(skb, cfg, dst, 0);
+}
+
+static __always_inline int encap_udp(struct __sk_buff *skb, const struct weft_config *cfg,
+				     const struct weft_peer *peer, const struct ipv4_pkt *p)
+{
+	__be32 dst = peer->public_ip;
+	int err = push_outer(skb, cfg, peer, p, 1);
+
+	return err ? err : redirect_underlay(skb, cfg, dst, 0);
+}
+
+static __always_inline int forward_direct(struct __sk_buff *skb, const struct weft_config *cfg,
+					  const struct weft_peer *peer)
+{
+	return redirect_underlay(skb, cfg, peer->public_ip, 1);
+}
+
+/*
+ * Strips olen bytes of outer headers after the Ethernet header and hands the
+ * inner packet to the overlay device's ingress, as if a tunnel device had
+ * received it: rp_filter, tcpdump and routing see it on the overlay device.
+ */
+static __always_inline int decap_ip(struct __sk_buff *skb, const struct weft_config *cfg,
+				    __u32 olen, int with_udp)
+{
+	__u64 base = BPF_F_ADJ_ROOM_FIXED_GSO;
+	__u64 newest = base | WEFT_ADJ_ROOM_DECAP_L3_IPV4 |
+		       (with_udp ? WEFT_ADJ_ROOM_DECAP_L4_UDP : WEFT_ADJ_ROOM_DECAP_IPXIP4);
+	__u8 inner_ver;
+
+	if (bpf_skb_load_bytes(skb, ETH_HLEN + olen, &inner_ver, 1))
+		return -WEFT_DROP_BAD_HEADER;
+	if ((inner_ver >> 4) != 4)
+		return -WEFT_DROP_UNSUPPORTED;
+	if (skb->len < ETH_HLEN + olen + sizeof(struct iphdr))
+		return -WEFT_DROP_BAD_HEADER;
+	/* Newest flags first; each older kernel rejects what it does not know with -EINVAL. */
+	if (bpf_skb_adjust_room(skb, -(__s32)olen, BPF_ADJ_ROOM_MAC, newest) &&
+	    bpf_skb_adjust_room(skb, -(__s32)olen, BPF_ADJ_ROOM_MAC, base | WEFT_ADJ_ROOM_DECAP_L3_IPV4) &&
+	    bpf_skb_adjust_room(skb, -(__s32)olen, BPF_ADJ_ROOM_MAC, base))
+		return -WEFT_DROP_ENCAP_FAILED;
+	if (bpf_skb_store_bytes(skb, offsetof(struct ethhdr, h_dest), cfg->overlay_mac, ETH_ALEN, 0))
+		return -WEFT_DROP_ENCAP_FAILED;
+	return bpf_redirect(cfg->overlay_ifindex, BPF_F_INGRESS);
+}
+
+#endif /* WEFT_ENCAP_H */
