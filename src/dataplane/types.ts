@@ -31,6 +31,8 @@ export interface UnderlayInterface {
   /** The interface's own IPv4 address (may differ from PublicIP behind NAT). */
   address: string;
   mac: string;
+  /** Its connected IPv4 networks ("192.0.2.0/24"): peers there share our L2 segment. */
+  networks: string[];
 }
 
 /** Everything a dataplane needs to program the local host. */

@@ -1,0 +1,77 @@
+// host-gw, ipip and udp: leases carry no BackendData (udp carries no BackendType either).
+import type { Backend } from './types.js';
+import { leaseBackendType, onLink, wrongBackend } from './types.js';
+import type { BackendConfig } from '../config/network.js';
+import { encapOverhead } from '../config/network.js';
+import type { PeerRoute, UnderlayInterface } from '../dataplane/types.js';
+import type { Lease, LeaseAttrs } from '../subnet/lease.js';
+
+export class HostGwBackend implements Backend {
+  readonly type = 'host-gw' as const;
+  constructor(
+    readonly config: BackendConfig,
+    private readonly iface: UnderlayInterface,
+  ) {}
+
+  leaseAttrs(publicIP: string, publicIPv6: string | null): LeaseAttrs {
+    return { PublicIP: publicIP, PublicIPv6: publicIPv6, BackendType: 'host-gw' };
+  }
+
+  podMTU(underlayMTU: number): number {
+    return underlayMTU - encapOverhead('host-gw');
+  }
+
+  peerRoute(lease: Lease): PeerRoute | { skip: string } {
+    if (leaseBackendType(lease) !== 'host-gw') return wrongBackend(lease, 'host-gw');
+    if (!onLink(this.iface, lease.attrs.PublicIP)) {
+      return {
+        skip:
+          `its PublicIP ${lease.attrs.PublicIP} is not on our L2 segment (${this.iface.networks.join(', ') || 'no networks'} on ${this.iface.name}); ` +
+          'host-gw needs every host on one L2 network: use vxlan (with DirectRouting) for hosts across routers',
+      };
+    }
+    return { subnet: lease.subnet.toString(), publicIP: lease.attrs.PublicIP, encap: 'direct', directRouting: false };
+  }
+}
+
+export class IpipBackend implements Backend {
+  readonly type = 'ipip' as const;
+  constructor(
+    readonly config: BackendConfig,
+    private readonly iface: UnderlayInterface,
+  ) {}
+
+  leaseAttrs(publicIP: string, publicIPv6: string | null): LeaseAttrs {
+    return { PublicIP: publicIP, PublicIPv6: publicIPv6, BackendType: 'ipip' };
+  }
+
+  podMTU(underlayMTU: number): number {
+    return underlayMTU - encapOverhead('ipip');
+  }
+
+  peerRoute(lease: Lease): PeerRoute | { skip: string } {
+    if (leaseBackendType(lease) !== 'ipip') return wrongBackend(lease, 'ipip');
+    const base = { subnet: lease.subnet.toString(), publicIP: lease.attrs.PublicIP };
+    if (this.config.directRouting && onLink(this.iface, lease.attrs.PublicIP)) return { ...base, encap: 'direct', directRouting: true };
+    return { ...base, encap: 'ipip', directRouting: false };
+  }
+}
+
+export class UdpBackend implements Backend {
+  readonly type = 'udp' as const;
+  constructor(readonly config: BackendConfig) {}
+
+  leaseAttrs(publicIP: string, publicIPv6: string | null): LeaseAttrs {
+    // flannel's udp backend writes no BackendType.
+    return { PublicIP: publicIP, PublicIPv6: publicIPv6 };
+  }
+
+  podMTU(underlayMTU: number): number {
+    return underlayMTU - encapOverhead('udp');
+  }
+
+  peerRoute(lease: Lease): PeerRoute | { skip: string } {
+    if (leaseBackendType(lease) !== 'udp') return wrongBackend(lease, 'udp');
+    return { subnet: lease.subnet.toString(), publicIP: lease.attrs.PublicIP, encap: 'udp', directRouting: false };
+  }
+}

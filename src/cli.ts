@@ -1,0 +1,42 @@
+#!/usr/bin/env node
+// weft: a flannel-compatible overlay agent with an eBPF dataplane.
+import yargs from 'yargs';
+import { hideBin } from 'yargs/helpers';
+import { agentCommand } from './cli/agent.js';
+import { configCommand } from './cli/config.js';
+import { UsageError } from './cli/options.js';
+import { ConfigError } from './config/network.js';
+
+function report(err: unknown): never {
+  if (err instanceof UsageError) {
+    process.stderr.write(`weft: ${err.message}\n`);
+    process.exit(2);
+  }
+  if (err instanceof ConfigError) {
+    process.stderr.write(`weft: ${err.message}\n`);
+    process.exit(1);
+  }
+  const e = err as Error & { code?: string };
+  process.stderr.write(`weft: ${e.message}\n`);
+  if (process.env.WEFT_DEBUG) process.stderr.write(`${e.stack}\n`);
+  process.exit(1);
+}
+
+try {
+  await yargs(hideBin(process.argv))
+    .scriptName('weft')
+    .env('FLANNELD')
+    .command(agentCommand)
+    .command(configCommand)
+    .demandCommand(1, 'name a command: weft <command> --help')
+    .strict()
+    .help()
+    .wrap(Math.min(110, process.stdout.columns || 110))
+    .fail((msg, err) => {
+      if (err) throw err;
+      throw new UsageError(`${msg} (see weft --help)`);
+    })
+    .parseAsync();
+} catch (err) {
+  report(err);
+}

@@ -1,0 +1,115 @@
+// `weft agent`: the per-host daemon, with flanneld's flags.
+import type { Argv, CommandModule } from 'yargs';
+import { Agent, AgentFatalError, type DataplaneChoice } from '../agent/agent.js';
+import { selectInterface, InterfaceError } from '../agent/iface.js';
+import { snapshotInterfaces } from '../agent/iface-netlink.js'; // HOLD
+import { ConfigError } from '../config/network.js';
+import { OutOfSubnetsError } from '../subnet/manager.js';
+import { EtcdOptionsError } from '../subnet/registry.js';
+import { selectDataplane } from '../dataplane/select.js';
+import { createLogger } from '../log.js';
+import { etcdFromArgs, etcdOptions, pinDirOption, UsageError, withOptions, type EtcdArgs } from './options.js';
+
+interface AgentArgs extends EtcdArgs {
+  iface: string[];
+  'iface-regex': string[];
+  'public-ip'?: string;
+  'public-ipv6'?: string;
+  'subnet-file': string;
+  'subnet-lease-renew-margin': number;
+  'subnet-lease-ttl': number;
+  'ip-masq': boolean;
+  'healthz-ip': string;
+  'healthz-port': number;
+  dataplane: DataplaneChoice;
+  'bpf-pin-dir': string;
+  'log-level': string;
+}
+
+function splitList(v: string[] | string | undefined): string[] {
+  const arr = Array.isArray(v) ? v : v ? [v] : [];
+  return arr.flatMap((s) => String(s).split(',')).map((s) => s.trim()).filter(Boolean);
+}
+
+function check(a: AgentArgs): void {
+  const m = a['subnet-lease-renew-margin'];
+  if (!Number.isInteger(m) || m < 1 || m > 1439) {
+    throw new UsageError(`--subnet-lease-renew-margin ${m}: must be a whole number of minutes from 1 to 1439 (the lease lives 24 h)`);
+  }
+  const p = a['healthz-port'];
+  if (!Number.isInteger(p) || p < 0 || p > 65535) throw new UsageError(`--healthz-port ${p}: must be 0 (off) to 65535`);
+  const ttl = a['subnet-lease-ttl'];
+  if (!Number.isInteger(ttl) || ttl < 10) throw new UsageError(`--subnet-lease-ttl ${ttl}: must be at least 10 seconds`);
+  if (m * 60 >= ttl) throw new UsageError(`--subnet-lease-renew-margin ${m} min is not shorter than the lease TTL (${ttl} s): the lease would be renewed continuously`);
+}
+
+export const agentCommand: CommandModule<object, AgentArgs> = {
+  command: 'agent',
+  describe: 'run the per-host agent: lease a subnet, write subnet.env, program the dataplane',
+  builder: (y: Argv) =>
+    withOptions(y, etcdOptions, pinDirOption).options({
+      iface: { type: 'string', array: true, default: [], describe: 'interface (name or IPv4 address) for the overlay; repeatable, first match wins' },
+      'iface-regex': { type: 'string', array: true, default: [], describe: 'regex over interface names and addresses; repeatable' },
+      'public-ip': { type: 'string', describe: 'IPv4 address other hosts use to reach this one (default: the interface address)' },
+      'public-ipv6': { type: 'string', describe: 'IPv6 address published in the lease' },
+      'subnet-file': { type: 'string', default: '/run/flannel/subnet.env', describe: 'where to write subnet.env' },
+      'subnet-lease-renew-margin': { type: 'number', default: 60, describe: 'renew the lease this many minutes before it expires (1..1439)' },
+      'subnet-lease-ttl': { type: 'number', default: 86400, describe: 'lease TTL in seconds (flannel: 24 h; lower only for testing)' },
+      'ip-masq': { type: 'boolean', default: false, describe: 'written to subnet.env as FLANNEL_IPMASQ' },
+      'healthz-ip': { type: 'string', default: '0.0.0.0', describe: 'address of the /healthz and /readyz endpoint' },
+      'healthz-port': { type: 'number', default: 0, describe: 'port of the health endpoint (0 = off)' },
+      dataplane: { choices: ['auto', 'ebpf', 'netlink', 'none'] as const, default: 'auto' as const, describe: 'auto: eBPF where the kernel supports it, else netlink' },
+      'log-level': { choices: ['trace', 'debug', 'info', 'warn', 'error'], default: 'info', describe: 'log level' },
+    }) as unknown as Argv<AgentArgs>,
+  handler: async (a) => {
+    check(a);
+    const log = createLogger({ level: a['log-level'] });
+    let selected;
+    try {
+      selected = selectInterface(snapshotInterfaces(), { iface: splitList(a.iface), ifaceRegex: splitList(a['iface-regex']), publicIP: a['public-ip'] });
+    } catch (err) {
+      if (err instanceof InterfaceError) throw new UsageError(err.message);
+      throw err;
+    }
+    let agent: Agent;
+    try {
+      agent = new Agent(
+        {
+          etcd: etcdFromArgs(a),
+          subnetFile: a['subnet-file'],
+          renewMarginMin: a['subnet-lease-renew-margin'],
+          leaseTTLSec: a['subnet-lease-ttl'],
+          ipMasq: a['ip-masq'],
+          publicIPv6: a['public-ipv6'],
+          healthzIP: a['healthz-ip'],
+          healthzPort: a['healthz-port'],
+          dataplane: a.dataplane,
+          bpfPinDir: a['bpf-pin-dir'],
+        },
+        selected,
+        log,
+        selectDataplane,
+      );
+    } catch (err) {
+      if (err instanceof EtcdOptionsError) throw new UsageError(err.message);
+      throw err;
+    }
+    for (const sig of ['SIGTERM', 'SIGINT'] as const) {
+      process.once(sig, () => {
+        log.info({ signal: sig }, 'stopping; the lease stays in etcd for the next start');
+        void agent.stop();
+      });
+    }
+    try {
+      await agent.run();
+    } catch (err) {
+      if (err instanceof ConfigError || err instanceof OutOfSubnetsError || err instanceof AgentFatalError) {
+        log.fatal(err.message);
+        await agent.stop();
+        process.exit(1);
+      }
+      throw err;
+    }
+    process.exit(0);
+  },
+};

@@ -1,0 +1,57 @@
+// Options shared by several commands, named as flanneld names them. Each is
+// also read from FLANNELD_<FLAG> (upper case, '-' -> '_') when the flag is absent.
+import type { Argv, Options } from 'yargs';
+import { DEFAULT_PREFIX, type EtcdOptions } from '../subnet/registry.js';
+
+export const DEFAULT_PIN_DIR = '/sys/fs/bpf/weft';
+export const DEFAULT_STATUS_SOCKET = '/run/weft/weft.sock';
+
+/** A mistake in the command line; printed with a hint and exit code 2. */
+export class UsageError extends Error {}
+
+export const etcdOptions = {
+  'etcd-endpoints': { type: 'string', default: 'http://127.0.0.1:2379', describe: 'comma-separated etcd endpoints', group: 'etcd:' },
+  'etcd-prefix': { type: 'string', default: DEFAULT_PREFIX, describe: 'etcd prefix holding config and subnets', group: 'etcd:' },
+  'etcd-cafile': { type: 'string', describe: 'CA file for https endpoints', group: 'etcd:' },
+  'etcd-certfile': { type: 'string', describe: 'client certificate (with --etcd-keyfile)', group: 'etcd:' },
+  'etcd-keyfile': { type: 'string', describe: 'client key (with --etcd-certfile)', group: 'etcd:' },
+  'etcd-username': { type: 'string', describe: 'etcd auth user', group: 'etcd:' },
+  'etcd-password': { type: 'string', describe: 'etcd auth password (never logged)', group: 'etcd:' },
+} satisfies Record<string, Options>;
+
+export interface EtcdArgs {
+  'etcd-endpoints': string;
+  'etcd-prefix': string;
+  'etcd-cafile'?: string;
+  'etcd-certfile'?: string;
+  'etcd-keyfile'?: string;
+  'etcd-username'?: string;
+  'etcd-password'?: string;
+}
+
+export function etcdFromArgs(a: EtcdArgs): EtcdOptions {
+  return {
+    endpoints: a['etcd-endpoints'].split(',').map((s) => s.trim()).filter(Boolean),
+    prefix: a['etcd-prefix'],
+    caFile: a['etcd-cafile'],
+    certFile: a['etcd-certfile'],
+    keyFile: a['etcd-keyfile'],
+    username: a['etcd-username'],
+    password: a['etcd-password'],
+  };
+}
+
+export const pinDirOption = {
+  'bpf-pin-dir': { type: 'string', default: DEFAULT_PIN_DIR, describe: 'bpffs directory of the pinned maps' },
+} satisfies Record<string, Options>;
+
+export const outputOption = {
+  output: { alias: 'o', choices: ['table', 'json'] as const, default: 'table' as const, describe: 'output format' },
+} satisfies Record<string, Options>;
+
+/** Adds option groups to a yargs builder. */
+export function withOptions<T>(y: Argv<T>, ...groups: Array<Record<string, Options>>): Argv<T> {
+  let out = y;
+  for (const g of groups) out = out.options(g) as Argv<T>;
+  return out;
+}

@@ -1,0 +1,152 @@
+// The lease manager and the lease watcher against a real etcd (Debian's etcd,
+// started by the test on a free loopback port): concurrency, reservations,
+// renewal, our own lease deleted, malformed leases. Compaction and etcd
+// outages are tested against real agents in test/integration/agent.test.ts.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { LabEtcd } from 'weft/lab/etcd.js';
+import { waitFor } from 'weft/lab/exec.js';
+import { parseNetworkConfig } from 'weft/config/network.js';
+import { EtcdRegistry } from 'weft/subnet/registry.js';
+import { LeaseManager, OutOfSubnetsError } from 'weft/subnet/manager.js';
+import { LeaseWatcher, type LeaseEvent } from 'weft/subnet/watch.js';
+import type { LeaseAttrs } from 'weft/subnet/lease.js';
+import { memLog } from '../harness/memlog.js';
+
+let etcd: LabEtcd;
+const registries: EtcdRegistry[] = [];
+let prefixCounter = 0;
+
+before(async () => {
+  etcd = await LabEtcd.start();
+});
+after(async () => {
+  for (const r of registries) r.close();
+  await etcd.destroy();
+});
+
+/** A fresh prefix per test, so tests do not see each other's leases. */
+function freshPrefix(): string {
+  return `/weft-test/${process.pid}-${prefixCounter++}/network`;
+}
+
+function registry(prefix: string): EtcdRegistry {
+  const r = new EtcdRegistry({ endpoints: [etcd.endpoint], prefix });
+  registries.push(r);
+  return r;
+}
+
+function attrsFor(ip: string): LeaseAttrs {
+  return { PublicIP: ip, PublicIPv6: null, BackendType: 'host-gw' };
+}
+
+function manager(prefix: string, ip: string, configJson: string, extra: Partial<ConstructorParameters<typeof LeaseManager>[0]> = {}): LeaseManager {
+  return new LeaseManager({ registry: registry(prefix), config: parseNetworkConfig(configJson), attrs: attrsFor(ip), renewMarginMin: 60, log: memLog().log, ...extra });
+}
+
+test('50 concurrent acquisitions against 60 free subnets all succeed with distinct subnets', async () => {
+  const prefix = freshPrefix();
+  const cfg = '{"Network":"10.244.0.0/16","SubnetMin":"10.244.1.0","SubnetMax":"10.244.60.0","Backend":{"Type":"host-gw"}}';
+  const managers = Array.from({ length: 50 }, (_, i) => manager(prefix, `192.0.2.${100 + i}`, cfg));
+  const leases = await Promise.all(managers.map((m) => m.acquire()));
+  managers.forEach((m) => m.stop());
+  const subnets = new Set(leases.map((l) => l.subnet.toString()));
+  assert.equal(subnets.size, 50);
+  const stored = await registry(prefix).listLeases();
+  assert.equal(stored.leases.length, 50);
+  for (const l of stored.leases) assert.notEqual(l.leaseId, '0', 'each lease has an etcd lease (TTL)');
+});
+
+test('a reservation is honoured: only its PublicIP gets it, and it never expires', async () => {
+  const prefix = freshPrefix();
+  const cfg = '{"Network":"10.244.0.0/16","SubnetMin":"10.244.1.0","SubnetMax":"10.244.3.0","Backend":{"Type":"host-gw"}}';
+  await etcd.etcdctl(['put', `${prefix}/subnets/10.244.2.0-24`, '{"PublicIP":"192.0.2.99"}']);
+  const others = [manager(prefix, '192.0.2.1', cfg), manager(prefix, '192.0.2.2', cfg)];
+  const got = await Promise.all(others.map((m) => m.acquire()));
+  assert.deepEqual(got.map((l) => l.subnet.toString()).sort(), ['10.244.1.0/24', '10.244.3.0/24']);
+  await assert.rejects(manager(prefix, '192.0.2.3', cfg).acquire(), (e: Error) => e instanceof OutOfSubnetsError && /out of subnets/.test(e.message));
+  const owner = manager(prefix, '192.0.2.99', cfg);
+  const mine = await owner.acquire();
+  others.forEach((m) => m.stop());
+  owner.stop();
+  assert.equal(mine.subnet.toString(), '10.244.2.0/24');
+  assert.equal(mine.reservation, true);
+  const stored = (await registry(prefix).listLeases()).leases.find((l) => l.subnet.toString() === '10.244.2.0/24')!;
+  assert.equal(stored.leaseId, '0', 'still a reservation, without a TTL');
+  assert.equal(stored.attrs.BackendType, 'host-gw', 'our backend data written into the reservation');
+});
+
+test('a restarted host reclaims its lease; the previous subnet.env subnet comes second', async () => {
+  const prefix = freshPrefix();
+  const cfg = '{"Network":"10.244.0.0/16","Backend":{"Type":"host-gw"}}';
+  const first = manager(prefix, '192.0.2.5', cfg);
+  const a = await first.acquire();
+  first.stop();
+  const again = manager(prefix, '192.0.2.5', cfg);
+  const b = await again.acquire();
+  again.stop();
+  assert.equal(b.subnet.toString(), a.subnet.toString());
+  const prevSubnet = parseNetworkConfig(cfg).ipv4.subnetMax;
+  const fresh = manager(prefix, '192.0.2.6', cfg, { previous: { subnet: prevSubnet } });
+  const c = await fresh.acquire();
+  fresh.stop();
+  assert.equal(c.subnet.toString(), prevSubnet.toString());
+});
+
+test('renewal rewrites the lease with a new TTL before it expires', async () => {
+  const prefix = freshPrefix();
+  const m = manager(prefix, '192.0.2.7', '{"Network":"10.244.0.0/16","Backend":{"Type":"host-gw"}}', { ttlSec: 63, renewMarginMin: 1 });
+  const first = await m.acquire();
+  const renewed = await new Promise<{ leaseId: string }>((resolve) => m.once('renewed', resolve));
+  m.stop();
+  assert.notEqual(renewed.leaseId, first.leaseId);
+  const stored = (await registry(prefix).listLeases()).leases[0];
+  assert.equal(stored.leaseId, renewed.leaseId);
+  const ttl = await registry(prefix).leaseTTL(stored.leaseId);
+  assert.ok(ttl > 55 && ttl <= 63, `fresh TTL, got ${ttl}`);
+  assert.equal(await registry(prefix).leaseTTL(first.leaseId), -1, 'the old etcd lease was revoked');
+});
+
+/** The agent's wiring of watcher and manager, without the agent. */
+async function watched(prefix: string, ip: string) {
+  const mem = memLog();
+  const reg = registry(prefix);
+  const m = new LeaseManager({ registry: reg, config: parseNetworkConfig('{"Network":"10.244.0.0/16","Backend":{"Type":"host-gw"}}'), attrs: attrsFor(ip), renewMarginMin: 60, log: mem.log });
+  const own = await m.acquire();
+  const w = new LeaseWatcher(reg, mem.log);
+  const events: LeaseEvent[] = [];
+  w.on('event', (e) => {
+    events.push(e);
+    if (e.lease.subnet.equals(own.subnet) && e.type !== 'added') void m.onOwnLeaseEvent(e.type, e.type === 'changed' ? e.lease : undefined);
+  });
+  await w.start();
+  return { m, w, own, events, mem, reg };
+}
+
+test('our lease deleted by hand is re-acquired, same subnet', async () => {
+  const prefix = freshPrefix();
+  const h = await watched(prefix, '192.0.2.8');
+  const key = `${prefix}/subnets/${h.own.subnet.ip}-24`;
+  const reacquired = new Promise((resolve) => h.m.once('reacquired', resolve));
+  await etcd.etcdctl(['del', key]);
+  await reacquired;
+  const value = await etcd.etcdctl(['get', '--print-value-only', key]);
+  assert.match(value, /"PublicIP":"192.0.2.8"/);
+  assert.ok(h.mem.has(/re-acquired the same subnet/));
+  h.m.stop();
+  await h.w.stop();
+});
+
+test('malformed leases written by someone else are skipped with a warning naming the key', async () => {
+  const prefix = freshPrefix();
+  await etcd.etcdctl(['put', `${prefix}/subnets/garbage-key`, '{"PublicIP":"192.0.2.50"}']);
+  const h = await watched(prefix, '192.0.2.9');
+  await etcd.etcdctl(['put', `${prefix}/subnets/10.244.77.0-24`, 'not json at all']);
+  await etcd.etcdctl(['put', `${prefix}/subnets/10.244.78.0-24`, '{"PublicIP":"192.0.2.78","BackendType":"host-gw"}']);
+  await waitFor('the valid peer', () => h.events.some((e) => e.lease.subnet.toString() === '10.244.78.0/24'));
+  assert.ok(h.mem.has(/garbage-key.*skipping malformed lease|skipping malformed lease.*garbage-key/));
+  assert.ok(h.mem.has(/10\.244\.77\.0-24/));
+  assert.equal(h.events.filter((e) => e.lease.subnet.toString() === '10.244.77.0/24').length, 0);
+  h.m.stop();
+  await h.w.stop();
+});

@@ -1,0 +1,30 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { fitsRange, freeSubnets, pickRandom } from 'weft/subnet/allocator.js';
+import { parseNetworkConfig } from 'weft/config/network.js';
+import { IPNet } from 'weft/subnet/ipnet.js';
+
+const range = parseNetworkConfig('{"Network":"10.244.0.0/16","SubnetMin":"10.244.10.0","SubnetMax":"10.244.14.0"}').ipv4;
+
+test('free subnets run from SubnetMin to SubnetMax and skip taken ones', () => {
+  const taken = ['10.244.11.0/24', '10.244.13.0/24'].map((s) => IPNet.parse(s)!);
+  assert.deepEqual(freeSubnets(range, taken).map(String), ['10.244.10.0/24', '10.244.12.0/24', '10.244.14.0/24']);
+  assert.deepEqual(freeSubnets(range, [], 2).map(String), ['10.244.10.0/24', '10.244.11.0/24']);
+});
+
+test('the first 100 free subnets are the candidates', () => {
+  const big = parseNetworkConfig('{"Network":"10.0.0.0/8"}').ipv4;
+  const free = freeSubnets(big, []);
+  assert.equal(free.length, 100);
+  assert.equal(free[99].toString(), '10.0.100.0/24');
+  assert.equal(pickRandom(free, () => 0.999)?.toString(), '10.0.100.0/24');
+  assert.equal(pickRandom([], () => 0), undefined);
+});
+
+test('a lease fits when it is a subnet of the Network with the configured length', () => {
+  assert.equal(fitsRange(IPNet.parse('10.244.3.0/24')!, range), true);
+  assert.equal(fitsRange(IPNet.parse('10.244.3.0/25')!, range), false);
+  assert.equal(fitsRange(IPNet.parse('10.245.3.0/24')!, range), false);
+  // Outside SubnetMin..SubnetMax still fits: a reservation may sit anywhere in the Network.
+  assert.equal(fitsRange(IPNet.parse('10.244.200.0/24')!, range), true);
+});
