@@ -14,6 +14,9 @@ BPF_CFLAGS := -O2 -g -target bpf -D__TARGET_ARCH_x86 -Wall -Werror -Wno-unused-f
 BPF_SRC := $(wildcard bpf/*.c)
 BPF_OBJ := $(patsubst bpf/%.c,build/bpf/%.o,$(BPF_SRC))
 BPF_HDR := $(wildcard bpf/include/*.h)
+# Small programs for the native binding's tests (test/bpf/native.test.ts).
+BPF_TEST_SRC := $(wildcard test/fixtures/bpf/*.c)
+BPF_TEST_OBJ := $(patsubst test/fixtures/bpf/%.c,build/test-bpf/%.o,$(BPF_TEST_SRC))
 NATIVE := native/build/Release/weft_native.node
 NATIVE_SRC := native/binding.gyp $(wildcard native/src/*.cc native/src/*.h)
 TS_SRC := $(shell find src -name '*.ts' 2>/dev/null) $(shell find src -name '*.proto' 2>/dev/null) tsconfig.json
@@ -34,9 +37,12 @@ setup: .setup-stamp
 
 build: setup bpf native ts
 
-bpf: $(BPF_OBJ)
+bpf: $(BPF_OBJ) $(BPF_TEST_OBJ)
 build/bpf/%.o: bpf/%.c $(BPF_HDR)
 	@mkdir -p build/bpf
+	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+build/test-bpf/%.o: test/fixtures/bpf/%.c $(BPF_HDR)
+	@mkdir -p build/test-bpf
 	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
 
 native: $(NATIVE)

@@ -1,0 +1,101 @@
+// Map access by fd. Sizes are checked in TypeScript (it knows key/value sizes
+// and the per-CPU layout); here the buffers are passed through as they are.
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include <cerrno>
+#include <vector>
+
+#include "bpf_util.h"
+
+namespace weft {
+using namespace bpfutil;
+
+// mapLookup(fd, key, valueLen, label) -> Buffer | null
+static Napi::Value MapLookup(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = ArgInt(info, 0, "fd");
+  Napi::Buffer<uint8_t> key = ArgBuffer(info, 1, "key");
+  uint32_t len = ArgU32(info, 2, "valueLen");
+  std::string label = ArgLabel(info, 3, "map fd " + std::to_string(fd));
+  std::vector<uint8_t> value(len ? len : 1);
+  int ret = bpf_map_lookup_elem(fd, key.Data(), value.data());
+  if (ret == -ENOENT) return env.Null();
+  if (ret) ThrowErrno(env, "bpf_map_lookup_elem(" + label + ")", -ret);
+  return Napi::Buffer<uint8_t>::Copy(env, value.data(), len);
+}
+
+// mapUpdate(fd, key, value, flags, label)
+static Napi::Value MapUpdate(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = ArgInt(info, 0, "fd");
+  Napi::Buffer<uint8_t> key = ArgBuffer(info, 1, "key");
+  Napi::Buffer<uint8_t> value = ArgBuffer(info, 2, "value");
+  uint32_t flags = ArgU32(info, 3, "flags");
+  std::string label = ArgLabel(info, 4, "map fd " + std::to_string(fd));
+  int ret = bpf_map_update_elem(fd, key.Data(), value.Data(), flags);
+  if (ret) ThrowErrno(env, "bpf_map_update_elem(" + label + ")", -ret);
+  return env.Undefined();
+}
+
+// mapDelete(fd, key, label) -> false when the key was not there
+static Napi::Value MapDelete(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = ArgInt(info, 0, "fd");
+  Napi::Buffer<uint8_t> key = ArgBuffer(info, 1, "key");
+  std::string label = ArgLabel(info, 2, "map fd " + std::to_string(fd));
+  int ret = bpf_map_delete_elem(fd, key.Data());
+  if (ret == -ENOENT) return Napi::Boolean::New(env, false);
+  if (ret) ThrowErrno(env, "bpf_map_delete_elem(" + label + ")", -ret);
+  return Napi::Boolean::New(env, true);
+}
+
+// mapKeys(fd, keySize, label) -> Buffer[] (the whole bpf_map_get_next_key walk)
+static Napi::Value MapKeys(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = ArgInt(info, 0, "fd");
+  uint32_t keySize = ArgU32(info, 1, "keySize");
+  std::string label = ArgLabel(info, 2, "map fd " + std::to_string(fd));
+  std::vector<uint8_t> cur(keySize ? keySize : 1), next(keySize ? keySize : 1);
+  Napi::Array out = Napi::Array::New(env);
+  uint32_t n = 0;
+  const void* prev = nullptr;
+  for (;;) {
+    int ret = bpf_map_get_next_key(fd, prev, next.data());
+    if (ret == -ENOENT) break;
+    if (ret) ThrowErrno(env, "bpf_map_get_next_key(" + label + ")", -ret);
+    out.Set(n++, Napi::Buffer<uint8_t>::Copy(env, next.data(), keySize));
+    cur.swap(next);
+    prev = cur.data();
+  }
+  return out;
+}
+
+// mapUpdateBatch(fd, keys, values, count, flags, label) -> count updated.
+// No partial count on failure: the kernel leaves it untouched when it rejects
+// the call up front (ENOTSUPP for map types without batch ops), so it would lie.
+static Napi::Value MapUpdateBatch(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = ArgInt(info, 0, "fd");
+  Napi::Buffer<uint8_t> keys = ArgBuffer(info, 1, "keys");
+  Napi::Buffer<uint8_t> values = ArgBuffer(info, 2, "values");
+  uint32_t count = ArgU32(info, 3, "count");
+  uint32_t flags = ArgU32(info, 4, "flags");
+  std::string label = ArgLabel(info, 5, "map fd " + std::to_string(fd));
+  LIBBPF_OPTS(bpf_map_batch_opts, opts, .elem_flags = flags);
+  __u32 n = count;
+  int ret = bpf_map_update_batch(fd, keys.Data(), values.Data(), &n, &opts);
+  if (ret) ThrowErrno(env, "bpf_map_update_batch(" + label + ", " + std::to_string(count) + " entries)", -ret);
+  return Napi::Number::New(env, n);
+}
+
+Napi::Object InitBpfMap(Napi::Env env, Napi::Object exports) {
+  exports.Set("mapLookup", Napi::Function::New(env, MapLookup, "mapLookup"));
+  exports.Set("mapUpdate", Napi::Function::New(env, MapUpdate, "mapUpdate"));
+  exports.Set("mapDelete", Napi::Function::New(env, MapDelete, "mapDelete"));
+  exports.Set("mapKeys", Napi::Function::New(env, MapKeys, "mapKeys"));
+  exports.Set("mapUpdateBatch", Napi::Function::New(env, MapUpdateBatch, "mapUpdateBatch"));
+  return exports;
+}
+
+}  // namespace weft

@@ -1,0 +1,342 @@
+// The libbpf half of the native addon against the real kernel: object
+// loading with pinning, map access on each map kind we use, BPF_PROG_TEST_RUN,
+// TC attachment in a lab namespace, and the errors a user would see.
+// Fixtures: test/fixtures/bpf/*.c, built by `make bpf` into build/test-bpf/.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import {
+  BpfMap,
+  BpfObject,
+  decodeSkbContext,
+  encodeSkbContext,
+  isErrnoError,
+  libbpfVersion,
+  mapInfo,
+  numPossibleCpus,
+  progInfo,
+  tcAttach,
+  tcDetach,
+  tcFilters,
+  tcHookCreate,
+  tcHookDestroy,
+  tcQuery,
+} from 'weft/native/bpf.js';
+import { withNetns } from 'weft/native/addon.js';
+import { Lab } from 'weft/lab/netns.js';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+const MAPS_O = path.join(root, 'build/test-bpf/maps.o');
+const BAD_O = path.join(root, 'build/test-bpf/bad.o');
+const TC_ACT_OK = 0;
+const TC_ACT_SHOT = 2;
+
+// Named like a lab's pin directory (wt<pid>-<n>) so that preflight's
+// reapStaleLabs removes it if this process dies before t.after runs.
+let pinDirs = 0;
+function freshPinRoot(t: { after: (fn: () => void) => void }): string {
+  const dir = `/sys/fs/bpf/wt${process.pid}-${9000 + pinDirs++}`;
+  fs.mkdirSync(dir);
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+function u32(n: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeUInt32LE(n);
+  return b;
+}
+
+function u64(n: bigint): Buffer {
+  const b = Buffer.alloc(8);
+  b.writeBigUInt64LE(n);
+  return b;
+}
+
+/** struct weft_lpm_key: prefixlen (host order), addr (network order). */
+function lpmKey(cidr: string): Buffer {
+  const [addr, len] = cidr.split('/');
+  const b = Buffer.alloc(8);
+  b.writeUInt32LE(Number(len), 0);
+  Buffer.from(addr.split('.').map(Number)).copy(b, 4);
+  return b;
+}
+
+/** struct weft_peer */
+function peer(vni: number, mac: number[]): Buffer {
+  const b = Buffer.alloc(16);
+  Buffer.from([192, 0, 2, 21]).copy(b, 0);
+  b.writeUInt32LE(vni, 4);
+  Buffer.from(mac).copy(b, 8);
+  b[14] = 1; // WEFT_ENCAP_VXLAN
+  return b;
+}
+
+/** Ethernet + IPv4 (+ 8 payload bytes) from 10.244.0.2 to dst. */
+function ipv4Frame(dst: string, ethertype = 0x0800): Buffer {
+  const f = Buffer.alloc(14 + 20 + 8);
+  Buffer.from([2, 0, 0, 0, 0, 0xd]).copy(f, 0);
+  Buffer.from([2, 0, 0, 0, 0, 0x5]).copy(f, 6);
+  f.writeUInt16BE(ethertype, 12);
+  f[14] = 0x45;
+  f.writeUInt16BE(28, 16);
+  f[22] = 64;
+  f[23] = 17;
+  Buffer.from([10, 244, 0, 2]).copy(f, 26);
+  Buffer.from(dst.split('.').map(Number)).copy(f, 30);
+  f.fill(0xab, 34);
+  return f;
+}
+
+function assertErrno(fn: () => unknown, call: RegExp, code: string): Error {
+  try {
+    fn();
+  } catch (err) {
+    assert.ok(isErrnoError(err, code), `expected ${code}, got ${String(err)}`);
+    assert.match(err.message, call);
+    assert.match(err.message, new RegExp(`: ${code} \\(`));
+    return err;
+  }
+  assert.fail(`expected ${call} to fail with ${code}`);
+}
+
+test('libbpf and CPU facts', () => {
+  assert.match(libbpfVersion(), /^v1\.1/);
+  const [lo, hi] = fs.readFileSync('/sys/devices/system/cpu/possible', 'utf8').trim().split('-').map(Number);
+  assert.equal(numPossibleCpus(), (hi ?? lo) + 1);
+});
+
+test('pinned maps are created once and adopted by the next load', (t) => {
+  const pinRoot = freshPinRoot(t);
+  const first = BpfObject.load(MAPS_O, { pinRoot });
+  assert.deepEqual(first.programNames().sort(), ['fx_classify', 'fx_pass']);
+  assert.deepEqual(first.mapNames().sort(), ['fx_devmap', 'fx_hash', 'fx_lpm', 'fx_percpu']);
+  assert.deepEqual(first.pinPaths(), { fx_hash: `${pinRoot}/fx_hash`, fx_lpm: `${pinRoot}/fx_lpm` });
+  const hash1 = first.map('fx_hash');
+  const lpm1 = first.map('fx_lpm');
+  const percpuId1 = first.map('fx_percpu').id;
+  hash1.update(u32(7), u64(0x1122334455667788n));
+  lpm1.update(lpmKey('10.244.1.0/24'), peer(1, [0xaa, 0, 0, 0, 0, 1]));
+  const ids = { hash: hash1.id, lpm: lpm1.id };
+  for (const m of first.maps()) m.close();
+  first.close();
+
+  const second = BpfObject.load(MAPS_O, { pinRoot });
+  t.after(() => second.close());
+  assert.equal(second.map('fx_hash').id, ids.hash, 'fx_hash adopted from its pin');
+  assert.equal(second.map('fx_lpm').id, ids.lpm, 'fx_lpm adopted from its pin');
+  assert.notEqual(second.map('fx_percpu').id, percpuId1, 'the unpinned map is new');
+  assert.deepEqual(second.map('fx_hash').lookup(u32(7)), u64(0x1122334455667788n));
+  assert.deepEqual(second.map('fx_lpm').lookup(lpmKey('10.244.1.0/24')), peer(1, [0xaa, 0, 0, 0, 0, 1]));
+
+  const pinned = BpfMap.fromPin(`${pinRoot}/fx_hash`);
+  t.after(() => pinned.close());
+  assert.equal(pinned.id, ids.hash);
+  assert.deepEqual(
+    { name: pinned.name, type: pinned.type, keySize: pinned.keySize, valueSize: pinned.valueSize, maxEntries: pinned.maxEntries },
+    { name: 'fx_hash', type: 'hash', keySize: 4, valueSize: 8, maxEntries: 64 },
+  );
+  assert.equal(mapInfo(`${pinRoot}/fx_lpm`).type, 'lpm_trie');
+});
+
+test('a pin of the wrong shape makes the load fail and says why', (t) => {
+  const pinRoot = freshPinRoot(t);
+  const other = BpfObject.load(MAPS_O);
+  t.after(() => other.close());
+  other.map('fx_percpu').pin(`${pinRoot}/fx_hash`);
+  const err = assertErrno(() => BpfObject.load(MAPS_O, { pinRoot }), /^bpf_object__load\(.*build\/test-bpf\/maps\.o\)/, 'EINVAL');
+  assert.match(err.message, /couldn't reuse pinned map/);
+});
+
+test('map CRUD: hash, LPM trie, per-CPU array', (t) => {
+  const obj = BpfObject.load(MAPS_O);
+  t.after(() => obj.close());
+
+  const hash = obj.map('fx_hash');
+  hash.update(u32(1), u64(10n));
+  hash.update(u32(2), u64(20n), 'noexist');
+  hash.update(u32(1), u64(11n), 'exist');
+  assert.deepEqual(hash.lookup(u32(1)), u64(11n));
+  assert.equal(hash.lookup(u32(3)), null);
+  assert.deepEqual(hash.keys().map((k) => k.readUInt32LE()).sort(), [1, 2]);
+  assert.deepEqual(new Map(hash.entries().map(([k, v]) => [k.readUInt32LE(), v.readBigUInt64LE()])), new Map([[1, 11n], [2, 20n]]));
+  assertErrno(() => hash.update(u32(2), u64(0n), 'noexist'), /^bpf_map_update_elem\(map fx_hash id \d+\)/, 'EEXIST');
+  assertErrno(() => hash.update(u32(9), u64(0n), 'exist'), /^bpf_map_update_elem\(map fx_hash id \d+\)/, 'ENOENT');
+  assert.equal(hash.delete(u32(1)), true);
+  assert.equal(hash.delete(u32(1)), false);
+  assert.deepEqual(hash.keys(), [u32(2)]);
+
+  const lpm = obj.map('fx_lpm');
+  assert.equal(lpm.type, 'lpm_trie');
+  lpm.update(lpmKey('10.244.0.0/16'), peer(1, [0, 0, 0, 0, 0, 1]));
+  lpm.update(lpmKey('10.244.3.0/24'), peer(3, [0, 0, 0, 0, 0, 3]));
+  assert.deepEqual(lpm.lookup(lpmKey('10.244.3.7/32')), peer(3, [0, 0, 0, 0, 0, 3]), 'longest prefix wins');
+  assert.deepEqual(lpm.lookup(lpmKey('10.244.9.7/32')), peer(1, [0, 0, 0, 0, 0, 1]));
+  assert.equal(lpm.lookup(lpmKey('10.245.0.1/32')), null);
+  assert.equal(lpm.keys().length, 2);
+  assert.equal(lpm.delete(lpmKey('10.244.3.0/24')), true);
+  assert.deepEqual(lpm.lookup(lpmKey('10.244.3.7/32')), peer(1, [0, 0, 0, 0, 0, 1]));
+
+  const percpu = obj.map('fx_percpu');
+  assert.equal(percpu.perCpu, true);
+  assert.equal(percpu.valueSize, 12);
+  assert.equal(percpu.valueLength, numPossibleCpus() * 16, 'each CPU slot rounded up to 8 bytes');
+  const v = Buffer.alloc(percpu.valueLength);
+  for (let cpu = 0; cpu < numPossibleCpus(); cpu++) v.writeUInt32LE(100 + cpu, cpu * 16);
+  percpu.update(u32(1), v);
+  const back = percpu.lookup(u32(1));
+  assert.ok(back);
+  for (let cpu = 0; cpu < numPossibleCpus(); cpu++) assert.equal(back.readUInt32LE(cpu * 16), 100 + cpu);
+  assert.deepEqual(percpu.keys().map((k) => k.readUInt32LE()), [0, 1, 2, 3], 'array keys are every index');
+  assert.throws(() => percpu.update(u32(1), Buffer.alloc(12)), { name: 'TypeError', message: /value is 12 bytes, expected/ });
+});
+
+test('updateBatch: one syscall where the kernel has it, per-key where it says ENOTSUPP', (t) => {
+  const obj = BpfObject.load(MAPS_O);
+  t.after(() => obj.close());
+  const hash = obj.map('fx_hash');
+  assert.equal(hash.updateBatch([1, 2, 3].map(u32), [10n, 20n, 30n].map(u64)), 'batch');
+  assert.deepEqual(hash.keys().map((k) => k.readUInt32LE()).sort(), [1, 2, 3]);
+
+  // LPM tries have batch update on 6.18; older kernels answer ENOTSUPP and get the fallback.
+  const lpm = obj.map('fx_lpm');
+  const cidrs = ['10.244.1.0/24', '10.244.2.0/24', '10.244.0.0/16'];
+  const mode = lpm.updateBatch(cidrs.map(lpmKey), cidrs.map((_, i) => peer(i, [0, 0, 0, 0, 0, i])));
+  t.diagnostic(`LPM trie batch update on this kernel: ${mode}`);
+  assert.deepEqual(new Set(lpm.keys().map((k) => k.toString('hex'))), new Set(cidrs.map((c) => lpmKey(c).toString('hex'))));
+  assert.deepEqual(lpm.lookup(lpmKey('10.244.2.9/32')), peer(1, [0, 0, 0, 0, 0, 1]));
+
+  const devmap = obj.map('fx_devmap');
+  assert.equal(devmap.updateBatch([u32(0), u32(2)], [u32(1), u32(1)]), 'per-key');
+  assert.deepEqual(devmap.lookup(u32(2)), u32(1));
+  assert.equal(devmap.updateBatch([u32(3)], [u32(1)]), 'per-key', 'remembered per map type');
+  assert.deepEqual(devmap.lookup(u32(3)), u32(1));
+
+  assert.throws(() => hash.updateBatch([u32(1)], []), { name: 'TypeError', message: /1 keys but 0 values/ });
+  assert.throws(() => hash.updateBatch([u32(1), Buffer.alloc(2)], [u64(1n), u64(2n)]), { name: 'TypeError', message: /key is 2 bytes/ });
+});
+
+test('testRun: sched_cls verdicts, packet rewrite, ctx and per-CPU counters', (t) => {
+  const obj = BpfObject.load(MAPS_O);
+  t.after(() => obj.close());
+  const prog = obj.program('fx_classify');
+  assert.equal(prog.type, 'sched_cls');
+  assert.match(prog.tag, /^[0-9a-f]{16}$/);
+  assert.deepEqual(progInfo(prog.id), { id: prog.id, name: 'fx_classify', tag: prog.tag, type: 'sched_cls' });
+  obj.map('fx_lpm').update(lpmKey('10.244.1.0/24'), peer(42, [0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0x01]));
+
+  const hit = ipv4Frame('10.244.1.2');
+  const r = prog.testRun({ data: hit, ctx: encodeSkbContext({ mark: 7 }) });
+  assert.equal(r.retval, TC_ACT_OK);
+  assert.equal(r.data.length, hit.length);
+  assert.deepEqual([...r.data.subarray(0, 6)], [0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0x01], 'destination MAC rewritten');
+  assert.deepEqual(r.data.subarray(6), hit.subarray(6), 'the rest untouched');
+  assert.ok(r.ctx);
+  assert.equal(decodeSkbContext(r.ctx).mark, 42, 'skb->mark set from the peer');
+
+  const miss = ipv4Frame('10.244.9.9');
+  const m = prog.testRun({ data: miss });
+  assert.equal(m.retval, TC_ACT_SHOT);
+  assert.deepEqual(m.data, miss);
+  assert.equal(prog.testRun({ data: ipv4Frame('10.244.1.2', 0x0806), repeat: 5 }).retval, TC_ACT_SHOT);
+
+  const counters = obj.map('fx_percpu').lookup(u32(0));
+  assert.ok(counters);
+  let packets = 0;
+  for (let cpu = 0; cpu < numPossibleCpus(); cpu++) packets += counters.readUInt32LE(cpu * 16);
+  assert.equal(packets, 1 + 1 + 5);
+
+  assertErrno(() => prog.testRun({ data: hit, dataSizeOut: 10 }), /^bpf_prog_test_run_opts\(prog fx_classify id \d+\)/, 'ENOSPC');
+});
+
+test('TC on a veth in a lab namespace: attach, replace in place, query, list, detach', async (t) => {
+  const lab = await Lab.create();
+  t.after(() => lab.destroy());
+  const h1 = await lab.addHost('h1', { octet: 11 });
+  await h1.ip('link', 'add', 'wv0', 'type', 'veth', 'peer', 'name', 'wv1');
+  await h1.ip('link', 'set', 'wv0', 'up');
+  const ifindex = (JSON.parse(await h1.ip('-j', 'link', 'show', 'wv0')) as Array<{ ifindex: number }>)[0].ifindex;
+  const netns = `/run/netns/${h1.name}`;
+
+  const obj = BpfObject.load(MAPS_O);
+  const classify = obj.program('fx_classify');
+  const pass = obj.program('fx_pass');
+  const slot = { ifindex, hook: 'ingress', handle: 1, priority: 1 } as const;
+  withNetns(netns, () => {
+    assert.equal(tcHookCreate(ifindex), true);
+    assert.equal(tcHookCreate(ifindex), false, 'EEXIST is fine');
+    assert.equal(tcQuery(slot), null);
+    assert.deepEqual(tcAttach({ ...slot, progFd: classify.fd }), { progId: classify.id });
+    assert.deepEqual(tcAttach({ ...slot, progFd: pass.fd }), { progId: pass.id });
+    assertErrno(() => tcAttach({ ...slot, progFd: classify.fd, replace: false }), new RegExp(`^bpf_tc_attach\\(ifindex ${ifindex}, ingress\\)`), 'EEXIST');
+  });
+  const filters = withNetns(netns, () => tcFilters(ifindex, 'ingress'));
+  assert.equal(filters.length, 1, JSON.stringify(filters));
+  assert.equal(filters[0].progId, pass.id);
+  assert.equal(filters[0].tag, pass.tag);
+  assert.match(filters[0].name ?? '', /^fx_pass/);
+  assert.deepEqual(
+    { kind: filters[0].kind, handle: filters[0].handle, priority: filters[0].priority, directAction: filters[0].directAction },
+    { kind: 'bpf', handle: 1, priority: 1, directAction: true },
+  );
+  assert.deepEqual(withNetns(netns, () => tcQuery(slot)), { progId: pass.id });
+  assert.deepEqual(withNetns(netns, () => tcFilters(ifindex, 'egress')), []);
+  // iproute2 sees the same single filter.
+  const shown = await h1.exec(['tc', 'filter', 'show', 'dev', 'wv0', 'ingress']);
+  assert.match(shown.stdout, new RegExp(`fx_pass.*id ${pass.id}`));
+  assert.doesNotMatch(shown.stdout, /fx_classify/);
+
+  // The filter holds the program: it outlives every handle and the object.
+  const passId = pass.id;
+  for (const p of obj.programs()) p.close();
+  obj.close();
+  assert.equal(progInfo(passId).name, 'fx_pass');
+
+  withNetns(netns, () => {
+    tcDetach(slot);
+    assert.equal(tcQuery(slot), null);
+    assert.deepEqual(tcFilters(ifindex, 'ingress'), []);
+    assertErrno(() => tcDetach(slot), /^bpf_tc_detach\(/, 'ENOENT');
+    tcHookDestroy(ifindex);
+    assert.deepEqual(tcFilters(ifindex, 'ingress'), []);
+  });
+  assert.doesNotMatch(await h1.ip('link', 'show', 'wv0'), /clsact/);
+  assert.doesNotMatch((await h1.exec(['tc', 'qdisc', 'show', 'dev', 'wv0'])).stdout, /clsact/);
+});
+
+test('errors name the call, the object and the errno', async (t) => {
+  const lab = await Lab.create();
+  t.after(() => lab.destroy());
+  const h1 = await lab.addHost('h1', { octet: 11 });
+  const obj = BpfObject.load(MAPS_O);
+  t.after(() => obj.close());
+  const prog = obj.program('fx_pass');
+  withNetns(`/run/netns/${h1.name}`, () => {
+    const slot = { ifindex: 9999, hook: 'ingress', handle: 1, priority: 1 } as const;
+    const err = assertErrno(() => tcAttach({ ...slot, progFd: prog.fd }), /^bpf_tc_attach\(ifindex 9999, ingress\): ENODEV \(No such device\)/, 'ENODEV');
+    assert.equal((err as Error & { syscall: string }).syscall, 'bpf_tc_attach');
+    assertErrno(() => tcFilters(9999, 'egress'), /^RTM_GETTFILTER\(ifindex 9999, egress\)/, 'ENODEV');
+    assertErrno(() => tcHookCreate(9999), /^bpf_tc_hook_create\(ifindex 9999\)/, 'ENODEV');
+  });
+
+  const missing = `/sys/fs/bpf/wt${process.pid}-nonexistent/fx_hash`;
+  assertErrno(() => BpfMap.fromPin(missing), new RegExp(`^bpf_obj_get\\(${missing}\\): ENOENT`), 'ENOENT');
+  assert.throws(() => obj.map('fx_hash').update(Buffer.alloc(3), u64(1n)), {
+    name: 'TypeError',
+    message: /^bpf_map_update_elem\(map fx_hash id \d+\): key is 3 bytes, key_size is 4$/,
+  });
+  assert.throws(() => obj.map('fx_hash').lookup(Buffer.alloc(8)), { name: 'TypeError', message: /^bpf_map_lookup_elem\(map fx_hash id \d+\): key is 8 bytes/ });
+  assert.throws(() => obj.program('fx_nope'), /no program named 'fx_nope'; it has fx_classify, fx_pass/);
+  assert.throws(() => obj.map('fx_nope'), /no map named 'fx_nope'; it has .*fx_hash/);
+
+  const closed = obj.map('fx_hash');
+  closed.close();
+  assertErrno(() => closed.lookup(u32(1)), /^map fx_hash id \d+: EBADF/, 'EBADF');
+
+  assertErrno(() => BpfObject.load(path.join(root, 'build/test-bpf/nonexistent.o')), /^bpf_object__open_file\(.*nonexistent\.o\)/, 'ENOENT');
+  const bad = assertErrno(() => BpfObject.load(BAD_O), new RegExp(`^bpf_object__load\\(${BAD_O}\\): EACCES`), 'EACCES');
+  assert.match(bad.message, /invalid access to packet/, 'carries the verifier log');
+  assert.ok(bad.message.split('\n').length <= 31, 'only its tail');
+});
