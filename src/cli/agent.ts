@@ -2,7 +2,7 @@
 import type { Argv, CommandModule } from 'yargs';
 import { Agent, AgentFatalError, type DataplaneChoice } from '../agent/agent.js';
 import { selectInterface, InterfaceError } from '../agent/iface.js';
-import { snapshotInterfaces } from '../agent/iface-netlink.js'; // HOLD
+import { snapshotInterfaces } from '../agent/iface-netlink.js';
 import { ConfigError } from '../config/network.js';
 import { OutOfSubnetsError } from '../subnet/manager.js';
 import { EtcdOptionsError } from '../subnet/registry.js';
