@@ -2,9 +2,9 @@
 // weft: a flannel-compatible overlay agent with an eBPF dataplane.
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { agentCommand } from './cli/agent.js';
+import { agentCommand, agentEnvFlags } from './cli/agent.js';
 import { configCommand } from './cli/config.js';
-import { UsageError } from './cli/options.js';
+import { envArgs, UsageError } from './cli/options.js';
 import { ConfigError } from './config/network.js';
 
 function report(err: unknown): never {
@@ -22,10 +22,18 @@ function report(err: unknown): never {
   process.exit(1);
 }
 
+/** Per command, the flags that FLANNELD_<FLAG> environment variables may set. */
+const ENV_FLAGS: Record<string, string[]> = {
+  agent: agentEnvFlags,
+};
+
+const args = hideBin(process.argv);
+const command = args.find((a) => !a.startsWith('-')) ?? '';
+args.push(...envArgs(args, ENV_FLAGS[command] ?? []));
+
 try {
-  await yargs(hideBin(process.argv))
+  await yargs(args)
     .scriptName('weft')
-    .env('FLANNELD')
     .command(agentCommand)
     .command(configCommand)
     .demandCommand(1, 'name a command: weft <command> --help')

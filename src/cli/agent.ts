@@ -1,5 +1,5 @@
 // `weft agent`: the per-host daemon, with flanneld's flags.
-import type { Argv, CommandModule } from 'yargs';
+import type { Argv, CommandModule, Options } from 'yargs';
 import { Agent, AgentFatalError, type DataplaneChoice } from '../agent/agent.js';
 import { selectInterface, InterfaceError } from '../agent/iface.js';
 import { snapshotInterfaces } from '../agent/iface-netlink.js';
@@ -43,24 +43,29 @@ function check(a: AgentArgs): void {
   if (m * 60 >= ttl) throw new UsageError(`--subnet-lease-renew-margin ${m} min is not shorter than the lease TTL (${ttl} s): the lease would be renewed continuously`);
 }
 
+const agentOptions = {
+  iface: { type: 'string', array: true, default: [], describe: 'interface (name or IPv4 address) for the overlay; repeatable, first match wins' },
+  'iface-regex': { type: 'string', array: true, default: [], describe: 'regex over interface names and addresses; repeatable' },
+  'public-ip': { type: 'string', describe: 'IPv4 address other hosts use to reach this one (default: the interface address)' },
+  'public-ipv6': { type: 'string', describe: 'IPv6 address published in the lease' },
+  'subnet-file': { type: 'string', default: '/run/flannel/subnet.env', describe: 'where to write subnet.env' },
+  'subnet-lease-renew-margin': { type: 'number', default: 60, describe: 'renew the lease this many minutes before it expires (1..1439)' },
+  'subnet-lease-ttl': { type: 'number', default: 86400, describe: 'lease TTL in seconds (flannel: 24 h; lower only for testing)' },
+  'ip-masq': { type: 'boolean', default: false, describe: 'written to subnet.env as FLANNEL_IPMASQ' },
+  'healthz-ip': { type: 'string', default: '0.0.0.0', describe: 'address of the /healthz and /readyz endpoint' },
+  'healthz-port': { type: 'number', default: 0, describe: 'port of the health endpoint (0 = off)' },
+  dataplane: { choices: ['auto', 'ebpf', 'netlink', 'none'] as const, default: 'auto' as const, describe: 'auto: eBPF where the kernel supports it, else netlink' },
+  'log-level': { choices: ['trace', 'debug', 'info', 'warn', 'error'], default: 'info', describe: 'log level' },
+} satisfies Record<string, Options>;
+
+/** The flags FLANNELD_<FLAG> variables may set for `weft agent`. */
+export const agentEnvFlags = [...Object.keys(etcdOptions), ...Object.keys(pinDirOption), ...Object.keys(agentOptions)];
+
 export const agentCommand: CommandModule<object, AgentArgs> = {
   command: 'agent',
   describe: 'run the per-host agent: lease a subnet, write subnet.env, program the dataplane',
   builder: (y: Argv) =>
-    withOptions(y, etcdOptions, pinDirOption).options({
-      iface: { type: 'string', array: true, default: [], describe: 'interface (name or IPv4 address) for the overlay; repeatable, first match wins' },
-      'iface-regex': { type: 'string', array: true, default: [], describe: 'regex over interface names and addresses; repeatable' },
-      'public-ip': { type: 'string', describe: 'IPv4 address other hosts use to reach this one (default: the interface address)' },
-      'public-ipv6': { type: 'string', describe: 'IPv6 address published in the lease' },
-      'subnet-file': { type: 'string', default: '/run/flannel/subnet.env', describe: 'where to write subnet.env' },
-      'subnet-lease-renew-margin': { type: 'number', default: 60, describe: 'renew the lease this many minutes before it expires (1..1439)' },
-      'subnet-lease-ttl': { type: 'number', default: 86400, describe: 'lease TTL in seconds (flannel: 24 h; lower only for testing)' },
-      'ip-masq': { type: 'boolean', default: false, describe: 'written to subnet.env as FLANNEL_IPMASQ' },
-      'healthz-ip': { type: 'string', default: '0.0.0.0', describe: 'address of the /healthz and /readyz endpoint' },
-      'healthz-port': { type: 'number', default: 0, describe: 'port of the health endpoint (0 = off)' },
-      dataplane: { choices: ['auto', 'ebpf', 'netlink', 'none'] as const, default: 'auto' as const, describe: 'auto: eBPF where the kernel supports it, else netlink' },
-      'log-level': { choices: ['trace', 'debug', 'info', 'warn', 'error'], default: 'info', describe: 'log level' },
-    }) as unknown as Argv<AgentArgs>,
+    withOptions(y, etcdOptions, pinDirOption, agentOptions) as unknown as Argv<AgentArgs>,
   handler: async (a) => {
     check(a);
     const log = createLogger({ level: a['log-level'] });

@@ -16,7 +16,8 @@ const check: CommandModule<object, CheckArgs> = {
   handler: (a) => {
     let text: string;
     try {
-      text = fs.readFileSync(a.file === '-' ? 0 : a.file, 'utf8');
+      // yargs hands '-' over as an empty string.
+      text = fs.readFileSync(a.file === '-' || a.file === '' ? 0 : a.file, 'utf8');
     } catch (err) {
       throw new UsageError(`cannot read ${a.file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
     }

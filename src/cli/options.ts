@@ -1,5 +1,7 @@
 // Options shared by several commands, named as flanneld names them. Each is
-// also read from FLANNELD_<FLAG> (upper case, '-' -> '_') when the flag is absent.
+// also read from FLANNELD_<FLAG> (upper case, '-' -> '_') when the flag is absent
+// (see envArgs: only the flags of the command being run are taken from the
+// environment, so a FLANNELD_ variable meant for flanneld alone is ignored, not fatal).
 import type { Argv, Options } from 'yargs';
 import { DEFAULT_PREFIX, type EtcdOptions } from '../subnet/registry.js';
 
@@ -53,5 +55,26 @@ export const outputOption = {
 export function withOptions<T>(y: Argv<T>, ...groups: Array<Record<string, Options>>): Argv<T> {
   let out = y;
   for (const g of groups) out = out.options(g) as Argv<T>;
+  return out;
+}
+
+/** FLANNELD_<FLAG> for a flag name. */
+export function envName(flag: string): string {
+  return `FLANNELD_${flag.toUpperCase().replace(/-/g, '_')}`;
+}
+
+/**
+ * Arguments to append for the FLANNELD_ variables of `flags` whose flag is not
+ * on the command line. Variables for flags this command does not have are
+ * left alone (flanneld's own, e.g. FLANNELD_KUBE_SUBNET_MGR).
+ */
+export function envArgs(args: string[], flags: string[], env: NodeJS.ProcessEnv = process.env): string[] {
+  const given = new Set(args.filter((a) => a.startsWith('--')).map((a) => a.slice(2).split('=')[0]));
+  const out: string[] = [];
+  for (const flag of flags) {
+    const value = env[envName(flag)];
+    if (value === undefined || given.has(flag)) continue;
+    out.push(`--${flag}=${value}`);
+  }
   return out;
 }

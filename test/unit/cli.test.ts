@@ -1,0 +1,68 @@
+// The CLI's handling of user mistakes: exit codes and messages that say what to fix.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { CLI } from 'weft/lab/agent.js';
+import { envArgs } from 'weft/cli/options.js';
+
+function weft(args: string[], env: NodeJS.ProcessEnv = {}, input = '') {
+  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', input, env: { PATH: process.env.PATH, ...env }, timeout: 20_000 });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+test('config check prints the effective config with defaults filled in', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'weft-cfg-'));
+  try {
+    const file = path.join(dir, 'net.json');
+    fs.writeFileSync(file, '{"Network":"10.244.0.0/20","Backend":{"Type":"udp"}}');
+    const r = weft(['config', 'check', file]);
+    assert.equal(r.code, 0, r.stderr);
+    const cfg = JSON.parse(r.stdout);
+    assert.equal(cfg.SubnetLen, 24);
+    assert.equal(cfg.SubnetMin, '10.244.1.0');
+    assert.equal(cfg.SubnetMax, '10.244.15.0');
+    assert.deepEqual(cfg.Backend, { Type: 'udp', Port: 8285 });
+    assert.match(r.stderr, /15 subnets of \/24 can be leased; pods get MTU = interface MTU - 28/);
+    const stdin = weft(['config', 'check', '-'], {}, '{"Network":"10.244.0.0/16"}');
+    assert.equal(stdin.code, 0);
+    assert.match(stdin.stderr, /no Backend given: flannel and weft run udp/);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('config check names the field of an invalid config and exits 1', () => {
+  const r = weft(['config', 'check', '-'], {}, '{"Network":"10.244.0.0/16","Backend":{"Type":"geneve"}}');
+  assert.equal(r.code, 1);
+  assert.equal(r.stdout, '');
+  assert.match(r.stderr, /^weft: invalid network config: Backend.Type: unknown backend type "geneve"/);
+  const missing = weft(['config', 'check', '/nonexistent/net.json']);
+  assert.equal(missing.code, 2);
+  assert.match(missing.stderr, /cannot read \/nonexistent\/net.json: ENOENT/);
+});
+
+test('bad flags exit 2 with the reason', () => {
+  assert.match(weft(['agent', '--bogus']).stderr, /Unknown argument: bogus/);
+  assert.equal(weft(['agent', '--bogus']).code, 2);
+  const margin = weft(['agent', '--subnet-lease-renew-margin', '1440']);
+  assert.equal(margin.code, 2);
+  assert.match(margin.stderr, /--subnet-lease-renew-margin 1440: must be a whole number of minutes from 1 to 1439/);
+  assert.match(weft(['agent', '--dataplane', 'xdp']).stderr, /Argument: dataplane, Given: "xdp", Choices: "auto", "ebpf", "netlink", "none"/);
+  assert.match(weft(['agent', '--iface', 'no-such-if0']).stderr, /--iface no-such-if0: no interface has that name or address \(interfaces here: lo/);
+  assert.match(weft(['agent', '--etcd-endpoints', 'ftp://x', '--iface', 'lo', '--public-ip', '192.0.2.1']).stderr, /has scheme ftp:; use http:\/\/ or https:\/\//);
+  assert.match(weft(['agent', '--etcd-endpoints', 'https://127.0.0.1:2379', '--etcd-certfile', '/x', '--iface', 'lo']).stderr, /--etcd-certfile and --etcd-keyfile go together/);
+  assert.equal(weft([]).code, 2);
+});
+
+test('FLANNELD_ variables set the flags of the command being run, flags win, others are ignored', () => {
+  const r = weft(['agent'], { FLANNELD_SUBNET_LEASE_RENEW_MARGIN: '0', FLANNELD_KUBE_SUBNET_MGR: 'true' });
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /--subnet-lease-renew-margin 0: must be/);
+  assert.doesNotMatch(r.stderr, /kube/i);
+  assert.deepEqual(envArgs(['agent', '--iface', 'eth1'], ['iface', 'etcd-prefix'], { FLANNELD_IFACE: 'eth0', FLANNELD_ETCD_PREFIX: '/x' }), ['--etcd-prefix=/x']);
+  const cfg = weft(['config', 'check', '-'], { FLANNELD_ETCD_PREFIX: '/x' }, '{"Network":"10.244.0.0/16"}');
+  assert.equal(cfg.code, 0, 'a FLANNELD_ variable for another command does not break this one');
+});
