@@ -1,0 +1,323 @@
+// Codecs for the BPF maps: the TypeScript mirror of bpf/include/weft_maps.h,
+// the only other place their layout is written. test/bpf/schema.test.ts loads
+// the objects and checks every size and type here against the kernel's view.
+//
+// Byte order: addresses are network order (as in the packets); every other
+// integer is in the host's order, which for BPF is the CPU's own. weft runs on
+// little-endian hosts (x86_64, arm64); hostOrderCheck() refuses anything else.
+import os from 'node:os';
+import type { BackendType, Encap, LocalNetwork, PeerRoute } from '../types.js';
+
+export const MAP_PEERS = 'weft_peers';
+export const MAP_CONFIG = 'weft_config';
+export const MAP_STATS = 'weft_stats';
+export const MAP_DROPS = 'weft_drops';
+
+/** enum weft_encap */
+export const ENCAP = { none: 0, vxlan: 1, ipip: 2, udp: 3, direct: 4 } as const;
+export const ENCAP_MAX = 5;
+export type EncapName = keyof typeof ENCAP;
+const ENCAP_NAMES = Object.keys(ENCAP) as EncapName[];
+
+/** enum weft_dir */
+export const DIR = { egress: 0, ingress: 1 } as const;
+export const DIR_MAX = 2;
+export type DirName = keyof typeof DIR;
+
+/** enum weft_drop_reason, by value; `weft bpf drops` prints these names. */
+export const DROP_REASONS = ['none', 'no_peer', 'bad_header', 'too_big', 'not_ready', 'encap_failed', 'fib_failed', 'unsupported'] as const;
+export type DropReason = (typeof DROP_REASONS)[number];
+export const DROP_MAX = DROP_REASONS.length;
+export const DROP_DESCRIPTIONS: Record<DropReason, string> = {
+  none: 'not a drop (unknown reasons are counted here)',
+  no_peer: 'destination in the Network but no lease for it',
+  bad_header: 'truncated or malformed packet',
+  too_big: 'encapsulated packet would exceed the underlay MTU',
+  not_ready: 'config map not written yet',
+  encap_failed: 'bpf_skb_adjust_room / store failed',
+  fib_failed: 'no route / neighbour to the next hop',
+  unsupported: 'not IPv4, or an option we do not handle',
+};
+
+export const PEER_F_LOCAL = 1 << 0;
+export const PEER_F_DIRECT_ROUTING = 1 << 1;
+export const CFG_F_READY = 1 << 0;
+
+/**
+ * Byte offsets of every field, named as in weft_maps.h. The codecs below
+ * read and write through this table only; schema.test.ts compares it with the
+ * BTF of the compiled objects, so a field moved in C fails a test here.
+ */
+export const LAYOUT = {
+  weft_lpm_key: { size: 8, fields: { prefixlen: 0, addr: 4 } },
+  weft_peer: { size: 16, fields: { public_ip: 0, vni: 4, vtep_mac: 8, encap: 14, flags: 15 } },
+  weft_config: {
+    size: 52,
+    fields: {
+      public_ip: 0, subnet: 4, network: 8, subnet_len: 12, network_len: 13, backend: 14, flags: 15, vni: 16, port: 20, mtu: 22,
+      underlay_ifindex: 24, overlay_ifindex: 28, vtep_mac: 32, overlay_mac: 38, underlay_mac: 44, _pad: 50,
+    },
+  },
+  weft_counter: { size: 16, fields: { packets: 0, bytes: 8 } },
+} as const;
+const K = LAYOUT.weft_lpm_key.fields;
+const P = LAYOUT.weft_peer.fields;
+const C = LAYOUT.weft_config.fields;
+const N = LAYOUT.weft_counter.fields;
+
+export const LPM_KEY_SIZE = LAYOUT.weft_lpm_key.size;
+export const PEER_SIZE = LAYOUT.weft_peer.size;
+export const CONFIG_SIZE = LAYOUT.weft_config.size;
+export const COUNTER_SIZE = LAYOUT.weft_counter.size;
+export const STATS_ENTRIES = DIR_MAX * ENCAP_MAX;
+export const PEERS_MAX = 65536;
+
+/** What each map must look like in the kernel (type names as libbpf prints them). */
+export const MAP_SCHEMA = {
+  [MAP_PEERS]: { type: 'lpm_trie', keySize: LPM_KEY_SIZE, valueSize: PEER_SIZE, maxEntries: PEERS_MAX },
+  [MAP_CONFIG]: { type: 'array', keySize: 4, valueSize: CONFIG_SIZE, maxEntries: 1 },
+  [MAP_STATS]: { type: 'percpu_array', keySize: 4, valueSize: COUNTER_SIZE, maxEntries: STATS_ENTRIES },
+  [MAP_DROPS]: { type: 'percpu_array', keySize: 4, valueSize: COUNTER_SIZE, maxEntries: DROP_MAX },
+} as const;
+
+export function hostOrderCheck(): void {
+  if (os.endianness() !== 'LE') throw new Error(`weft's map codecs assume a little-endian host; this one is ${os.endianness()}`);
+}
+
+// --- addresses ---------------------------------------------------------------
+
+export function ipv4Bytes(addr: string, what: string): Buffer {
+  const parts = addr.split('.');
+  const ok = parts.length === 4 && parts.every((p) => /^\d{1,3}$/.test(p) && Number(p) <= 255);
+  if (!ok) throw new Error(`${what}: "${addr}" is not an IPv4 address`);
+  return Buffer.from(parts.map(Number));
+}
+
+export function ipv4String(b: Buffer, off = 0): string {
+  return `${b[off]}.${b[off + 1]}.${b[off + 2]}.${b[off + 3]}`;
+}
+
+export function macBytes(mac: string, what: string): Buffer {
+  if (!/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i.test(mac)) throw new Error(`${what}: "${mac}" is not a MAC address`);
+  return Buffer.from(mac.split(':').map((h) => parseInt(h, 16)));
+}
+
+export function macString(b: Buffer, off = 0): string {
+  return [...b.subarray(off, off + 6)].map((x) => x.toString(16).padStart(2, '0')).join(':');
+}
+
+function parseCidr(cidr: string, what: string): { addr: Buffer; len: number } {
+  const m = /^([^/]+)\/(\d{1,2})$/.exec(cidr);
+  if (!m || Number(m[2]) > 32) throw new Error(`${what}: "${cidr}" is not an IPv4 CIDR`);
+  const addr = ipv4Bytes(m[1], what);
+  const len = Number(m[2]);
+  // The trie compares prefixlen bits only, but a stray host bit would make decode disagree with encode.
+  const n = addr.readUInt32BE(0);
+  const mask = len === 0 ? 0 : (~0 << (32 - len)) >>> 0;
+  if ((n & ~mask) >>> 0 !== 0) throw new Error(`${what}: "${cidr}" has host bits set`);
+  return { addr, len };
+}
+
+// --- weft_peers ----------------------------------------------------------------
+
+/** struct weft_lpm_key for a subnet, e.g. "10.244.3.0/24". */
+export function encodeLpmKey(cidr: string): Buffer {
+  const { addr, len } = parseCidr(cidr, 'weft_lpm_key');
+  const b = Buffer.alloc(LPM_KEY_SIZE);
+  b.writeUInt32LE(len, K.prefixlen);
+  addr.copy(b, K.addr);
+  return b;
+}
+
+export function decodeLpmKey(b: Buffer): string {
+  checkSize(b, LPM_KEY_SIZE, 'weft_lpm_key');
+  return `${ipv4String(b, K.addr)}/${b.readUInt32LE(K.prefixlen)}`;
+}
+
+/**
+ * struct weft_peer for a peer route. A DirectRouting peer of a tunnel backend
+ * is forwarded like host-gw (WEFT_ENCAP_DIRECT), flagged so that it can be
+ * told apart from a host-gw peer; its VNI and VtepMAC are kept.
+ */
+export function encodePeer(route: PeerRoute): Buffer {
+  const what = `weft_peer ${route.subnet}`;
+  const b = Buffer.alloc(PEER_SIZE);
+  ipv4Bytes(route.publicIP, `${what}: publicIP`).copy(b, P.public_ip);
+  if (route.encap === 'vxlan') {
+    if (route.vni === undefined || !Number.isInteger(route.vni) || route.vni < 0 || route.vni > 0xffffff)
+      throw new Error(`${what}: vni ${String(route.vni)} is not a VNI (0..16777215)`);
+    if (!route.vtepMAC) throw new Error(`${what}: a vxlan peer needs its vtepMAC`);
+  }
+  b.writeUInt32LE(route.vni ?? 0, P.vni);
+  if (route.vtepMAC) macBytes(route.vtepMAC, `${what}: vtepMAC`).copy(b, P.vtep_mac);
+  const direct = route.encap === 'direct' || route.directRouting;
+  if (route.directRouting && route.encap !== 'vxlan' && route.encap !== 'ipip')
+    throw new Error(`${what}: directRouting applies to vxlan and ipip peers, not ${route.encap}`);
+  b[P.encap] = direct ? ENCAP.direct : ENCAP[route.encap];
+  b[P.flags] = route.directRouting ? PEER_F_DIRECT_ROUTING : 0;
+  return b;
+}
+
+/** The entry for our own subnet: never a destination of the overlay (its traffic stays on the host). */
+export function encodeLocalPeer(publicIP: string): Buffer {
+  const b = Buffer.alloc(PEER_SIZE);
+  ipv4Bytes(publicIP, 'weft_peer (local): publicIP').copy(b, P.public_ip);
+  b[P.encap] = ENCAP.none;
+  b[P.flags] = PEER_F_LOCAL;
+  return b;
+}
+
+export interface DecodedPeer {
+  route: PeerRoute;
+  local: boolean;
+}
+
+/** The inverse of encodePeer. A DirectRouting peer decodes as vxlan when a VtepMAC is stored, else ipip. */
+export function decodePeer(key: Buffer, value: Buffer): DecodedPeer {
+  checkSize(value, PEER_SIZE, 'weft_peer');
+  const subnet = decodeLpmKey(key);
+  const encapNum = value[P.encap];
+  const flags = value[P.flags];
+  const name = ENCAP_NAMES[encapNum];
+  if (name === undefined) throw new Error(`weft_peer ${subnet}: unknown encap ${encapNum}`);
+  const mac = value.subarray(P.vtep_mac, P.vtep_mac + 6).some((x) => x !== 0) ? macString(value, P.vtep_mac) : undefined;
+  const directRouting = (flags & PEER_F_DIRECT_ROUTING) !== 0;
+  let encap: Encap;
+  if (directRouting) encap = mac ? 'vxlan' : 'ipip';
+  else encap = name === 'none' ? 'direct' : name;
+  const route: PeerRoute = { subnet, publicIP: ipv4String(value, P.public_ip), encap, directRouting };
+  if (encap === 'vxlan') {
+    route.vni = value.readUInt32LE(P.vni);
+    if (mac) route.vtepMAC = mac;
+  }
+  return { route, local: (flags & PEER_F_LOCAL) !== 0 || name === 'none' };
+}
+
+// --- weft_config ---------------------------------------------------------------
+
+const BACKEND_ENCAP: Record<BackendType, number> = { vxlan: ENCAP.vxlan, ipip: ENCAP.ipip, udp: ENCAP.udp, 'host-gw': ENCAP.direct };
+export const DEFAULT_VXLAN_PORT = 8472;
+export const DEFAULT_UDP_PORT = 8285;
+
+/** What the loader knows beyond LocalNetwork: the overlay device it made or adopted. */
+export interface ConfigDevices {
+  overlayIfindex: number;
+  overlayMAC: string;
+}
+
+export interface DecodedConfig {
+  /** The outer source of our tunnels, and the destination the underlay program decapsulates. */
+  address: string;
+  subnet: string;
+  network: string;
+  backend: EncapName;
+  ready: boolean;
+  vni: number;
+  port: number;
+  underlayMTU: number;
+  underlayIfindex: number;
+  overlayIfindex: number;
+  vtepMAC: string;
+  overlayMAC: string;
+  underlayMAC: string;
+}
+
+/**
+ * struct weft_config. Its public_ip field gets the underlay interface's own
+ * address, not the advertised PublicIP: it is the outer source address and
+ * the address tunnelled packets arrive at, and the two differ only behind NAT,
+ * where the advertised PublicIP is not ours to send from.
+ */
+export function encodeConfig(local: LocalNetwork, dev: ConfigDevices, ready = true): Buffer {
+  const b = Buffer.alloc(CONFIG_SIZE);
+  const subnet = parseCidr(local.subnet, 'weft_config: subnet');
+  const network = parseCidr(local.network, 'weft_config: network');
+  const backend = BACKEND_ENCAP[local.backend];
+  if (backend === undefined) throw new Error(`weft_config: unknown backend "${local.backend}"`);
+  ipv4Bytes(local.iface.address, 'weft_config: iface.address').copy(b, C.public_ip);
+  subnet.addr.copy(b, C.subnet);
+  network.addr.copy(b, C.network);
+  b[C.subnet_len] = subnet.len;
+  b[C.network_len] = network.len;
+  b[C.backend] = backend;
+  b[C.flags] = ready ? CFG_F_READY : 0;
+  let port = 0;
+  if (local.backend === 'vxlan') {
+    if (!local.vxlan) throw new Error('weft_config: the vxlan backend needs its vxlan settings');
+    b.writeUInt32LE(local.vxlan.vni, C.vni);
+    port = local.vxlan.port || DEFAULT_VXLAN_PORT;
+    macBytes(local.vxlan.vtepMAC, 'weft_config: vxlan.vtepMAC').copy(b, C.vtep_mac);
+  } else if (local.backend === 'udp') {
+    port = local.udp?.port || DEFAULT_UDP_PORT;
+  }
+  b.writeUInt16LE(port, C.port);
+  checkU16(local.iface.mtu, 'weft_config: iface.mtu');
+  b.writeUInt16LE(local.iface.mtu, C.mtu);
+  b.writeUInt32LE(local.iface.index, C.underlay_ifindex);
+  b.writeUInt32LE(dev.overlayIfindex, C.overlay_ifindex);
+  macBytes(dev.overlayMAC, 'weft_config: overlay MAC').copy(b, C.overlay_mac);
+  macBytes(local.iface.mac, 'weft_config: iface.mac').copy(b, C.underlay_mac);
+  return b;
+}
+
+export function decodeConfig(b: Buffer): DecodedConfig {
+  checkSize(b, CONFIG_SIZE, 'weft_config');
+  return {
+    address: ipv4String(b, C.public_ip),
+    subnet: `${ipv4String(b, C.subnet)}/${b[C.subnet_len]}`,
+    network: `${ipv4String(b, C.network)}/${b[C.network_len]}`,
+    backend: ENCAP_NAMES[b[C.backend]] ?? 'none',
+    ready: (b[C.flags] & CFG_F_READY) !== 0,
+    vni: b.readUInt32LE(C.vni),
+    port: b.readUInt16LE(C.port),
+    underlayMTU: b.readUInt16LE(C.mtu),
+    underlayIfindex: b.readUInt32LE(C.underlay_ifindex),
+    overlayIfindex: b.readUInt32LE(C.overlay_ifindex),
+    vtepMAC: macString(b, C.vtep_mac),
+    overlayMAC: macString(b, C.overlay_mac),
+    underlayMAC: macString(b, C.underlay_mac),
+  };
+}
+
+export const CONFIG_KEY = Buffer.alloc(4);
+
+// --- weft_stats / weft_drops -----------------------------------------------------
+
+export interface Counter {
+  packets: bigint;
+  bytes: bigint;
+}
+
+export function statsIndex(dir: DirName, encap: EncapName): number {
+  return DIR[dir] * ENCAP_MAX + ENCAP[encap];
+}
+
+export function u32Key(n: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeUInt32LE(n, 0);
+  return b;
+}
+
+export function dropKey(reason: DropReason): Buffer {
+  return u32Key(DROP_REASONS.indexOf(reason));
+}
+
+/** Sums a per-CPU lookup result: one 16-byte struct weft_counter per possible CPU. */
+export function decodeCounter(perCpu: Buffer): Counter {
+  if (perCpu.length % COUNTER_SIZE !== 0) throw new Error(`weft_counter: ${perCpu.length} bytes is not a whole number of per-CPU counters`);
+  let packets = 0n;
+  let bytes = 0n;
+  for (let off = 0; off < perCpu.length; off += COUNTER_SIZE) {
+    packets += perCpu.readBigUInt64LE(off + N.packets);
+    bytes += perCpu.readBigUInt64LE(off + N.bytes);
+  }
+  return { packets, bytes };
+}
+
+function checkSize(b: Buffer, size: number, what: string): void {
+  if (b.length !== size) throw new Error(`${what}: ${b.length} bytes, the schema says ${size}`);
+}
+
+function checkU16(n: number, what: string): void {
+  if (!Number.isInteger(n) || n < 0 || n > 0xffff) throw new Error(`${what}: ${n} does not fit 16 bits`);
+}
