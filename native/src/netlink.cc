@@ -62,7 +62,7 @@ void OpenSock(Napi::Env env, Sock* s, const char* what) {
   setsockopt(fd, SOL_NETLINK, NETLINK_EXT_ACK, &one, sizeof(one));
   setsockopt(fd, SOL_NETLINK, NETLINK_CAP_ACK, &one, sizeof(one));
   fcntl(fd, F_SETFD, FD_CLOEXEC);
-  // A batch has up to kBatchWindow acks queued before it reads them.
+  // A batch keeps up to 1024 acks queued before it reads them.
   int rcvbuf = 4 << 20;
   setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof(rcvbuf));
   // Dump replies are larger than a page; peeking sizes the receive buffer.

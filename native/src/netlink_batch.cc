@@ -17,9 +17,26 @@
 
 namespace weft::nl {
 
-// Requests in flight at once: their acks must fit the 4 MiB receive buffer
-// (about 1 KiB of kernel memory each).
-static constexpr size_t kBatchWindow = 1024;
+// Requests in flight at once: their acks must fit the socket's receive
+// buffer, at up to 2 KiB of kernel memory each (an ack's skb truesize is
+// under 1 KiB on x86-64). 4 MiB (root) allows the maximum; the default
+// 208 KiB about 200.
+static constexpr size_t kMaxWindow = 1024;
+static constexpr size_t kMinWindow = 32;
+
+static size_t WindowFor(int fd) {
+  int rcvbuf = 0;
+  socklen_t len = sizeof(rcvbuf);
+  if (getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, &len) < 0 || rcvbuf <= 0) return kMinWindow;
+  return std::clamp(static_cast<size_t>(rcvbuf) / 2048, kMinWindow, kMaxWindow);
+}
+
+// After a failed window, acks still queued would confuse the next request.
+static void Drain(int fd) {
+  char buf[8192];
+  while (recv(fd, buf, sizeof(buf), MSG_DONTWAIT) > 0 || errno == EINTR || errno == ENOBUFS) {
+  }
+}
 // Bytes per send: below the socket's default send buffer.
 static constexpr size_t kSendChunk = 64 * 1024;
 
@@ -148,11 +165,13 @@ Napi::Value Handle::Batch(const Napi::CallbackInfo& info) {
     const char* p = reinterpret_cast<const char*>(h);
     reqs[i].bytes.assign(p, p + NLMSG_ALIGN(h->nlmsg_len));
   }
-  for (size_t from = 0; from < reqs.size(); from += kBatchWindow) {
-    size_t to = std::min(reqs.size(), from + kBatchWindow);
+  size_t window = WindowFor(nl_socket_get_fd(s.sk));
+  for (size_t from = 0; from < reqs.size(); from += window) {
+    size_t to = std::min(reqs.size(), from + window);
     uint32_t seqBase = 0x80000000u | static_cast<uint32_t>(from & 0x3fffffff);
     int e = RunWindow(s, reqs, from, to, seqBase);
     if (e) {
+      Drain(nl_socket_get_fd(s.sk));
       s.Reset();
       s.kernel_errno = e;
       Throw(env, s, "batch(send/recv, requests " + std::to_string(from) + ".." + std::to_string(to - 1) + ")", -NLE_FAILURE);

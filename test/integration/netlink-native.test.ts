@@ -260,6 +260,19 @@ test('batch: one result per op, a refused op does not stop the others', () => {
     ]),
     [true, true, true, false],
   );
+  // More ops than one window of acks: every result lands on its own op.
+  const many = Array.from({ length: 2500 }, (_, i) => ({ index: vx.index, ip: `10.244.${100 + (i >> 8)}.${i & 0xff}` }));
+  const mac = (i: number): string => `0e:00:00:01:${(i >> 8).toString(16).padStart(2, '0')}:${(i & 0xff).toString(16).padStart(2, '0')}`;
+  const added = nl.batch(many.map((n, i) => ({ op: 'neighReplace' as const, arg: { ...n, mac: mac(i), permanent: true } })));
+  assert.ok(added.every((r) => r === true));
+  const table = new Map(nl.neighs(vx.index).map((n) => [n.ip, n.mac]));
+  assert.ok(many.every((n, i) => table.get(n.ip) === mac(i)));
+  const removed = nl.batch(many.map((n, i) => ({ op: 'neighDel' as const, arg: i % 2 ? n : { ...n, ip: '10.244.99.1' } })));
+  assert.deepEqual(removed.slice(0, 4), [false, true, false, true]);
+  assert.equal(removed.filter((r) => r === true).length, 1250);
+  nl.batch(many.map((n) => ({ op: 'neighDel' as const, arg: n })));
+  assert.deepEqual(nl.neighs(vx.index), []);
+
   // A malformed op throws before anything is sent.
   assert.throws(() => nl.batch([{ op: 'routeReplace', arg: { dst: '10.244.10.0/24', gateway: '10.244.10.0', index: vx.index, onlink: true } }, { op: 'routeReplace', arg: { dst: 'nonsense', index: 1 } }]), TypeError);
   assert.equal(nl.routes().some((r) => r.dst === '10.244.10.0/24'), false);
