@@ -17,8 +17,6 @@
 
 namespace weft::nl {
 
-static Napi::Value Nullable(Napi::Env env, bool present, Napi::Value v) { return present ? v : env.Null(); }
-
 static Napi::Object VxlanToJs(Napi::Env env, rtnl_link* l) {
   Napi::Object v = Napi::Object::New(env);
   uint32_t id = 0, link = 0, port = 0, flags = 0;
@@ -26,10 +24,10 @@ static Napi::Object VxlanToJs(Napi::Env env, rtnl_link* l) {
   v.Set("vni", id);
   nl_addr* local = nullptr;
   bool hasLocal = rtnl_link_vxlan_get_local(l, &local) == 0 && local;
-  v.Set("local", Nullable(env, hasLocal, hasLocal ? Napi::String::New(env, FormatAddr(local)) : env.Null()));
+  v.Set("local", hasLocal ? Napi::Value(Napi::String::New(env, FormatAddr(local))) : env.Null());
   if (local) nl_addr_put(local);
   bool hasLink = rtnl_link_vxlan_get_link(l, &link) == 0 && link != 0;
-  v.Set("link", Nullable(env, hasLink, Napi::Number::New(env, link)));
+  v.Set("link", hasLink ? Napi::Value(Napi::Number::New(env, link)) : env.Null());
   rtnl_link_vxlan_get_port(l, &port);
   v.Set("port", port);
   v.Set("learning", rtnl_link_vxlan_get_learning(l) > 0);
