@@ -80,10 +80,24 @@ static __always_inline int redirect_underlay(struct __sk_buff *skb, const struct
 			return -WEFT_DROP_ENCAP_FAILED;
 		return bpf_redirect(fib.ifindex, 0);
 	case BPF_FIB_LKUP_RET_NO_NEIGH:
-		/* The kernel resolves the neighbour (and queues the packet meanwhile). */
-		nh.nh_family = AF_INET;
-		nh.ipv4_nh = fib.ipv4_dst;
-		rc = bpf_redirect_neigh(fib.ifindex, &nh, sizeof(nh), 0);
+		/*
+		 * The kernel resolves the neighbour and queues the packet meanwhile.
+		 * A queued packet is sent again through the neighbour of the skb's
+		 * route, which is still the overlay route when a next hop is given
+		 * here: it would leave with the overlay device's MACs. Without a next
+		 * hop the kernel routes the outer destination and replaces that route,
+		 * so tunnels (whose outer destination is the peer) give none. A direct
+		 * peer needs the next hop; its first packets are lost until the
+		 * neighbour resolves, which is why the loader keeps managed neighbour
+		 * entries for direct peers.
+		 */
+		if (check_onlink) {
+			nh.nh_family = AF_INET;
+			nh.ipv4_nh = fib.ipv4_dst;
+			rc = bpf_redirect_neigh(fib.ifindex, &nh, sizeof(nh), 0);
+		} else {
+			rc = bpf_redirect_neigh(fib.ifindex, 0, 0, 0);
+		}
 		return rc == TC_ACT_REDIRECT ? TC_ACT_REDIRECT : -WEFT_DROP_FIB_FAILED;
 	case BPF_FIB_LKUP_RET_FRAG_NEEDED:
 		return -WEFT_DROP_TOO_BIG;
