@@ -33,7 +33,12 @@ static NeighPtr BuildNeigh(Napi::Env env, Napi::Object o, bool forDelete) {
   if (!n) ThrowErrnoMsg(env, "rtnl_neigh_alloc", ENOMEM);
   rtnl_neigh_set_ifindex(n.get(), static_cast<int>(index));
   rtnl_neigh_set_dst(n.get(), ip.get());
-  if (!forDelete) {
+  if (!forDelete && OptBool(o, "managed").value_or(false)) {
+    // `ip neigh replace IP dev X managed`: the kernel resolves the entry and
+    // keeps it resolved (NTF_EXT_MANAGED, added in NeighMsg); no lladdr, and
+    // a managed entry must not be PERMANENT or NOARP.
+    rtnl_neigh_set_state(n.get(), NUD_NONE);
+  } else if (!forDelete) {
     Addr mac = ParseMac(env, GetString(o, "mac"), "mac");
     rtnl_neigh_set_lladdr(n.get(), mac.get());
     auto permanent = OptBool(o, "permanent");
@@ -50,6 +55,7 @@ std::string DescribeNeigh(Sock& s, Napi::Object o) {
   if (mac.IsString()) d += " lladdr " + mac.As<Napi::String>().Utf8Value();
   if (index.IsNumber()) d += " dev " + IfName(s, index.As<Napi::Number>().Int32Value());
   if (o.Get("permanent").ToBoolean()) d += " nud permanent";
+  if (o.Get("managed").ToBoolean()) d += " managed";
   return d;
 }
 
@@ -82,7 +88,10 @@ static Msg NeighRequest(Napi::Env env, Sock& s, NeighPtr n, bool del, const std:
 }
 
 Msg NeighMsg(Napi::Env env, Sock& s, Napi::Object o, bool del) {
-  return NeighRequest(env, s, BuildNeigh(env, o, del), del, o.Get("ip").ToString());
+  Msg m = NeighRequest(env, s, BuildNeigh(env, o, del), del, o.Get("ip").ToString());
+  if (!del && o.Get("managed").ToBoolean() && nla_put_u32(m.get(), NDA_FLAGS_EXT, NTF_EXT_MANAGED) < 0)
+    ThrowErrnoMsg(env, "nla_put(NDA_FLAGS_EXT)", ENOBUFS);
+  return m;
 }
 
 Msg FdbMsg(Napi::Env env, Sock& s, Napi::Object o, bool del) {

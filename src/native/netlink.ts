@@ -146,9 +146,12 @@ export interface NexthopSpec {
 export interface NeighSpec {
   index: number;
   ip: string;
-  mac: string;
+  /** Required unless managed. */
+  mac?: string;
   /** NUD_PERMANENT, else the entry starts REACHABLE and ages. */
-  permanent: boolean;
+  permanent?: boolean;
+  /** `ip neigh replace IP dev X managed`: the kernel resolves the entry and keeps it resolved (no mac). */
+  managed?: boolean;
 }
 
 export interface NeighKey {
