@@ -2,6 +2,9 @@
 // (how the kernel is programmed). Data flows one way: the agent hands the
 // dataplane the local network once, then peer routes as leases come and go.
 
+/** Route protocol number of the routes weft installs (`ip route` shows `proto 87`), so cleanup touches only its own. */
+export const RTPROT_WEFT = 87;
+
 export type BackendType = 'vxlan' | 'host-gw' | 'ipip' | 'udp';
 export type DataplaneKind = 'ebpf' | 'netlink';
 
@@ -65,4 +68,6 @@ export interface Dataplane {
   stop(): Promise<void>;
   /** Removes every filter, pin, device, route and entry this dataplane created, and nothing else. */
   uninstall(): Promise<void>;
+  /** For `weft status`: remote subnets the kernel holds (our own excluded). Optional; without it the agent counts the pinned weft_peers map (ebpf) or says it does not know. */
+  status?(): Promise<{ peersInMaps: number }>;
 }
