@@ -1,0 +1,218 @@
+// The eBPF dataplane: an overlay device the Network is routed to, TC programs
+// on it and on the underlay, and pinned maps the agent keeps in step with the
+// leases. Peers are map entries: applying a lease is one map update, and a
+// full sync writes only the differences, so a map that traffic is using is
+// never flushed.
+import fs from 'node:fs';
+import path from 'node:path';
+import { NetlinkHandle } from '../../native/netlink.js';
+import { BpfMap, tcFilters } from '../../native/bpf.js';
+import type { Dataplane, LocalNetwork, PeerRoute } from '../types.js';
+import type { Logger } from '../../log.js';
+import { CONFIG_KEY, decodeConfig, decodeLpmKey, encodeConfig, encodeLocalPeer, encodeLpmKey, encodePeer, hostOrderCheck, MAP_CONFIG } from './maps.js';
+import { attach, detach, loadObjects, unpinMaps, TC_HANDLE, type LoadedMaps } from './loader.js';
+import { ensureOverlay, removeOverlays, writeSysctl, type OverlayDevice } from './device.js';
+
+function isDirect(r: PeerRoute): boolean {
+  return r.encap === 'direct' || r.directRouting;
+}
+
+export class EbpfDataplane implements Dataplane {
+  readonly kind = 'ebpf' as const;
+  private nl: NetlinkHandle | undefined;
+  private maps: LoadedMaps | undefined;
+  private local: LocalNetwork | undefined;
+  private overlay: OverlayDevice | undefined;
+  /** What we wrote per subnet (hex of the value), to skip no-op updates. */
+  private readonly written = new Map<string, string>();
+  /** Direct peers' next hops (by subnet), for which we keep managed neighbour entries. */
+  private readonly nextHops = new Map<string, string>();
+  /** The managed neighbour entries this process added. */
+  private readonly managed = new Set<string>();
+
+  constructor(private readonly log: Logger) {}
+
+  async start(local: LocalNetwork): Promise<void> {
+    hostOrderCheck();
+    this.local = local;
+    const nl = (this.nl = NetlinkHandle.open());
+    this.overlay = ensureOverlay(nl, local, this.log);
+    const loaded = loadObjects(local.pinDir, this.log);
+    this.maps = loaded.maps;
+    // The config first: programs attached before it is READY would drop what they see.
+    this.maps.config.update(CONFIG_KEY, encodeConfig(local, { overlayIfindex: this.overlay.index, overlayMAC: this.overlay.mac }));
+    const ids = {
+      overlayEgress: attach(this.overlay.index, 'egress', loaded.overlay, 'overlay_egress'),
+      overlayIngress: attach(this.overlay.index, 'ingress', loaded.overlay, 'overlay_ingress'),
+      underlay: attach(local.iface.index, 'ingress', loaded.underlay, 'underlay_decap'),
+    };
+    loaded.overlay.close();
+    loaded.underlay.close();
+    this.relaxUnderlayRpFilter();
+    this.log.info({ device: this.overlay.name, pinDir: local.pinDir, programs: ids }, 'eBPF dataplane programmed');
+  }
+
+  /**
+   * Packets from direct (host-gw, DirectRouting) peers arrive on the underlay
+   * from pod addresses whose route points at the overlay device; strict
+   * reverse-path filtering would drop them, loose mode keeps its protection.
+   */
+  private relaxUnderlayRpFilter(): void {
+    const dev = this.local!.iface.name;
+    const read = (k: string): string => {
+      try {
+        return fs.readFileSync(`/proc/sys/net/ipv4/conf/${k}/rp_filter`, 'utf8').trim();
+      } catch {
+        return '0';
+      }
+    };
+    if (read('all') === '1' || read(dev) === '1') {
+      writeSysctl(`net/ipv4/conf/${dev}/rp_filter`, '2');
+      this.log.info({ iface: dev }, 'set loose reverse-path filtering on the underlay (strict mode drops pod traffic from direct peers)');
+    }
+  }
+
+  private get m(): LoadedMaps {
+    if (!this.maps) throw new Error('eBPF dataplane used before start()');
+    return this.maps;
+  }
+
+  private desired(routes: PeerRoute[]): Map<string, Buffer> {
+    const out = new Map<string, Buffer>();
+    out.set(this.local!.subnet, encodeLocalPeer(this.local!.publicIP));
+    for (const r of routes) out.set(r.subnet, encodePeer(r));
+    return out;
+  }
+
+  async syncPeers(routes: PeerRoute[]): Promise<void> {
+    const want = this.desired(routes);
+    const have = new Map<string, Buffer>();
+    for (const [k, v] of this.m.peers.entries()) have.set(decodeLpmKey(k), v);
+    let added = 0;
+    let changed = 0;
+    let removed = 0;
+    const keys: Buffer[] = [];
+    const values: Buffer[] = [];
+    for (const [subnet, value] of want) {
+      const cur = have.get(subnet);
+      if (cur && cur.equals(value)) continue;
+      if (cur) changed++;
+      else added++;
+      keys.push(encodeLpmKey(subnet));
+      values.push(value);
+    }
+    if (keys.length) this.m.peers.updateBatch(keys, values);
+    for (const subnet of have.keys()) {
+      if (!want.has(subnet)) {
+        this.m.peers.delete(encodeLpmKey(subnet));
+        removed++;
+      }
+    }
+    this.written.clear();
+    for (const [subnet, value] of want) this.written.set(subnet, value.toString('hex'));
+    this.nextHops.clear();
+    for (const r of routes) if (isDirect(r)) this.nextHops.set(r.subnet, r.publicIP);
+    this.syncNeighbours();
+    this.log.info({ peers: routes.length, added, changed, removed }, 'peer map synchronised');
+  }
+
+  async upsertPeer(route: PeerRoute): Promise<void> {
+    const value = encodePeer(route);
+    if (this.written.get(route.subnet) !== value.toString('hex')) {
+      this.m.peers.update(encodeLpmKey(route.subnet), value);
+      this.written.set(route.subnet, value.toString('hex'));
+    }
+    if (isDirect(route)) this.nextHops.set(route.subnet, route.publicIP);
+    else this.nextHops.delete(route.subnet);
+    this.syncNeighbours();
+  }
+
+  async removePeer(subnet: string): Promise<void> {
+    this.m.peers.delete(encodeLpmKey(subnet));
+    this.written.delete(subnet);
+    if (this.nextHops.delete(subnet)) this.syncNeighbours();
+  }
+
+  /**
+   * A direct peer's next hop must be resolved before its first packet: the
+   * program's redirect cannot queue behind an unresolved neighbour. Managed
+   * neighbour entries make the kernel resolve them and keep them fresh.
+   */
+  private syncNeighbours(): void {
+    const nl = this.nl!;
+    const index = this.local!.iface.index;
+    const wanted = new Set(this.nextHops.values());
+    for (const ip of this.managed) {
+      if (wanted.has(ip)) continue;
+      nl.neighDel({ index, ip });
+      this.managed.delete(ip);
+    }
+    for (const ip of wanted) {
+      if (this.managed.has(ip)) continue;
+      try {
+        nl.neighReplace({ index, ip, managed: true });
+        this.managed.add(ip);
+      } catch (err) {
+        this.log.warn({ peer: ip, err: (err as Error).message }, 'cannot add a managed neighbour for a direct peer; its first packets may be lost');
+      }
+    }
+  }
+
+  async status(): Promise<{ peersInMaps: number }> {
+    // Our own subnet's entry is not a peer.
+    return { peersInMaps: Math.max(0, this.m.peers.keys().length - 1) };
+  }
+
+  async stop(): Promise<void> {
+    for (const map of Object.values(this.maps ?? {})) (map as BpfMap).close();
+    this.maps = undefined;
+    this.nl?.close();
+    this.nl = undefined;
+  }
+
+  async uninstall(): Promise<void> {
+    const pinDir = this.local?.pinDir;
+    await this.stop();
+    if (pinDir) uninstallEbpf(pinDir, this.log);
+  }
+}
+
+export interface UninstallReport {
+  filters: string[];
+  devices: string[];
+  pins: string[];
+}
+
+/**
+ * Removes every filter, pin and device the eBPF dataplane created, and
+ * nothing else: usable without a running agent (weft uninstall), from the pin
+ * dir and the devices' names alone.
+ */
+export function uninstallEbpf(pinDir: string, log: Logger): UninstallReport {
+  const report: UninstallReport = { filters: [], devices: [], pins: [] };
+  const nl = NetlinkHandle.open();
+  try {
+    // weft's filters sit in weft's TC slot; look on every interface (the underlay may have been renamed).
+    for (const link of nl.links()) {
+      for (const hook of ['ingress', 'egress'] as const) {
+        const ours = tcFilters(link.index, hook).some((f) => f.handle === TC_HANDLE && /^(overlay_egress|overlay_ingress|underlay_decap)/.test(f.name ?? ''));
+        if (ours && detach(link.index, hook)) report.filters.push(`${link.name} ${hook}`);
+      }
+    }
+    report.devices = removeOverlays(nl, log);
+  } finally {
+    nl.close();
+  }
+  const configPin = path.join(pinDir, MAP_CONFIG);
+  if (fs.existsSync(configPin)) {
+    try {
+      const cfg = decodeConfig(BpfMap.fromPin(configPin).lookup(CONFIG_KEY)!);
+      log.info({ subnet: cfg.subnet, backend: cfg.backend }, 'removing the pinned maps');
+    } catch {
+      /* a pin of another layout: remove it all the same */
+    }
+  }
+  report.pins = unpinMaps(pinDir);
+  for (const f of report.filters) log.info({ filter: f }, 'detached');
+  return report;
+}

@@ -1,0 +1,122 @@
+// Loading weft's BPF objects with their maps pinned under --bpf-pin-dir, and
+// attaching the programs through clsact. Everything here is idempotent: a
+// restarted agent reuses the pinned maps (peers and counters intact) and
+// atomically replaces the programs in the same TC slots, so traffic never
+// stops and no hook ever holds two weft filters.
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { BpfMap, BpfObject, isErrnoError, tcAttach, tcDetach, tcFilters, tcHookCreate, tcHookDestroy, type TcHook } from '../../native/bpf.js';
+import { MAP_CONFIG, MAP_DROPS, MAP_PEERS, MAP_STATS } from './maps.js';
+import type { Logger } from '../../log.js';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+/** build/bpf, next to dist/ in the repository (or the installed package). */
+export const OBJECT_DIR = process.env.WEFT_BPF_DIR ?? path.resolve(here, '../../../build/bpf');
+
+/** The TC slot weft's filters occupy on every hook it uses: one filter per hook, replaced in place. */
+export const TC_HANDLE = 0x77656674; // "weft"
+export const TC_PRIORITY = 1;
+
+export const WEFT_PROGRAMS = ['overlay_egress', 'overlay_ingress', 'underlay_decap'];
+export const WEFT_MAPS = [MAP_PEERS, MAP_CONFIG, MAP_STATS, MAP_DROPS];
+
+const BPF_FS_MAGIC = 0xcafe4a11;
+
+export interface LoadedMaps {
+  peers: BpfMap;
+  config: BpfMap;
+  stats: BpfMap;
+  drops: BpfMap;
+}
+
+export interface Loaded {
+  maps: LoadedMaps;
+  overlay: BpfObject;
+  underlay: BpfObject;
+}
+
+export function objectPath(name: string): string {
+  return path.join(OBJECT_DIR, name);
+}
+
+/** The pin dir must be on a bpffs, or pins vanish with the process. */
+export function checkPinDir(pinDir: string): void {
+  let dir = pinDir;
+  while (!fs.existsSync(dir)) dir = path.dirname(dir);
+  const type = Number(fs.statfsSync(dir).type);
+  if (type !== BPF_FS_MAGIC && !fs.existsSync(pinDir)) {
+    throw new Error(`--bpf-pin-dir ${pinDir}: ${dir} is not on a BPF filesystem; mount one (mount -t bpf bpf /sys/fs/bpf) or choose a directory inside one`);
+  }
+  fs.mkdirSync(pinDir, { recursive: true });
+  if (Number(fs.statfsSync(pinDir).type) !== BPF_FS_MAGIC) {
+    throw new Error(`--bpf-pin-dir ${pinDir} is not on a BPF filesystem (mount -t bpf bpf /sys/fs/bpf, or choose a directory inside one)`);
+  }
+}
+
+function loadPinned(file: string, pinDir: string, log: Logger): BpfObject {
+  try {
+    return BpfObject.load(objectPath(file), { pinRoot: pinDir });
+  } catch (err) {
+    // A pin from an older map layout cannot be reused: drop it (counters restart) and load again.
+    if (!isErrnoError(err, 'EINVAL') || !/reuse pinned map|pinned map/i.test((err as Error).message)) throw err;
+    log.warn({ pinDir, err: (err as Error).message.split('\n')[0] }, 'pinned maps do not match this version of the programs; replacing them');
+    unpinMaps(pinDir);
+    return BpfObject.load(objectPath(file), { pinRoot: pinDir });
+  }
+}
+
+/** Loads both objects; their maps are the same pinned instances. */
+export function loadObjects(pinDir: string, log: Logger): Loaded {
+  checkPinDir(pinDir);
+  const overlay = loadPinned('overlay.o', pinDir, log);
+  const underlay = loadPinned('underlay.o', pinDir, log);
+  return {
+    overlay,
+    underlay,
+    maps: { peers: overlay.map(MAP_PEERS), config: overlay.map(MAP_CONFIG), stats: overlay.map(MAP_STATS), drops: overlay.map(MAP_DROPS) },
+  };
+}
+
+/** Opens the pinned maps without loading programs (a running or stopped agent's maps). */
+export function openPinnedMaps(pinDir: string): LoadedMaps {
+  const open = (name: string): BpfMap => BpfMap.fromPin(path.join(pinDir, name));
+  return { peers: open(MAP_PEERS), config: open(MAP_CONFIG), stats: open(MAP_STATS), drops: open(MAP_DROPS) };
+}
+
+export function attach(ifindex: number, hook: TcHook, obj: BpfObject, program: string): number {
+  tcHookCreate(ifindex);
+  return tcAttach({ ifindex, hook, progFd: obj.program(program).fd, handle: TC_HANDLE, priority: TC_PRIORITY, replace: true }).progId;
+}
+
+/** Detaches weft's filter from a hook, and removes the clsact qdisc if weft's was the last filter on it. */
+export function detach(ifindex: number, hook: TcHook): boolean {
+  const mine = tcFilters(ifindex, hook).some((f) => f.handle === TC_HANDLE && f.priority === TC_PRIORITY);
+  if (!mine) return false;
+  tcDetach({ ifindex, hook, handle: TC_HANDLE, priority: TC_PRIORITY });
+  if (tcFilters(ifindex, 'ingress').length === 0 && tcFilters(ifindex, 'egress').length === 0) {
+    try {
+      tcHookDestroy(ifindex);
+    } catch {
+      /* already gone */
+    }
+  }
+  return true;
+}
+
+export function unpinMaps(pinDir: string): string[] {
+  const removed: string[] = [];
+  for (const name of WEFT_MAPS) {
+    const p = path.join(pinDir, name);
+    if (fs.existsSync(p)) {
+      fs.rmSync(p);
+      removed.push(p);
+    }
+  }
+  try {
+    fs.rmdirSync(pinDir);
+  } catch {
+    /* not empty (someone else's pins) or already gone */
+  }
+  return removed;
+}
