@@ -54,6 +54,8 @@ ts: dist/.stamp
 dist/.stamp: $(TS_SRC) $(TEST_SRC) .setup-stamp
 	node_modules/.bin/tsc -p tsconfig.json
 	node_modules/.bin/tsc -p tsconfig.test.json
+	@# Schemas loaded at run time (src/status/status.proto) ship beside their modules.
+	@cd src && find . -name '*.proto' -exec install -D -m 0644 {} ../dist/{} \;
 	@mkdir -p dist && touch $@
 
 # Tests need root (network namespaces, BPF). TEST=pattern narrows the run.

@@ -4,10 +4,18 @@ import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { agentCommand, agentEnvFlags } from './cli/agent.js';
 import { configCommand } from './cli/config.js';
+import { statusCommand, statusEnvFlags } from './cli/status.js';
+import { bpfCommand, bpfEnvFlags } from './cli/bpf.js';
+import { leasesCommand, leasesEnvFlags } from './cli/leases.js';
+import { CliError } from './cli/table.js';
 import { envArgs, UsageError } from './cli/options.js';
 import { ConfigError } from './config/network.js';
 
 function report(err: unknown): never {
+  if (err instanceof CliError) {
+    process.stderr.write(`weft: ${err.message}\n`);
+    process.exit(err.exitCode);
+  }
   if (err instanceof UsageError) {
     process.stderr.write(`weft: ${err.message}\n`);
     process.exit(2);
@@ -25,6 +33,9 @@ function report(err: unknown): never {
 /** Per command, the flags that FLANNELD_<FLAG> environment variables may set. */
 const ENV_FLAGS: Record<string, string[]> = {
   agent: agentEnvFlags,
+  leases: leasesEnvFlags,
+  status: statusEnvFlags,
+  bpf: bpfEnvFlags,
 };
 
 const args = hideBin(process.argv);
@@ -36,6 +47,9 @@ try {
     .scriptName('weft')
     .command(agentCommand)
     .command(configCommand)
+    .command(leasesCommand)
+    .command(statusCommand)
+    .command(bpfCommand)
     .demandCommand(1, 'name a command: weft <command> --help')
     .strict()
     .help()

@@ -7,6 +7,7 @@ import { LeaseWatcher, type LeaseEvent } from '../subnet/watch.js';
 import type { Lease } from '../subnet/lease.js';
 import { previousSubnets, writeSubnetEnv } from './subnet-env.js';
 import { HealthServer } from './health.js';
+import { StatusServer, agentStatus } from './status.js';
 import type { SelectedInterface } from './iface.js';
 import type { Dataplane, LocalNetwork, PeerRoute } from '../dataplane/types.js';
 import { RateLimiter, type Logger } from '../log.js';
@@ -24,6 +25,8 @@ export interface AgentOptions {
   healthzPort: number;
   dataplane: DataplaneChoice;
   bpfPinDir: string;
+  /** Unix socket for `weft status`; empty: none. */
+  statusSocket?: string;
 }
 
 /** Chooses and builds the dataplane once the local network is known. */
@@ -51,6 +54,7 @@ export class Agent {
   private manager: LeaseManager | undefined;
   private watcher: LeaseWatcher | undefined;
   private readonly health = new HealthServer();
+  private readonly status = new StatusServer(() => agentStatus(this));
   private queue: Promise<void> = Promise.resolve();
   private stopping = false;
   private readonly limiter = new RateLimiter(30_000);
@@ -79,8 +83,14 @@ export class Agent {
     return this.watcher?.revision ?? '0';
   }
 
+  /** subnet.env is written and the initial peers are programmed (what /readyz says). */
+  get ready(): boolean {
+    return this.health.ready;
+  }
+
   /** Runs until stop() (resolves) or a fatal error (rejects). */
   async run(): Promise<void> {
+    await this.listenStatus();
     await Promise.race([this.start(), this.done]);
     await this.done;
   }
@@ -261,10 +271,25 @@ export class Agent {
     return this.queue;
   }
 
+  /** The status socket answers from the start, so `weft status` can say what the agent waits for. */
+  private async listenStatus(): Promise<void> {
+    const socket = this.opts.statusSocket;
+    if (!socket) return;
+    try {
+      await this.status.listen(socket);
+      this.log.info({ socket }, 'status socket listening');
+    } catch (err) {
+      const message = `status socket: ${(err as Error).message}; weft status cannot reach this agent, which runs on without it`;
+      this.log.error(message);
+      this.recordError(message);
+    }
+  }
+
   /** Stops cleanly; the lease stays in etcd and the dataplane state in the kernel for the next start. */
   async stop(): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
+    await this.status.close();
     this.manager?.stop();
     await this.watcher?.stop();
     await this.queue;

@@ -9,6 +9,7 @@ import { EtcdOptionsError } from '../subnet/registry.js';
 import { selectDataplane } from '../dataplane/select.js';
 import { createLogger } from '../log.js';
 import { etcdFromArgs, etcdOptions, pinDirOption, UsageError, withOptions, type EtcdArgs } from './options.js';
+import { statusSocketOption } from './status.js';
 
 interface AgentArgs extends EtcdArgs {
   iface: string[];
@@ -24,6 +25,7 @@ interface AgentArgs extends EtcdArgs {
   dataplane: DataplaneChoice;
   'bpf-pin-dir': string;
   'log-level': string;
+  'status-socket': string;
 }
 
 function splitList(v: string[] | string | undefined): string[] {
@@ -59,13 +61,13 @@ const agentOptions = {
 } satisfies Record<string, Options>;
 
 /** The flags FLANNELD_<FLAG> variables may set for `weft agent`. */
-export const agentEnvFlags = [...Object.keys(etcdOptions), ...Object.keys(pinDirOption), ...Object.keys(agentOptions)];
+export const agentEnvFlags = [...Object.keys(etcdOptions), ...Object.keys(pinDirOption), ...Object.keys(agentOptions), ...Object.keys(statusSocketOption)];
 
 export const agentCommand: CommandModule<object, AgentArgs> = {
   command: 'agent',
   describe: 'run the per-host agent: lease a subnet, write subnet.env, program the dataplane',
   builder: (y: Argv) =>
-    withOptions(y, etcdOptions, pinDirOption, agentOptions) as unknown as Argv<AgentArgs>,
+    withOptions(y, etcdOptions, pinDirOption, agentOptions, statusSocketOption) as unknown as Argv<AgentArgs>,
   handler: async (a) => {
     check(a);
     const log = createLogger({ level: a['log-level'] });
@@ -90,6 +92,7 @@ export const agentCommand: CommandModule<object, AgentArgs> = {
           healthzPort: a['healthz-port'],
           dataplane: a.dataplane,
           bpfPinDir: a['bpf-pin-dir'],
+          statusSocket: a['status-socket'],
         },
         selected,
         log,

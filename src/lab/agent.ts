@@ -97,6 +97,8 @@ export function startAgent(host: LabHost, a: AgentArgs): LabAgent {
     '--subnet-file', subnetFile(host),
     '--bpf-pin-dir', host.pinDir,
     '--dataplane', a.dataplane ?? 'none',
+    // Each lab host's agent answers `weft status` on its own socket, never on the host machine's /run/weft.
+    ...(a.extra?.includes('--status-socket') ? [] : ['--status-socket', statusSocket(host)]),
     ...(a.extra ?? []),
   ];
   const env = { ...process.env, ...a.env };
@@ -107,4 +109,8 @@ export function startAgent(host: LabHost, a: AgentArgs): LabAgent {
 
 export function subnetFile(host: LabHost): string {
   return path.join(host.dir, 'subnet.env');
+}
+
+export function statusSocket(host: LabHost): string {
+  return path.join(host.dir, 'weft.sock');
 }

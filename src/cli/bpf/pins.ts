@@ -1,0 +1,202 @@
+// The pinned maps under --bpf-pin-dir, opened read-only in spirit (the
+// commands never write) and checked against the codecs' schema, so that a
+// map pinned by another weft version is refused rather than misread.
+import fs from 'node:fs';
+import path from 'node:path';
+import { BpfMap, isErrnoError } from '../../native/bpf.js';
+import {
+  CONFIG_KEY,
+  DIR,
+  DROP_DESCRIPTIONS,
+  DROP_REASONS,
+  ENCAP,
+  MAP_CONFIG,
+  MAP_DROPS,
+  MAP_PEERS,
+  MAP_SCHEMA,
+  MAP_STATS,
+  decodeConfig,
+  decodeCounter,
+  decodeLpmKey,
+  decodePeer,
+  hostOrderCheck,
+  statsIndex,
+  u32Key,
+  type DecodedConfig,
+  type DirName,
+  type DropReason,
+  type EncapName,
+} from '../../dataplane/ebpf/maps.js';
+import type { PeerRoute } from '../../dataplane/types.js';
+import { CliError, EXIT } from '../table.js';
+
+export type MapName = keyof typeof MAP_SCHEMA;
+export const MAP_NAMES = Object.keys(MAP_SCHEMA) as MapName[];
+
+export interface PeerEntry {
+  subnet: string;
+  route: PeerRoute;
+  local: boolean;
+}
+
+/** An entry the codec cannot read (e.g. an encap this weft does not know). */
+export interface BadPeerEntry {
+  subnet: string;
+  error: string;
+  value: string;
+}
+
+export interface CounterRow {
+  direction: DirName;
+  encap: EncapName;
+  packets: bigint;
+  bytes: bigint;
+}
+
+export interface DropRow {
+  reason: DropReason;
+  code: number;
+  description: string;
+  packets: bigint;
+  bytes: bigint;
+}
+
+/** Directories under bpffs that hold a pinned weft_peers, for the "did you mean" hint. */
+function findPinDirs(root = '/sys/fs/bpf', depth = 3): string[] {
+  const found: string[] = [];
+  const walk = (dir: string, d: number): void => {
+    if (found.length >= 5 || d < 0) return;
+    let entries: fs.Dirent[];
+    try {
+      entries = fs.readdirSync(dir, { withFileTypes: true });
+    } catch {
+      return;
+    }
+    if (entries.some((e) => e.name === MAP_PEERS && !e.isDirectory())) found.push(dir);
+    for (const e of entries) if (e.isDirectory()) walk(path.join(dir, e.name), d - 1);
+  };
+  walk(root, depth);
+  return found;
+}
+
+export function noPinsError(dir: string): CliError {
+  const elsewhere = findPinDirs().filter((d) => path.resolve(d) !== path.resolve(dir));
+  const hint = elsewhere.length ? elsewhere.map((d) => `--bpf-pin-dir ${d}`).join(' or ') : '--bpf-pin-dir DIR (the agent\'s own)';
+  return new CliError(`no pinned weft maps in ${dir}: is the agent running with the eBPF dataplane, or did you mean ${hint}?`, EXIT.unavailable);
+}
+
+export class PinnedMaps {
+  private readonly open = new Map<MapName, BpfMap>();
+
+  private constructor(readonly dir: string) {}
+
+  /** Opens and checks the named maps; CliError with what to do when they are not there. */
+  static open(dir: string, names: MapName[] = MAP_NAMES): PinnedMaps {
+    hostOrderCheck();
+    const present = MAP_NAMES.filter((n) => fs.existsSync(path.join(dir, n)));
+    if (present.length === 0) throw noPinsError(dir);
+    const missing = names.filter((n) => !present.includes(n));
+    if (missing.length) {
+      throw new CliError(
+        `${dir} holds ${present.join(', ')} but not ${missing.join(', ')}: a partial or older install; restart the agent (it re-creates them) or remove the pins with weft uninstall`,
+        EXIT.unavailable,
+      );
+    }
+    const pm = new PinnedMaps(dir);
+    try {
+      for (const n of names) pm.open.set(n, openChecked(path.join(dir, n), n));
+    } catch (err) {
+      pm.close();
+      throw err;
+    }
+    return pm;
+  }
+
+  map(name: MapName): BpfMap {
+    const m = this.open.get(name);
+    if (!m) throw new Error(`internal: ${name} was not opened`);
+    return m;
+  }
+
+  /** null while the agent has not written it (the array slot exists from the start, zero-filled). */
+  config(): DecodedConfig | null {
+    const v = this.map(MAP_CONFIG).lookup(CONFIG_KEY);
+    if (!v || v.every((b) => b === 0)) return null;
+    return decodeConfig(v);
+  }
+
+  peers(): { entries: PeerEntry[]; bad: BadPeerEntry[] } {
+    const entries: PeerEntry[] = [];
+    const bad: BadPeerEntry[] = [];
+    for (const [k, v] of this.map(MAP_PEERS).entries()) {
+      try {
+        const d = decodePeer(k, v);
+        entries.push({ subnet: d.route.subnet, route: d.route, local: d.local });
+      } catch (err) {
+        bad.push({ subnet: safeKey(k), error: (err as Error).message, value: v.toString('hex') });
+      }
+    }
+    const order = (s: string): number => {
+      const [a, len] = s.split('/');
+      return a.split('.').reduce((n, o) => n * 256 + Number(o), 0) * 64 + Number(len);
+    };
+    entries.sort((x, y) => order(x.subnet) - order(y.subnet));
+    return { entries, bad };
+  }
+
+  counters(): CounterRow[] {
+    const m = this.map(MAP_STATS);
+    const rows: CounterRow[] = [];
+    for (const direction of Object.keys(DIR) as DirName[]) {
+      for (const encap of Object.keys(ENCAP) as EncapName[]) {
+        const c = decodeCounter(m.lookup(u32Key(statsIndex(direction, encap))) ?? Buffer.alloc(0));
+        rows.push({ direction, encap, packets: c.packets, bytes: c.bytes });
+      }
+    }
+    return rows;
+  }
+
+  drops(): DropRow[] {
+    const m = this.map(MAP_DROPS);
+    return DROP_REASONS.map((reason, code) => {
+      const c = decodeCounter(m.lookup(u32Key(code)) ?? Buffer.alloc(0));
+      return { reason, code, description: DROP_DESCRIPTIONS[reason], packets: c.packets, bytes: c.bytes };
+    });
+  }
+
+  close(): void {
+    for (const m of this.open.values()) m.close();
+    this.open.clear();
+  }
+}
+
+function safeKey(k: Buffer): string {
+  try {
+    return decodeLpmKey(k);
+  } catch {
+    return k.toString('hex');
+  }
+}
+
+function openChecked(file: string, name: MapName): BpfMap {
+  let m: BpfMap;
+  try {
+    m = BpfMap.fromPin(file);
+  } catch (err) {
+    if (isErrnoError(err) && (err.code === 'EPERM' || err.code === 'EACCES')) {
+      throw new CliError(`${err.message}: reading pinned BPF maps needs root (CAP_BPF); run this as root`, EXIT.failed);
+    }
+    throw new CliError(`opening ${file}: ${(err as Error).message}`, EXIT.failed);
+  }
+  const want = MAP_SCHEMA[name];
+  const got = { type: m.type, keySize: m.keySize, valueSize: m.valueSize, maxEntries: m.maxEntries };
+  if (got.type !== want.type || got.keySize !== want.keySize || got.valueSize !== want.valueSize) {
+    m.close();
+    throw new CliError(
+      `${file} is a ${got.type} map with ${got.keySize}-byte keys and ${got.valueSize}-byte values, but this weft reads ${name} as a ${want.type} ` +
+        `with ${want.keySize}-byte keys and ${want.valueSize}-byte values: it was pinned by another weft version; restart the agent of this version to replace it`,
+      EXIT.failed,
+    );
+  }
+  return m;
+}

@@ -1,0 +1,209 @@
+// `weft bpf programs`: what is attached on which interface and hook, which
+// pins exist, and what looks stale. Reads the kernel only (TC filter dumps
+// in this network namespace, bpffs pins, the pinned weft_config).
+import fs from 'node:fs';
+import path from 'node:path';
+import { BpfMap, BpfProgram, tcFilters, type TcHook } from '../../native/bpf.js';
+import { NetlinkHandle } from '../../native/netlink.js';
+import { MAP_CONFIG, type DecodedConfig } from '../../dataplane/ebpf/maps.js';
+import { MAP_NAMES, PinnedMaps, noPinsError, type MapName } from './pins.js';
+
+/** The entry points of bpf/overlay.c and bpf/underlay.c (the kernel keeps the first 15 characters of a name). */
+export const WEFT_PROGRAMS = ['overlay_egress', 'overlay_ingress', 'underlay_decap'] as const;
+const HOOKS: TcHook[] = ['ingress', 'egress'];
+
+export interface AttachedFilter {
+  ifindex: number;
+  ifname: string;
+  hook: TcHook;
+  /** underlay / overlay per weft_config, or null for any other interface. */
+  role: 'underlay' | 'overlay' | null;
+  handle: number;
+  priority: number;
+  kind: string;
+  progId: number | null;
+  name: string | null;
+  tag: string | null;
+  directAction: boolean;
+  /** One of weft's programs, by name, or a program weft pinned. */
+  weft: boolean;
+}
+
+export interface PinEntry {
+  path: string;
+  name: string;
+  kind: 'map' | 'prog' | 'link' | 'dir' | 'other';
+  id: number | null;
+  /** Map or program type as libbpf names it. */
+  type: string | null;
+  /** The kernel's name of the object (maps and programs). */
+  objectName: string | null;
+  tag: string | null;
+  error: string | null;
+}
+
+export interface Finding {
+  /** stale: left behind or duplicated, worth cleaning; warning: not as weft would set it up. */
+  severity: 'stale' | 'warning';
+  message: string;
+}
+
+export interface ProgramsReport {
+  pinDir: string;
+  config: { underlayIfindex: number; underlayIfname: string | null; overlayIfindex: number; overlayIfname: string | null; ready: boolean; backend: string } | null;
+  filters: AttachedFilter[];
+  pins: PinEntry[];
+  findings: Finding[];
+}
+
+/** What a bpffs file is: the fd's anon inode says map, prog or link (object info alone cannot tell them apart). */
+function describePin(file: string): PinEntry {
+  const base: PinEntry = { path: file, name: path.basename(file), kind: 'other', id: null, type: null, objectName: null, tag: null, error: null };
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(file);
+  } catch (err) {
+    return { ...base, error: (err as Error).message };
+  }
+  if (st.isDirectory()) return { ...base, kind: 'dir' };
+  let m: BpfMap;
+  try {
+    m = BpfMap.fromPin(file);
+  } catch (err) {
+    return { ...base, error: (err as Error).message };
+  }
+  let anon = '';
+  try {
+    anon = fs.readlinkSync(`/proc/self/fd/${m.fd}`);
+  } catch {
+    /* no /proc: fall through as a map */
+  }
+  if (anon.includes('bpf-prog')) {
+    m.close();
+    const p = BpfProgram.fromPin(file);
+    const out: PinEntry = { ...base, kind: 'prog', id: p.id, type: p.type, objectName: p.name, tag: p.tag };
+    p.close();
+    return out;
+  }
+  if (anon.includes('bpf_link') || anon.includes('bpf-link')) {
+    m.close();
+    return { ...base, kind: 'link' };
+  }
+  const out: PinEntry = { ...base, kind: 'map', id: m.id, type: m.type, objectName: m.name };
+  m.close();
+  return out;
+}
+
+function listPins(dir: string): PinEntry[] {
+  const out: PinEntry[] = [];
+  const walk = (d: string): void => {
+    for (const name of fs.readdirSync(d).sort()) {
+      const e = describePin(path.join(d, name));
+      out.push(e);
+      if (e.kind === 'dir') walk(e.path);
+    }
+  };
+  walk(dir);
+  return out;
+}
+
+function readConfig(dir: string): DecodedConfig | null {
+  if (!fs.existsSync(path.join(dir, MAP_CONFIG))) return null;
+  const maps = PinnedMaps.open(dir, [MAP_CONFIG]);
+  try {
+    return maps.config();
+  } finally {
+    maps.close();
+  }
+}
+
+export function inspectPrograms(pinDir: string): ProgramsReport {
+  if (!fs.existsSync(pinDir)) throw noPinsError(pinDir);
+  const pins = listPins(pinDir);
+  const cfg = readConfig(pinDir);
+  const nl = NetlinkHandle.open();
+  let links: Array<{ index: number; name: string }>;
+  try {
+    links = nl.links().map((l) => ({ index: l.index, name: l.name }));
+  } finally {
+    nl.close();
+  }
+  const nameOf = (i: number): string | null => links.find((l) => l.index === i)?.name ?? null;
+  const pinnedProgIds = new Set(pins.filter((p) => p.kind === 'prog').map((p) => p.id));
+  const roleOf = (i: number): AttachedFilter['role'] => (cfg && i === cfg.underlayIfindex ? 'underlay' : cfg && i === cfg.overlayIfindex ? 'overlay' : null);
+
+  const filters: AttachedFilter[] = [];
+  for (const l of links) {
+    for (const hook of HOOKS) {
+      for (const f of tcFilters(l.index, hook)) {
+        const weft = (f.name !== undefined && (WEFT_PROGRAMS as readonly string[]).includes(f.name)) || (f.progId !== undefined && pinnedProgIds.has(f.progId));
+        filters.push({
+          ifindex: l.index,
+          ifname: l.name,
+          hook,
+          role: roleOf(l.index),
+          handle: f.handle,
+          priority: f.priority,
+          kind: f.kind,
+          progId: f.progId ?? null,
+          name: f.name ?? null,
+          tag: f.tag ?? null,
+          directAction: f.directAction,
+          weft,
+        });
+      }
+    }
+  }
+
+  const findings: Finding[] = [];
+  const used = new Set<number>(cfg ? [cfg.underlayIfindex, cfg.overlayIfindex].filter((i) => i > 0) : []);
+  if (cfg) {
+    for (const [role, i] of [['underlay', cfg.underlayIfindex], ['overlay', cfg.overlayIfindex]] as const) {
+      if (i > 0 && nameOf(i) === null) findings.push({ severity: 'stale', message: `weft_config names ${role} ifindex ${i}, which does not exist in this network namespace: the device was deleted (restart the agent), or run this in the agent's namespace` });
+    }
+  }
+  const byHook = new Map<string, AttachedFilter[]>();
+  for (const f of filters) {
+    const k = `${f.ifname} ${f.hook}`;
+    byHook.set(k, [...(byHook.get(k) ?? []), f]);
+    if (f.weft && !used.has(f.ifindex)) {
+      findings.push({
+        severity: 'stale',
+        message: `${f.name ?? `prog id ${f.progId}`} is attached on ${f.ifname} ${f.hook}, an interface weft does not use${cfg ? ` (weft_config: underlay ${nameOf(cfg.underlayIfindex) ?? cfg.underlayIfindex}, overlay ${nameOf(cfg.overlayIfindex) ?? cfg.overlayIfindex})` : ' (no weft_config)'}`,
+      });
+    }
+  }
+  for (const [k, fs_] of byHook) {
+    if (fs_.length > 1 && fs_.some((f) => f.weft)) {
+      findings.push({ severity: 'stale', message: `${fs_.length} filters on ${k}: ${fs_.map((f) => `${f.name ?? f.kind} (prog ${f.progId ?? '-'}, pref ${f.priority}, handle ${f.handle})`).join(', ')}; weft attaches one per hook` });
+    }
+  }
+  if (cfg?.ready && cfg.overlayIfindex > 0 && nameOf(cfg.overlayIfindex) !== null && !filters.some((f) => f.ifindex === cfg.overlayIfindex && f.hook === 'egress' && f.name === 'overlay_egress')) {
+    findings.push({ severity: 'warning', message: `nothing weft attached on the overlay device's egress (${nameOf(cfg.overlayIfindex)}): packets routed to the Network are not forwarded by weft` });
+  }
+  const attachedIds = new Set(filters.map((f) => f.progId));
+  for (const p of pins) {
+    if (p.error) findings.push({ severity: 'stale', message: `pin ${p.path} cannot be opened (${p.error}): not a BPF object weft can read` });
+    else if (p.kind === 'prog' && !attachedIds.has(p.id)) findings.push({ severity: 'stale', message: `pinned program ${p.objectName} (id ${p.id}) at ${p.path} is attached nowhere in this namespace` });
+    else if (p.kind === 'map' && !(MAP_NAMES as string[]).includes(p.name)) findings.push({ severity: 'warning', message: `pin ${p.path} is a map weft does not know (${p.type} ${p.objectName})` });
+  }
+  const missing = MAP_NAMES.filter((n: MapName) => !pins.some((p) => p.name === n && p.kind === 'map'));
+  if (missing.length && missing.length < MAP_NAMES.length) findings.push({ severity: 'stale', message: `${pinDir} lacks ${missing.join(', ')}: a partial install; restart the agent` });
+  if (pins.length === 0 && !filters.some((f) => f.weft)) throw noPinsError(pinDir);
+
+  return {
+    pinDir,
+    config: cfg && {
+      underlayIfindex: cfg.underlayIfindex,
+      underlayIfname: nameOf(cfg.underlayIfindex),
+      overlayIfindex: cfg.overlayIfindex,
+      overlayIfname: nameOf(cfg.overlayIfindex),
+      ready: cfg.ready,
+      backend: cfg.backend,
+    },
+    // Other software's filters matter only where they share a hook with weft's.
+    filters: filters.filter((f) => f.weft || used.has(f.ifindex)),
+    pins,
+    findings,
+  };
+}
