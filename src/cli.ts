@@ -8,6 +8,7 @@ import { statusCommand, statusEnvFlags } from './cli/status.js';
 import { bpfCommand, bpfEnvFlags } from './cli/bpf.js';
 import { leasesCommand, leasesEnvFlags } from './cli/leases.js';
 import { CliError } from './cli/table.js';
+import { uninstallCommand } from './cli/uninstall.js';
 import { envArgs, UsageError } from './cli/options.js';
 import { ConfigError } from './config/network.js';
 
@@ -36,6 +37,7 @@ const ENV_FLAGS: Record<string, string[]> = {
   leases: leasesEnvFlags,
   status: statusEnvFlags,
   bpf: bpfEnvFlags,
+  uninstall: ['bpf-pin-dir'],
 };
 
 const args = hideBin(process.argv);
@@ -50,6 +52,7 @@ try {
     .command(leasesCommand)
     .command(statusCommand)
     .command(bpfCommand)
+    .command(uninstallCommand)
     .demandCommand(1, 'name a command: weft <command> --help')
     .strict()
     .help()
