@@ -65,7 +65,7 @@ export interface DropRow {
 function findPinDirs(root = '/sys/fs/bpf', depth = 3): string[] {
   const found: string[] = [];
   const walk = (dir: string, d: number): void => {
-    if (found.length >= 5 || d < 0) return;
+    if (found.length >= 100 || d < 0) return;
     let entries: fs.Dirent[];
     try {
       entries = fs.readdirSync(dir, { withFileTypes: true });
@@ -80,7 +80,17 @@ function findPinDirs(root = '/sys/fs/bpf', depth = 3): string[] {
 }
 
 export function noPinsError(dir: string): CliError {
-  const elsewhere = findPinDirs().filter((d) => path.resolve(d) !== path.resolve(dir));
+  const want = path.resolve(dir);
+  const shared = (d: string): number => {
+    let i = 0;
+    while (i < d.length && d[i] === want[i]) i++;
+    return i;
+  };
+  // The closest few by path: a typo'd or neighbouring directory first.
+  const elsewhere = findPinDirs()
+    .filter((d) => path.resolve(d) !== want)
+    .sort((a, b) => shared(b) - shared(a))
+    .slice(0, 3);
   const hint = elsewhere.length ? elsewhere.map((d) => `--bpf-pin-dir ${d}`).join(' or ') : '--bpf-pin-dir DIR (the agent\'s own)';
   return new CliError(`no pinned weft maps in ${dir}: is the agent running with the eBPF dataplane, or did you mean ${hint}?`, EXIT.unavailable);
 }

@@ -3,14 +3,20 @@
 // in this network namespace, bpffs pins, the pinned weft_config).
 import fs from 'node:fs';
 import path from 'node:path';
-import { BpfMap, BpfProgram, tcFilters, type TcHook } from '../../native/bpf.js';
+import { BpfMap, BpfProgram, progInfo, tcFilters, type TcHook } from '../../native/bpf.js';
 import { NetlinkHandle } from '../../native/netlink.js';
 import { MAP_CONFIG, type DecodedConfig } from '../../dataplane/ebpf/maps.js';
+import { TC_HANDLE, WEFT_PROGRAMS } from '../../dataplane/ebpf/loader.js';
 import { MAP_NAMES, PinnedMaps, noPinsError, type MapName } from './pins.js';
 
-/** The entry points of bpf/overlay.c and bpf/underlay.c (the kernel keeps the first 15 characters of a name). */
-export const WEFT_PROGRAMS = ['overlay_egress', 'overlay_ingress', 'underlay_decap'] as const;
 const HOOKS: TcHook[] = ['ingress', 'egress'];
+
+/** Where the loader attaches each program (src/dataplane/ebpf/index.ts). */
+const EXPECTED: Array<{ role: 'overlay' | 'underlay'; hook: TcHook; program: string }> = [
+  { role: 'overlay', hook: 'egress', program: 'overlay_egress' },
+  { role: 'overlay', hook: 'ingress', program: 'overlay_ingress' },
+  { role: 'underlay', hook: 'ingress', program: 'underlay_decap' },
+];
 
 export interface AttachedFilter {
   ifindex: number;
@@ -22,11 +28,16 @@ export interface AttachedFilter {
   priority: number;
   kind: string;
   progId: number | null;
+  /** The program's own name (the kernel keeps 15 characters). */
   name: string | null;
+  /** The filter's name as tc shows it, e.g. "overlay_egress:[42]". */
+  filterName: string | null;
   tag: string | null;
   directAction: boolean;
   /** One of weft's programs, by name, or a program weft pinned. */
   weft: boolean;
+  /** In weft's own TC slot (the handle the loader uses). */
+  weftSlot: boolean;
 }
 
 export interface PinEntry {
@@ -94,6 +105,15 @@ function describePin(file: string): PinEntry {
   return out;
 }
 
+/** The filter dump names a filter ("overlay_egress:[42]"), not its program: ask the kernel for the program. */
+function programName(id: number): string | null {
+  try {
+    return progInfo(id).name;
+  } catch {
+    return null; // detached and freed between the dump and this call
+  }
+}
+
 function listPins(dir: string): PinEntry[] {
   const out: PinEntry[] = [];
   const walk = (d: string): void => {
@@ -117,6 +137,12 @@ function readConfig(dir: string): DecodedConfig | null {
   }
 }
 
+const WHY_EXPECTED: Record<string, string> = {
+  overlay_egress: 'packets routed to the Network are not forwarded to peers',
+  overlay_ingress: 'decapsulated vxlan traffic is not counted',
+  underlay_decap: 'ipip and udp tunnels are not decapsulated, direct traffic not counted',
+};
+
 export function inspectPrograms(pinDir: string): ProgramsReport {
   if (!fs.existsSync(pinDir)) throw noPinsError(pinDir);
   const pins = listPins(pinDir);
@@ -136,7 +162,8 @@ export function inspectPrograms(pinDir: string): ProgramsReport {
   for (const l of links) {
     for (const hook of HOOKS) {
       for (const f of tcFilters(l.index, hook)) {
-        const weft = (f.name !== undefined && (WEFT_PROGRAMS as readonly string[]).includes(f.name)) || (f.progId !== undefined && pinnedProgIds.has(f.progId));
+        const name = f.progId === undefined ? null : programName(f.progId);
+        const weft = (name !== null && WEFT_PROGRAMS.includes(name)) || (f.progId !== undefined && pinnedProgIds.has(f.progId));
         filters.push({
           ifindex: l.index,
           ifname: l.name,
@@ -146,10 +173,12 @@ export function inspectPrograms(pinDir: string): ProgramsReport {
           priority: f.priority,
           kind: f.kind,
           progId: f.progId ?? null,
-          name: f.name ?? null,
+          name,
+          filterName: f.name ?? null,
           tag: f.tag ?? null,
           directAction: f.directAction,
           weft,
+          weftSlot: f.handle === TC_HANDLE,
         });
       }
     }
@@ -175,11 +204,18 @@ export function inspectPrograms(pinDir: string): ProgramsReport {
   }
   for (const [k, fs_] of byHook) {
     if (fs_.length > 1 && fs_.some((f) => f.weft)) {
-      findings.push({ severity: 'stale', message: `${fs_.length} filters on ${k}: ${fs_.map((f) => `${f.name ?? f.kind} (prog ${f.progId ?? '-'}, pref ${f.priority}, handle ${f.handle})`).join(', ')}; weft attaches one per hook` });
+      findings.push({ severity: 'stale', message: `${fs_.length} filters on ${k}: ${fs_.map((f) => `${f.name ?? f.kind} (prog ${f.progId ?? '-'}, pref ${f.priority}, handle 0x${f.handle.toString(16)})`).join(', ')}; weft attaches one per hook` });
     }
   }
-  if (cfg?.ready && cfg.overlayIfindex > 0 && nameOf(cfg.overlayIfindex) !== null && !filters.some((f) => f.ifindex === cfg.overlayIfindex && f.hook === 'egress' && f.name === 'overlay_egress')) {
-    findings.push({ severity: 'warning', message: `nothing weft attached on the overlay device's egress (${nameOf(cfg.overlayIfindex)}): packets routed to the Network are not forwarded by weft` });
+  if (cfg?.ready) {
+    for (const e of EXPECTED) {
+      const ifindex = e.role === 'overlay' ? cfg.overlayIfindex : cfg.underlayIfindex;
+      const ifname = nameOf(ifindex);
+      if (ifindex <= 0 || ifname === null) continue;
+      const here = filters.filter((f) => f.ifindex === ifindex && f.hook === e.hook && f.weft);
+      if (here.length === 0) findings.push({ severity: 'warning', message: `${e.program} is not attached on ${ifname} ${e.hook} (the ${e.role}): ${WHY_EXPECTED[e.program]}; restart the agent` });
+      else if (!here.some((f) => f.name === e.program)) findings.push({ severity: 'warning', message: `${ifname} ${e.hook} runs ${here.map((f) => f.name).join(', ')} where weft attaches ${e.program}` });
+    }
   }
   const attachedIds = new Set(filters.map((f) => f.progId));
   for (const p of pins) {
