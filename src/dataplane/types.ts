@@ -18,7 +18,11 @@ export interface PeerRoute {
   /** The peer's PublicIP: outer destination for tunnels, next hop for direct. */
   publicIP: string;
   encap: Encap;
-  /** A tunnel backend (vxlan, ipip) whose peer shares our L2 segment, so it is routed directly. */
+  /**
+   * DirectRouting: a tunnel backend's (vxlan, ipip) peer that shares our L2
+   * segment, so it is forwarded directly (encap is then 'direct'; a vxlan peer
+   * keeps its vni and vtepMAC). False for host-gw peers, which are 'direct' too.
+   */
   directRouting: boolean;
   /** vxlan only. */
   vni?: number;

@@ -123,17 +123,22 @@ export class Cluster {
 
   /** A docker0-style bridge from subnet.env (--bip=$FLANNEL_SUBNET --mtu=$FLANNEL_MTU) and `count` pods on it. */
   async addPods(node: ClusterNode, count: number): Promise<void> {
-    const bridge = this.o.bridge ?? 'docker0';
     const gwCidr = node.env.FLANNEL_SUBNET;
     const mtu = Number(node.env.FLANNEL_MTU);
     if (!gwCidr || !mtu) throw new Error(`${node.spec.name}: no subnet.env to build pods from`);
-    const subnet = IPNet.parse(gwCidr)!;
-    await node.host.addBridge(bridge, gwCidr, mtu);
-    for (let i = 0; i < count; i++) {
-      const ip = subnet.hostAt(BigInt(2 + i));
-      const ns = await node.host.addPod(`p${i + 1}`, { bridge, cidr: `${ip}/${subnet.prefixLen}`, gateway: subnet.hostAt(1n), mtu });
-      node.pods.push({ ns, ip, node });
-    }
+    await node.host.addBridge(this.o.bridge ?? 'docker0', gwCidr, mtu);
+    for (let i = 0; i < count; i++) await this.addPod(node);
+  }
+
+  /** One more pod on the node's bridge, with the next free address. */
+  async addPod(node: ClusterNode): Promise<Pod> {
+    const subnet = IPNet.parse(node.env.FLANNEL_SUBNET)!;
+    const n = node.pods.length;
+    const ip = subnet.hostAt(BigInt(2 + n));
+    const ns = await node.host.addPod(`p${n + 1}`, { bridge: this.o.bridge ?? 'docker0', cidr: `${ip}/${subnet.prefixLen}`, gateway: subnet.hostAt(1n), mtu: Number(node.env.FLANNEL_MTU) });
+    const pod = { ns, ip, node };
+    node.pods.push(pod);
+    return pod;
   }
 
   node(name: string): ClusterNode {

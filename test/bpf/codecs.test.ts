@@ -32,9 +32,9 @@ test('codecs: weft_peer bytes for a vxlan peer', () => {
 test('codecs: weft_peer round trips for every kind of peer', () => {
   const routes: PeerRoute[] = [
     { subnet: '10.244.3.0/24', publicIP: '192.0.2.21', encap: 'vxlan', directRouting: false, vni: 1, vtepMAC: 'c6:d2:32:6f:8f:44' },
-    { subnet: '10.244.4.0/24', publicIP: '192.0.2.22', encap: 'vxlan', directRouting: true, vni: 7, vtepMAC: '02:00:00:00:00:01' },
+    { subnet: '10.244.4.0/24', publicIP: '192.0.2.22', encap: 'direct', directRouting: true, vni: 7, vtepMAC: '02:00:00:00:00:01' },
     { subnet: '10.244.5.0/24', publicIP: '198.51.100.5', encap: 'ipip', directRouting: false },
-    { subnet: '10.244.6.0/24', publicIP: '192.0.2.23', encap: 'ipip', directRouting: true },
+    { subnet: '10.244.6.0/24', publicIP: '192.0.2.23', encap: 'direct', directRouting: true },
     { subnet: '10.244.7.0/24', publicIP: '192.0.2.24', encap: 'udp', directRouting: false },
     { subnet: '10.244.8.0/24', publicIP: '192.0.2.25', encap: 'direct', directRouting: false },
   ];
@@ -52,7 +52,7 @@ test('codecs: weft_peer errors name the peer and the field', () => {
   assert.throws(() => encodePeer({ ...base, encap: 'vxlan', vni: 1 }), /weft_peer 10.244.3.0\/24: a vxlan peer needs its vtepMAC/);
   assert.throws(() => encodePeer({ ...base, encap: 'vxlan', vni: 1 << 24, vtepMAC: '02:00:00:00:00:01' }), /vni 16777216 is not a VNI/);
   assert.throws(() => encodePeer({ ...base, encap: 'ipip', publicIP: '192.0.2' }), /weft_peer 10.244.3.0\/24: publicIP: "192.0.2" is not an IPv4 address/);
-  assert.throws(() => encodePeer({ ...base, encap: 'udp', directRouting: true }), /directRouting applies to vxlan and ipip/);
+  assert.throws(() => encodePeer({ ...base, encap: 'udp', directRouting: true }), /a DirectRouting peer is forwarded directly \(encap 'direct'\), not with udp/);
 });
 
 function local(backend: LocalNetwork['backend']): LocalNetwork {

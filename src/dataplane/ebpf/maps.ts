@@ -136,24 +136,24 @@ export function decodeLpmKey(b: Buffer): string {
 
 /**
  * struct weft_peer for a peer route. A DirectRouting peer of a tunnel backend
- * is forwarded like host-gw (WEFT_ENCAP_DIRECT), flagged so that it can be
- * told apart from a host-gw peer; its VNI and VtepMAC are kept.
+ * (encap 'direct', directRouting true) is forwarded like host-gw
+ * (WEFT_ENCAP_DIRECT) and flagged so that it can be told apart from a host-gw
+ * peer; a vxlan one keeps its VNI and VtepMAC.
  */
 export function encodePeer(route: PeerRoute): Buffer {
   const what = `weft_peer ${route.subnet}`;
   const b = Buffer.alloc(PEER_SIZE);
   ipv4Bytes(route.publicIP, `${what}: publicIP`).copy(b, P.public_ip);
-  if (route.encap === 'vxlan') {
+  if (route.encap === 'vxlan' || (route.directRouting && route.vtepMAC)) {
     if (route.vni === undefined || !Number.isInteger(route.vni) || route.vni < 0 || route.vni > 0xffffff)
       throw new Error(`${what}: vni ${String(route.vni)} is not a VNI (0..16777215)`);
     if (!route.vtepMAC) throw new Error(`${what}: a vxlan peer needs its vtepMAC`);
   }
   b.writeUInt32LE(route.vni ?? 0, P.vni);
   if (route.vtepMAC) macBytes(route.vtepMAC, `${what}: vtepMAC`).copy(b, P.vtep_mac);
-  const direct = route.encap === 'direct' || route.directRouting;
-  if (route.directRouting && route.encap !== 'vxlan' && route.encap !== 'ipip')
-    throw new Error(`${what}: directRouting applies to vxlan and ipip peers, not ${route.encap}`);
-  b[P.encap] = direct ? ENCAP.direct : ENCAP[route.encap];
+  if (route.directRouting && route.encap !== 'direct')
+    throw new Error(`${what}: a DirectRouting peer is forwarded directly (encap 'direct'), not with ${route.encap}`);
+  b[P.encap] = ENCAP[route.encap];
   b[P.flags] = route.directRouting ? PEER_F_DIRECT_ROUTING : 0;
   return b;
 }
@@ -172,7 +172,7 @@ export interface DecodedPeer {
   local: boolean;
 }
 
-/** The inverse of encodePeer. A DirectRouting peer decodes as vxlan when a VtepMAC is stored, else ipip. */
+/** The inverse of encodePeer. */
 export function decodePeer(key: Buffer, value: Buffer): DecodedPeer {
   checkSize(value, PEER_SIZE, 'weft_peer');
   const subnet = decodeLpmKey(key);
@@ -182,11 +182,9 @@ export function decodePeer(key: Buffer, value: Buffer): DecodedPeer {
   if (name === undefined) throw new Error(`weft_peer ${subnet}: unknown encap ${encapNum}`);
   const mac = value.subarray(P.vtep_mac, P.vtep_mac + 6).some((x) => x !== 0) ? macString(value, P.vtep_mac) : undefined;
   const directRouting = (flags & PEER_F_DIRECT_ROUTING) !== 0;
-  let encap: Encap;
-  if (directRouting) encap = mac ? 'vxlan' : 'ipip';
-  else encap = name === 'none' ? 'direct' : name;
+  const encap: Encap = name === 'none' ? 'direct' : name;
   const route: PeerRoute = { subnet, publicIP: ipv4String(value, P.public_ip), encap, directRouting };
-  if (encap === 'vxlan') {
+  if (encap === 'vxlan' || (directRouting && mac)) {
     route.vni = value.readUInt32LE(P.vni);
     if (mac) route.vtepMAC = mac;
   }

@@ -1,0 +1,185 @@
+// The eBPF dataplane end to end: real agents in lab hosts program real TC
+// programs and pinned maps; pods on docker-style bridges built from subnet.env
+// talk across hosts with real packets, in every backend.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Cluster, connectivity, failures, type ClusterNode } from 'weft/lab/cluster.js';
+import { startAgent, CLI } from 'weft/lab/agent.js';
+import { sleep, waitFor } from 'weft/lab/exec.js';
+import { withNetns } from 'weft/native/addon.js';
+import { tcFilters, type TcHook } from 'weft/native/bpf.js';
+import { NetlinkHandle } from 'weft/native/netlink.js';
+import { openPinnedMaps } from 'weft/dataplane/ebpf/loader.js';
+import { decodeCounter, decodePeer, dropKey, type DecodedPeer } from 'weft/dataplane/ebpf/maps.js';
+
+const config = (backend: string, extra: Record<string, unknown> = {}): string => JSON.stringify({ Network: '10.244.0.0/16', Backend: { Type: backend, ...extra } });
+
+function peersOf(node: ClusterNode): Map<string, DecodedPeer> {
+  const maps = openPinnedMaps(node.host.pinDir);
+  try {
+    return new Map(maps.peers.entries().map(([k, v]) => {
+      const d = decodePeer(k, v);
+      return [d.route.subnet, d];
+    }));
+  } finally {
+    Object.values(maps).forEach((m) => m.close());
+  }
+}
+
+function noPeerDrops(node: ClusterNode): bigint {
+  const maps = openPinnedMaps(node.host.pinDir);
+  try {
+    return decodeCounter(maps.drops.lookup(dropKey('no_peer'))!).packets;
+  } finally {
+    Object.values(maps).forEach((m) => m.close());
+  }
+}
+
+function filtersOn(node: ClusterNode, dev: string, hook: TcHook) {
+  return withNetns(`/run/netns/${node.host.name}`, () => {
+    const nl = NetlinkHandle.open();
+    try {
+      const link = nl.link(dev);
+      return link ? tcFilters(link.index, hook) : [];
+    } finally {
+      nl.close();
+    }
+  });
+}
+
+for (const backend of ['vxlan', 'host-gw', 'ipip', 'udp']) {
+  test(`${backend}: pods, hosts and host processes reach each other across three hosts`, async (t) => {
+    // host-gw needs one L2 segment; the tunnels also cross the lab router to h3.
+    const far = backend === 'host-gw' ? 0 : 1;
+    const c = await Cluster.start({
+      config: config(backend),
+      dataplane: 'ebpf',
+      hosts: [{ name: 'h1', octet: 11 }, { name: 'h2', octet: 12 }, { name: 'h3', octet: 13, segment: far }],
+    });
+    t.after(() => c.destroy());
+    await c.addPod(c.node('h1'));
+    const results = await connectivity(c);
+    assert.equal(failures(results), '', `${results.filter((r) => !r.ok).length} of ${results.length} checks failed`);
+    // The pods' MTU is FLANNEL_MTU: a full-size packet with DF passes, one byte more does not leave the pod.
+    const [a, b] = [c.node('h1').pods[0], c.node('h2').pods[0]];
+    const mtu = Number(c.node('h1').env.FLANNEL_MTU);
+    await a.ns.exec(['ping', '-c', '1', '-W', '2', '-M', 'do', '-s', String(mtu - 28), b.ip]);
+    const tooBig = await a.ns.exec(['ping', '-c', '1', '-W', '1', '-M', 'do', '-s', String(mtu - 27), b.ip], { allowFail: true });
+    assert.notEqual(tooBig.code, 0);
+    // A TCP stream through the overlay negotiates its MSS through it and does not stall.
+    const srv = b.ns.spawn(['iperf3', '-s', '-1']);
+    await sleep(300);
+    const r = await a.ns.exec(['iperf3', '-c', b.ip, '-t', '2', '-J'], { timeoutMs: 20_000 });
+    srv.kill('SIGKILL');
+    const j = JSON.parse(r.stdout) as { end: { sum_received: { bytes: number } }; intervals: Array<{ sum: { bytes: number } }> };
+    assert.ok(j.end.sum_received.bytes > 0);
+    assert.ok(j.intervals.every((i) => i.sum.bytes > 0), 'no interval without traffic');
+  });
+}
+
+test('vxlan DirectRouting: a peer on our segment is forwarded directly, a routed one tunnelled', async (t) => {
+  const c = await Cluster.start({
+    config: config('vxlan', { DirectRouting: true }),
+    dataplane: 'ebpf',
+    hosts: [{ name: 'h1', octet: 11 }, { name: 'h2', octet: 12 }, { name: 'h3', octet: 13, segment: 1 }],
+  });
+  t.after(() => c.destroy());
+  const subnetOf = (n: string): string => c.node(n).env.FLANNEL_SUBNET.replace(/\.1\//, '.0/');
+  const peers = await waitFor('both peers in h1\'s map', () => {
+    const p = peersOf(c.node('h1'));
+    return p.has(subnetOf('h2')) && p.has(subnetOf('h3')) && p;
+  });
+  const h2 = peers.get(subnetOf('h2'))!;
+  const h3 = peers.get(subnetOf('h3'))!;
+  assert.equal(h2.route.directRouting, true);
+  assert.equal(h2.route.publicIP, '192.0.2.12');
+  assert.equal(h3.route.directRouting, false);
+  assert.equal(h3.route.encap, 'vxlan');
+  assert.equal(failures(await connectivity(c, ['icmp', 'tcp'])), '');
+});
+
+test('host-gw refuses a peer that is not on our L2 segment, and says why', async (t) => {
+  const c = await Cluster.start({ config: config('host-gw'), dataplane: 'ebpf', hosts: [{ name: 'h1', octet: 11 }, { name: 'h3', octet: 13, segment: 1 }] });
+  t.after(() => c.destroy());
+  const log = await c.node('h1').agent!.waitForLog('the refusal', (l) => /cannot reach peer 198\.51\.100\.13/.test(l.msg));
+  assert.match(log.msg, /not on our L2 segment.*use vxlan/);
+  assert.deepEqual([...peersOf(c.node('h1')).values()].map((p) => p.local), [true], 'only our own subnet is in the map');
+});
+
+test('a peer that appears, changes, or leaves is reflected in the map; a departed peer\'s traffic is dropped and counted', async (t) => {
+  const c = await Cluster.start({ config: config('vxlan'), dataplane: 'ebpf', hosts: [{ name: 'h1', octet: 11 }, { name: 'h2', octet: 12 }] });
+  t.after(() => c.destroy());
+  const h1 = c.node('h1');
+  const key = `${c.prefix}/subnets/10.244.250.0-24`;
+  const lease = (ip: string, mac: string): string => JSON.stringify({ PublicIP: ip, PublicIPv6: null, BackendType: 'vxlan', BackendData: { VNI: 1, VtepMAC: mac } });
+  await c.etcd.etcdctl(['put', key, lease('192.0.2.250', '02:00:00:00:02:50')]);
+  await waitFor('the new peer in the map', () => peersOf(h1).get('10.244.250.0/24')?.route.vtepMAC === '02:00:00:00:02:50');
+  await c.etcd.etcdctl(['put', key, lease('192.0.2.251', '02:00:00:00:02:51')]);
+  await waitFor('the changed peer in the map', () => {
+    const p = peersOf(h1).get('10.244.250.0/24')?.route;
+    return p?.publicIP === '192.0.2.251' && p.vtepMAC === '02:00:00:00:02:51';
+  });
+  await c.etcd.etcdctl(['del', key]);
+  await waitFor('the peer gone from the map', () => !peersOf(h1).has('10.244.250.0/24'));
+  const before = noPeerDrops(h1);
+  await h1.pods[0].ns.exec(['ping', '-c', '3', '-i', '0.2', '-W', '1', '10.244.250.9'], { allowFail: true });
+  assert.ok(noPeerDrops(h1) >= before + 3n, 'each packet to the departed peer counted as no_peer');
+});
+
+test('kill -9 during iperf3 loses no connection; the restarted agent adopts maps and programs, one filter per hook', async (t) => {
+  const c = await Cluster.start({ config: config('vxlan'), dataplane: 'ebpf', hosts: [{ name: 'h1', octet: 11 }, { name: 'h2', octet: 12 }] });
+  t.after(() => c.destroy());
+  const [h1, h2] = [c.node('h1'), c.node('h2')];
+  const mapId = openPinnedMaps(h1.host.pinDir).peers.id;
+  const srv = h2.pods[0].ns.spawn(['iperf3', '-s', '-1']);
+  await sleep(300);
+  const client = h1.pods[0].ns.exec(['iperf3', '-c', h2.pods[0].ip, '-t', '6', '-i', '0.5', '-J'], { timeoutMs: 30_000 });
+  await sleep(1500);
+  await h1.agent!.kill9();
+  await sleep(1000);
+  h1.agent = startAgent(h1.host, { etcdEndpoint: c.etcd.endpoint, dataplane: 'ebpf' });
+  await h1.agent.waitForMsg('agent ready', 20_000);
+  const j = JSON.parse((await client).stdout) as { end: { sum_received: { bytes: number } }; intervals: Array<{ sum: { bytes: number } }> };
+  srv.kill('SIGKILL');
+  assert.ok(j.end.sum_received.bytes > 0);
+  const empty = j.intervals.filter((i) => i.sum.bytes === 0).length;
+  assert.equal(empty, 0, 'every half second of the stream moved data');
+  assert.equal(openPinnedMaps(h1.host.pinDir).peers.id, mapId, 'the pinned map was adopted, not recreated');
+  assert.equal(filtersOn(h1, 'eth0', 'ingress').length, 1);
+  assert.equal(filtersOn(h1, 'weft.vxlan', 'egress').length, 1);
+  assert.equal(filtersOn(h1, 'weft.vxlan', 'ingress').length, 1);
+  assert.equal(failures(await connectivity(c, ['icmp'])), '');
+});
+
+test('weft uninstall removes every filter, pin and device weft created, and nothing else', async (t) => {
+  const c = await Cluster.start({ config: config('ipip'), dataplane: 'ebpf', hosts: [{ name: 'h1', octet: 11 }, { name: 'h2', octet: 12 }] });
+  t.after(() => c.destroy());
+  const h1 = c.node('h1');
+  assert.equal(await h1.agent!.stop(), 0);
+  const routesBefore = (await h1.host.ip('-j', 'route')).length;
+  assert.ok(routesBefore > 0);
+  const r = await h1.host.exec([process.execPath, CLI, 'uninstall', '--bpf-pin-dir', h1.host.pinDir, '-o', 'json']);
+  const report = JSON.parse(r.stdout) as { filters: string[]; devices: string[]; pins: string[] };
+  assert.deepEqual(report.devices.sort(), ['weft0']);
+  assert.deepEqual(report.filters.sort(), ['eth0 ingress', 'weft0 egress', 'weft0 ingress']);
+  assert.equal(report.pins.length, 4);
+  assert.equal(filtersOn(h1, 'eth0', 'ingress').length, 0);
+  assert.doesNotMatch(await h1.host.exec(['tc', 'qdisc', 'show', 'dev', 'eth0']).then((x) => x.stdout), /clsact/);
+  assert.doesNotMatch(await h1.host.ip('link'), /weft/);
+  const routes = await h1.host.ip('route');
+  assert.match(routes, /default via 192\.0\.2\.1 dev eth0/);
+  assert.match(routes, /docker0/, 'the bridge and its route are not weft\'s');
+  await h1.host.exec(['ping', '-c', '1', '-W', '2', '192.0.2.12']);
+  const again = await h1.host.exec([process.execPath, CLI, 'uninstall', '--bpf-pin-dir', h1.host.pinDir]);
+  assert.match(again.stdout, /nothing of weft was found/);
+});
+
+test('vxlan: a weft host and a flannel host (kernel vxlan by plain ip commands) talk both ways', async (t) => {
+  const c = await Cluster.start({
+    config: config('vxlan'),
+    dataplane: 'ebpf',
+    hosts: [{ name: 'h1', octet: 11 }, { name: 'f2', octet: 12, kind: 'flannel', subnet: '10.244.200.0/24' }, { name: 'h3', octet: 13, segment: 1 }],
+  });
+  t.after(() => c.destroy());
+  assert.equal(failures(await connectivity(c)), '');
+});
