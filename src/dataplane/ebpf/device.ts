@@ -73,6 +73,8 @@ export function ensureOverlay(nl: NetlinkHandle, local: LocalNetwork, log: Logge
   nl.linkSet(link.index, { ...changes, noarp: true, up: true });
   // Decapsulated packets arrive here from remote pods; their reverse path is this device anyway.
   writeSysctl(`net/ipv4/conf/${name}/rp_filter`, '0');
+  // The overlay carries IPv4; IPv6 link-local chatter (MLD, router solicitations) would only be counted as drops.
+  for (const dev of local.backend === 'vxlan' ? [name] : [name, VETH_PEER]) writeSysctl(`net/ipv6/conf/${dev}/disable_ipv6`, '1');
 
   // Tunnels carry the host's own traffic from <subnet>.0, as flannel does; host-gw leaves from the underlay address.
   const subnet = IPNet.parse(local.subnet)!;
