@@ -29,9 +29,14 @@ function withMaps<T>(dir: string, names: Parameters<typeof PinnedMaps.open>[1], 
   }
 }
 
-/** The backend a peer entry stands for: host-gw for plain direct entries, the tunnel's name for DirectRouting ones. */
+/**
+ * The backend a peer entry stands for. DirectRouting entries are forwarded
+ * directly like host-gw ones; the flag, and the VtepMAC vxlan keeps, tell
+ * which tunnel backend they belong to.
+ */
 function peerBackend(e: PeerEntry): string | null {
   if (e.local) return null;
+  if (e.route.directRouting) return e.route.vtepMAC ? 'vxlan' : 'ipip';
   if (e.route.encap === 'direct') return 'host-gw';
   return e.route.encap;
 }
@@ -41,7 +46,7 @@ function peerJson(e: PeerEntry): Record<string, unknown> {
     subnet: e.subnet,
     local: e.local,
     backend: peerBackend(e),
-    encap: e.local ? 'none' : e.route.directRouting ? 'direct' : e.route.encap,
+    encap: e.local ? 'none' : e.route.encap,
     publicIP: e.route.publicIP,
     vni: e.route.vni ?? null,
     vtepMAC: e.route.vtepMAC ?? null,

@@ -21,7 +21,7 @@ import { ETH_P_IP, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, eth, podPacket } fro
 let fx: Fixture;
 let pinDir: string;
 const VXLAN_PEER: PeerRoute = { subnet: '10.244.2.0/24', publicIP: '192.0.2.12', encap: 'vxlan', directRouting: false, vni: VNI, vtepMAC: PEER_VTEP_MAC };
-const DR_PEER: PeerRoute = { subnet: '10.244.3.0/24', publicIP: PEER_IP, encap: 'vxlan', directRouting: true, vni: VNI, vtepMAC: '02:00:00:00:03:01' };
+const DR_PEER: PeerRoute = { subnet: '10.244.3.0/24', publicIP: PEER_IP, encap: 'direct', directRouting: true, vni: VNI, vtepMAC: '02:00:00:00:03:01' };
 
 before(async () => {
   fx = await makeFixture();

@@ -97,7 +97,7 @@ test('lookup: the longest prefix wins, and each kind of entry says what the prog
     { subnet: '10.244.5.0/24', publicIP: '192.0.2.15', encap: 'ipip', directRouting: false },
     { subnet: '10.244.6.0/24', publicIP: '198.51.100.16', encap: 'udp', directRouting: false },
     { subnet: '10.244.7.0/24', publicIP: '192.0.2.17', encap: 'direct', directRouting: false },
-    { subnet: '10.244.8.0/24', publicIP: '192.0.2.18', encap: 'ipip', directRouting: true },
+    { subnet: '10.244.8.0/24', publicIP: '192.0.2.18', encap: 'direct', directRouting: true },
   ]);
   assert.equal(longestMatch(es, ipv4ToNumber('10.244.5.1')!)!.subnet, '10.244.5.0/24');
   assert.equal(longestMatch(es, ipv4ToNumber('10.244.100.1')!)!.subnet, '10.244.0.0/17');
