@@ -1,7 +1,7 @@
 // The daemon: etcd -> leases -> backend decisions -> dataplane, one way.
 import { ConfigError, parseNetworkConfig, type NetworkConfig } from '../config/network.js';
 import { createBackend, type Backend } from '../backend/index.js';
-import { EtcdRegistry, type EtcdOptions } from '../subnet/registry.js';
+import { EtcdRegistry, explainEtcdError, type EtcdOptions } from '../subnet/registry.js';
 import { LeaseManager, OutOfSubnetsError, type OwnLease } from '../subnet/manager.js';
 import { LeaseWatcher, type LeaseEvent } from '../subnet/watch.js';
 import type { Lease } from '../subnet/lease.js';
@@ -115,7 +115,7 @@ export class Agent {
         return v;
       } catch (err) {
         if (err instanceof ConfigError || err instanceof OutOfSubnetsError || err instanceof AgentFatalError) throw err;
-        const message = `cannot ${what}: etcd at ${this.opts.etcd.endpoints.join(',')} is unreachable or failing (${(err as Error).message}); retrying. Check --etcd-endpoints and that etcd is running.`;
+        const message = `cannot ${what}: ${explainEtcdError(err as Error, this.opts.etcd.endpoints)}; retrying`;
         if (this.limiter.allow(what)) {
           this.log.error({ err: (err as Error).message }, message);
           this.recordError(message);

@@ -103,6 +103,18 @@ export function buildClientOptions(o: EtcdOptions): IOptions {
   return options;
 }
 
+/** What an etcd error means for the user, and what to check. */
+export function explainEtcdError(err: Error, endpoints: string[]): string {
+  const m = err.message;
+  const at = `etcd at ${endpoints.join(',')}`;
+  if (/authentication is not enabled/i.test(m)) return `${at} has authentication disabled but credentials were given (${m}); drop --etcd-username/--etcd-password or enable auth in etcd`;
+  if (/authentication failed|invalid auth token|user name is empty|permission denied|PERMISSION_DENIED|UNAUTHENTICATED/i.test(m)) {
+    return `${at} refused our credentials (${m}); check --etcd-username and --etcd-password and the user's role`;
+  }
+  if (/certificate|SSL|TLS|handshake|self.signed/i.test(m)) return `TLS with ${at} failed (${m}); check --etcd-cafile, --etcd-certfile, --etcd-keyfile and the https:// endpoints`;
+  return `${at} is unreachable or failing (${m}); check --etcd-endpoints and that etcd is running`;
+}
+
 export class EtcdRegistry {
   readonly client: Etcd3;
   readonly prefix: string;

@@ -197,11 +197,39 @@ test('etcd unreachable: a clear error, retried, and nothing written', async () =
   const a = startAgent(hosts[0], { etcdEndpoint: 'http://192.0.2.1:2999', extra: ['--etcd-prefix', prefix] });
   try {
     const l = await a.waitForLog('the etcd error', (x) => /etcd at http:\/\/192.0.2.1:2999 is unreachable/.test(x.msg));
-    assert.match(l.msg, /Check --etcd-endpoints/);
+    assert.match(l.msg, /check --etcd-endpoints/);
     assert.ok(a.running, 'keeps retrying');
     assert.equal(fs.existsSync(subnetFile(hosts[0])), false);
   } finally {
     await a.stop();
   }
   await waitFor('agent exit', () => !a.running);
+});
+
+test('health endpoints: /healthz while running, /readyz once subnet.env is written', async () => {
+  const prefix = await setup();
+  const a = agent(hosts[0], prefix, ['--healthz-ip', '127.0.0.1', '--healthz-port', '18080']);
+  try {
+    await a.waitForMsg('agent ready');
+    const get = async (p: string): Promise<string> => (await hosts[0].exec(['node', '-e', `fetch('http://127.0.0.1:18080${p}').then(async r => console.log(r.status, (await r.text()).trim()))`])).stdout.trim();
+    assert.equal(await get('/healthz'), '200 ok');
+    assert.equal(await get('/readyz'), '200 ready');
+    assert.equal(await get('/nope'), '404');
+  } finally {
+    await a.stop();
+  }
+});
+
+test('etcd credentials never appear in the logs', async () => {
+  const prefix = await setup();
+  const secret = 'pw-that-must-not-leak-7f3a';
+  const a = agent(hosts[0], prefix, ['--etcd-username', 'weft', '--etcd-password', secret, '--log-level', 'debug']);
+  try {
+    const l = await a.waitForLog('the credentials error', (x) => /cannot read the network config/.test(x.msg), 15_000);
+    assert.match(l.msg, /authentication disabled but credentials were given.*drop --etcd-username\/--etcd-password or enable auth/);
+  } finally {
+    await a.stop();
+  }
+  assert.ok(a.lines.length > 0);
+  assert.doesNotMatch(a.transcript(), new RegExp(secret));
 });
