@@ -1,0 +1,111 @@
+// Times the netlink dataplane (src/dataplane/netlink) programming many vxlan
+// peers in a lab host: per peer an onlink route, a permanent ARP entry and an
+// FDB entry, exactly as flannel programs them, applied through the
+// dataplane's own code paths (syncPeers, upsertPeer, reconcile).
+//
+//   node dist-test/bench/netlink-dataplane.js [--peers 10000] [--json]
+//
+// Peer subnets are /30s inside 10.244.0.0/16 (room for 16,383 peers; the
+// last /30 is the host's own), each reached via its first address as flannel
+// reaches <subnet>.0. The goal (issue 4): 10,000 peers well under 5 s.
+import { Lab } from 'weft/lab/netns.js';
+import { NetlinkHandle } from 'weft/native/netlink.js';
+import { NetlinkDataplane } from 'weft/dataplane/netlink/index.js';
+import { createLogger } from 'weft/log.js';
+import type { LocalNetwork, PeerRoute } from 'weft/dataplane/types.js';
+
+function peers(n: number): PeerRoute[] {
+  if (!Number.isInteger(n) || n < 1 || n > 16383) throw new Error('--peers: 1..16383 peers fit 10.244.0.0/16 as /30s');
+  const hex = (v: number): string => v.toString(16).padStart(2, '0');
+  return Array.from({ length: n }, (_, i) => {
+    const base = i * 4;
+    return {
+      subnet: `10.244.${base >> 8}.${base & 0xff}/30`,
+      publicIP: i % 2 ? `198.51.100.${2 + (i % 250)}` : `192.0.2.${2 + (i % 250)}`,
+      encap: 'vxlan' as const,
+      directRouting: false,
+      vni: 1,
+      vtepMAC: `0e:00:00:00:${hex(i >> 8)}:${hex(i & 0xff)}`,
+    };
+  });
+}
+
+function ms(since: bigint): number {
+  return Number(process.hrtime.bigint() - since) / 1e6;
+}
+
+async function timed(fn: () => Promise<void> | void): Promise<number> {
+  const t = process.hrtime.bigint();
+  await fn();
+  return ms(t);
+}
+
+function count(nl: NetlinkHandle, dev: string): { routes: number; neighs: number; fdbs: number } {
+  const vx = nl.link(dev);
+  if (!vx) return { routes: 0, neighs: 0, fdbs: 0 };
+  return {
+    routes: nl.routes().filter((r) => r.index === vx.index && r.protocol === 87).length,
+    neighs: nl.neighs(vx.index).filter((x) => x.state.includes('PERMANENT')).length,
+    fdbs: nl.fdbs(vx.index).filter((f) => f.dst !== null).length,
+  };
+}
+
+function expect(nl: NetlinkHandle, n: number, what: string): void {
+  const c = count(nl, 'flannel.1');
+  if (c.routes !== n || c.neighs !== n || c.fdbs !== n) throw new Error(`${what}: expected ${n} routes, neighbours and FDB entries, found ${c.routes}, ${c.neighs}, ${c.fdbs}`);
+}
+
+async function main(): Promise<void> {
+  const arg = process.argv.indexOf('--peers');
+  const n = arg > 0 ? Number(process.argv[arg + 1]) : 10_000;
+  const json = process.argv.includes('--json');
+  const ps = peers(n);
+  const lab = await Lab.create();
+  try {
+    const host = await lab.addHost('h1', { octet: 11 });
+    const nsPath = `/run/netns/${host.name}`;
+    const nl = NetlinkHandle.openIn(nsPath);
+    const eth0 = nl.link('eth0')!;
+    const local: LocalNetwork = {
+      backend: 'vxlan',
+      network: '10.244.0.0/16',
+      subnet: '10.244.255.252/30',
+      publicIP: host.address,
+      iface: { name: 'eth0', index: eth0.index, mtu: eth0.mtu, address: host.address, mac: eth0.mac ?? '', networks: ['192.0.2.0/24'] },
+      mtu: eth0.mtu - 50,
+      vxlan: { vni: 1, port: 8472, gbp: false, learning: false, vtepMAC: '0e:ff:00:00:00:01' },
+      pinDir: host.pinDir,
+    };
+    // Only errors: the dataplane's own info lines would drown the table.
+    const dp = new NetlinkDataplane(createLogger({ level: 'error', pretty: false }), { netns: nsPath, reconcileMs: 3_600_000 });
+    await dp.start(local);
+    const rows: Array<[string, number]> = [];
+    rows.push([`syncPeers: program ${n} peers`, await timed(() => dp.syncPeers(ps))]);
+    expect(nl, n, 'after syncPeers');
+    rows.push([`syncPeers again: ${n} peers, nothing to change`, await timed(() => dp.syncPeers(ps))]);
+    const moved = { ...ps[0], publicIP: '192.0.2.250', vtepMAC: '0e:ff:ff:ff:ff:ff' };
+    rows.push(['upsertPeer: one peer changes PublicIP and VtepMAC', await timed(() => dp.upsertPeer(moved))]);
+    nl.linkDel(nl.link('flannel.1')!.index);
+    rows.push([`reconcile: flannel.1 deleted, recreate + ${n} peers`, await timed(() => dp.reconcile('bench'))]);
+    expect(nl, n, 'after reconcile');
+    rows.push([`syncPeers([]): remove ${n} peers`, await timed(() => dp.syncPeers([]))]);
+    expect(nl, 0, 'after removing every peer');
+    await dp.uninstall();
+    nl.close();
+    const program = rows[0][1];
+    if (json) {
+      console.log(JSON.stringify({ bench: 'netlink-dataplane', peers: n, ms: Object.fromEntries(rows.map(([k, v]) => [k, Math.round(v)])), goalMs: 5000, ok: program < 5000 }));
+      return;
+    }
+    console.log(`netlink dataplane, ${n} vxlan peers (route + neighbour + FDB each, flannel's shape)`);
+    for (const [what, t] of rows) console.log(`${what.padEnd(52)} ${t.toFixed(0).padStart(7)} ms`);
+    console.log(`goal: ${n} peers programmed well under 5000 ms; took ${program.toFixed(0)} ms`);
+  } finally {
+    await lab.destroy();
+  }
+}
+
+main().catch((err: unknown) => {
+  console.error(err instanceof Error ? err.message : err);
+  process.exitCode = 1;
+});

@@ -1,0 +1,233 @@
+// The netlink dataplane: the kernel programmed exactly as flannel programs it
+// (flannel.<VNI> with permanent ARP + FDB + onlink route per peer; host-gw
+// routes via each PublicIP), so weft and flannel hosts are interchangeable on
+// the wire and in `ip` output. Peers are applied as differences in netlink
+// batches; a reconcile loop (every 10 s, and on every foreign netlink change)
+// puts back what someone deleted.
+import { NetlinkHandle, throwIfFailed, type BatchOp, type Monitor, type NetlinkEvent } from '../../native/netlink.js';
+import type { Dataplane, LocalNetwork, PeerRoute } from '../types.js';
+import type { Logger } from '../../log.js';
+import { IPNet, parseIP } from '../../subnet/ipnet.js';
+import { ensureIpipDevice, ensureVxlanDevice, NetlinkUnsupportedError, overlayDeviceName, UDP_UNSUPPORTED, type EnsureResult } from './device.js';
+import { describeFdb, describeNeigh, describeRoute, peerEntries, type Devices, type PeerEntries } from './entries.js';
+import { isWeftPeerRoute, plan, type Change } from './plan.js';
+import { uninstallNetlink } from './uninstall.js';
+
+export { NetlinkUnsupportedError, UDP_UNSUPPORTED, existingVtepMAC } from './device.js';
+export { uninstallNetlink, findNetlinkState, type NetlinkUninstallReport } from './uninstall.js';
+
+export interface NetlinkDataplaneOptions {
+  /** Network namespace file to program (tests, the benchmark); default: the process's own. */
+  netns?: string;
+  /** Period of the reconcile loop (default 10 s). */
+  reconcileMs?: number;
+  /** Quiet time after a foreign netlink change before reconciling (default 100 ms). */
+  debounceMs?: number;
+}
+
+/** Repairs logged one by one per reconcile; the rest are counted (a deleted device takes 3 entries per peer with it). */
+const REPAIRS_LOGGED = 20;
+
+export class NetlinkDataplane implements Dataplane {
+  readonly kind = 'netlink' as const;
+  private nl: NetlinkHandle | undefined;
+  private local: LocalNetwork | undefined;
+  private dev: Devices | undefined;
+  private overlayName: string | null = null;
+  private readonly peers = new Map<string, PeerRoute>();
+  private synced = false;
+  private monitor: Monitor | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private pending: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly log: Logger,
+    private readonly o: NetlinkDataplaneOptions = {},
+  ) {}
+
+  async start(local: LocalNetwork): Promise<void> {
+    if (local.backend === 'udp') throw new NetlinkUnsupportedError(UDP_UNSUPPORTED);
+    this.local = local;
+    this.overlayName = overlayDeviceName(local);
+    const nl = (this.nl = this.o.netns ? NetlinkHandle.openIn(this.o.netns) : NetlinkHandle.open());
+    try {
+      const r = this.ensureDevice();
+      if (r) this.log.info({ device: this.overlayName, changes: r.changes }, r.changes.length ? 'netlink dataplane device ready' : 'netlink dataplane reusing its device');
+      this.monitor = nl.monitor((e) => this.onEvent(e));
+    } catch (err) {
+      nl.close();
+      this.nl = undefined;
+      throw err;
+    }
+    this.timer = setInterval(() => this.reconcile('periodic'), this.o.reconcileMs ?? 10_000);
+    this.timer.unref();
+    this.log.info({ backend: local.backend, device: this.overlayName ?? local.iface.name }, 'netlink dataplane started');
+  }
+
+  private get handle(): NetlinkHandle {
+    if (!this.nl) throw new Error('netlink dataplane used before start() or after stop()');
+    return this.nl;
+  }
+
+  /** Creates, adopts or repairs the overlay device and notes the indexes entries point at. */
+  private ensureDevice(): EnsureResult | null {
+    const local = this.local!;
+    let r: EnsureResult | null = null;
+    if (local.backend === 'vxlan') r = ensureVxlanDevice(this.handle, local);
+    else if (local.backend === 'ipip') r = ensureIpipDevice(this.handle, local, this.o.netns);
+    this.dev = { underlay: local.iface.index, overlay: r?.link.index };
+    return r;
+  }
+
+  private names = (index: number | undefined): string => {
+    if (index !== undefined && index === this.dev?.overlay) return this.overlayName!;
+    if (index === this.local?.iface.index) return this.local!.iface.name;
+    return `if${index}`;
+  };
+
+  private entriesOf(p: PeerRoute): PeerEntries | null {
+    try {
+      return peerEntries(p, this.dev!);
+    } catch (err) {
+      this.log.error({ subnet: p.subnet, peer: p.publicIP }, `netlink dataplane cannot program this peer: ${(err as Error).message}`);
+      return null;
+    }
+  }
+
+  private allEntries(): PeerEntries[] {
+    return [...this.peers.values()].flatMap((p) => this.entriesOf(p) ?? []);
+  }
+
+  private runPlan(removeStale: boolean): Change[] {
+    const p = plan(this.handle, { entries: this.allEntries(), overlay: this.local!.backend === 'vxlan' ? this.dev!.overlay : undefined, network: this.local!.network, removeStale, names: this.names });
+    if (!p.ops.length) return [];
+    const results = this.handle.batch(p.ops);
+    const failed = results.flatMap((r, i) => (typeof r === 'boolean' ? [] : [`${p.changes[i].what}: ${r.message}`]));
+    if (failed.length) throw new Error(`netlink dataplane: ${failed.length} of ${p.ops.length} changes failed: ${failed.slice(0, 5).join('; ')}`);
+    return p.changes;
+  }
+
+  async syncPeers(routes: PeerRoute[]): Promise<void> {
+    const t0 = process.hrtime.bigint();
+    this.peers.clear();
+    for (const r of routes) this.peers.set(r.subnet, r);
+    this.synced = true;
+    const r = this.ensureDevice();
+    if (r?.changes.length) this.log.info({ device: this.overlayName, changes: r.changes }, 'netlink dataplane device repaired');
+    const changes = this.runPlan(true);
+    const count = (k: Change['kind']): number => changes.filter((c) => c.kind === k).length;
+    const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+    this.log.info({ peers: routes.length, added: count('add'), changed: count('change'), removed: count('remove'), ms: Math.round(ms) }, 'netlink dataplane synchronised');
+  }
+
+  /** Whether another peer still needs this FDB entry (hosts that keep their VtepMAC across a subnet change). */
+  private fdbNeeded(mac: string, dst: string, except: string): boolean {
+    for (const p of this.peers.values()) if (p.subnet !== except && p.encap === 'vxlan' && p.vtepMAC === mac && p.publicIP === dst) return true;
+    return false;
+  }
+
+  async upsertPeer(route: PeerRoute): Promise<void> {
+    const next = peerEntries(route, this.dev!);
+    const prevRoute = this.peers.get(route.subnet);
+    const prev = prevRoute ? this.entriesOf(prevRoute) : null;
+    this.peers.set(route.subnet, route);
+    const ops: BatchOp[] = [];
+    if (prev?.neigh && (prev.neigh.ip !== next.neigh?.ip || prev.neigh.index !== next.neigh?.index)) ops.push({ op: 'neighDel', arg: { index: prev.neigh.index, ip: prev.neigh.ip } });
+    if (prev?.fdb && (prev.fdb.mac !== next.fdb?.mac || prev.fdb.dst !== next.fdb?.dst) && !this.fdbNeeded(prev.fdb.mac, prev.fdb.dst, route.subnet)) {
+      ops.push({ op: 'fdbDel', arg: { index: prev.fdb.index, mac: prev.fdb.mac, dst: prev.fdb.dst } });
+    }
+    if (next.neigh) ops.push({ op: 'neighReplace', arg: next.neigh });
+    if (next.fdb) ops.push({ op: 'fdbReplace', arg: next.fdb });
+    // Same dst, table and metric: replace moves a route between the overlay and the underlay in one step.
+    ops.push({ op: 'routeReplace', arg: next.route });
+    throwIfFailed(this.handle.batch(ops));
+    this.log.debug({ subnet: route.subnet, route: describeRoute(next.route, this.names) }, 'netlink dataplane: peer programmed');
+  }
+
+  async removePeer(subnet: string): Promise<void> {
+    const prevRoute = this.peers.get(subnet);
+    if (!prevRoute) return;
+    this.peers.delete(subnet);
+    const e = this.entriesOf(prevRoute);
+    if (!e) return;
+    const ops: BatchOp[] = [{ op: 'routeDel', arg: { dst: e.route.dst, index: e.route.index, gateway: e.route.gateway } }];
+    if (e.neigh) ops.push({ op: 'neighDel', arg: { index: e.neigh.index, ip: e.neigh.ip } });
+    if (e.fdb && !this.fdbNeeded(e.fdb.mac, e.fdb.dst, subnet)) ops.push({ op: 'fdbDel', arg: { index: e.fdb.index, mac: e.fdb.mac, dst: e.fdb.dst } });
+    // false: already gone (someone else deleted it); that is the state we want.
+    throwIfFailed(this.handle.batch(ops));
+    const removed = [describeRoute(e.route, this.names), e.neigh && describeNeigh(e.neigh, this.names), e.fdb && describeFdb(e.fdb, this.names)].filter(Boolean);
+    this.log.debug({ subnet, removed }, 'netlink dataplane: peer removed');
+  }
+
+  /** Restores what is missing or was changed; never removes (only syncPeers knows what is stale). */
+  reconcile(trigger: string): void {
+    if (!this.nl) return;
+    try {
+      const r = this.ensureDevice();
+      const repairs = (r?.changes ?? []).map((c) => `device ${this.overlayName}: ${c}`);
+      if (this.synced) repairs.push(...this.runPlan(false).map((c) => `${c.what} (${c.kind === 'add' ? 'was missing' : 'was changed'})`));
+      repairs.slice(0, REPAIRS_LOGGED).forEach((repair) => this.log.warn({ repair, trigger }, 'reconcile: restored what the kernel lost'));
+      if (repairs.length > REPAIRS_LOGGED) this.log.warn({ more: repairs.length - REPAIRS_LOGGED, trigger }, 'reconcile: restored more entries than logged one by one');
+    } catch (err) {
+      this.log.error({ trigger }, `reconcile failed: ${(err as Error).message}`);
+    }
+  }
+
+  private relevant(e: NetlinkEvent): boolean {
+    if (e.kind === 'overflow') return true;
+    if (e.own) return false;
+    switch (e.kind) {
+      case 'link':
+        return true;
+      case 'addr':
+        return e.index === null || e.index === this.dev?.overlay;
+      case 'route':
+        return e.table === 254;
+      case 'neigh':
+        return e.index === null || e.index === this.dev?.overlay;
+      default:
+        return false;
+    }
+  }
+
+  /** Foreign changes are batched: one reconcile per quiet period, however many events arrive. */
+  private onEvent(e: NetlinkEvent): void {
+    if (!this.relevant(e) || this.pending) return;
+    const trigger = e.kind === 'overflow' ? 'netlink overflow (full resync)' : `netlink ${e.kind} ${e.action}`;
+    this.pending = setTimeout(() => {
+      this.pending = undefined;
+      this.reconcile(trigger);
+    }, this.o.debounceMs ?? 100);
+    this.pending.unref();
+  }
+
+  async status(): Promise<{ peersInMaps: number }> {
+    const net = IPNet.parse(this.local!.network);
+    const n = this.handle.routes().filter((r) => {
+      const ip = parseIP(r.dst.split('/')[0]);
+      return isWeftPeerRoute(r) && ip !== null && Boolean(net?.containsIP(ip.value));
+    }).length;
+    return { peersInMaps: n };
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    clearTimeout(this.pending);
+    this.timer = this.pending = undefined;
+    this.monitor?.close();
+    this.monitor = undefined;
+    this.nl?.close();
+    this.nl = undefined;
+  }
+
+  async uninstall(): Promise<void> {
+    await this.stop();
+    uninstallNetlink(this.log, { netns: this.o.netns, devices: this.overlayName ? [this.overlayName] : [] });
+    this.peers.clear();
+    this.synced = false;
+  }
+}
+
+export function createNetlinkDataplane(log: Logger, o?: NetlinkDataplaneOptions): NetlinkDataplane {
+  return new NetlinkDataplane(log, o);
+}
