@@ -1,0 +1,165 @@
+// Can this host run the eBPF dataplane? Four checks, in order, each with a
+// reason a user can act on: bpf() is permitted; weft's own TC programs load
+// and pass the verifier; a clsact qdisc can be made on the underlay; the pin
+// dir is on bpffs. Synchronous, so a test can run it inside a lab namespace
+// with withNetns().
+import fs from 'node:fs';
+import path from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { BpfObject, isErrnoError, progInfo, tcHookCreate, tcHookDestroy } from '../native/bpf.js';
+
+export const PROBE_STEPS = ['bpf', 'verifier', 'clsact', 'bpffs'] as const;
+export type ProbeStep = (typeof PROBE_STEPS)[number];
+
+/** WEFT_PROBE_FAIL=<step> makes that step fail (after the earlier ones ran for real), so the fallback is testable on a kernel that passes. */
+export const PROBE_FAIL_ENV = 'WEFT_PROBE_FAIL';
+
+export const BPF_FS_MAGIC = 0xcafe4a11;
+export const BPFFS_MOUNT = '/sys/fs/bpf';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+/** Where `make build` puts the BPF objects (WEFT_BPF_DIR overrides, as for the eBPF loader). */
+export const DEFAULT_OBJECT_DIR = process.env.WEFT_BPF_DIR ?? path.resolve(here, '../../build/bpf');
+const OBJECTS = ['overlay.o', 'underlay.o'];
+
+export type ProbeResult =
+  | { ok: true; createdQdisc: boolean; checks: string[] }
+  | { ok: false; step: ProbeStep; reason: string; checks: string[] };
+
+export interface ProbeOptions {
+  iface: { name: string; index: number };
+  pinDir: string;
+  objectDir?: string;
+  /** A step to fail on purpose (normally from WEFT_PROBE_FAIL). */
+  forceFail?: string;
+  /** Whether bpffs may be mounted at /sys/fs/bpf when missing (default: running as root). */
+  mayMount?: boolean;
+}
+
+export class ProbeConfigError extends Error {}
+
+/** The step named by WEFT_PROBE_FAIL, or undefined; a name that is no step is an error, not silently ignored. */
+export function forcedFailure(env: NodeJS.ProcessEnv = process.env): ProbeStep | undefined {
+  const v = env[PROBE_FAIL_ENV];
+  if (!v) return undefined;
+  if (!(PROBE_STEPS as readonly string[]).includes(v)) throw new ProbeConfigError(`${PROBE_FAIL_ENV}=${v}: expected one of ${PROBE_STEPS.join(', ')}`);
+  return v as ProbeStep;
+}
+
+function firstLines(err: unknown, n = 3): string {
+  return String((err as Error).message ?? err).split('\n').slice(0, n).join(' | ');
+}
+
+/** bpf(BPF_PROG_GET_FD_BY_ID) for an id that does not exist: ENOENT means the call itself is allowed. */
+function checkBpfSyscall(): string | null {
+  try {
+    progInfo(0x7fffffff);
+    return null;
+  } catch (err) {
+    if (isErrnoError(err, 'ENOENT')) return null;
+    if (isErrnoError(err, 'EPERM') || isErrnoError(err, 'EACCES'))
+      return `bpf() is not permitted (${(err as { code: string }).code}): the agent needs root or CAP_BPF + CAP_NET_ADMIN + CAP_SYS_ADMIN, and no seccomp or LSM policy that blocks bpf()`;
+    if (isErrnoError(err, 'ENOSYS')) return 'this kernel has no bpf() system call (built without CONFIG_BPF_SYSCALL)';
+    return `bpf() failed: ${firstLines(err)}`;
+  }
+}
+
+function checkVerifier(dir: string): string | null {
+  for (const name of OBJECTS) {
+    const file = path.join(dir, name);
+    if (!fs.existsSync(file)) return `${file} is missing (run make build, or set WEFT_BPF_DIR)`;
+    try {
+      // No pin root: private maps, nothing left behind.
+      BpfObject.load(file).close();
+    } catch (err) {
+      return `weft's TC programs in ${file} do not load on this kernel: ${firstLines(err)}`;
+    }
+  }
+  return null;
+}
+
+/** The filesystem magic of the nearest existing directory at or above p. */
+function fsMagic(p: string): { dir: string; magic: number } {
+  let dir = path.resolve(p);
+  while (!fs.existsSync(dir) && dir !== path.dirname(dir)) dir = path.dirname(dir);
+  return { dir, magic: Number(fs.statfsSync(dir).type) };
+}
+
+function checkBpffs(pinDir: string, mayMount: boolean): { reason: string | null; mounted?: boolean } {
+  let { dir, magic } = fsMagic(pinDir);
+  if (magic === BPF_FS_MAGIC) return { reason: null };
+  const underDefault = path.resolve(pinDir) === BPFFS_MOUNT || path.resolve(pinDir).startsWith(`${BPFFS_MOUNT}/`);
+  if (underDefault && mayMount && fsMagic(BPFFS_MOUNT).magic !== BPF_FS_MAGIC) {
+    try {
+      execFileSync('mount', ['-t', 'bpf', 'bpf', BPFFS_MOUNT], { stdio: ['ignore', 'ignore', 'pipe'], timeout: 10_000 });
+    } catch (err) {
+      const stderr = String((err as { stderr?: Buffer }).stderr ?? '').trim();
+      return { reason: `bpffs is not mounted at ${BPFFS_MOUNT} and mounting it failed: mount -t bpf bpf ${BPFFS_MOUNT}: ${stderr || firstLines(err)}` };
+    }
+    ({ dir, magic } = fsMagic(pinDir));
+    if (magic === BPF_FS_MAGIC) return { reason: null, mounted: true };
+  }
+  return {
+    reason: `the pin dir ${pinDir} is not on a bpffs (${dir} has filesystem magic 0x${magic.toString(16)}, bpffs is 0x${BPF_FS_MAGIC.toString(16)}); mount one (mount -t bpf bpf ${BPFFS_MOUNT}) or choose --bpf-pin-dir on one`,
+  };
+}
+
+/** Runs the checks in order and stops at the first that rules eBPF out. A clsact qdisc the probe made is removed on failure. */
+export function probeEbpf(o: ProbeOptions): ProbeResult {
+  const forced = o.forceFail;
+  const checks: string[] = [];
+  let createdQdisc = false;
+  const fail = (step: ProbeStep, reason: string): ProbeResult => {
+    if (createdQdisc) {
+      try {
+        tcHookDestroy(o.iface.index);
+      } catch {
+        /* the qdisc went away by itself; nothing of ours is left */
+      }
+    }
+    return { ok: false, step, reason, checks };
+  };
+  const forcedReason = (step: ProbeStep): string => `failed on purpose (${PROBE_FAIL_ENV}=${step}, for testing the fallback)`;
+
+  if (forced === 'bpf') return fail('bpf', forcedReason('bpf'));
+  let reason: string | null;
+  try {
+    reason = checkBpfSyscall();
+  } catch (err) {
+    // The addon itself did not load: there is no eBPF dataplane in this build.
+    reason = firstLines(err);
+  }
+  if (reason) return fail('bpf', reason);
+  checks.push('bpf() permitted');
+
+  if (forced === 'verifier') return fail('verifier', forcedReason('verifier'));
+  reason = checkVerifier(o.objectDir ?? DEFAULT_OBJECT_DIR);
+  if (reason) return fail('verifier', reason);
+  checks.push('sched_cls programs pass the verifier');
+
+  if (forced === 'clsact') return fail('clsact', forcedReason('clsact'));
+  try {
+    createdQdisc = tcHookCreate(o.iface.index);
+  } catch (err) {
+    return fail('clsact', `cannot create a clsact qdisc on ${o.iface.name}: ${firstLines(err)}`);
+  }
+  checks.push(`clsact on ${o.iface.name}`);
+
+  if (forced === 'bpffs') return fail('bpffs', forcedReason('bpffs'));
+  const fsCheck = checkBpffs(o.pinDir, o.mayMount ?? process.getuid?.() === 0);
+  if (fsCheck.reason) return fail('bpffs', fsCheck.reason);
+  checks.push(fsCheck.mounted ? `mounted bpffs at ${BPFFS_MOUNT}` : `bpffs at ${o.pinDir}`);
+  return { ok: true, createdQdisc, checks };
+}
+
+/** Removes the clsact qdisc a successful probe made, when the eBPF dataplane is not used after all. */
+export function undoProbe(r: ProbeResult, ifindex: number): void {
+  if (r.ok && r.createdQdisc) {
+    try {
+      tcHookDestroy(ifindex);
+    } catch {
+      /* already gone */
+    }
+  }
+}
