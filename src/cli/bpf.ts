@@ -176,7 +176,7 @@ const programs: CommandModule<object, BpfArgs> = {
 };
 
 export const bpfCommand: CommandModule<object, BpfArgs> = {
-  command: 'bpf <command>',
+  command: 'bpf',
   describe: 'inspect the eBPF dataplane from its pinned maps (works while the agent is stopped)',
   builder: (y: Argv) =>
     y

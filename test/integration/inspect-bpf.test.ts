@@ -232,6 +232,9 @@ test('wrong pin dir, partial pins and maps of another layout: exit 3 or 1 with w
   const r = await weft(['bpf', 'peers', '--pin-dir', nowhere]);
   assert.equal(r.code, 3);
   assert.match(r.stderr, new RegExp(`^weft: no pinned weft maps in ${nowhere}: is the agent running with the eBPF dataplane, or did you mean .*--bpf-pin-dir ${pinDir}\\b`));
+  const bare = await weft(['bpf']);
+  assert.equal(bare.code, 2);
+  assert.match(bare.stderr, /name a subcommand: weft bpf peers \| lookup <ip> \| counters \| drops \| programs/);
   for (const sub of [['counters'], ['drops'], ['lookup', '10.244.2.1'], ['programs']]) {
     assert.equal((await weft(['bpf', ...sub, '--pin-dir', nowhere])).code, 3, sub.join(' '));
   }
