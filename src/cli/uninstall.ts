@@ -1,7 +1,8 @@
-// `weft uninstall`: removes every filter, pin and device weft created on this
-// host, and nothing else. The agent must be stopped first (it would put them back).
+// `weft uninstall`: removes every filter, pin, device and route weft created on
+// this host (either dataplane), and nothing else. The agent must be stopped first (it would put them back).
 import type { Argv, CommandModule } from 'yargs';
 import { uninstallEbpf } from '../dataplane/ebpf/index.js';
+import { uninstallNetlink } from '../dataplane/netlink/uninstall.js';
 import { createLogger } from '../log.js';
 import { pinDirOption, withOptions } from './options.js';
 
@@ -20,7 +21,8 @@ export const uninstallCommand: CommandModule<object, UninstallArgs> = {
   handler: (a) => {
     const log = createLogger({ level: 'warn' });
     const ebpf = uninstallEbpf(a['bpf-pin-dir'], log);
-    const report = { filters: ebpf.filters, devices: ebpf.devices, pins: ebpf.pins };
+    const netlink = uninstallNetlink(log);
+    const report = { filters: ebpf.filters, devices: [...ebpf.devices, ...netlink.devices], routes: netlink.routes, pins: ebpf.pins };
     if (a.output === 'json') {
       process.stdout.write(JSON.stringify(report, null, 2) + '\n');
       return;
@@ -28,6 +30,7 @@ export const uninstallCommand: CommandModule<object, UninstallArgs> = {
     const lines = [
       ...report.filters.map((f) => `detached filter  ${f}`),
       ...report.devices.map((d) => `deleted device   ${d}`),
+      ...report.routes.map((r) => `deleted route    ${r}`),
       ...report.pins.map((p) => `removed pin      ${p}`),
     ];
     process.stdout.write((lines.length ? lines.join('\n') : 'nothing of weft was found on this host') + '\n');
