@@ -178,7 +178,8 @@ export class NetlinkDataplane implements Dataplane {
     if (e.own) return false;
     switch (e.kind) {
       case 'link':
-        return true;
+        // Our devices only: pods' veths come and go all the time on a busy host.
+        return e.index === null || e.index === this.dev?.overlay || e.index === this.dev?.underlay;
       case 'addr':
         return e.index === null || e.index === this.dev?.overlay;
       case 'route':
