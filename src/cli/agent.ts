@@ -56,7 +56,7 @@ const agentOptions = {
   'ip-masq': { type: 'boolean', default: false, describe: 'written to subnet.env as FLANNEL_IPMASQ' },
   'healthz-ip': { type: 'string', default: '0.0.0.0', describe: 'address of the /healthz and /readyz endpoint' },
   'healthz-port': { type: 'number', default: 0, describe: 'port of the health endpoint (0 = off)' },
-  dataplane: { choices: ['auto', 'ebpf', 'netlink', 'none'] as const, default: 'auto' as const, describe: 'auto: eBPF where the kernel supports it, else netlink' },
+  dataplane: { choices: ['auto', 'ebpf', 'netlink', 'none'] as const, default: 'auto' as const, describe: 'auto: eBPF where the kernel supports it, else netlink (WEFT_PROBE_FAIL=bpf|verifier|clsact|bpffs fails that check on purpose, for testing)' },
   'log-level': { choices: ['trace', 'debug', 'info', 'warn', 'error'], default: 'info', describe: 'log level' },
 } satisfies Record<string, Options>;
 
@@ -111,12 +111,13 @@ export const agentCommand: CommandModule<object, AgentArgs> = {
     try {
       await agent.run();
     } catch (err) {
-      if (err instanceof ConfigError || err instanceof OutOfSubnetsError || err instanceof AgentFatalError) {
-        log.fatal(err.message);
-        await agent.stop();
-        process.exit(1);
-      }
-      throw err;
+      // Every fatal error reaches the log as one line (and stderr, for a terminal), then exit 1.
+      const known = err instanceof ConfigError || err instanceof OutOfSubnetsError || err instanceof AgentFatalError;
+      if (known) log.fatal((err as Error).message);
+      else log.fatal({ stack: (err as Error).stack }, (err as Error).message);
+      await agent.stop().catch(() => undefined);
+      if (!process.stdout.isTTY) process.stderr.write(`weft: ${(err as Error).message}\n`);
+      process.exit(1);
     }
     process.exit(0);
   },
