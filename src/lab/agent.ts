@@ -50,6 +50,11 @@ export class LabAgent {
 
   /** Resolves with the first log line (from `from` on) that satisfies pred. */
   waitForLog(what: string, pred: (l: LogLine) => boolean, timeoutMs = 10_000, from = 0): Promise<LogLine> {
+    // A timeout says what the agent did say, so a CI failure can be read without a rerun.
+    const withTranscript = (err: Error): never => {
+      if (/^timed out/.test(err.message)) err.message += `\nlast lines of ${this.host.hostName}'s agent:\n${this.transcript().split('\n').slice(-12).join('\n')}`;
+      throw err;
+    };
     return waitFor(
       `${this.host.hostName}'s agent to log ${what}`,
       () => {
@@ -60,7 +65,7 @@ export class LabAgent {
       },
       timeoutMs,
       20,
-    );
+    ).catch(withTranscript);
   }
 
   waitForMsg(msg: string | RegExp, timeoutMs = 10_000, from = 0): Promise<LogLine> {

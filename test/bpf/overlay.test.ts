@@ -35,7 +35,7 @@ describe('overlay_egress', () => {
     fx.setPeer({ subnet: '10.244.6.0/24', publicIP: UNRESOLVED_IP, encap: 'ipip', directRouting: false });
     fx.setPeer({ subnet: '10.244.7.0/24', publicIP: FAR_IP, encap: 'direct', directRouting: false });
     fx.setPeer({ subnet: '10.244.8.0/24', publicIP: FAR_IP, encap: 'ipip', directRouting: false });
-    fx.setPeer({ subnet: '10.244.9.0/24', publicIP: PEER_IP, encap: 'vxlan', directRouting: true, vni: VNI, vtepMAC: PEER_VTEP_MAC });
+    fx.setPeer({ subnet: '10.244.9.0/24', publicIP: PEER_IP, encap: 'direct', directRouting: true, vni: VNI, vtepMAC: PEER_VTEP_MAC });
   });
   after(() => fx?.destroy());
 
