@@ -114,6 +114,11 @@ export class LabEtcd {
     this.child = undefined;
   }
 
+  /** Starts etcd again if a test stopped it (so one failed test does not fail the rest). */
+  async ensureRunning(): Promise<void> {
+    if (!this.child || this.child.exitCode !== null || this.child.signalCode !== null) await this.startProcess();
+  }
+
   async restart(): Promise<void> {
     await this.stop();
     await this.startProcess();

@@ -68,12 +68,9 @@ export class LeaseWatcher extends EventEmitter<LeaseWatcherEvents> {
 
   private async watchFrom(revision: string): Promise<void> {
     const next = String(BigInt(revision) + 1n);
-    const w = await this.registry.client.watch().prefix(this.registry.subnetsPrefix).startRevision(next).withPreviousKV().create();
-    if (this.stopped) {
-      await w.cancel().catch(() => undefined);
-      return;
-    }
-    this.watcher = w;
+    // watcher() rather than create(): the handlers are in place before the first
+    // connection attempt, so an etcd lost while the watch is being set up is logged too.
+    const w = this.registry.client.watch().prefix(this.registry.subnetsPrefix).startRevision(next).withPreviousKV().watcher();
     w.on('put', (kv: IKeyValue) => this.onPut(kv));
     w.on('delete', (kv: IKeyValue) => this.onDelete(kv));
     w.on('data', (res) => {
@@ -98,6 +95,15 @@ export class LeaseWatcher extends EventEmitter<LeaseWatcherEvents> {
       this.log.warn({ err: err.message, revision: this.revision }, 'etcd watch cancelled; re-listing leases');
       void this.relist();
     });
+    await new Promise<void>((resolve, reject) => {
+      w.once('connected', () => resolve());
+      w.once('error', reject);
+    });
+    if (this.stopped) {
+      await w.cancel().catch(() => undefined);
+      return;
+    }
+    this.watcher = w;
   }
 
   private async relist(): Promise<void> {

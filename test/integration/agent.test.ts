@@ -143,6 +143,7 @@ test('etcd stopped for 10 s and restarted: the agent reconnects and sees a lease
     assert.ok(a.running);
   } finally {
     await a.stop();
+    await etcd.ensureRunning();
   }
 });
 
@@ -153,6 +154,7 @@ test('after etcdctl compact past the agent\'s revision, the watch re-lists and a
   const a = agent(h, prefix);
   try {
     await a.waitForLog('the first peer', (x) => x.msg === 'peer added' && x.subnet === '10.244.90.0/24');
+    await a.waitForMsg('agent ready');
     // The agent loses etcd, and cannot reach it while others write and compact.
     await etcd.stop();
     await a.waitForMsg('etcd watch disconnected; resuming from the last revision when etcd is back');
@@ -173,6 +175,9 @@ test('after etcdctl compact past the agent\'s revision, the watch re-lists and a
     assert.equal(after.length, 2, `only the difference is applied: ${JSON.stringify(after)}`);
   } finally {
     await a.stop();
+    await h.ip('link', 'set', 'eth0', 'up');
+    await h.ip('route', 'replace', 'default', 'via', '192.0.2.1');
+    await etcd.ensureRunning();
   }
 });
 
