@@ -4,7 +4,9 @@
 // each way of programming is timed for adding all peers, reading them back
 // and deleting them again.
 //
-//   node dist-test/bench/netlink-program.js [--peers 10000]
+//   node dist-test/bench/netlink-program.js [--peers 10000] [--json]
+//
+// --json prints one line for bench/run.js: {"peers": n, "rows": [{mode, program, read, remove}]} (ms).
 //
 // Peer subnets are /30s inside 10.244.0.0/16, each reached via its first
 // address as flannel reaches <subnet>.0; the last /30 is the host's own
@@ -132,6 +134,10 @@ async function main(): Promise<void> {
     const ps = peers(n);
     const rows = [runSingle(nl, vx, ps), runBatch(nl, vx, ps, false), runBatch(nl, vx, ps, true)];
     nl.close();
+    if (process.argv.includes('--json')) {
+      console.log(JSON.stringify({ bench: 'netlink-program', peers: n, rows: rows.map((r) => ({ ...r, program: Math.round(r.program), read: Math.round(r.read), remove: Math.round(r.remove) })) }));
+      return;
+    }
     console.log(`netlink programming, ${n} peers (route + neighbour + FDB each; the nexthop way adds a nexthop per peer)`);
     console.log(`${'mode'.padEnd(44)} ${'program ms'.padStart(11)} ${'dump ms'.padStart(8)} ${'delete ms'.padStart(10)}`);
     for (const r of rows)

@@ -1,0 +1,154 @@
+// The dataplane cases: each is a pair of lab hosts (and for the overlays a
+// pod on each) that stays up for the whole run, so that the rounds can visit
+// every case in turn. All pairs share one lab (one underlay segment, one
+// router) and one etcd; each weft pair has its own etcd prefix and network
+// config, so the pairs never see each other's leases.
+import { Lab, type LabHost, type Netns } from 'weft/lab/netns.js';
+import { LabEtcd } from 'weft/lab/etcd.js';
+import { startAgent, subnetFile, type LabAgent } from 'weft/lab/agent.js';
+import { FlannelHost } from 'weft/lab/flannel.js';
+import { waitFor } from 'weft/lab/exec.js';
+import { readEnvFile } from 'weft/agent/subnet-env.js';
+import { IPNet } from 'weft/subnet/ipnet.js';
+import { startServers } from './measure.js';
+
+export type Backend = 'vxlan' | 'host-gw' | 'ipip' | 'udp';
+
+export interface CaseDef {
+  name: string;
+  label: string;
+  kind: 'underlay' | 'flannel' | 'weft';
+  backend?: Backend;
+  dataplane?: 'ebpf' | 'netlink';
+  /** The flannel kernel path this case is compared with (the issue's targets: ipip and udp against vxlan). */
+  ref?: string;
+}
+
+export const CASES: CaseDef[] = [
+  { name: 'underlay', label: 'underlay, host to host', kind: 'underlay' },
+  { name: 'flannel-vxlan', label: "flannel's kernel vxlan (ip commands)", kind: 'flannel', backend: 'vxlan' },
+  { name: 'flannel-host-gw', label: "flannel's kernel host-gw (ip commands)", kind: 'flannel', backend: 'host-gw' },
+  { name: 'weft-ebpf-vxlan', label: 'weft eBPF vxlan', kind: 'weft', backend: 'vxlan', dataplane: 'ebpf', ref: 'flannel-vxlan' },
+  { name: 'weft-ebpf-host-gw', label: 'weft eBPF host-gw', kind: 'weft', backend: 'host-gw', dataplane: 'ebpf', ref: 'flannel-host-gw' },
+  { name: 'weft-ebpf-ipip', label: 'weft eBPF ipip', kind: 'weft', backend: 'ipip', dataplane: 'ebpf', ref: 'flannel-vxlan' },
+  { name: 'weft-ebpf-udp', label: 'weft eBPF udp', kind: 'weft', backend: 'udp', dataplane: 'ebpf', ref: 'flannel-vxlan' },
+  { name: 'weft-netlink-vxlan', label: 'weft netlink vxlan', kind: 'weft', backend: 'vxlan', dataplane: 'netlink', ref: 'flannel-vxlan' },
+  { name: 'weft-netlink-host-gw', label: 'weft netlink host-gw', kind: 'weft', backend: 'host-gw', dataplane: 'netlink', ref: 'flannel-host-gw' },
+];
+
+export function caseDef(name: string): CaseDef {
+  const d = CASES.find((c) => c.name === name);
+  if (!d) throw new Error(`no case ${name}; cases: ${CASES.map((c) => c.name).join(', ')}`);
+  return d;
+}
+
+export interface CaseSetup {
+  def: CaseDef;
+  /** 'unavailable': this build cannot run the case (reported, not measured); 'failed': it should have worked. */
+  status: 'ready' | 'unavailable' | 'failed';
+  reason?: string;
+  client?: Netns;
+  server?: Netns;
+  serverIP?: string;
+  /** Pod MTU (FLANNEL_MTU) or the underlay's. */
+  mtu?: number;
+  agents: LabAgent[];
+}
+
+export interface Bench {
+  lab: Lab;
+  etcd: LabEtcd;
+}
+
+export async function createBench(): Promise<Bench> {
+  const lab = await Lab.create();
+  try {
+    return { lab, etcd: await LabEtcd.start({ netns: lab.router }) };
+  } catch (err) {
+    await lab.destroy();
+    throw err;
+  }
+}
+
+export async function destroyBench(b: Bench): Promise<void> {
+  await Promise.all(b.lab.hosts.map((h) => h.stopAll()));
+  await b.etcd.destroy();
+  await b.lab.destroy();
+}
+
+const config = (backend: Backend): string => JSON.stringify({ Network: '10.244.0.0/16', Backend: { Type: backend } });
+
+/** A docker0-style bridge from subnet.env (--bip=$FLANNEL_SUBNET --mtu=$FLANNEL_MTU) and one pod on it. */
+async function podFromSubnetEnv(host: LabHost): Promise<{ pod: Netns; ip: string; mtu: number }> {
+  const env = readEnvFile(subnetFile(host));
+  const gw = env?.FLANNEL_SUBNET;
+  const mtu = Number(env?.FLANNEL_MTU);
+  if (!gw || !mtu) throw new Error(`${host.name}: no usable subnet.env at ${subnetFile(host)}`);
+  await host.addBridge('docker0', gw, mtu);
+  const subnet = IPNet.parse(gw)!;
+  const ip = subnet.hostAt(2n);
+  const pod = await host.addPod('p1', { bridge: 'docker0', cidr: `${ip}/${subnet.prefixLen}`, gateway: subnet.hostAt(1n), mtu });
+  return { pod, ip, mtu };
+}
+
+/** Why an agent stopped: its last error line, or stderr. */
+function agentFailure(a: LabAgent): string {
+  const errors = a.lines.filter((l) => l.level >= 50).map((l) => l.msg);
+  return (errors.at(-1) ?? a.stderr.trim().split('\n').at(-1) ?? 'exited without a reason').slice(0, 400);
+}
+
+/** Sets up one case on hosts with underlay octets `octet` and `octet + 1`; never throws for the case's own failure. */
+export async function setupCase(b: Bench, def: CaseDef, index: number, octet: number): Promise<CaseSetup> {
+  const s: CaseSetup = { def, status: 'failed', agents: [] };
+  try {
+    const h1 = await b.lab.addHost(`c${index}a`, { octet });
+    const h2 = await b.lab.addHost(`c${index}b`, { octet: octet + 1 });
+    if (def.kind === 'underlay') {
+      Object.assign(s, { client: h1, server: h2, serverIP: h2.address, mtu: 1500 });
+    } else if (def.kind === 'flannel') {
+      const prefix = `/bench/${def.name}/network`;
+      const backend = def.backend as 'vxlan' | 'host-gw';
+      const f = [
+        new FlannelHost(h1, { backend, prefix, network: '10.244.0.0/16', subnet: '10.244.1.0/24' }),
+        new FlannelHost(h2, { backend, prefix, network: '10.244.0.0/16', subnet: '10.244.2.0/24' }),
+      ];
+      await b.etcd.etcdctl(['put', `${prefix}/config`, config(def.backend!)]);
+      for (const x of f) await x.start(b.etcd);
+      await f[0].addPeer({ subnet: f[1].o.subnet, publicIP: h2.address, vtepMAC: f[1].vtepMAC });
+      await f[1].addPeer({ subnet: f[0].o.subnet, publicIP: h1.address, vtepMAC: f[0].vtepMAC });
+    } else {
+      const prefix = `/bench/${def.name}/network`;
+      await b.etcd.etcdctl(['put', `${prefix}/config`, config(def.backend!)]);
+      for (const h of [h1, h2]) {
+        const agent = startAgent(h, { etcdEndpoint: b.etcd.endpoint, dataplane: def.dataplane, extra: ['--etcd-prefix', prefix] });
+        s.agents.push(agent);
+        try {
+          // The lab's waitForMsg notices an agent's exit only at its deadline: race the exit.
+          await Promise.race([agent.waitForMsg('agent ready', 30_000), agent.exited.then((code) => Promise.reject(new Error(`agent exited (${code})`)))]);
+        } catch (err) {
+          const why = agent.running ? (err as Error).message.split('\n')[0] : agentFailure(agent);
+          s.status = /not available in this build|Cannot find module/i.test(why) && def.dataplane === 'netlink' ? 'unavailable' : 'failed';
+          s.reason = `${h.hostName}'s agent (--dataplane=${def.dataplane}): ${why}`;
+          return s;
+        }
+      }
+    }
+    if (def.kind !== 'underlay') {
+      const a = await podFromSubnetEnv(h1);
+      const z = await podFromSubnetEnv(h2);
+      Object.assign(s, { client: a.pod, server: z.pod, serverIP: z.ip, mtu: a.mtu });
+    }
+    await startServers(s.server!);
+    await waitFor(
+      `${def.name}: ${s.client!.name} to reach ${s.serverIP}`,
+      async () => (await s.client!.exec(['ping', '-c', '1', '-W', '1', s.serverIP!], { allowFail: true })).code === 0,
+      20_000,
+      200,
+    );
+    s.status = 'ready';
+  } catch (err) {
+    s.status = 'failed';
+    s.reason = (err as Error).message.split('\n').slice(0, 3).join(' ');
+  }
+  return s;
+}

@@ -1,0 +1,70 @@
+// A worker thread that watches an agent's pinned weft_peers map and reports
+// the moment (process.hrtime, the same monotonic clock as the main thread)
+// an awaited state appears. It polls with one bpf_map_lookup_elem every
+// POLL_MS and sleeps in between with Atomics.wait, so it neither blocks the
+// main thread's etcd traffic nor takes a core from the agent it measures:
+// the resolution is POLL_MS plus one lookup (a few microseconds).
+import fs from 'node:fs';
+import path from 'node:path';
+import { parentPort } from 'node:worker_threads';
+import { BpfMap } from 'weft/native/bpf.js';
+import { MAP_PEERS } from 'weft/dataplane/ebpf/maps.js';
+
+const POLL_MS = 0.1;
+
+export type WatchRequest =
+  /** All of `sentinels` present (hex LPM keys), then at least `count` entries. */
+  | { id: number; kind: 'count'; pinDir: string; sentinels: string[]; count: number; timeoutMs: number }
+  /** A lookup of `key` returns a value containing `needle` (hex bytes, e.g. the VtepMAC). */
+  | { id: number; kind: 'key'; pinDir: string; key: string; needle: string; timeoutMs: number };
+
+/** First `armed` (polling has begun, so the caller may start its clock), then the result. */
+export type WatchReply = { id: number; armed: true } | { id: number; armed?: false; seenNs: string | null; polls: number; error?: string };
+
+const pause = new Int32Array(new SharedArrayBuffer(4));
+const maps = new Map<string, BpfMap>();
+
+function open(pinDir: string): BpfMap | null {
+  const cached = maps.get(pinDir);
+  if (cached) return cached;
+  const pin = path.join(pinDir, MAP_PEERS);
+  if (!fs.existsSync(pin)) return null;
+  const m = BpfMap.fromPin(pin);
+  maps.set(pinDir, m);
+  return m;
+}
+
+/** The hrtime at which the awaited state was first seen in this poll, or null. */
+function seenAt(req: WatchRequest): bigint | null {
+  const m = open(req.pinDir);
+  if (!m) return null;
+  if (req.kind === 'key') {
+    const v = m.lookup(Buffer.from(req.key, 'hex'));
+    return v !== null && v.toString('hex').includes(req.needle) ? process.hrtime.bigint() : null;
+  }
+  if (!req.sentinels.every((k) => m.lookup(Buffer.from(k, 'hex')) !== null)) return null;
+  // The sentinels' moment is the answer; counting 10,000 keys takes milliseconds and only confirms it.
+  const at = process.hrtime.bigint();
+  return m.keys().length >= req.count ? at : null;
+}
+
+function watch(req: WatchRequest): WatchReply {
+  const deadline = process.hrtime.bigint() + BigInt(req.timeoutMs) * 1_000_000n;
+  let polls = 0;
+  for (;;) {
+    polls++;
+    const at = seenAt(req);
+    if (at !== null) return { id: req.id, seenNs: at.toString(), polls };
+    if (process.hrtime.bigint() > deadline) return { id: req.id, seenNs: null, polls };
+    Atomics.wait(pause, 0, 0, POLL_MS);
+  }
+}
+
+parentPort?.on('message', (req: WatchRequest) => {
+  try {
+    parentPort!.postMessage({ id: req.id, armed: true } satisfies WatchReply);
+    parentPort!.postMessage(watch(req));
+  } catch (err) {
+    parentPort!.postMessage({ id: req.id, seenNs: null, polls: 0, error: (err as Error).message } satisfies WatchReply);
+  }
+});

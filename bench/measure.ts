@@ -1,0 +1,143 @@
+// Traffic measurements between two lab namespaces, and the statistics the
+// report needs. Every generator is bounded in time (iperf3 -t, sockperf -t)
+// and every process is started inside a namespace the benchmark made.
+import fs from 'node:fs';
+import { runSync } from 'weft/lab/exec.js';
+import type { Netns } from 'weft/lab/netns.js';
+
+export const IPERF_PORT = 5201;
+export const SOCKPERF_PORT = 11111;
+
+/** Clock ticks per second for /proc/stat (USER_HZ; 100 on every Linux build that matters, asked once). */
+const CLK_TCK = Number(runSync(['getconf', 'CLK_TCK'], { allowFail: true }).stdout.trim()) || 100;
+
+export interface CpuSample {
+  busy: number;
+  total: number;
+}
+
+/** Machine-wide CPU ticks from /proc/stat: busy counts user, nice, system, irq, softirq and steal (softirq is where most packet work lands). */
+export function cpuNow(): CpuSample {
+  const line = fs.readFileSync('/proc/stat', 'utf8').split('\n').find((l) => l.startsWith('cpu '));
+  if (!line) throw new Error('/proc/stat: no aggregate "cpu" line');
+  const [user, nice, system, idle, iowait, irq, softirq, steal] = line.trim().split(/\s+/).slice(1, 9).map(Number);
+  return { busy: user + nice + system + irq + softirq + (steal ?? 0), total: user + nice + system + idle + iowait + irq + softirq + (steal ?? 0) };
+}
+
+export interface Throughput {
+  gbps: number;
+  bytes: number;
+  retransmits: number;
+  /** Machine-wide busy CPU seconds while the transfer ran. */
+  cpuSeconds: number;
+  /** Busy share of all CPUs while the transfer ran (1 = every core busy). */
+  cpuShare: number;
+  /** cpuSeconds per 10^9 bytes received. */
+  cpuSecPerGB: number;
+}
+
+interface IperfJson {
+  error?: string;
+  end?: { sum_received?: { bytes: number; bits_per_second: number }; sum_sent?: { retransmits?: number } };
+}
+
+/** One iperf3 run from `client` to the server listening at `serverIP` (started by startServers). */
+export async function iperf(client: Netns, serverIP: string, seconds: number, streams = 1): Promise<Throughput> {
+  const cmd = ['iperf3', '-c', serverIP, '-p', String(IPERF_PORT), '-t', String(seconds), '-P', String(streams), '-J', '--connect-timeout', '3000'];
+  const before = cpuNow();
+  const r = await client.exec(cmd, { allowFail: true, timeoutMs: (seconds + 20) * 1000 });
+  const after = cpuNow();
+  let j: IperfJson;
+  try {
+    j = JSON.parse(r.stdout) as IperfJson;
+  } catch {
+    throw new Error(`iperf3 -c ${serverIP} in ${client.name}: exit ${r.code}, no JSON: ${(r.stderr || r.stdout).trim().slice(0, 300)}`);
+  }
+  if (j.error || !j.end?.sum_received) throw new Error(`iperf3 -c ${serverIP} in ${client.name}: ${j.error ?? 'no summary'}`);
+  const bytes = j.end.sum_received.bytes;
+  const cpuSeconds = (after.busy - before.busy) / CLK_TCK;
+  return {
+    gbps: j.end.sum_received.bits_per_second / 1e9,
+    bytes,
+    retransmits: j.end.sum_sent?.retransmits ?? 0,
+    cpuSeconds,
+    cpuShare: (after.busy - before.busy) / Math.max(1, after.total - before.total),
+    cpuSecPerGB: bytes > 0 ? cpuSeconds / (bytes / 1e9) : NaN,
+  };
+}
+
+export interface Latency {
+  /** Round-trip time percentiles of a 64-byte TCP ping-pong, microseconds. */
+  p50us: number;
+  p99us: number;
+  avgUs: number;
+  observations: number;
+}
+
+/**
+ * TCP request/response latency with sockperf ping-pong (64-byte messages, one
+ * in flight). sockperf reports each round trip halved; we double it back, so
+ * these are round-trip times.
+ */
+export async function latency(client: Netns, serverIP: string, seconds: number): Promise<Latency> {
+  const cmd = ['sockperf', 'ping-pong', '--tcp', '-i', serverIP, '-p', String(SOCKPERF_PORT), '-t', String(seconds), '-m', '64'];
+  const r = await client.exec(cmd, { allowFail: true, timeoutMs: (seconds + 20) * 1000 });
+  const out = (r.stdout + r.stderr).replace(/\x1b\[[0-9;]*m/g, '');
+  const pct = (p: string): number => {
+    const m = new RegExp(`percentile ${p.replace('.', '\\.')} =\\s*([\\d.]+)`).exec(out);
+    if (!m) throw new Error(`sockperf ping-pong to ${serverIP} in ${client.name}: exit ${r.code}, no ${p} percentile: ${out.trim().split('\n').slice(-3).join(' | ')}`);
+    return Number(m[1]) * 2;
+  };
+  const avg = /avg-latency=([\d.]+)/.exec(out);
+  const obs = /Total (\d+) observations/.exec(out);
+  return { p50us: pct('50.000'), p99us: pct('99.000'), avgUs: avg ? Number(avg[1]) * 2 : NaN, observations: obs ? Number(obs[1]) : 0 };
+}
+
+/** iperf3 and sockperf servers in the receiving namespace, for the whole benchmark; stopped with the lab. */
+export async function startServers(server: Netns): Promise<void> {
+  const started = (child: ReturnType<Netns['spawn']>, what: string, ready: RegExp): Promise<void> =>
+    new Promise((resolve, reject) => {
+      let out = '';
+      const timer = setTimeout(() => resolve(), 1500); // neither prints reliably on every version: a listening socket is what counts
+      const on = (d: Buffer): void => {
+        out += d.toString();
+        if (ready.test(out)) {
+          clearTimeout(timer);
+          resolve();
+        }
+      };
+      child.stdout?.on('data', on);
+      child.stderr?.on('data', on);
+      child.once('exit', (code) => {
+        clearTimeout(timer);
+        reject(new Error(`${what} in ${server.name} exited ${code}: ${out.trim().slice(0, 300)}`));
+      });
+    });
+  await Promise.all([
+    started(server.spawn(['iperf3', '-s', '-p', String(IPERF_PORT)]), 'iperf3 -s', /listening/i),
+    started(server.spawn(['sockperf', 'server', '--tcp', '-i', '0.0.0.0', '-p', String(SOCKPERF_PORT)]), 'sockperf server', /waiting|listen/i),
+  ]);
+}
+
+// --- statistics -------------------------------------------------------------------
+
+export function median(xs: number[]): number {
+  const s = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  if (!s.length) return NaN;
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+/** Nearest-rank percentile, p in 0..100. */
+export function percentile(xs: number[], p: number): number {
+  const s = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  if (!s.length) return NaN;
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))];
+}
+
+/** (max - min) / median: how far apart the runs were, as a fraction of the middle one. */
+export function spread(xs: number[]): number {
+  const s = xs.filter((x) => Number.isFinite(x));
+  if (s.length < 2) return NaN;
+  return (Math.max(...s) - Math.min(...s)) / median(s);
+}
