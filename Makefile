@@ -70,8 +70,10 @@ DATAPLANE ?= ebpf
 demo: build
 	node dist-test/demo/demo.js --backend=$(BACKEND) --dataplane=$(DATAPLANE)
 
+# BENCH passes options through, e.g. make bench BENCH="--cases underlay,weft-ebpf-ipip --runs 1 --seconds 3".
+BENCH ?=
 bench: build
-	node dist-test/bench/run.js
+	node dist-test/bench/run.js $(BENCH)
 
 clean:
 	rm -rf build dist dist-test native/build .setup-stamp
