@@ -6,20 +6,27 @@ import { encapOverhead } from '../config/network.js';
 import type { PeerRoute, UnderlayInterface } from '../dataplane/types.js';
 import type { Lease, LeaseAttrs } from '../subnet/lease.js';
 
-export class HostGwBackend implements Backend {
-  readonly type = 'host-gw' as const;
+/** A backend whose lease names its type and carries no BackendData (host-gw, ipip). */
+abstract class TypedBackend implements Backend {
+  abstract readonly type: 'host-gw' | 'ipip';
   constructor(
     readonly config: BackendConfig,
-    private readonly iface: UnderlayInterface,
+    protected readonly iface: UnderlayInterface,
   ) {}
 
   leaseAttrs(publicIP: string, publicIPv6: string | null): LeaseAttrs {
-    return { PublicIP: publicIP, PublicIPv6: publicIPv6, BackendType: 'host-gw' };
+    return { PublicIP: publicIP, PublicIPv6: publicIPv6, BackendType: this.type };
   }
 
   podMTU(underlayMTU: number): number {
-    return underlayMTU - encapOverhead('host-gw');
+    return underlayMTU - encapOverhead(this.type);
   }
+
+  abstract peerRoute(lease: Lease): PeerRoute | { skip: string };
+}
+
+export class HostGwBackend extends TypedBackend {
+  readonly type = 'host-gw' as const;
 
   peerRoute(lease: Lease): PeerRoute | { skip: string } {
     if (leaseBackendType(lease) !== 'host-gw') return wrongBackend(lease, 'host-gw');
@@ -34,20 +41,8 @@ export class HostGwBackend implements Backend {
   }
 }
 
-export class IpipBackend implements Backend {
+export class IpipBackend extends TypedBackend {
   readonly type = 'ipip' as const;
-  constructor(
-    readonly config: BackendConfig,
-    private readonly iface: UnderlayInterface,
-  ) {}
-
-  leaseAttrs(publicIP: string, publicIPv6: string | null): LeaseAttrs {
-    return { PublicIP: publicIP, PublicIPv6: publicIPv6, BackendType: 'ipip' };
-  }
-
-  podMTU(underlayMTU: number): number {
-    return underlayMTU - encapOverhead('ipip');
-  }
 
   peerRoute(lease: Lease): PeerRoute | { skip: string } {
     if (leaseBackendType(lease) !== 'ipip') return wrongBackend(lease, 'ipip');
