@@ -41,9 +41,15 @@ interface IperfJson {
   end?: { sum_received?: { bytes: number; bits_per_second: number }; sum_sent?: { retransmits?: number } };
 }
 
-/** One iperf3 run from `client` to the server listening at `serverIP` (started by startServers). */
-export async function iperf(client: Netns, serverIP: string, seconds: number, streams = 1): Promise<Throughput> {
+/**
+ * One iperf3 run from `client` to the server listening at `serverIP` (started
+ * by startServers). `cpu`: both ends on that one CPU (iperf3 -A), so the run
+ * measures the path's cost rather than where the scheduler put the two ends
+ * (on this VM a cross-CPU wakeup costs more than the whole network path).
+ */
+export async function iperf(client: Netns, serverIP: string, seconds: number, streams = 1, cpu: number | null = null): Promise<Throughput> {
   const cmd = ['iperf3', '-c', serverIP, '-p', String(IPERF_PORT), '-t', String(seconds), '-P', String(streams), '-J', '--connect-timeout', '3000'];
+  if (cpu !== null) cmd.push('-A', `${cpu},${cpu}`);
   const before = cpuNow();
   const r = await client.exec(cmd, { allowFail: true, timeoutMs: (seconds + 20) * 1000 });
   const after = cpuNow();
@@ -77,10 +83,11 @@ export interface Latency {
 /**
  * TCP request/response latency with sockperf ping-pong (64-byte messages, one
  * in flight). sockperf reports each round trip halved; we double it back, so
- * these are round-trip times.
+ * these are round-trip times. `cpu`: the client on that CPU, as the server
+ * (startServers): a round trip then never waits for a cross-CPU wakeup.
  */
-export async function latency(client: Netns, serverIP: string, seconds: number): Promise<Latency> {
-  const cmd = ['sockperf', 'ping-pong', '--tcp', '-i', serverIP, '-p', String(SOCKPERF_PORT), '-t', String(seconds), '-m', '64'];
+export async function latency(client: Netns, serverIP: string, seconds: number, cpu: number | null = null): Promise<Latency> {
+  const cmd = [...pin(cpu), 'sockperf', 'ping-pong', '--tcp', '-i', serverIP, '-p', String(SOCKPERF_PORT), '-t', String(seconds), '-m', '64'];
   const r = await client.exec(cmd, { allowFail: true, timeoutMs: (seconds + 20) * 1000 });
   const out = (r.stdout + r.stderr).replace(/\x1b\[[0-9;]*m/g, '');
   const pct = (p: string): number => {
@@ -93,8 +100,10 @@ export async function latency(client: Netns, serverIP: string, seconds: number):
   return { p50us: pct('50.000'), p99us: pct('99.000'), avgUs: avg ? Number(avg[1]) * 2 : NaN, observations: obs ? Number(obs[1]) : 0 };
 }
 
+const pin = (cpu: number | null): string[] => (cpu === null ? [] : ['taskset', '-c', String(cpu)]);
+
 /** iperf3 and sockperf servers in the receiving namespace, for the whole benchmark; stopped with the lab. */
-export async function startServers(server: Netns): Promise<void> {
+export async function startServers(server: Netns, cpu: number | null = null): Promise<void> {
   const started = (child: ReturnType<Netns['spawn']>, what: string, ready: RegExp): Promise<void> =>
     new Promise((resolve, reject) => {
       let out = '';
@@ -115,7 +124,7 @@ export async function startServers(server: Netns): Promise<void> {
     });
   await Promise.all([
     started(server.spawn(['iperf3', '-s', '-p', String(IPERF_PORT)]), 'iperf3 -s', /listening/i),
-    started(server.spawn(['sockperf', 'server', '--tcp', '-i', '0.0.0.0', '-p', String(SOCKPERF_PORT)]), 'sockperf server', /waiting|listen/i),
+    started(server.spawn([...pin(cpu), 'sockperf', 'server', '--tcp', '-i', '0.0.0.0', '-p', String(SOCKPERF_PORT)]), 'sockperf server', /waiting|listen/i),
   ]);
 }
 

@@ -4,7 +4,7 @@
 // targets are printed as met or missed and never fail the run.
 //
 //   node dist-test/bench/run.js [--cases a,b,...] [--runs 3] [--seconds 5]
-//     [--latency-seconds 3] [--streams 4] [--leases 1000,10000] [--puts 200]
+//     [--latency-seconds 3] [--streams 4] [--leases 1000,10000] [--puts 200] [--cpu N|none]
 //     [--out FILE] [--summary FILE | --no-summary]
 //
 // Dataplane cases run in rounds: every round visits every case (in an order
@@ -37,13 +37,15 @@ interface Options {
   streams: number;
   leases: number[];
   puts: number;
+  /** The CPU both ends of the single stream and the ping-pong run on; null: wherever the scheduler puts them. */
+  cpu: number | null;
   out: string;
   summary: string | null;
   full: boolean;
 }
 
 const USAGE = `usage: node dist-test/bench/run.js [--cases ${[...CASES.map((c) => c.name), 'control', 'netlink'].join(',')}]
-  [--runs 3] [--seconds 5] [--latency-seconds 3] [--streams 4] [--leases 1000,10000] [--puts 200]
+  [--runs 3] [--seconds 5] [--latency-seconds 3] [--streams 4] [--leases 1000,10000] [--puts 200] [--cpu N|none]
   [--out bench/results/<timestamp>.json] [--summary BENCHMARKS.md | --no-summary]`;
 
 function parseArgs(argv: string[]): Options {
@@ -59,7 +61,7 @@ function parseArgs(argv: string[]): Options {
     if (name.startsWith('no-')) a.set(name, 'true');
     else a.set(name, inline ?? argv[++i] ?? '');
   }
-  const known = ['cases', 'runs', 'seconds', 'latency-seconds', 'streams', 'leases', 'puts', 'out', 'summary', 'no-summary'];
+  const known = ['cases', 'runs', 'seconds', 'latency-seconds', 'streams', 'leases', 'puts', 'cpu', 'out', 'summary', 'no-summary'];
   for (const k of a.keys()) if (!known.includes(k)) throw new Error(`unknown option --${k}\n${USAGE}`);
   const num = (k: string, d: number): number => {
     const v = a.has(k) ? Number(a.get(k)) : d;
@@ -69,7 +71,9 @@ function parseArgs(argv: string[]): Options {
   const names = a.get('cases')?.split(',').map((s) => s.trim()).filter(Boolean) ?? [...CASES.map((c) => c.name), 'control', 'netlink'];
   for (const n of names) if (n !== 'control' && n !== 'netlink') caseDef(n);
   const seconds = num('seconds', 5);
-  const full = !['cases', 'runs', 'seconds', 'latency-seconds', 'streams', 'leases', 'puts'].some((k) => a.has(k));
+  const full = !['cases', 'runs', 'seconds', 'latency-seconds', 'streams', 'leases', 'puts', 'cpu'].some((k) => a.has(k));
+  const cpu = a.get('cpu') ?? String(os.cpus().length - 1);
+  if (cpu !== 'none' && !(Number.isInteger(Number(cpu)) && Number(cpu) >= 0 && Number(cpu) < os.cpus().length)) throw new Error(`--cpu: a CPU number below ${os.cpus().length}, or none`);
   const stamp = new Date().toISOString().replace(/[:.]/g, '-').replace(/-\d{3}Z$/, 'Z');
   return {
     cases: names.filter((n) => n !== 'control' && n !== 'netlink'),
@@ -81,6 +85,7 @@ function parseArgs(argv: string[]): Options {
     streams: Math.max(1, Math.round(num('streams', 4))),
     leases: (a.get('leases') ?? '1000,10000').split(',').map(Number).filter((n) => n > 0 && n <= 16000),
     puts: Math.round(num('puts', 200)),
+    cpu: cpu === 'none' ? null : Number(cpu),
     out: path.resolve(a.get('out') ?? path.join(repo, 'bench/results', `${stamp}.json`)),
     // Only a full run with the defaults speaks for the project in BENCHMARKS.md.
     summary: a.has('no-summary') ? null : a.has('summary') ? path.resolve(a.get('summary')!) : full ? path.join(repo, 'BENCHMARKS.md') : null,
@@ -95,7 +100,7 @@ async function dataplane(b: Bench, o: Options, res: Results): Promise<void> {
   const setups: CaseSetup[] = [];
   for (const [i, name] of o.cases.entries()) {
     const started = Date.now();
-    const s = await setupCase(b, caseDef(name), i, 21 + 2 * i);
+    const s = await setupCase(b, caseDef(name), i, 21 + 2 * i, o.cpu);
     say(`set up ${name}: ${s.status} (${((Date.now() - started) / 1000).toFixed(1)} s)`);
     setups.push(s);
     res.dataplane[name] = { label: s.def.label, status: s.status, reason: s.reason, mtu: s.mtu, rounds: [] };
@@ -108,9 +113,10 @@ async function dataplane(b: Bench, o: Options, res: Results): Promise<void> {
     for (const s of order) {
       const r: Round = { round };
       try {
-        r.single = await iperf(s.client!, s.serverIP!, o.seconds, 1);
+        r.single = await iperf(s.client!, s.serverIP!, o.seconds, 1, o.cpu);
+        // Several streams are there to use every core: never pinned.
         r.multi = await iperf(s.client!, s.serverIP!, o.seconds, o.streams);
-        r.latency = await latency(s.client!, s.serverIP!, o.latencySeconds);
+        r.latency = await latency(s.client!, s.serverIP!, o.latencySeconds, o.cpu);
         say(`round ${round + 1}/${o.runs} ${s.def.name}: ${r.single.gbps.toFixed(2)} Gbit/s (1 stream), ${r.multi.gbps.toFixed(2)} (${o.streams}), RTT p50 ${r.latency.p50us.toFixed(0)} µs p99 ${r.latency.p99us.toFixed(0)} µs`);
       } catch (err) {
         r.error = (err as Error).message;
@@ -155,7 +161,7 @@ async function main(): Promise<void> {
     startedAt: new Date().toISOString(),
     command: `node dist-test/bench/run.js ${process.argv.slice(2).join(' ')}`.trim(),
     machine: machine(),
-    options: { cases: o.cases, control: o.control, netlink: o.netlink, runs: o.runs, seconds: o.seconds, latencySeconds: o.latencySeconds, streams: o.streams, leases: o.leases, puts: o.puts },
+    options: { cases: o.cases, control: o.control, netlink: o.netlink, cpu: o.cpu, runs: o.runs, seconds: o.seconds, latencySeconds: o.latencySeconds, streams: o.streams, leases: o.leases, puts: o.puts },
     dataplane: {},
     control: null,
     netlink: null,
@@ -206,7 +212,8 @@ async function main(): Promise<void> {
 
   console.log('');
   if (o.cases.length) {
-    console.log(`Dataplane, pod to pod across two hosts: median of ${o.runs} rounds (±: half the min–max spread); RTT = TCP 64-byte ping-pong round trip; CPU = machine-wide busy seconds per GB received`);
+    const where = o.cpu === null ? 'unpinned' : `single stream and ping-pong pinned to CPU ${o.cpu}`;
+    console.log(`Dataplane, pod to pod across two hosts: median of ${o.runs} rounds (±: half the min–max spread; ${where}); RTT = TCP 64-byte ping-pong round trip; CPU = machine-wide busy seconds per GB received`);
     console.log(dataplaneTable(res));
     if (res.dataplaneError) console.log(`stopped early: ${res.dataplaneError}`);
     console.log('');

@@ -16,7 +16,8 @@ quick mode). The latest full run:
 `;
 
 function block(r: Results, resultsPath: string): string {
-  const o = r.options as { runs: number; seconds: number; latencySeconds: number; streams: number };
+  const o = r.options as { runs: number; seconds: number; latencySeconds: number; streams: number; cpu: number | null };
+  const pinned = o.cpu === null ? 'Both ends ran wherever the scheduler put them.' : `The single stream and the ping-pong ran with both ends on CPU ${o.cpu}; the ${o.streams} streams were not pinned.`;
   return [
     BEGIN,
     '',
@@ -29,7 +30,7 @@ function block(r: Results, resultsPath: string): string {
     `Median of ${o.runs} rounds; each round visits every case (${o.seconds} s iperf3 single stream, ${o.seconds} s with ${o.streams} streams, ` +
       `${o.latencySeconds} s sockperf TCP ping-pong of 64 bytes). ± is half the min–max spread over the rounds. Ratios are taken within each ` +
       `round and their median shown. RTT is the round trip. CPU s/GB: machine-wide busy CPU seconds (user, system, irq, softirq) during the ` +
-      `single stream per 10^9 bytes received, sender and receiver together.`,
+      `single stream per 10^9 bytes received, sender and receiver together. ${pinned}`,
     '',
     dataplaneTable(r, true),
     '',
