@@ -50,6 +50,7 @@ export interface CaseSetup {
   client?: Netns;
   server?: Netns;
   serverIP?: string;
+  sockperfPid?: number;
   /** Pod MTU (FLANNEL_MTU) or the underlay's. */
   mtu?: number;
   agents: LabAgent[];
@@ -98,7 +99,7 @@ function agentFailure(a: LabAgent): string {
 }
 
 /** Sets up one case on hosts with underlay octets `octet` and `octet + 1`; never throws for the case's own failure. */
-export async function setupCase(b: Bench, def: CaseDef, index: number, octet: number, cpu: number | null = null): Promise<CaseSetup> {
+export async function setupCase(b: Bench, def: CaseDef, index: number, octet: number): Promise<CaseSetup> {
   const s: CaseSetup = { def, status: 'failed', agents: [] };
   try {
     const h1 = await b.lab.addHost(`c${index}a`, { octet });
@@ -138,7 +139,7 @@ export async function setupCase(b: Bench, def: CaseDef, index: number, octet: nu
       const z = await podFromSubnetEnv(h2);
       Object.assign(s, { client: a.pod, server: z.pod, serverIP: z.ip, mtu: a.mtu });
     }
-    await startServers(s.server!, cpu);
+    s.sockperfPid = (await startServers(s.server!)).sockperfPid;
     await waitFor(
       `${def.name}: ${s.client!.name} to reach ${s.serverIP}`,
       async () => (await s.client!.exec(['ping', '-c', '1', '-W', '1', s.serverIP!], { allowFail: true })).code === 0,

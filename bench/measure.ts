@@ -2,6 +2,7 @@
 // report needs. Every generator is bounded in time (iperf3 -t, sockperf -t)
 // and every process is started inside a namespace the benchmark made.
 import fs from 'node:fs';
+import os from 'node:os';
 import { runSync } from 'weft/lab/exec.js';
 import type { Netns } from 'weft/lab/netns.js';
 
@@ -22,6 +23,47 @@ export function cpuNow(): CpuSample {
   if (!line) throw new Error('/proc/stat: no aggregate "cpu" line');
   const [user, nice, system, idle, iowait, irq, softirq, steal] = line.trim().split(/\s+/).slice(1, 9).map(Number);
   return { busy: user + nice + system + irq + softirq + (steal ?? 0), total: user + nice + system + idle + iowait + irq + softirq + (steal ?? 0) };
+}
+
+/** Busy share of each CPU over `ms`. */
+export async function perCpuBusy(ms = 300): Promise<number[]> {
+  const read = (): number[][] =>
+    fs.readFileSync('/proc/stat', 'utf8').split('\n').filter((l) => /^cpu\d/.test(l)).map((l) => l.trim().split(/\s+/).slice(1, 9).map(Number));
+  const a = read();
+  await new Promise((r) => setTimeout(r, ms));
+  const b = read();
+  return b.map((t, i) => {
+    const d = t.map((x, k) => x - (a[i]?.[k] ?? 0));
+    const idle = d[3] + d[4];
+    const total = d.reduce((x, y) => x + y, 0);
+    return total > 0 ? 1 - idle / total : 0;
+  });
+}
+
+/** --cpu: a fixed CPU, 'auto' (the quietest CPU before each run), or null (unpinned). */
+export type CpuChoice = number | 'auto' | null;
+
+export interface Placement {
+  cpu: number | null;
+  /** How long we waited for the CPU to be quiet (other work on the machine). */
+  waitedMs: number;
+  /** The CPU's busy share just before the run. */
+  busyBefore: number | null;
+}
+
+/**
+ * Where the next pinned run goes: a CPU that nobody else is using, waiting up
+ * to maxWaitMs for one (other people's benchmarks and tests share this
+ * machine; a pinned run next to a busy process measures that process).
+ */
+export async function placeRun(choice: CpuChoice, maxWaitMs = 60_000): Promise<Placement> {
+  if (choice === null) return { cpu: null, waitedMs: 0, busyBefore: null };
+  const start = Date.now();
+  for (;;) {
+    const busy = await perCpuBusy();
+    const cpu = choice === 'auto' ? busy.indexOf(Math.min(...busy)) : choice;
+    if (busy[cpu] <= 0.1 || Date.now() - start > maxWaitMs) return { cpu, waitedMs: Date.now() - start, busyBefore: Math.round(busy[cpu] * 100) / 100 };
+  }
 }
 
 export interface Throughput {
@@ -83,10 +125,12 @@ export interface Latency {
 /**
  * TCP request/response latency with sockperf ping-pong (64-byte messages, one
  * in flight). sockperf reports each round trip halved; we double it back, so
- * these are round-trip times. `cpu`: the client on that CPU, as the server
- * (startServers): a round trip then never waits for a cross-CPU wakeup.
+ * these are round-trip times. `cpu`: the client and the server (serverPid,
+ * re-pinned here) on that CPU: a round trip then never waits for a
+ * cross-CPU wakeup.
  */
-export async function latency(client: Netns, serverIP: string, seconds: number, cpu: number | null = null): Promise<Latency> {
+export async function latency(client: Netns, serverIP: string, seconds: number, cpu: number | null = null, serverPid?: number): Promise<Latency> {
+  if (serverPid !== undefined) runSync(['taskset', '-a', '-p', '-c', cpu === null ? `0-${os.cpus().length - 1}` : String(cpu), String(serverPid)]);
   const cmd = [...pin(cpu), 'sockperf', 'ping-pong', '--tcp', '-i', serverIP, '-p', String(SOCKPERF_PORT), '-t', String(seconds), '-m', '64'];
   const r = await client.exec(cmd, { allowFail: true, timeoutMs: (seconds + 20) * 1000 });
   const out = (r.stdout + r.stderr).replace(/\x1b\[[0-9;]*m/g, '');
@@ -102,8 +146,8 @@ export async function latency(client: Netns, serverIP: string, seconds: number, 
 
 const pin = (cpu: number | null): string[] => (cpu === null ? [] : ['taskset', '-c', String(cpu)]);
 
-/** iperf3 and sockperf servers in the receiving namespace, for the whole benchmark; stopped with the lab. */
-export async function startServers(server: Netns, cpu: number | null = null): Promise<void> {
+/** iperf3 and sockperf servers in the receiving namespace, for the whole benchmark; stopped with the lab. Returns the sockperf server's pid (nsenter execs it, so the spawned pid is sockperf's). */
+export async function startServers(server: Netns): Promise<{ sockperfPid: number }> {
   const started = (child: ReturnType<Netns['spawn']>, what: string, ready: RegExp): Promise<void> =>
     new Promise((resolve, reject) => {
       let out = '';
@@ -122,10 +166,12 @@ export async function startServers(server: Netns, cpu: number | null = null): Pr
         reject(new Error(`${what} in ${server.name} exited ${code}: ${out.trim().slice(0, 300)}`));
       });
     });
+  const sockperf = server.spawn(['sockperf', 'server', '--tcp', '-i', '0.0.0.0', '-p', String(SOCKPERF_PORT)]);
   await Promise.all([
     started(server.spawn(['iperf3', '-s', '-p', String(IPERF_PORT)]), 'iperf3 -s', /listening/i),
-    started(server.spawn([...pin(cpu), 'sockperf', 'server', '--tcp', '-i', '0.0.0.0', '-p', String(SOCKPERF_PORT)]), 'sockperf server', /waiting|listen/i),
+    started(sockperf, 'sockperf server', /waiting|listen/i),
   ]);
+  return { sockperfPid: sockperf.pid! };
 }
 
 // --- statistics -------------------------------------------------------------------

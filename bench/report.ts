@@ -7,13 +7,14 @@ import os from 'node:os';
 import { runSync } from 'weft/lab/exec.js';
 import { CASES, type CaseSetup } from './cases.js';
 import type { ControlResult } from './control.js';
-import { median, spread, type Latency, type Throughput } from './measure.js';
+import { median, spread, type Latency, type Placement, type Throughput } from './measure.js';
 
 export interface Round {
   round: number;
   single?: Throughput;
   multi?: Throughput;
   latency?: Latency;
+  placement?: { single: Placement; latency: Placement };
   error?: string;
 }
 
@@ -203,7 +204,7 @@ export function dataplaneTable(r: Results, markdown = false): string {
   const rows = Object.entries(r.dataplane).map(([name, c]) => {
     const s = c.summary;
     if (!s) return [name, String(c.mtu ?? ''), c.status === 'ready' ? 'no data' : c.status, '', '', '', '', '', '', c.reason ? c.reason.slice(0, 60) : ''];
-    const ref = s.ref ? `${vs(s.vsRef, s.vsRefSpread)} (${s.ref.replace('flannel-', '')})` : '';
+    const ref = s.ref && Number.isFinite(s.vsRef) ? `${vs(s.vsRef, s.vsRefSpread)} (${s.ref.replace('flannel-', '')})` : '';
     return [
       name,
       String(c.mtu ?? ''),

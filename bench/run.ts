@@ -4,7 +4,7 @@
 // targets are printed as met or missed and never fail the run.
 //
 //   node dist-test/bench/run.js [--cases a,b,...] [--runs 3] [--seconds 5]
-//     [--latency-seconds 3] [--streams 4] [--leases 1000,10000] [--puts 200] [--cpu N|none]
+//     [--latency-seconds 3] [--streams 4] [--leases 1000,10000] [--puts 200] [--cpu auto|N|none]
 //     [--out FILE] [--summary FILE | --no-summary]
 //
 // Dataplane cases run in rounds: every round visits every case (in an order
@@ -20,7 +20,7 @@ import { run } from 'weft/lab/exec.js';
 import { reapStaleLabs } from 'weft/lab/netns.js';
 import { CASES, caseDef, createBench, destroyBench, setupCase, type Bench, type CaseSetup } from './cases.js';
 import { runControl, type ControlResult } from './control.js';
-import { iperf, latency } from './measure.js';
+import { iperf, latency, placeRun, type CpuChoice } from './measure.js';
 import { controlTable, dataplaneTable, machine, machineLine, summarise, targets, targetsTable, type NetlinkResult, type Results, type Round } from './report.js';
 import { writeSummary } from './summary.js';
 
@@ -37,15 +37,15 @@ interface Options {
   streams: number;
   leases: number[];
   puts: number;
-  /** The CPU both ends of the single stream and the ping-pong run on; null: wherever the scheduler puts them. */
-  cpu: number | null;
+  /** Where both ends of the single stream and the ping-pong run: one CPU (fixed, or the quietest before each run), or null for wherever the scheduler puts them. */
+  cpu: CpuChoice;
   out: string;
   summary: string | null;
   full: boolean;
 }
 
 const USAGE = `usage: node dist-test/bench/run.js [--cases ${[...CASES.map((c) => c.name), 'control', 'netlink'].join(',')}]
-  [--runs 3] [--seconds 5] [--latency-seconds 3] [--streams 4] [--leases 1000,10000] [--puts 200] [--cpu N|none]
+  [--runs 3] [--seconds 5] [--latency-seconds 3] [--streams 4] [--leases 1000,10000] [--puts 200] [--cpu auto|N|none]
   [--out bench/results/<timestamp>.json] [--summary BENCHMARKS.md | --no-summary]`;
 
 function parseArgs(argv: string[]): Options {
@@ -72,8 +72,8 @@ function parseArgs(argv: string[]): Options {
   for (const n of names) if (n !== 'control' && n !== 'netlink') caseDef(n);
   const seconds = num('seconds', 5);
   const full = !['cases', 'runs', 'seconds', 'latency-seconds', 'streams', 'leases', 'puts', 'cpu'].some((k) => a.has(k));
-  const cpu = a.get('cpu') ?? String(os.cpus().length - 1);
-  if (cpu !== 'none' && !(Number.isInteger(Number(cpu)) && Number(cpu) >= 0 && Number(cpu) < os.cpus().length)) throw new Error(`--cpu: a CPU number below ${os.cpus().length}, or none`);
+  const cpu = a.get('cpu') ?? 'auto';
+  if (cpu !== 'none' && cpu !== 'auto' && !(Number.isInteger(Number(cpu)) && Number(cpu) >= 0 && Number(cpu) < os.cpus().length)) throw new Error(`--cpu: auto, none, or a CPU number below ${os.cpus().length}`);
   const stamp = new Date().toISOString().replace(/[:.]/g, '-').replace(/-\d{3}Z$/, 'Z');
   return {
     cases: names.filter((n) => n !== 'control' && n !== 'netlink'),
@@ -85,7 +85,7 @@ function parseArgs(argv: string[]): Options {
     streams: Math.max(1, Math.round(num('streams', 4))),
     leases: (a.get('leases') ?? '1000,10000').split(',').map(Number).filter((n) => n > 0 && n <= 16000),
     puts: Math.round(num('puts', 200)),
-    cpu: cpu === 'none' ? null : Number(cpu),
+    cpu: cpu === 'none' ? null : cpu === 'auto' ? 'auto' : Number(cpu),
     out: path.resolve(a.get('out') ?? path.join(repo, 'bench/results', `${stamp}.json`)),
     // Only a full run with the defaults speaks for the project in BENCHMARKS.md.
     summary: a.has('no-summary') ? null : a.has('summary') ? path.resolve(a.get('summary')!) : full ? path.join(repo, 'BENCHMARKS.md') : null,
@@ -96,11 +96,15 @@ function parseArgs(argv: string[]): Options {
 const t0 = Date.now();
 const say = (line: string): void => console.log(`[${((Date.now() - t0) / 1000).toFixed(0).padStart(4)} s] ${line}`);
 
+/** The most a whole run waits for quiet CPUs. */
+const WAIT_BUDGET_MS = 5 * 60_000;
+
 async function dataplane(b: Bench, o: Options, res: Results): Promise<void> {
+  let waitedTotal = 0;
   const setups: CaseSetup[] = [];
   for (const [i, name] of o.cases.entries()) {
     const started = Date.now();
-    const s = await setupCase(b, caseDef(name), i, 21 + 2 * i, o.cpu);
+    const s = await setupCase(b, caseDef(name), i, 21 + 2 * i);
     say(`set up ${name}: ${s.status} (${((Date.now() - started) / 1000).toFixed(1)} s)`);
     setups.push(s);
     res.dataplane[name] = { label: s.def.label, status: s.status, reason: s.reason, mtu: s.mtu, rounds: [] };
@@ -113,10 +117,18 @@ async function dataplane(b: Bench, o: Options, res: Results): Promise<void> {
     for (const s of order) {
       const r: Round = { round };
       try {
-        r.single = await iperf(s.client!, s.serverIP!, o.seconds, 1, o.cpu);
+        // Waiting for a quiet CPU is capped per run and for the whole benchmark, which must end in bounded time.
+        const wait = (): number => Math.max(0, Math.min(20_000, WAIT_BUDGET_MS - waitedTotal));
+        const p1 = await placeRun(o.cpu, wait());
+        r.single = await iperf(s.client!, s.serverIP!, o.seconds, 1, p1.cpu);
         // Several streams are there to use every core: never pinned.
         r.multi = await iperf(s.client!, s.serverIP!, o.seconds, o.streams);
-        r.latency = await latency(s.client!, s.serverIP!, o.latencySeconds, o.cpu);
+        const p2 = await placeRun(o.cpu, wait());
+        r.latency = await latency(s.client!, s.serverIP!, o.latencySeconds, p2.cpu, s.sockperfPid);
+        r.placement = { single: p1, latency: p2 };
+        const waited = p1.waitedMs + p2.waitedMs;
+        waitedTotal += waited;
+        if (waited > 1000) say(`  waited ${(waited / 1000).toFixed(0)} s for a quiet CPU (other work on the machine)`);
         say(`round ${round + 1}/${o.runs} ${s.def.name}: ${r.single.gbps.toFixed(2)} Gbit/s (1 stream), ${r.multi.gbps.toFixed(2)} (${o.streams}), RTT p50 ${r.latency.p50us.toFixed(0)} µs p99 ${r.latency.p99us.toFixed(0)} µs`);
       } catch (err) {
         r.error = (err as Error).message;
@@ -212,7 +224,7 @@ async function main(): Promise<void> {
 
   console.log('');
   if (o.cases.length) {
-    const where = o.cpu === null ? 'unpinned' : `single stream and ping-pong pinned to CPU ${o.cpu}`;
+    const where = o.cpu === null ? 'unpinned' : `single stream and ping-pong with both ends on ${o.cpu === 'auto' ? 'the quietest CPU' : `CPU ${o.cpu}`}`;
     console.log(`Dataplane, pod to pod across two hosts: median of ${o.runs} rounds (±: half the min–max spread; ${where}); RTT = TCP 64-byte ping-pong round trip; CPU = machine-wide busy seconds per GB received`);
     console.log(dataplaneTable(res));
     if (res.dataplaneError) console.log(`stopped early: ${res.dataplaneError}`);

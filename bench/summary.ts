@@ -16,8 +16,9 @@ quick mode). The latest full run:
 `;
 
 function block(r: Results, resultsPath: string): string {
-  const o = r.options as { runs: number; seconds: number; latencySeconds: number; streams: number; cpu: number | null };
-  const pinned = o.cpu === null ? 'Both ends ran wherever the scheduler put them.' : `The single stream and the ping-pong ran with both ends on CPU ${o.cpu}; the ${o.streams} streams were not pinned.`;
+  const o = r.options as { runs: number; seconds: number; latencySeconds: number; streams: number; cpu: number | 'auto' | null };
+  const on = o.cpu === 'auto' ? 'one CPU (the quietest, waited for, before each run)' : `CPU ${o.cpu}`;
+  const pinned = o.cpu === null ? 'Both ends ran wherever the scheduler put them.' : `The single stream and the ping-pong ran with both ends on ${on}; the ${o.streams} streams were not pinned.`;
   return [
     BEGIN,
     '',
