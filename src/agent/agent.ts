@@ -14,6 +14,12 @@ import { RateLimiter, type Logger } from '../log.js';
 
 export type DataplaneChoice = 'auto' | 'ebpf' | 'netlink' | 'none';
 
+const INITIAL_PEERS_LOGGED = 100;
+
+function peerFields(lease: Lease, route: PeerRoute): Record<string, string> {
+  return { peer: lease.attrs.PublicIP, subnet: lease.subnet.toString(), encap: route.encap };
+}
+
 export interface AgentOptions {
   etcd: EtcdOptions;
   subnetFile: string;
@@ -211,15 +217,30 @@ export class Agent {
     const watcher = new LeaseWatcher(this.registry, this.log);
     this.watcher = watcher;
     watcher.on('event', (e) => this.onLeaseEvent(e));
-    await this.withEtcd('list the subnet leases', () => watcher.start());
+    // The acquisition's list is a few milliseconds old: watch from its revision rather than list 10,000 leases twice.
+    const initial = manager.lastList;
+    manager.lastList = undefined;
+    let first = true;
+    await this.withEtcd('list the subnet leases', () => watcher.start(first ? ((first = false), initial) : undefined));
     // The full list is in: make the dataplane hold exactly these peers (differences only),
     // and from this tick on apply each change as it comes.
     this.peersSynced = true;
     const routes = [...this.peers.values()].flatMap((p) => (p.route ? [p.route] : []));
     await this.enqueue(() => this.dataplane?.syncPeers(routes));
+    this.logInitialPeers();
     if (this.opts.healthzPort) await this.health.listen(this.opts.healthzIP, this.opts.healthzPort);
     this.health.ready = true;
     this.log.info({ peers: this.peers.size, dataplane: dataplane?.kind ?? 'none' }, 'agent ready');
+  }
+
+  /** One line per peer for a small cluster; for a large one a line each would cost more than the sync (0.5 s at 10,000). */
+  private logInitialPeers(): void {
+    const routed = [...this.peers.values()].filter((p) => p.route);
+    if (routed.length > INITIAL_PEERS_LOGGED) {
+      this.log.info({ peers: routed.length }, `peers added (one line each only up to ${INITIAL_PEERS_LOGGED}; weft bpf peers or weft status list them)`);
+      return;
+    }
+    for (const p of routed) this.log.info(peerFields(p.lease, p.route!), 'peer added');
   }
 
   private isOwn(lease: Lease): boolean {
@@ -249,7 +270,8 @@ export class Agent {
       this.recordError(message);
     } else {
       state.route = decision;
-      this.log.info({ peer: e.lease.attrs.PublicIP, subnet: e.lease.subnet.toString(), encap: decision.encap }, e.type === 'added' ? 'peer added' : 'peer changed');
+      // Peers of the initial list are logged together once it is applied (see logInitialPeers).
+      if (this.peersSynced) this.log.info(peerFields(e.lease, decision), e.type === 'added' ? 'peer added' : 'peer changed');
     }
     this.peers.set(name, state);
     if (!this.peersSynced) return; // the initial list is programmed in one syncPeers

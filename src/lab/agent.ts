@@ -3,7 +3,7 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ChildProcess } from 'node:child_process';
-import { stopProcess, waitFor } from './exec.js';
+import { stopProcess, waitFor, WaitAbort } from './exec.js';
 import type { LabHost } from './netns.js';
 
 export const CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../cli.js');
@@ -60,7 +60,7 @@ export class LabAgent {
       () => {
         const hit = this.lines.slice(from).find(pred);
         if (hit) return hit;
-        if (!this.running) throw new Error(`agent exited (${this.child.exitCode ?? this.child.signalCode}): ${this.transcript().slice(-1500)}`);
+        if (!this.running) throw new WaitAbort(`agent exited (${this.child.exitCode ?? this.child.signalCode}): ${this.transcript().slice(-1500)}`);
         return undefined;
       },
       timeoutMs,

@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { Etcd3 } from 'etcd3';
-import { inNetns, run, sleep, startProcess, stopProcess, waitFor } from './exec.js';
+import { inNetns, run, sleep, startProcess, stopProcess, waitFor, WaitAbort } from './exec.js';
 import { SEGMENTS, type Netns } from './netns.js';
 
 export interface LabEtcdOptions {
@@ -81,7 +81,7 @@ export class LabEtcd {
     await waitFor(
       'etcd to serve',
       async () => {
-        if (child.exitCode !== null) throw new Error(`etcd exited ${child.exitCode}: ${this.log.slice(-2000)}`);
+        if (child.exitCode !== null) throw new WaitAbort(`etcd exited ${child.exitCode}: ${this.log.slice(-2000)}`);
         const r = await this.etcdctl(['endpoint', 'health'], true);
         return r.includes('is healthy');
       },

@@ -107,7 +107,14 @@ export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-/** Polls `check` until it returns a value other than undefined/false, or throws after timeoutMs with `what`. */
+/** Thrown by a waitFor check to stop waiting at once (e.g. the process it waits on has exited). */
+export class WaitAbort extends Error {}
+
+/**
+ * Polls `check` until it returns a value other than undefined/false, or throws
+ * after timeoutMs with `what`. Errors thrown by check are retried (the last one
+ * is reported on timeout), except WaitAbort, which ends the wait at once.
+ */
 export async function waitFor<T>(what: string, check: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 10_000, everyMs = 50): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let lastErr: unknown;
@@ -116,6 +123,7 @@ export async function waitFor<T>(what: string, check: () => Promise<T | undefine
       const v = await check();
       if (v !== undefined && v !== false) return v as T;
     } catch (err) {
+      if (err instanceof WaitAbort) throw err;
       lastErr = err;
     }
     if (Date.now() > deadline) {

@@ -10,7 +10,7 @@ import { EventEmitter } from 'node:events';
 import { fitsRange, freeSubnets, pickRandom } from './allocator.js';
 import { isReservation, sameAttrs, type Lease, type LeaseAttrs, type SubnetKey } from './lease.js';
 import type { IPNet } from './ipnet.js';
-import type { EtcdRegistry } from './registry.js';
+import type { EtcdRegistry, LeaseList } from './registry.js';
 import type { NetworkConfig } from '../config/network.js';
 import type { Logger } from '../log.js';
 
@@ -57,6 +57,8 @@ function keyOf(l: { subnet: IPNet; subnetV6?: IPNet }): SubnetKey {
 
 export class LeaseManager extends EventEmitter<LeaseManagerEvents> {
   current: OwnLease | undefined;
+  /** The lease list the last acquisition was decided on; a watch can start from it instead of listing again. */
+  lastList: LeaseList | undefined;
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
   private reacquiring = false;
@@ -96,6 +98,7 @@ export class LeaseManager extends EventEmitter<LeaseManagerEvents> {
   private async tryAcquire(): Promise<OwnLease | null> {
     const { registry, attrs, config } = this.o;
     const list = await registry.listLeases();
+    this.lastList = list;
     const mine = list.leases.find((l) => l.attrs.PublicIP === attrs.PublicIP && this.fits(l));
     if (mine) return this.claim(mine);
 

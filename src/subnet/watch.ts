@@ -8,7 +8,7 @@ import { EventEmitter } from 'node:events';
 import type { IKeyValue } from 'etcd3';
 import type { Watcher } from 'etcd3';
 import { sameAttrs, type Lease } from './lease.js';
-import type { EtcdRegistry, MalformedLease } from './registry.js';
+import type { EtcdRegistry, LeaseList, MalformedLease } from './registry.js';
 import { RateLimiter, type Logger } from '../log.js';
 
 export type LeaseEvent =
@@ -44,9 +44,13 @@ export class LeaseWatcher extends EventEmitter<LeaseWatcherEvents> {
     super();
   }
 
-  /** Lists the leases, emits them as added, and starts watching. Rejects when etcd cannot be read. */
-  async start(): Promise<void> {
-    const list = await this.registry.listLeases();
+  /**
+   * Lists the leases (or takes a list just read, e.g. the lease manager's),
+   * emits them as added, and starts watching after the list's revision.
+   * Rejects when etcd cannot be read.
+   */
+  async start(initial?: LeaseList): Promise<void> {
+    const list = initial ?? (await this.registry.listLeases());
     this.apply(list.leases, list.malformed);
     this.revision = list.revision;
     this.setConnected(true);
