@@ -77,7 +77,14 @@ export function inNetns(ns: string | null, cmd: string[]): string[] {
 /** Processes the lab started, so that they can be stopped by PID on teardown, even on a crash. */
 const started = new Set<ChildProcess>();
 
+let exitHook = false;
+
 export function startProcess(cmd: string[], opts: SpawnOptions = {}): ChildProcess {
+  if (!exitHook) {
+    // A test that dies must not leave its etcd or agents running.
+    exitHook = true;
+    process.on('exit', killAllStartedSync);
+  }
   const child = spawn(cmd[0], cmd.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], ...opts });
   started.add(child);
   child.on('exit', () => started.delete(child));
