@@ -152,14 +152,3 @@ export function probeEbpf(o: ProbeOptions): ProbeResult {
   checks.push(fsCheck.mounted ? `mounted bpffs at ${BPFFS_MOUNT}` : `bpffs at ${o.pinDir}`);
   return { ok: true, createdQdisc, checks };
 }
-
-/** Removes the clsact qdisc a successful probe made, when the eBPF dataplane is not used after all. */
-export function undoProbe(r: ProbeResult, ifindex: number): void {
-  if (r.ok && r.createdQdisc) {
-    try {
-      tcHookDestroy(ifindex);
-    } catch {
-      /* already gone */
-    }
-  }
-}

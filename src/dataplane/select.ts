@@ -6,23 +6,9 @@
 import { AgentFatalError, type DataplaneFactory } from '../agent/agent.js';
 import type { Dataplane, LocalNetwork } from './types.js';
 import type { Logger } from '../log.js';
-import { forcedFailure, probeEbpf, undoProbe, ProbeConfigError, type ProbeResult } from './probe.js';
+import { forcedFailure, probeEbpf, ProbeConfigError, type ProbeResult } from './probe.js';
 import { NetlinkDataplane, NetlinkUnsupportedError, UDP_UNSUPPORTED, uninstallNetlink } from './netlink/index.js';
-
-/** What select.ts needs of src/dataplane/ebpf/index.ts, loaded only when eBPF is chosen or its leftovers are cleaned. */
-interface EbpfModule {
-  EbpfDataplane: new (log: Logger) => Dataplane;
-  uninstallEbpf(pinDir: string, log: Logger): { filters: string[]; devices: string[]; pins: string[] };
-}
-
-async function loadEbpf(): Promise<EbpfModule | Error> {
-  const spec = './ebpf/index.js';
-  try {
-    return (await import(spec)) as EbpfModule;
-  } catch (err) {
-    return err as Error;
-  }
-}
+import { EbpfDataplane, uninstallEbpf } from './ebpf/index.js';
 
 /** Errors that are the user's to fix (a backend this dataplane cannot run here) end the agent with the message, not a stack. */
 class AgentNetlinkDataplane extends NetlinkDataplane {
@@ -37,13 +23,8 @@ class AgentNetlinkDataplane extends NetlinkDataplane {
 }
 
 /** The eBPF dataplane's filters, pins and devices go before netlink mode programs the host. */
-async function removeEbpfState(local: LocalNetwork, log: Logger): Promise<void> {
-  const mod = await loadEbpf();
-  if (mod instanceof Error) {
-    log.debug({ err: mod.message }, 'no eBPF dataplane in this build: nothing of it to remove');
-    return;
-  }
-  const r = mod.uninstallEbpf(local.pinDir, log);
+function removeEbpfState(local: LocalNetwork, log: Logger): void {
+  const r = uninstallEbpf(local.pinDir, log);
   if (r.filters.length || r.devices.length || r.pins.length) {
     log.info({ filters: r.filters, devices: r.devices, pins: r.pins }, 'removed the eBPF dataplane\'s state before programming the netlink dataplane');
   }
@@ -59,7 +40,7 @@ function removeNetlinkState(log: Logger): void {
 
 async function netlink(local: LocalNetwork, log: Logger, reason: string): Promise<{ dataplane: Dataplane; reason: string }> {
   if (local.backend === 'udp') throw new AgentFatalError(`${reason}; but ${UDP_UNSUPPORTED}`);
-  await removeEbpfState(local, log);
+  removeEbpfState(local, log);
   log.info({ dataplane: 'netlink', reason }, 'dataplane selected');
   return { dataplane: new AgentNetlinkDataplane(log), reason };
 }
@@ -84,15 +65,8 @@ export const selectDataplane: DataplaneFactory = async (choice, local, log) => {
     log.warn({ step: r.step, passed: r.checks }, `--dataplane=auto: ${why}; falling back to the netlink dataplane`);
     return netlink(local, log, `auto: ${why}; using the netlink dataplane`);
   }
-  const mod = await loadEbpf();
-  if (mod instanceof Error) {
-    undoProbe(r, local.iface.index);
-    const why = `the kernel supports eBPF but this build has no eBPF dataplane (${mod.message})`;
-    if (choice === 'ebpf') throw new AgentFatalError(`--dataplane=ebpf: ${why}`);
-    return netlink(local, log, `auto: ${why}; using the netlink dataplane`);
-  }
   removeNetlinkState(log);
   const reason = `${choice === 'auto' ? 'auto' : '--dataplane=ebpf'}: the kernel passed every eBPF check (${r.checks.join('; ')})`;
   log.info({ dataplane: 'ebpf', reason }, 'dataplane selected');
-  return { dataplane: new mod.EbpfDataplane(log), reason };
+  return { dataplane: new EbpfDataplane(log), reason };
 };
