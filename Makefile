@@ -5,7 +5,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := build
 
 DEB_PACKAGES := clang llvm libbpf-dev libelf-dev zlib1g-dev linux-libc-dev bpftool \
-	etcd-server etcd-client iproute2 iperf3 sockperf qperf tcpdump ethtool \
+	etcd-server etcd-client iproute2 iperf3 sockperf qperf tcpdump ethtool iptables \
 	libnl-3-dev libnl-route-3-dev pkg-config python3 make g++ util-linux procps iputils-ping
 
 CLANG ?= clang

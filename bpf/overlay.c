@@ -6,7 +6,9 @@
  *
  * overlay_egress   a packet for the Network: find the peer that holds its
  *                  subnet and hand the packet to that peer's encapsulation.
- * overlay_ingress  vxlan only: counts what the kernel decapsulated for us.
+ * overlay_ingress  what the kernel's vxlan receive path decapsulated for us
+ *                  (vxlan, and ipip / udp handed to it by underlay_decap):
+ *                  counted (vxlan), and forwarded to a local pod's device.
  */
 #include <linux/bpf.h>
 #include <linux/pkt_cls.h>
@@ -16,6 +18,7 @@
 #include "parse.h"
 #include "counters.h"
 #include "encap.h"
+#include "forward.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -41,22 +44,7 @@ int overlay_egress(struct __sk_buff *skb)
 		return drop(WEFT_DROP_NO_PEER, len);
 
 	encap = peer->encap;
-	switch (encap) {
-	case WEFT_ENCAP_VXLAN:
-		ret = encap_vxlan(skb, cfg, peer);
-		break;
-	case WEFT_ENCAP_IPIP:
-		ret = encap_ipip(skb, cfg, peer, &p);
-		break;
-	case WEFT_ENCAP_UDP:
-		ret = encap_udp(skb, cfg, peer, &p);
-		break;
-	case WEFT_ENCAP_DIRECT:
-		ret = forward_direct(skb, cfg, peer);
-		break;
-	default:
-		ret = -WEFT_DROP_NO_PEER;
-	}
+	ret = to_peer(skb, cfg, peer, &p);
 	if (ret < 0)
 		return drop(-ret, len);
 	count_traffic(WEFT_DIR_EGRESS, encap, len);
@@ -67,9 +55,14 @@ SEC("tc")
 int overlay_ingress(struct __sk_buff *skb)
 {
 	const struct weft_config *cfg = config_ready();
+	__u32 len = skb->len;
+	int ret;
 
+	if (!cfg)
+		return TC_ACT_OK;
 	/* On weft0 the underlay program has counted the decapsulation already. */
-	if (cfg && cfg->backend == WEFT_ENCAP_VXLAN)
-		count_traffic(WEFT_DIR_INGRESS, WEFT_ENCAP_VXLAN, skb->len);
-	return TC_ACT_OK;
+	if (cfg->backend == WEFT_ENCAP_VXLAN)
+		count_traffic(WEFT_DIR_INGRESS, WEFT_ENCAP_VXLAN, len);
+	ret = forward_to_pod(skb, cfg, cfg->overlay_ifindex);
+	return ret < 0 ? drop(-ret, len) : ret;
 }

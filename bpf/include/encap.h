@@ -3,11 +3,15 @@
  * One helper per encapsulation. Each returns a TC verdict (>= 0) or a drop
  * reason negated (< 0), so the entry program counts every drop in one place.
  *
- *   encap_vxlan     metadata for the collect_md vxlan device (the kernel encapsulates)
+ *   encap_vxlan     metadata for the collect_md vxlan device (the kernel encapsulates),
+ *                   or with WEFT_CFG_F_VXLAN_PUSH the headers pushed here and sent out
+ *                   of the underlay
  *   encap_ipip      outer IPv4, protocol 4, pushed here, sent out of the underlay
  *   encap_udp       outer IPv4 + UDP (flannel's udp wire format), pushed here
  *   forward_direct  host-gw / DirectRouting: the unmodified packet to the peer as next hop
- *   decap_ip        ingress: strip an ipip or udp outer header and deliver on the overlay device
+ *   decap_ip        ingress: a udp packet to the kernel's vxlan receive path (handoff.h),
+ *                   or an ipip / udp outer header stripped and the inner packet
+ *                   delivered on the overlay device
  */
 #ifndef WEFT_ENCAP_H
 #define WEFT_ENCAP_H
@@ -23,6 +27,8 @@
 #include "weft_maps.h"
 #include "parse.h"
 #include "csum.h"
+#include "handoff.h"
+#include "forward.h"
 
 #ifndef AF_INET
 #define AF_INET 2
@@ -36,6 +42,9 @@
  * falls back. Without them a GSO aggregate stays marked as encapsulated, and
  * a Linux bridge (no hw_enc_features) segments it in software on its way to
  * the pod: ipip and udp receive at a third of vxlan's single-stream rate.
+ * That is why the agent gives the udp backend a vxlan overlay device and
+ * decap_ip hands packets to it (handoff.h); for ipip no such road exists on
+ * 6.18 (handoff.h says why) and stripping here is all there is.
  */
 #define WEFT_ADJ_ROOM_DECAP_L3_IPV4 (1ULL << 7)
 #define WEFT_ADJ_ROOM_DECAP_L4_UDP  (1ULL << 10)
@@ -109,11 +118,93 @@ static __always_inline int redirect_underlay(struct __sk_buff *skb, const struct
 	}
 }
 
+#define WEFT_VXLAN_HDR_F_VNI 0x08000000 /* the I flag */
+
+struct vxlan_outer {
+	struct iphdr ip;
+	struct udphdr udp;
+	__be32 vx_flags;
+	__be32 vx_vni;
+	__u8   dst[ETH_ALEN];
+	__u8   src[ETH_ALEN];
+	__be16 proto;
+} __attribute__((packed)); /* 50 bytes */
+
+/*
+ * The source port range of the kernel's vxlan (the local port range's
+ * default), and its spreading of the flow hash over it (udp_flow_src_port):
+ * peers and the underlay's ECMP see the same entropy either way.
+ */
+#define WEFT_VXLAN_SPORT_MIN 32768
+#define WEFT_VXLAN_SPORT_MAX 60999
+
+/*
+ * What the collect_md vxlan device would put on the wire, pushed here: outer
+ * IPv4 (DF clear, TTL 64, ECN as RFC 6040), UDP from a flow-hashed port with
+ * checksum 0, VXLAN with the peer's VNI, inner Ethernet between the VTEPs.
+ * Sent straight out of the underlay, it skips the device's transmit path (a
+ * route lookup per packet, since BPF tunnel metadata is never cached, and
+ * the output hooks). ENCAP_L2_ETH sets the inner MAC header, so an aggregate
+ * is segmented as a UDP tunnel packet wherever it must be.
+ */
+static __always_inline int push_vxlan(struct __sk_buff *skb, const struct weft_config *cfg,
+				      const struct weft_peer *peer, const struct ipv4_pkt *p)
+{
+	__u64 flags = BPF_F_ADJ_ROOM_FIXED_GSO | BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 | BPF_F_ADJ_ROOM_ENCAP_L4_UDP |
+		      BPF_F_ADJ_ROOM_ENCAP_L2(ETH_HLEN);
+	__u32 hash = bpf_get_hash_recalc(skb);
+	struct vxlan_outer h = {};
+	struct iphdr ip = {};
+	__u8 inner_tos = p->ip->tos;
+	__u32 tot_len;
+
+	if (!skb->gso_size && skb->len - ETH_HLEN + sizeof(h) > cfg->mtu)
+		return -WEFT_DROP_TOO_BIG;
+	if (bpf_skb_adjust_room(skb, sizeof(h), BPF_ADJ_ROOM_MAC, flags))
+		return -WEFT_DROP_ENCAP_FAILED;
+
+	tot_len = skb->len - ETH_HLEN;
+	if (tot_len > 0xffff)
+		tot_len = 0;
+	ip.version = 4;
+	ip.ihl = 5;
+	ip.tos = outer_tos(inner_tos);
+	ip.tot_len = bpf_htons(tot_len);
+	/* DF clear, as flannel's device sends it: an id, so that fragments can be told apart. */
+	ip.id = (__be16)bpf_get_prandom_u32();
+	ip.ttl = WEFT_TTL;
+	ip.protocol = IPPROTO_UDP;
+	ip.saddr = cfg->public_ip;
+	ip.daddr = peer->public_ip;
+	ip.check = ipv4_csum(&ip);
+	__builtin_memcpy(&h.ip, &ip, sizeof(ip));
+	hash ^= hash << 16;
+	h.udp.source = bpf_htons((__u16)((((__u64)hash * (WEFT_VXLAN_SPORT_MAX - WEFT_VXLAN_SPORT_MIN)) >> 32) +
+					 WEFT_VXLAN_SPORT_MIN));
+	h.udp.dest = bpf_htons(cfg->port);
+	h.udp.len = bpf_htons(tot_len ? tot_len - sizeof(struct iphdr) : 0);
+	h.vx_flags = bpf_htonl(WEFT_VXLAN_HDR_F_VNI);
+	h.vx_vni = bpf_htonl(peer->vni << 8);
+	__builtin_memcpy(h.dst, peer->vtep_mac, ETH_ALEN);
+	__builtin_memcpy(h.src, cfg->vtep_mac, ETH_ALEN);
+	h.proto = bpf_htons(ETH_P_IP);
+	if (bpf_skb_store_bytes(skb, ETH_HLEN, &h, sizeof(h), 0))
+		return -WEFT_DROP_ENCAP_FAILED;
+	return WEFT_DROP_NONE;
+}
+
 static __always_inline int encap_vxlan(struct __sk_buff *skb, const struct weft_config *cfg,
-				       const struct weft_peer *peer)
+				       const struct weft_peer *peer, const struct ipv4_pkt *p)
 {
 	struct bpf_tunnel_key key = {};
+	__be32 dst = peer->public_ip;
 	__u8 macs[2 * ETH_ALEN];
+	int err;
+
+	if (cfg->flags & WEFT_CFG_F_VXLAN_PUSH) {
+		err = push_vxlan(skb, cfg, peer, p);
+		return err ? err : redirect_underlay(skb, cfg, dst, 0);
+	}
 
 	key.remote_ipv4 = bpf_ntohl(peer->public_ip);
 	key.tunnel_id = peer->vni;
@@ -214,18 +305,43 @@ static __always_inline int forward_direct(struct __sk_buff *skb, const struct we
 	return redirect_underlay(skb, cfg, peer->public_ip, 1);
 }
 
+/* What a peer needs, by its entry: a TC verdict, or a drop reason negated. */
+static __always_inline int to_peer(struct __sk_buff *skb, const struct weft_config *cfg, const struct weft_peer *peer,
+				   const struct ipv4_pkt *p)
+{
+	switch (peer->encap) {
+	case WEFT_ENCAP_VXLAN:
+		return encap_vxlan(skb, cfg, peer, p);
+	case WEFT_ENCAP_IPIP:
+		return encap_ipip(skb, cfg, peer, p);
+	case WEFT_ENCAP_UDP:
+		return encap_udp(skb, cfg, peer, p);
+	case WEFT_ENCAP_DIRECT:
+		return forward_direct(skb, cfg, peer);
+	default:
+		return -WEFT_DROP_NO_PEER;
+	}
+}
+
 /*
- * Strips olen bytes of outer headers after the Ethernet header and hands the
- * inner packet to the overlay device's ingress, as if a tunnel device had
- * received it: rp_filter, tcpdump and routing see it on the overlay device.
+ * Takes an ipip or udp packet addressed to us. With WEFT_CFG_F_KERNEL_DECAP
+ * the kernel's vxlan receive path decapsulates a udp packet (handoff.h).
+ * Otherwise olen bytes of outer headers after the Ethernet header are
+ * stripped here, and the inner packet goes straight to its pod's port when
+ * forward.h can take it (the port, a veth, takes an aggregate still marked
+ * encapsulated whole), or to the overlay device's ingress, as if a tunnel
+ * device had received it: rp_filter, tcpdump and routing see it there.
  */
 static __always_inline int decap_ip(struct __sk_buff *skb, const struct weft_config *cfg,
-				    __u32 olen, int with_udp)
+				    const struct ipv4_pkt *p, __u32 olen, int with_udp)
 {
 	__u64 base = BPF_F_ADJ_ROOM_FIXED_GSO;
 	__u64 newest = base | WEFT_ADJ_ROOM_DECAP_L3_IPV4 |
 		       (with_udp ? WEFT_ADJ_ROOM_DECAP_L4_UDP : WEFT_ADJ_ROOM_DECAP_IPXIP4);
+	struct pod_hop hop;
 	__u8 inner_ver;
+	int direct;
+	int ret;
 
 	if (bpf_skb_load_bytes(skb, ETH_HLEN + olen, &inner_ver, 1))
 		return -WEFT_DROP_BAD_HEADER;
@@ -233,11 +349,20 @@ static __always_inline int decap_ip(struct __sk_buff *skb, const struct weft_con
 		return -WEFT_DROP_UNSUPPORTED;
 	if (skb->len < ETH_HLEN + olen + sizeof(struct iphdr))
 		return -WEFT_DROP_BAD_HEADER;
+	if ((cfg->flags & WEFT_CFG_F_KERNEL_DECAP) && with_udp) {
+		ret = handoff_to_vxlan(skb, cfg, p);
+		if (ret != WEFT_HANDOFF_DECLINED)
+			return ret;
+	}
+	/* Asked before stripping: the answer must not depend on a packet already changed. */
+	direct = pod_hop(skb, cfg, ETH_HLEN + olen, cfg->overlay_ifindex, &hop);
 	/* Newest flags first; each older kernel rejects what it does not know with -EINVAL. */
 	if (bpf_skb_adjust_room(skb, -(__s32)olen, BPF_ADJ_ROOM_MAC, newest) &&
 	    bpf_skb_adjust_room(skb, -(__s32)olen, BPF_ADJ_ROOM_MAC, base | WEFT_ADJ_ROOM_DECAP_L3_IPV4) &&
 	    bpf_skb_adjust_room(skb, -(__s32)olen, BPF_ADJ_ROOM_MAC, base))
 		return -WEFT_DROP_ENCAP_FAILED;
+	if (direct)
+		return to_pod(skb, &hop);
 	if (bpf_skb_store_bytes(skb, offsetof(struct ethhdr, h_dest), cfg->overlay_mac, ETH_ALEN, 0))
 		return -WEFT_DROP_ENCAP_FAILED;
 	return bpf_redirect(cfg->overlay_ifindex, BPF_F_INGRESS);

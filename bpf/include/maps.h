@@ -45,6 +45,14 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } weft_drops SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, WEFT_PORTS_MAX);
+	__type(key, struct weft_port_key);
+	__type(value, struct weft_port);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} weft_ports SEC(".maps");
+
 /* The local facts, or NULL until the agent has marked them READY. */
 static __always_inline const struct weft_config *config_ready(void)
 {

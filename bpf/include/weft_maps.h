@@ -42,7 +42,13 @@ struct weft_peer {
 };                             /* 16 bytes */
 
 /* weft_config: array of one, written by the agent before traffic flows. */
-#define WEFT_CFG_F_READY (1 << 0)
+#define WEFT_CFG_F_READY        (1 << 0)
+/* Packets from peers for our pods go straight to the device that holds the pod (bpf/include/forward.h). */
+#define WEFT_CFG_F_POD_FORWARD  (1 << 1)
+/* udp: the overlay device is a collect_md vxlan device on decap_port that decapsulates for us (handoff.h). */
+#define WEFT_CFG_F_KERNEL_DECAP (1 << 2)
+/* vxlan: the program pushes the VXLAN headers and sends to the underlay itself (encap.h push_vxlan). */
+#define WEFT_CFG_F_VXLAN_PUSH   (1 << 3)
 
 struct weft_config {
 	__be32 public_ip;        /* our underlay address: outer source */
@@ -60,7 +66,7 @@ struct weft_config {
 	__u8   vtep_mac[6];      /* our VtepMAC (vxlan inner source) */
 	__u8   overlay_mac[6];   /* MAC of the overlay device (ingress redirects) */
 	__u8   underlay_mac[6];
-	__u8   _pad[2];
+	__u16  decap_port;       /* WEFT_CFG_F_KERNEL_DECAP: the overlay device's UDP port, host byte order */
 };                               /* 52 bytes */
 
 /* weft_stats: per-CPU array indexed by weft_stats_index(dir, encap). */
@@ -95,5 +101,24 @@ enum weft_drop_reason {
 };
 
 #define WEFT_PEERS_MAX 65536
+
+/*
+ * weft_ports: hash, (bridge, MAC) -> the bridge port that holds the MAC: the
+ * bridge's forwarding database for the bridges that hold our subnet, kept by
+ * the agent (src/dataplane/ebpf/ports.ts). Rebuilt by every agent at start,
+ * so not kept pinned: pinning by name only lets both objects share it.
+ */
+struct weft_port_key {
+	__u32  bridge_ifindex;
+	__u8   mac[6];
+	__u8   _pad[2];
+};                             /* 12 bytes */
+
+struct weft_port {
+	__u32  ifindex;        /* the port the MAC was learned on */
+	__u32  _reserved;
+};                             /* 8 bytes */
+
+#define WEFT_PORTS_MAX 4096
 
 #endif /* WEFT_MAPS_H */

@@ -116,3 +116,18 @@ test('codecs: counters sum over CPUs; stats and drop indexes', () => {
   assert.equal(statsIndex('ingress', 'direct'), STATS_ENTRIES - 1);
   assert.deepEqual([...DROP_REASONS], ['none', 'no_peer', 'bad_header', 'too_big', 'not_ready', 'encap_failed', 'fib_failed', 'unsupported']);
 });
+
+test('codecs: weft_config flags for the programs\' shortcuts, and the udp decap port', () => {
+  const dev = { overlayIfindex: 9, overlayMAC: '02:bb:bb:bb:bb:bb' };
+  const b = encodeConfig(local('udp'), { ...dev, podForward: true, decapPort: 8285 });
+  assert.equal(b[15], 1 | 2 | 4, 'READY | POD_FORWARD | KERNEL_DECAP');
+  assert.equal(b.readUInt16LE(50), 8285);
+  const d = decodeConfig(b);
+  assert.equal(d.podForward, true);
+  assert.equal(d.decapPort, 8285);
+  const plain = decodeConfig(encodeConfig(local('vxlan'), { ...dev, podForward: false }));
+  assert.equal(plain.podForward, false);
+  assert.equal(plain.decapPort, 0);
+  assert.throws(() => encodeConfig(local('vxlan'), { ...dev, decapPort: 4790 }), /weft_config: decapPort is for the udp backend, not vxlan/);
+  assert.throws(() => encodeConfig(local('udp'), { ...dev, decapPort: 70000 }), /weft_config: decapPort: 70000 does not fit 16 bits/);
+});

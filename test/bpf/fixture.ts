@@ -3,6 +3,7 @@
 // the host's network namespace, so the programs' FIB and neighbour lookups
 // see the host's routes: the underlay 192.0.2.0/24 on eth0, the router
 // 192.0.2.1 as gateway to 198.51.100.0/24, and one resolved peer 192.0.2.21.
+import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Lab, type LabHost } from 'weft/lab/netns.js';
@@ -13,6 +14,7 @@ import {
   MAP_CONFIG,
   MAP_DROPS,
   MAP_PEERS,
+  MAP_PORTS,
   MAP_STATS,
   decodeCounter,
   dropKey,
@@ -54,7 +56,7 @@ export interface Fixture {
   overlayMAC: string;
   overlayIfindex: number;
   run(obj: BpfObject, prog: string, data: Buffer): { retval: number; data: Buffer };
-  configure(backend: BackendType, opts?: { ready?: boolean; udpPort?: number }): void;
+  configure(backend: BackendType, opts?: { ready?: boolean; udpPort?: number; podForward?: boolean; decapPort?: number }): void;
   local(backend: BackendType, udpPort?: number): LocalNetwork;
   setPeer(route: PeerRoute): void;
   deletePeer(subnet: string): void;
@@ -81,6 +83,8 @@ export async function makeFixture(): Promise<Fixture> {
     const weft0 = await link(host, 'weft0');
     const overlay = BpfObject.load(OVERLAY_O, { pinRoot: host.pinDir });
     const underlay = BpfObject.load(UNDERLAY_O, { pinRoot: host.pinDir });
+    // As the loader does: weft_ports is shared through its pin at load time, then unpinned.
+    fs.rmSync(path.join(host.pinDir, MAP_PORTS), { force: true });
     const map = (name: string): BpfMap => overlay.map(name);
     const nsPath = `/run/netns/${host.name}`;
 
@@ -112,7 +116,8 @@ export async function makeFixture(): Promise<Fixture> {
         };
       },
       configure(backend, opts = {}) {
-        const value = encodeConfig(fx.local(backend, opts.udpPort), { overlayIfindex: weft0.ifindex, overlayMAC: weft0.address }, opts.ready ?? true);
+        const dev = { overlayIfindex: weft0.ifindex, overlayMAC: weft0.address, podForward: opts.podForward, decapPort: opts.decapPort };
+        const value = encodeConfig(fx.local(backend, opts.udpPort), dev, opts.ready ?? true);
         map(MAP_CONFIG).update(CONFIG_KEY, value);
         map(MAP_PEERS).update(encodeLpmKey('10.244.1.0/24'), encodeLocalPeer(host.address));
       },

@@ -7,6 +7,7 @@ export const ETH_P_ARP = 0x0806;
 export const ETH_P_IPV6 = 0x86dd;
 export const IPPROTO_ICMP = 1;
 export const IPPROTO_IPIP = 4;
+export const IPPROTO_TCP = 6;
 export const IPPROTO_UDP = 17;
 
 export const TC_ACT_OK = 0;
@@ -81,4 +82,17 @@ export function icmpEcho(id: number, seq: number, n = 56): Buffer {
 /** The inner IPv4 packet of the tests: pod 10.244.1.2 to `dst`, an ICMP echo. */
 export function podPacket(dst: string, opts: { src?: string; df?: boolean; tos?: number; size?: number } = {}): Buffer {
   return ipv4({ src: opts.src ?? '10.244.1.2', dst, protocol: IPPROTO_ICMP, df: opts.df, tos: opts.tos, ttl: 63 }, icmpEcho(7, 1, opts.size ?? 56));
+}
+
+/** A TCP segment (20-byte header, ACK unless flags say otherwise, checksum left 0: the programs never look at it) followed by payload. */
+export function tcp(sport: number, dport: number, payload: Buffer, flags = 0x10): Buffer {
+  const h = Buffer.alloc(20);
+  h.writeUInt16BE(sport, 0);
+  h.writeUInt16BE(dport, 2);
+  h.writeUInt32BE(1000, 4);
+  h.writeUInt32BE(2000, 8);
+  h[12] = 5 << 4;
+  h[13] = flags;
+  h.writeUInt16BE(64240, 14);
+  return Buffer.concat([h, payload]);
 }

@@ -3,7 +3,7 @@
 // talk across hosts with real packets, in every backend.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Cluster, connectivity, failures, type ClusterNode } from 'weft/lab/cluster.js';
+import { Cluster, connectivity, failures, reach, type ClusterNode } from 'weft/lab/cluster.js';
 import { startAgent, CLI } from 'weft/lab/agent.js';
 import { sleep, waitFor } from 'weft/lab/exec.js';
 import { withNetns } from 'weft/native/addon.js';
@@ -11,6 +11,8 @@ import { tcFilters, type TcHook } from 'weft/native/bpf.js';
 import { NetlinkHandle } from 'weft/native/netlink.js';
 import { openPinnedMaps } from 'weft/dataplane/ebpf/loader.js';
 import { decodeCounter, decodePeer, dropKey, type DecodedPeer } from 'weft/dataplane/ebpf/maps.js';
+import { PROBE } from 'weft/lab/probe.js';
+import { rxStats, snmp, udpBurst } from '../bpf/traffic.js';
 
 const config = (backend: string, extra: Record<string, unknown> = {}): string => JSON.stringify({ Network: '10.244.0.0/16', Backend: { Type: backend, ...extra } });
 
@@ -67,6 +69,7 @@ for (const backend of ['vxlan', 'host-gw', 'ipip', 'udp']) {
     const tooBig = await a.ns.exec(['ping', '-c', '1', '-W', '1', '-M', 'do', '-s', String(mtu - 27), b.ip], { allowFail: true });
     assert.notEqual(tooBig.code, 0);
     // A TCP stream through the overlay negotiates its MSS through it and does not stall.
+    const rx0 = await rxStats(b.ns, 'eth0');
     const srv = b.ns.spawn(['iperf3', '-s', '-1']);
     await sleep(300);
     const r = await a.ns.exec(['iperf3', '-c', b.ip, '-t', '2', '-J'], { timeoutMs: 20_000 });
@@ -74,6 +77,57 @@ for (const backend of ['vxlan', 'host-gw', 'ipip', 'udp']) {
     const j = JSON.parse(r.stdout) as { end: { sum_received: { bytes: number } }; intervals: Array<{ sum: { bytes: number } }> };
     assert.ok(j.end.sum_received.bytes > 0);
     assert.ok(j.intervals.every((i) => i.sum.bytes > 0), 'no interval without traffic');
+    const rx1 = await rxStats(b.ns, 'eth0');
+    const h2 = c.node('h2').host;
+    // TCP aggregates reach the pod whole: no software segmentation on the way (ipip's and udp's
+    // decapsulated aggregates would be segmented by a Linux bridge: bpf/include/handoff.h, forward.h).
+    const avg = (rx1.bytes - rx0.bytes) / (rx1.packets - rx0.packets);
+    assert.ok(avg > mtu + 14, `the pod received ${Math.round(avg)} bytes a frame on average, no more than a full frame (${mtu + 14}): aggregates were segmented`);
+    // Peer traffic for a pod goes straight to its port (bpf/include/forward.h): h2's stack forwards none of it.
+    const fwd = await snmp(h2, 'Ip', 'ForwDatagrams');
+    assert.equal(await udpBurst(a.ns, b.ns, b.ip, 200), 200, 'every datagram reached the pod');
+    const byStack = (await snmp(h2, 'Ip', 'ForwDatagrams')) - fwd;
+    assert.ok(byStack < 100, `h2's stack forwarded ${byStack} of 200 datagrams; the programs should have`);
+    // A datagram that arrives with TTL 1 is the stack's to answer: it never reaches the pod, and h2 says why.
+    const exceeded = await snmp(h2, 'Icmp', 'OutTimeExcds');
+    assert.equal(await udpBurst(a.ns, b.ns, b.ip, 3, { ttl: 2 }), 0, 'no datagram sent with TTL 2 reaches a pod two hops away');
+    assert.ok((await snmp(h2, 'Icmp', 'OutTimeExcds')) > exceeded, 'h2 sent time exceeded');
+    if (backend === 'udp') {
+      // The udp backend's overlay device receives: a collect_md vxlan device on the backend's port.
+      const [dev] = JSON.parse(await h2.ip('-d', '-j', 'link', 'show', 'weft0')) as Array<{ linkinfo: { info_kind: string; info_data: { external: boolean; port: number } } }>;
+      assert.deepEqual([dev.linkinfo.info_kind, dev.linkinfo.info_data.external, dev.linkinfo.info_data.port], ['vxlan', true, 8285]);
+    }
+  });
+}
+
+const SERVICE_IP = '10.96.0.10';
+
+for (const backend of ['vxlan', 'host-gw']) {
+  test(`${backend}: where conntrack follows pod traffic (kube-proxy's DNAT and INVALID drop), every flow stays on the stack's path, both ways`, async (t) => {
+    const c = await Cluster.start({ config: config(backend), dataplane: 'ebpf', hosts: [{ name: 'h1', octet: 11 }, { name: 'h2', octet: 12 }] });
+    t.after(() => c.destroy());
+    const [a, b] = [c.node('h1').pods[0], c.node('h2').pods[0]];
+    for (const n of c.nodes) await n.host.exec(['iptables', '-A', 'FORWARD', '-m', 'conntrack', '--ctstate', 'INVALID', '-j', 'DROP']);
+    await c.node('h1').host.exec(['iptables', '-t', 'nat', '-A', 'PREROUTING', '-d', SERVICE_IP, '-p', 'tcp', '--dport', '80', '-j', 'DNAT', '--to-destination', `${b.ip}:7777`]);
+    const srv = b.ns.spawn([process.execPath, PROBE, 'serve', 'tcp', '7777']);
+    let said = '';
+    srv.stdout!.on('data', (d: Buffer) => (said += d.toString()));
+    await waitFor('the echo server in b', () => said.includes('ready'), 5000, 20);
+    // The reply from b:7777 must reach a as from the service address: only h1's conntrack can make it so.
+    const r = await a.ns.exec([process.execPath, PROBE, 'send', 'tcp', SERVICE_IP, '80', 'through-a-service'], { allowFail: true, timeoutMs: 10_000 });
+    srv.kill('SIGKILL');
+    assert.equal(r.code, 0, `TCP through the service address failed: ${r.stderr}`);
+    assert.equal(r.stdout, 'through-a-service');
+    // Pod to pod, each side starting: a packet conntrack missed would make the next one INVALID, and dropped.
+    for (const [from, to] of [[a, b], [b, a]]) {
+      const one = await reach(from.ns, to.ip, 'tcp', to.ns);
+      assert.ok(one.ok, `tcp ${from.ip} -> ${to.ip}: ${one.detail}`);
+    }
+    const iperf = b.ns.spawn(['iperf3', '-s', '-1']);
+    await sleep(300);
+    const j = JSON.parse((await a.ns.exec(['iperf3', '-c', b.ip, '-t', '1', '-J'], { timeoutMs: 20_000 })).stdout) as { end: { sum_received: { bytes: number } } };
+    iperf.kill('SIGKILL');
+    assert.ok(j.end.sum_received.bytes > 1_000_000, `a TCP stream through INVALID-dropping hosts moved ${j.end.sum_received.bytes} bytes`);
   });
 }
 
@@ -182,4 +236,46 @@ test('vxlan: a weft host and a flannel host (kernel vxlan by plain ip commands) 
   });
   t.after(() => c.destroy());
   assert.equal(failures(await connectivity(c)), '');
+});
+
+test('WEFT_EBPF_GATEWAY=1: pods\' traffic to peers leaves from the gateway device, past the host\'s forward path; translated flows and TTL expiry do not', async (t) => {
+  // The agents inherit the environment they are started with.
+  process.env.WEFT_EBPF_GATEWAY = '1';
+  let c: Cluster;
+  try {
+    c = await Cluster.start({ config: config('vxlan'), dataplane: 'ebpf', hosts: [{ name: 'h1', octet: 11 }, { name: 'h2', octet: 12 }] });
+  } finally {
+    delete process.env.WEFT_EBPF_GATEWAY;
+  }
+  t.after(() => c.destroy());
+  const [h1, h2] = [c.node('h1'), c.node('h2')];
+  const [a, b] = [h1.pods[0], h2.pods[0]];
+  // The bridge appeared after the agent started: the agent found it by its address and hooked it.
+  await waitFor('gateway_ingress on docker0', () => filtersOn(h1, 'docker0', 'ingress').some((f) => /^gateway_ingress/.test(f.name ?? '')));
+  await a.ns.exec(['ping', '-c', '2', '-i', '0.2', '-W', '2', b.ip]);
+  const fwd = await snmp(h1.host, 'Ip', 'ForwDatagrams');
+  assert.equal(await udpBurst(a.ns, b.ns, b.ip, 200), 200, 'every datagram reached the pod');
+  const byStack = (await snmp(h1.host, 'Ip', 'ForwDatagrams')) - fwd;
+  assert.ok(byStack < 100, `h1's stack forwarded ${byStack} of 200 datagrams; gateway_ingress should have sent them`);
+  // TTL 1 leaving a pod is h1's to answer; TTL 2 reaches h2 with 1 left, and h2 answers.
+  for (const [ttl, host] of [[1, h1], [2, h2]] as const) {
+    const before = await snmp(host.host, 'Icmp', 'OutTimeExcds');
+    assert.equal(await udpBurst(a.ns, b.ns, b.ip, 3, { ttl }), 0, `TTL ${ttl}: nothing reaches the pod`);
+    assert.ok((await snmp(host.host, 'Icmp', 'OutTimeExcds')) > before, `TTL ${ttl}: ${host.spec.name} sent time exceeded`);
+  }
+  // bridge-nf runs the service's DNAT before this hook sees the packet: conntrack holds it, and the stack must confirm it.
+  await h1.host.exec(['iptables', '-t', 'nat', '-A', 'PREROUTING', '-d', SERVICE_IP, '-p', 'tcp', '--dport', '80', '-j', 'DNAT', '--to-destination', `${b.ip}:7777`]);
+  const srv = b.ns.spawn([process.execPath, PROBE, 'serve', 'tcp', '7777']);
+  let said = '';
+  srv.stdout!.on('data', (d: Buffer) => (said += d.toString()));
+  await waitFor('the echo server in b', () => said.includes('ready'), 5000, 20);
+  const r = await a.ns.exec([process.execPath, PROBE, 'send', 'tcp', SERVICE_IP, '80', 'through-a-service'], { allowFail: true, timeoutMs: 10_000 });
+  srv.kill('SIGKILL');
+  assert.equal(r.code, 0, `TCP through the service address failed: ${r.stderr}`);
+  // weft uninstall takes the hook off the bridge it does not own, and leaves the bridge.
+  assert.equal(await h1.agent!.stop(), 0);
+  const u = JSON.parse((await h1.host.exec([process.execPath, CLI, 'uninstall', '--bpf-pin-dir', h1.host.pinDir, '-o', 'json'])).stdout) as { filters: string[] };
+  assert.ok(u.filters.includes('docker0 ingress'), u.filters.join(', '));
+  assert.equal(filtersOn(h1, 'docker0', 'ingress').length, 0);
+  assert.match(await h1.host.ip('link', 'show', 'docker0'), /docker0/);
 });

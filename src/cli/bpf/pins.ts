@@ -15,6 +15,7 @@ import {
   MAP_PEERS,
   MAP_SCHEMA,
   MAP_STATS,
+  PINNED_MAPS,
   decodeConfig,
   decodeCounter,
   decodeLpmKey,
@@ -31,7 +32,7 @@ import type { PeerRoute } from '../../dataplane/types.js';
 import { CliError, EXIT } from '../table.js';
 
 export type MapName = keyof typeof MAP_SCHEMA;
-export const MAP_NAMES = Object.keys(MAP_SCHEMA) as MapName[];
+export const MAP_NAMES: MapName[] = [...PINNED_MAPS];
 
 export interface PeerEntry {
   subnet: string;

@@ -1,12 +1,17 @@
 // The overlay device: the device the kernel routes the whole cluster Network
 // to, whose TC egress program picks the peer. vxlan: a collect_md ("external")
-// vxlan device, so the kernel does encapsulation, GSO and checksums; the other
-// backends: one end of a veth pair (this kernel has no ipip or dummy module),
-// whose other end never sees a packet because the program redirects them all.
+// vxlan device, so the kernel does encapsulation, GSO and checksums. udp: a
+// collect_md vxlan device too (weft0) on the backend's port, never used to
+// send (the program redirects every packet to the underlay) but to receive:
+// underlay_decap rewrites arriving udp packets into VXLAN, and the kernel's
+// vxlan receive path decapsulates them cleanly (bpf/include/handoff.h says
+// why). ipip and host-gw: one end of a veth pair (this kernel has no ipip or
+// dummy module), whose other end never sees a packet.
 import fs from 'node:fs';
 import { NetlinkHandle, type Link } from '../../native/netlink.js';
 import { IPNet } from '../../subnet/ipnet.js';
 import { RTPROT_WEFT, type LocalNetwork } from '../types.js';
+import { DEFAULT_UDP_PORT } from './maps.js';
 import type { Logger } from '../../log.js';
 
 export const VXLAN_DEVICE = 'weft.vxlan';
@@ -18,14 +23,26 @@ export interface OverlayDevice {
   name: string;
   index: number;
   mac: string;
+  /** udp: the UDP port of the device's vxlan receive path; 0 for the others. */
+  decapPort: number;
+}
+
+/**
+ * udp: the port weft0 receives on, the backend's own port: what arrives there
+ * is rewritten by underlay_decap before the stack sees it, and a firewall
+ * that admits flannel's udp traffic admits this. 0: no such device.
+ */
+export function decapPort(local: LocalNetwork): number {
+  return local.backend === 'udp' ? local.udp?.port || DEFAULT_UDP_PORT : 0;
 }
 
 /** Whether an existing device can be kept as it is (its address, MTU and MAC are set anyway). */
 function compatible(link: Link, local: LocalNetwork): boolean {
+  const v = link.vxlan;
   if (local.backend === 'vxlan') {
-    const v = link.vxlan;
     return link.kind === 'vxlan' && !!v && v.external && v.port === local.vxlan!.port && v.gbp === local.vxlan!.gbp && !v.learning;
   }
+  if (local.backend === 'udp') return link.kind === 'vxlan' && !!v && v.external && v.port === decapPort(local) && !v.gbp && !v.learning;
   return link.kind === 'veth';
 }
 
@@ -59,6 +76,8 @@ export function ensureOverlay(nl: NetlinkHandle, local: LocalNetwork, log: Logge
   if (!link) {
     if (local.backend === 'vxlan') {
       link = nl.linkAddVxlan({ name, vni: 0, port: local.vxlan!.port, learning: false, gbp: local.vxlan!.gbp, external: true, mtu, mac: local.vxlan!.vtepMAC });
+    } else if (local.backend === 'udp') {
+      link = nl.linkAddVxlan({ name, vni: 0, port: decapPort(local), learning: false, gbp: false, external: true, mtu });
     } else {
       nl.linkAddVeth(name, VETH_PEER, { mtu });
       link = nl.link(name)!;
@@ -74,7 +93,7 @@ export function ensureOverlay(nl: NetlinkHandle, local: LocalNetwork, log: Logge
   // Decapsulated packets arrive here from remote pods; their reverse path is this device anyway.
   writeSysctl(`net/ipv4/conf/${name}/rp_filter`, '0');
   // The overlay carries IPv4; IPv6 link-local chatter (MLD, router solicitations) would only be counted as drops.
-  for (const dev of local.backend === 'vxlan' ? [name] : [name, VETH_PEER]) writeSysctl(`net/ipv6/conf/${dev}/disable_ipv6`, '1');
+  for (const dev of link.kind === 'veth' ? [name, VETH_PEER] : [name]) writeSysctl(`net/ipv6/conf/${dev}/disable_ipv6`, '1');
 
   // Tunnels carry the host's own traffic from <subnet>.0, as flannel does; host-gw leaves from the underlay address.
   const subnet = IPNet.parse(local.subnet)!;
@@ -87,7 +106,7 @@ export function ensureOverlay(nl: NetlinkHandle, local: LocalNetwork, log: Logge
   if (tunnel) nl.addrAdd(link.index, own);
   nl.routeReplace({ dst: local.network, index: link.index, src: tunnel ? subnet.ip : local.iface.address, protocol: RTPROT_WEFT });
   const fresh = nl.link(link.index)!;
-  return { name, index: fresh.index, mac: fresh.mac ?? '00:00:00:00:00:00' };
+  return { name, index: fresh.index, mac: fresh.mac ?? '00:00:00:00:00:00', decapPort: decapPort(local) };
 }
 
 /** Removes weft's overlay devices (their routes and addresses go with them). */

@@ -12,9 +12,34 @@ import type { Logger } from '../../log.js';
 import { CONFIG_KEY, decodeConfig, decodeLpmKey, encodeConfig, encodeLocalPeer, encodeLpmKey, encodePeer, hostOrderCheck, MAP_CONFIG } from './maps.js';
 import { attach, detach, loadObjects, unpinMaps, TC_HANDLE, type LoadedMaps } from './loader.js';
 import { ensureOverlay, removeOverlays, writeSysctl, type OverlayDevice } from './device.js';
+import { BridgePorts } from './ports.js';
+import { GatewayHook } from './gateway.js';
+import { HostWatch, type HostTask } from './watch.js';
 
 function isDirect(r: PeerRoute): boolean {
   return r.encap === 'direct' || r.directRouting;
+}
+
+/** An on/off switch from the environment, on unless set to 0, false, off or no. */
+export function envSwitch(name: string, env: NodeJS.ProcessEnv = process.env): boolean {
+  const v = (env[name] ?? '').trim().toLowerCase();
+  return !['0', 'false', 'off', 'no'].includes(v);
+}
+
+/**
+ * Whether the programs hand peer traffic for local pods to the pod's port
+ * themselves (bpf/include/forward.h), skipping the host's FORWARD chain,
+ * bridge-nf and the bridge's own transmit. WEFT_EBPF_POD_FORWARD=0 turns it
+ * off, for hosts whose policy lives there.
+ */
+export const podForwardWanted = (env: NodeJS.ProcessEnv = process.env): boolean => envSwitch('WEFT_EBPF_POD_FORWARD', env);
+
+/** gateway_ingress on the pods' gateway device (bpf/gateway.c): off unless WEFT_EBPF_GATEWAY=1 (see gateway.ts). */
+export const gatewayWanted = (env: NodeJS.ProcessEnv = process.env): boolean => env.WEFT_EBPF_GATEWAY !== undefined && envSwitch('WEFT_EBPF_GATEWAY', env);
+
+/** vxlan without GBP: headers pushed by the program (encap.h push_vxlan); WEFT_EBPF_VXLAN_PUSH=0 leaves them to the device. */
+export function vxlanPushWanted(local: LocalNetwork, env: NodeJS.ProcessEnv = process.env): boolean {
+  return local.backend === 'vxlan' && !local.vxlan?.gbp && envSwitch('WEFT_EBPF_VXLAN_PUSH', env);
 }
 
 export class EbpfDataplane implements Dataplane {
@@ -23,6 +48,10 @@ export class EbpfDataplane implements Dataplane {
   private maps: LoadedMaps | undefined;
   private local: LocalNetwork | undefined;
   private overlay: OverlayDevice | undefined;
+  private ports: BridgePorts | undefined;
+  private portsMap: BpfMap | undefined;
+  private gateway: GatewayHook | undefined;
+  private watch: HostWatch | undefined;
   /** What we wrote per subnet (hex of the value), to skip no-op updates. */
   private readonly written = new Map<string, string>();
   /** Direct peers' next hops (by subnet), for which we keep managed neighbour entries. */
@@ -37,10 +66,28 @@ export class EbpfDataplane implements Dataplane {
     this.local = local;
     const nl = (this.nl = NetlinkHandle.open());
     this.overlay = ensureOverlay(nl, local, this.log);
-    const loaded = loadObjects(local.pinDir, this.log);
+    const podForward = podForwardWanted();
+    const vxlanPush = vxlanPushWanted(local);
+    const loaded = loadObjects(local.pinDir, this.log, { gateway: gatewayWanted() });
     this.maps = loaded.maps;
+    this.portsMap = loaded.ports;
+    const tasks: HostTask[] = [];
+    if (podForward) {
+      const ports = (this.ports = new BridgePorts(nl, loaded.ports, local.subnet, this.log));
+      tasks.push({ name: 'bridge ports', run: () => void ports.sync() });
+    }
+    if (loaded.gateway) {
+      const gw = (this.gateway = new GatewayHook(nl, loaded.gateway, local, [this.overlay.index, local.iface.index], this.log));
+      tasks.push({ name: 'gateway hook', run: () => gw.sync() });
+    }
+    this.watch = new HostWatch(nl, tasks, this.log);
+    // The bridges' ports before the programs that use them, so that a restart keeps the shortcut.
+    this.ports?.sync();
     // The config first: programs attached before it is READY would drop what they see.
-    this.maps.config.update(CONFIG_KEY, encodeConfig(local, { overlayIfindex: this.overlay.index, overlayMAC: this.overlay.mac }));
+    this.maps.config.update(
+      CONFIG_KEY,
+      encodeConfig(local, { overlayIfindex: this.overlay.index, overlayMAC: this.overlay.mac, podForward, decapPort: this.overlay.decapPort, vxlanPush }),
+    );
     const ids = {
       overlayEgress: attach(this.overlay.index, 'egress', loaded.overlay, 'overlay_egress'),
       overlayIngress: attach(this.overlay.index, 'ingress', loaded.overlay, 'overlay_ingress'),
@@ -48,8 +95,22 @@ export class EbpfDataplane implements Dataplane {
     };
     loaded.overlay.close();
     loaded.underlay.close();
+    this.watch.runNow();
+    this.watch.start();
     this.relaxUnderlayRpFilter();
-    this.log.info({ device: this.overlay.name, pinDir: local.pinDir, programs: ids }, 'eBPF dataplane programmed');
+    this.log.info(
+      {
+        device: this.overlay.name,
+        pinDir: local.pinDir,
+        programs: ids,
+        podForward,
+        podPorts: this.ports?.size,
+        vxlanPush,
+        decapPort: this.overlay.decapPort || undefined,
+        gateway: this.gateway ? (this.gateway.device ?? 'none yet') : undefined,
+      },
+      'eBPF dataplane programmed',
+    );
   }
 
   /**
@@ -164,6 +225,13 @@ export class EbpfDataplane implements Dataplane {
   }
 
   async stop(): Promise<void> {
+    this.watch?.close();
+    this.watch = undefined;
+    this.gateway?.close();
+    this.gateway = undefined;
+    this.ports = undefined;
+    this.portsMap?.close();
+    this.portsMap = undefined;
     for (const map of Object.values(this.maps ?? {})) (map as BpfMap).close();
     this.maps = undefined;
     this.nl?.close();
@@ -195,7 +263,7 @@ export function uninstallEbpf(pinDir: string, log: Logger): UninstallReport {
     // weft's filters sit in weft's TC slot; look on every interface (the underlay may have been renamed).
     for (const link of nl.links()) {
       for (const hook of ['ingress', 'egress'] as const) {
-        const ours = tcFilters(link.index, hook).some((f) => f.handle === TC_HANDLE && /^(overlay_egress|overlay_ingress|underlay_decap)/.test(f.name ?? ''));
+        const ours = tcFilters(link.index, hook).some((f) => f.handle === TC_HANDLE && /^(overlay_egress|overlay_ingress|underlay_decap|gateway_ingress)/.test(f.name ?? ''));
         if (ours && detach(link.index, hook)) report.filters.push(`${link.name} ${hook}`);
       }
     }

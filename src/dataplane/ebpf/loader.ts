@@ -6,8 +6,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { BpfMap, BpfObject, isErrnoError, tcAttach, tcDetach, tcFilters, tcHookCreate, tcHookDestroy, type TcHook } from '../../native/bpf.js';
-import { MAP_CONFIG, MAP_DROPS, MAP_PEERS, MAP_STATS } from './maps.js';
+import { BpfMap, BpfObject, isErrnoError, tcAttach, tcDetach, tcFilters, tcHookCreate, tcHookDestroy, type BpfProgram, type TcHook } from '../../native/bpf.js';
+import { MAP_CONFIG, MAP_DROPS, MAP_PEERS, MAP_PORTS, MAP_STATS, PINNED_MAPS } from './maps.js';
 import type { Logger } from '../../log.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -19,7 +19,9 @@ export const TC_HANDLE = 0x77656674; // "weft"
 export const TC_PRIORITY = 1;
 
 export const WEFT_PROGRAMS = ['overlay_egress', 'overlay_ingress', 'underlay_decap'];
-export const WEFT_MAPS = [MAP_PEERS, MAP_CONFIG, MAP_STATS, MAP_DROPS];
+export const WEFT_MAPS: string[] = [...PINNED_MAPS];
+/** Pinned only while the objects load (a crash in between can leave it; uninstall removes it then). */
+const TRANSIENT_MAPS = [MAP_PORTS];
 
 const BPF_FS_MAGIC = 0xcafe4a11;
 
@@ -32,8 +34,12 @@ export interface LoadedMaps {
 
 export interface Loaded {
   maps: LoadedMaps;
+  /** weft_ports, shared by the objects and pinned nowhere: this process fills it. */
+  ports: BpfMap;
   overlay: BpfObject;
   underlay: BpfObject;
+  /** gateway_ingress (bpf/gateway.c), when asked for. */
+  gateway?: BpfProgram;
 }
 
 export function objectPath(name: string): string {
@@ -66,14 +72,30 @@ function loadPinned(file: string, pinDir: string, log: Logger): BpfObject {
   }
 }
 
-/** Loads both objects; their maps are the same pinned instances. */
-export function loadObjects(pinDir: string, log: Logger): Loaded {
+/**
+ * Loads both objects; their maps are the same pinned instances. weft_ports
+ * is shared the same way and then unpinned: it is a cache of the bridges'
+ * FDB that every agent rebuilds, so the next agent starts from an empty one
+ * (its programs replace these and drop the old map with them).
+ */
+export function loadObjects(pinDir: string, log: Logger, opts: { gateway?: boolean } = {}): Loaded {
   checkPinDir(pinDir);
   const overlay = loadPinned('overlay.o', pinDir, log);
   const underlay = loadPinned('underlay.o', pinDir, log);
+  let gateway: BpfProgram | undefined;
+  if (opts.gateway) {
+    const obj = loadPinned('gateway.o', pinDir, log);
+    gateway = obj.program('gateway_ingress');
+    obj.close();
+  }
+  const ports = overlay.map(MAP_PORTS);
+  if (underlay.map(MAP_PORTS).id !== ports.id) throw new Error(`${MAP_PORTS}: overlay.o and underlay.o loaded different maps (pin dir ${pinDir})`);
+  fs.rmSync(path.join(pinDir, MAP_PORTS), { force: true });
   return {
     overlay,
     underlay,
+    gateway,
+    ports,
     maps: { peers: overlay.map(MAP_PEERS), config: overlay.map(MAP_CONFIG), stats: overlay.map(MAP_STATS), drops: overlay.map(MAP_DROPS) },
   };
 }
@@ -85,8 +107,12 @@ export function openPinnedMaps(pinDir: string): LoadedMaps {
 }
 
 export function attach(ifindex: number, hook: TcHook, obj: BpfObject, program: string): number {
+  return attachProgram(ifindex, hook, obj.program(program).fd);
+}
+
+export function attachProgram(ifindex: number, hook: TcHook, progFd: number): number {
   tcHookCreate(ifindex);
-  return tcAttach({ ifindex, hook, progFd: obj.program(program).fd, handle: TC_HANDLE, priority: TC_PRIORITY, replace: true }).progId;
+  return tcAttach({ ifindex, hook, progFd, handle: TC_HANDLE, priority: TC_PRIORITY, replace: true }).progId;
 }
 
 /** Detaches weft's filter from a hook, and removes the clsact qdisc if weft's was the last filter on it. */
@@ -106,7 +132,7 @@ export function detach(ifindex: number, hook: TcHook): boolean {
 
 export function unpinMaps(pinDir: string): string[] {
   const removed: string[] = [];
-  for (const name of WEFT_MAPS) {
+  for (const name of [...WEFT_MAPS, ...TRANSIENT_MAPS]) {
     const p = path.join(pinDir, name);
     if (fs.existsSync(p)) {
       fs.rmSync(p);

@@ -12,6 +12,8 @@ export const MAP_PEERS = 'weft_peers';
 export const MAP_CONFIG = 'weft_config';
 export const MAP_STATS = 'weft_stats';
 export const MAP_DROPS = 'weft_drops';
+/** The bridges' FDB for the programs (bpf/include/forward.h). Rebuilt by every agent, so pinned only while the objects load. */
+export const MAP_PORTS = 'weft_ports';
 
 /** enum weft_encap */
 export const ENCAP = { none: 0, vxlan: 1, ipip: 2, udp: 3, direct: 4 } as const;
@@ -42,6 +44,12 @@ export const DROP_DESCRIPTIONS: Record<DropReason, string> = {
 export const PEER_F_LOCAL = 1 << 0;
 export const PEER_F_DIRECT_ROUTING = 1 << 1;
 export const CFG_F_READY = 1 << 0;
+/** Peer traffic for our pods goes straight to the pod's device (bpf/include/forward.h). */
+export const CFG_F_POD_FORWARD = 1 << 1;
+/** udp packets are handed to the overlay device's vxlan receive path on decap_port (bpf/include/handoff.h). */
+export const CFG_F_KERNEL_DECAP = 1 << 2;
+/** vxlan: the program pushes the VXLAN headers and sends to the underlay itself (bpf/include/encap.h push_vxlan). */
+export const CFG_F_VXLAN_PUSH = 1 << 3;
 
 /**
  * Byte offsets of every field, named as in weft_maps.h. The codecs below
@@ -55,15 +63,19 @@ export const LAYOUT = {
     size: 52,
     fields: {
       public_ip: 0, subnet: 4, network: 8, subnet_len: 12, network_len: 13, backend: 14, flags: 15, vni: 16, port: 20, mtu: 22,
-      underlay_ifindex: 24, overlay_ifindex: 28, vtep_mac: 32, overlay_mac: 38, underlay_mac: 44, _pad: 50,
+      underlay_ifindex: 24, overlay_ifindex: 28, vtep_mac: 32, overlay_mac: 38, underlay_mac: 44, decap_port: 50,
     },
   },
   weft_counter: { size: 16, fields: { packets: 0, bytes: 8 } },
+  weft_port_key: { size: 12, fields: { bridge_ifindex: 0, mac: 4, _pad: 10 } },
+  weft_port: { size: 8, fields: { ifindex: 0, _reserved: 4 } },
 } as const;
 const K = LAYOUT.weft_lpm_key.fields;
 const P = LAYOUT.weft_peer.fields;
 const C = LAYOUT.weft_config.fields;
 const N = LAYOUT.weft_counter.fields;
+const PK = LAYOUT.weft_port_key.fields;
+const PV = LAYOUT.weft_port.fields;
 
 export const LPM_KEY_SIZE = LAYOUT.weft_lpm_key.size;
 export const PEER_SIZE = LAYOUT.weft_peer.size;
@@ -71,6 +83,7 @@ export const CONFIG_SIZE = LAYOUT.weft_config.size;
 export const COUNTER_SIZE = LAYOUT.weft_counter.size;
 export const STATS_ENTRIES = DIR_MAX * ENCAP_MAX;
 export const PEERS_MAX = 65536;
+export const PORTS_MAX = 4096;
 
 /** What each map must look like in the kernel (type names as libbpf prints them). */
 export const MAP_SCHEMA = {
@@ -78,7 +91,11 @@ export const MAP_SCHEMA = {
   [MAP_CONFIG]: { type: 'array', keySize: 4, valueSize: CONFIG_SIZE, maxEntries: 1 },
   [MAP_STATS]: { type: 'percpu_array', keySize: 4, valueSize: COUNTER_SIZE, maxEntries: STATS_ENTRIES },
   [MAP_DROPS]: { type: 'percpu_array', keySize: 4, valueSize: COUNTER_SIZE, maxEntries: DROP_MAX },
+  [MAP_PORTS]: { type: 'hash', keySize: LAYOUT.weft_port_key.size, valueSize: LAYOUT.weft_port.size, maxEntries: PORTS_MAX },
 } as const;
+
+/** The maps that stay pinned under --bpf-pin-dir while weft runs (weft_ports is unpinned once the objects are loaded). */
+export const PINNED_MAPS = [MAP_PEERS, MAP_CONFIG, MAP_STATS, MAP_DROPS] as const;
 
 export function hostOrderCheck(): void {
   if (os.endianness() !== 'LE') throw new Error(`weft's map codecs assume a little-endian host; this one is ${os.endianness()}`);
@@ -197,10 +214,16 @@ const BACKEND_ENCAP: Record<BackendType, number> = { vxlan: ENCAP.vxlan, ipip: E
 export const DEFAULT_VXLAN_PORT = 8472;
 export const DEFAULT_UDP_PORT = 8285;
 
-/** What the loader knows beyond LocalNetwork: the overlay device it made or adopted. */
+/** What the loader knows beyond LocalNetwork: the overlay device it made or adopted, and what the programs may do with it. */
 export interface ConfigDevices {
   overlayIfindex: number;
   overlayMAC: string;
+  /** Forward peer traffic for local pods in the program (CFG_F_POD_FORWARD). */
+  podForward?: boolean;
+  /** udp: the UDP port of the overlay device's vxlan receive path (CFG_F_KERNEL_DECAP); 0 or absent: decapsulate in the program. */
+  decapPort?: number;
+  /** vxlan without GBP: push the headers in the program instead of the device's transmit path (CFG_F_VXLAN_PUSH). */
+  vxlanPush?: boolean;
 }
 
 export interface DecodedConfig {
@@ -218,6 +241,10 @@ export interface DecodedConfig {
   vtepMAC: string;
   overlayMAC: string;
   underlayMAC: string;
+  podForward: boolean;
+  /** The overlay device's vxlan port that udp packets are handed to, or 0 when the programs decapsulate. */
+  decapPort: number;
+  vxlanPush: boolean;
 }
 
 /**
@@ -238,7 +265,12 @@ export function encodeConfig(local: LocalNetwork, dev: ConfigDevices, ready = tr
   b[C.subnet_len] = subnet.len;
   b[C.network_len] = network.len;
   b[C.backend] = backend;
-  b[C.flags] = ready ? CFG_F_READY : 0;
+  const decapPort = dev.decapPort ?? 0;
+  checkU16(decapPort, 'weft_config: decapPort');
+  if (decapPort && local.backend !== 'udp') throw new Error(`weft_config: decapPort is for the udp backend, not ${local.backend}`);
+  if (dev.vxlanPush && (local.backend !== 'vxlan' || local.vxlan?.gbp)) throw new Error(`weft_config: vxlanPush is for the vxlan backend without GBP (backend ${local.backend})`);
+  b[C.flags] = (ready ? CFG_F_READY : 0) | (dev.podForward ? CFG_F_POD_FORWARD : 0) | (decapPort ? CFG_F_KERNEL_DECAP : 0) | (dev.vxlanPush ? CFG_F_VXLAN_PUSH : 0);
+  b.writeUInt16LE(decapPort, C.decap_port);
   let port = 0;
   if (local.backend === 'vxlan') {
     if (!local.vxlan) throw new Error('weft_config: the vxlan backend needs its vxlan settings');
@@ -274,6 +306,9 @@ export function decodeConfig(b: Buffer): DecodedConfig {
     vtepMAC: macString(b, C.vtep_mac),
     overlayMAC: macString(b, C.overlay_mac),
     underlayMAC: macString(b, C.underlay_mac),
+    podForward: (b[C.flags] & CFG_F_POD_FORWARD) !== 0,
+    decapPort: (b[C.flags] & CFG_F_KERNEL_DECAP) !== 0 ? b.readUInt16LE(C.decap_port) : 0,
+    vxlanPush: (b[C.flags] & CFG_F_VXLAN_PUSH) !== 0,
   };
 }
 
@@ -318,4 +353,31 @@ function checkSize(b: Buffer, size: number, what: string): void {
 
 function checkU16(n: number, what: string): void {
   if (!Number.isInteger(n) || n < 0 || n > 0xffff) throw new Error(`${what}: ${n} does not fit 16 bits`);
+}
+
+// --- weft_ports ------------------------------------------------------------------
+
+/** struct weft_port_key: a MAC learned on one of a bridge's ports. */
+export function encodePortKey(bridgeIfindex: number, mac: string): Buffer {
+  const b = Buffer.alloc(LAYOUT.weft_port_key.size);
+  b.writeUInt32LE(bridgeIfindex, PK.bridge_ifindex);
+  macBytes(mac, `weft_port_key (bridge ${bridgeIfindex})`).copy(b, PK.mac);
+  return b;
+}
+
+export function decodePortKey(b: Buffer): { bridgeIfindex: number; mac: string } {
+  checkSize(b, LAYOUT.weft_port_key.size, 'weft_port_key');
+  return { bridgeIfindex: b.readUInt32LE(PK.bridge_ifindex), mac: macString(b, PK.mac) };
+}
+
+/** struct weft_port: the port the MAC was learned on. */
+export function encodePort(ifindex: number): Buffer {
+  const b = Buffer.alloc(LAYOUT.weft_port.size);
+  b.writeUInt32LE(ifindex, PV.ifindex);
+  return b;
+}
+
+export function decodePort(b: Buffer): number {
+  checkSize(b, LAYOUT.weft_port.size, 'weft_port');
+  return b.readUInt32LE(PV.ifindex);
 }

@@ -1,0 +1,102 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * TC ingress of the device that holds our subnet's gateway address (the
+ * pods' bridge: docker0, cni0), attached by the agent when it runs with
+ * WEFT_EBPF_GATEWAY=1. A pod's packet for another host's pod is sent to
+ * that peer from here, as overlay_egress would send it after the host's
+ * forward path: TTL decremented, checked against the tunnel's MTU, and the
+ * host's routing, netfilter and the overlay device's transmit skipped.
+ *
+ * Everything the kernel must see passes on untouched and takes the usual
+ * road (through the overlay device, where overlay_egress counts what it
+ * drops): ICMP and other protocols, fragments, expiring TTLs, packets larger
+ * than the tunnel carries (the kernel answers with ICMP), packets conntrack
+ * already holds and flows it follows, and destinations without a peer.
+ */
+#include <linux/bpf.h>
+#include <linux/pkt_cls.h>
+#include <bpf/bpf_helpers.h>
+#include "weft_maps.h"
+#include "maps.h"
+#include "parse.h"
+#include "counters.h"
+#include "encap.h"
+#include "forward.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+/* Only the field we read; CO-RE finds it in the running kernel's sk_buff. */
+struct sk_buff___weft {
+	unsigned long _nfct;
+} __attribute__((preserve_access_index));
+
+extern void *bpf_cast_to_kern_ctx(void *ctx) __ksym __weak;
+
+/*
+ * Whether conntrack already holds this packet. On a bridge with bridge-nf
+ * (br_netfilter, bridge-nf-call-iptables=1, as Kubernetes hosts run), the
+ * bridge has run the IPv4 PREROUTING hooks before this program: a service's
+ * DNAT is done, and its conntrack entry waits to be confirmed at POSTROUTING.
+ * Skipping the stack would lose the entry and the replies' translation. A
+ * kernel that cannot tell is answered "yes".
+ */
+static __always_inline int conntrack_attached(struct __sk_buff *skb)
+{
+	struct sk_buff___weft *kskb;
+
+	if (!bpf_cast_to_kern_ctx)
+		return 1;
+	kskb = bpf_cast_to_kern_ctx(skb);
+	return kskb->_nfct != 0;
+}
+
+/* Bytes a peer's encapsulation adds in front of the inner IPv4 packet. */
+static __always_inline __u32 encap_overhead(__u8 encap)
+{
+	switch (encap) {
+	case WEFT_ENCAP_VXLAN:
+		return sizeof(struct vxlan_outer);
+	case WEFT_ENCAP_IPIP:
+		return sizeof(struct iphdr);
+	case WEFT_ENCAP_UDP:
+		return sizeof(struct iphdr) + sizeof(struct udphdr);
+	default:
+		return 0;
+	}
+}
+
+SEC("tc")
+int gateway_ingress(struct __sk_buff *skb)
+{
+	const struct weft_config *cfg = config_ready();
+	const struct weft_peer *peer;
+	struct plain_flow f;
+	struct ipv4_pkt p;
+	__u32 len = skb->len;
+	int ret;
+
+	if (!cfg || parse_ipv4(skb, &p))
+		return TC_ACT_OK;
+	if (!in_prefix(p.ip->daddr, cfg->network, cfg->network_len) || in_prefix(p.ip->daddr, cfg->subnet, cfg->subnet_len))
+		return TC_ACT_OK;
+	peer = peer_for(p.ip->daddr);
+	if (!peer || (peer->flags & WEFT_PEER_F_LOCAL))
+		return TC_ACT_OK;
+	/* vxlan through the device's own transmit gains nothing from starting here. */
+	if (peer->encap == WEFT_ENCAP_VXLAN && !(cfg->flags & WEFT_CFG_F_VXLAN_PUSH))
+		return TC_ACT_OK;
+	if (conntrack_attached(skb) || !plain_flow(skb, ETH_HLEN, &f) || wire_len(skb, &f) + encap_overhead(peer->encap) > cfg->mtu)
+		return TC_ACT_OK;
+
+	ret = decrease_ttl(skb);
+	if (ret)
+		return drop(-ret, len);
+	/* The TTL store moved the packet out from under the parsed pointers. */
+	if (parse_ipv4(skb, &p))
+		return drop(WEFT_DROP_BAD_HEADER, len);
+	ret = to_peer(skb, cfg, peer, &p);
+	if (ret < 0)
+		return drop(-ret, len);
+	count_traffic(WEFT_DIR_EGRESS, peer->encap, len);
+	return ret;
+}
