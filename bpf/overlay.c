@@ -51,6 +51,29 @@ int overlay_egress(struct __sk_buff *skb)
 	return ret;
 }
 
+/*
+ * The collect_md vxlan device takes every VNI from every sender; flannel's
+ * flannel.<VNI> takes only its own VNI. What the kernel decapsulated is held
+ * to the network's VNI and to admit_tunnel()'s rule about its sender, read
+ * from the tunnel metadata vxlan_rcv() left on the packet. A packet without
+ * that metadata did not come through the tunnel (only BPF_PROG_TEST_RUN
+ * makes one) and has nothing to check. Returns WEFT_DROP_NONE or the reason.
+ */
+static __always_inline int admit_vxlan(struct __sk_buff *skb, const struct weft_config *cfg)
+{
+	struct bpf_tunnel_key key = {};
+	struct ipv4_pkt p;
+
+	if (bpf_skb_get_tunnel_key(skb, &key, sizeof(key), 0))
+		return WEFT_DROP_NONE;
+	if (key.tunnel_id != cfg->vni)
+		return WEFT_DROP_WRONG_VNI;
+	/* Not IPv4 inside: nothing weft routes, and nothing to hold to the rule. */
+	if (parse_ipv4(skb, &p))
+		return WEFT_DROP_NONE;
+	return admit_tunnel(cfg, bpf_htonl(key.remote_ipv4), p.ip->saddr);
+}
+
 SEC("tc")
 int overlay_ingress(struct __sk_buff *skb)
 {
@@ -60,9 +83,13 @@ int overlay_ingress(struct __sk_buff *skb)
 
 	if (!cfg)
 		return TC_ACT_OK;
-	/* On weft0 the underlay program has counted the decapsulation already. */
-	if (cfg->backend == WEFT_ENCAP_VXLAN)
+	/* On weft0 the underlay program has counted (and admitted) the decapsulation already. */
+	if (cfg->backend == WEFT_ENCAP_VXLAN) {
+		ret = admit_vxlan(skb, cfg);
+		if (ret)
+			return drop(ret, len);
 		count_traffic(WEFT_DIR_INGRESS, WEFT_ENCAP_VXLAN, len);
+	}
 	ret = forward_to_pod(skb, cfg, cfg->overlay_ifindex);
 	return ret < 0 ? drop(-ret, len) : ret;
 }

@@ -305,6 +305,29 @@ static __always_inline int forward_direct(struct __sk_buff *skb, const struct we
 	return redirect_underlay(skb, cfg, peer->public_ip, 1);
 }
 
+/*
+ * The rule for a tunnel packet we received (outer source outer_src, inner
+ * source inner_src): an inner source in the Network must belong to a peer's
+ * subnet, and that peer's lease must name outer_src as its PublicIP.
+ * Otherwise someone who is not that peer speaks for its pods (or for ours),
+ * and the packet is dropped as WEFT_DROP_UNKNOWN_PEER; a peer whose lease
+ * has not reached us yet is dropped too, as its replies would be (no_peer).
+ * An inner source outside the Network passes: a peer host may forward
+ * traffic it did not translate, and flannel's devices accept it as well.
+ * Returns WEFT_DROP_NONE or the reason.
+ */
+static __always_inline int admit_tunnel(const struct weft_config *cfg, __be32 outer_src, __be32 inner_src)
+{
+	const struct weft_peer *peer;
+
+	if (!in_prefix(inner_src, cfg->network, cfg->network_len))
+		return WEFT_DROP_NONE;
+	peer = peer_for(inner_src);
+	if (!peer || (peer->flags & WEFT_PEER_F_LOCAL) || peer->public_ip != outer_src)
+		return WEFT_DROP_UNKNOWN_PEER;
+	return WEFT_DROP_NONE;
+}
+
 /* What a peer needs, by its entry: a TC verdict, or a drop reason negated. */
 static __always_inline int to_peer(struct __sk_buff *skb, const struct weft_config *cfg, const struct weft_peer *peer,
 				   const struct ipv4_pkt *p)
@@ -338,7 +361,9 @@ static __always_inline int decap_ip(struct __sk_buff *skb, const struct weft_con
 	__u64 base = BPF_F_ADJ_ROOM_FIXED_GSO;
 	__u64 newest = base | WEFT_ADJ_ROOM_DECAP_L3_IPV4 |
 		       (with_udp ? WEFT_ADJ_ROOM_DECAP_L4_UDP : WEFT_ADJ_ROOM_DECAP_IPXIP4);
+	__be32 outer_src = p->ip->saddr;
 	struct pod_hop hop;
+	__be32 inner_src;
 	__u8 inner_ver;
 	int direct;
 	int ret;
@@ -349,6 +374,11 @@ static __always_inline int decap_ip(struct __sk_buff *skb, const struct weft_con
 		return -WEFT_DROP_UNSUPPORTED;
 	if (skb->len < ETH_HLEN + olen + sizeof(struct iphdr))
 		return -WEFT_DROP_BAD_HEADER;
+	if (bpf_skb_load_bytes(skb, ETH_HLEN + olen + offsetof(struct iphdr, saddr), &inner_src, sizeof(inner_src)))
+		return -WEFT_DROP_BAD_HEADER;
+	ret = admit_tunnel(cfg, outer_src, inner_src);
+	if (ret)
+		return -ret;
 	if ((cfg->flags & WEFT_CFG_F_KERNEL_DECAP) && with_udp) {
 		ret = handoff_to_vxlan(skb, cfg, p);
 		if (ret != WEFT_HANDOFF_DECLINED)

@@ -97,7 +97,9 @@ enum weft_drop_reason {
 	WEFT_DROP_ENCAP_FAILED = 5, /* bpf_skb_adjust_room / store failed */
 	WEFT_DROP_FIB_FAILED   = 6, /* no route / neighbour to the next hop */
 	WEFT_DROP_UNSUPPORTED  = 7, /* not IPv4, or an option we do not handle */
-	WEFT_DROP_MAX          = 8,
+	WEFT_DROP_WRONG_VNI    = 8, /* vxlan packet with a VNI other than the network's */
+	WEFT_DROP_UNKNOWN_PEER = 9, /* tunnel packet from a cluster address whose lease names another PublicIP, or none */
+	WEFT_DROP_MAX          = 10,
 };
 
 #define WEFT_PEERS_MAX 65536

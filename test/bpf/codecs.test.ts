@@ -114,7 +114,7 @@ test('codecs: counters sum over CPUs; stats and drop indexes', () => {
   assert.throws(() => decodeCounter(Buffer.alloc(20)), /not a whole number of per-CPU counters/);
   assert.equal(statsIndex('egress', 'none'), 0);
   assert.equal(statsIndex('ingress', 'direct'), STATS_ENTRIES - 1);
-  assert.deepEqual([...DROP_REASONS], ['none', 'no_peer', 'bad_header', 'too_big', 'not_ready', 'encap_failed', 'fib_failed', 'unsupported']);
+  assert.deepEqual([...DROP_REASONS], ['none', 'no_peer', 'bad_header', 'too_big', 'not_ready', 'encap_failed', 'fib_failed', 'unsupported', 'wrong_vni', 'unknown_peer']);
 });
 
 test('codecs: weft_config flags for the programs\' shortcuts, and the udp decap port', () => {

@@ -44,6 +44,8 @@ export const FAR_IP = '198.51.100.21';
 export const VTEP_MAC = '02:00:00:00:01:01';
 export const PEER_VTEP_MAC = '02:00:00:00:02:01';
 export const VNI = 1;
+/** The lease configure() writes for PEER_IP: the subnet the tests' received pod traffic comes from. */
+export const SENDER_SUBNET = '10.244.2.0/24';
 
 export interface Fixture {
   lab: Lab;
@@ -120,6 +122,8 @@ export async function makeFixture(): Promise<Fixture> {
         const value = encodeConfig(fx.local(backend, opts.udpPort), dev, opts.ready ?? true);
         map(MAP_CONFIG).update(CONFIG_KEY, value);
         map(MAP_PEERS).update(encodeLpmKey('10.244.1.0/24'), encodeLocalPeer(host.address));
+        // The peer whose pods the tests' tunnel packets come from: admitted only from its PublicIP.
+        fx.setPeer({ subnet: SENDER_SUBNET, publicIP: PEER_IP, encap: 'vxlan', directRouting: false, vni: VNI, vtepMAC: PEER_VTEP_MAC });
       },
       setPeer(route) {
         map(MAP_PEERS).update(encodeLpmKey(route.subnet), encodePeer(route));

@@ -122,4 +122,24 @@ describe('underlay_decap', () => {
     fx.configure('udp');
     expectDrop('bad_header', udpTo(fx.host.address, 8285, Buffer.from([0x45, 0, 0, 8])));
   });
+
+  it('admits a tunnel packet from a cluster address only from the PublicIP of the lease that holds it', () => {
+    const from = (src: string, innerSrc: string, proto: 'ipip' | 'udp') => {
+      const pkt = podPacket('10.244.1.2', { src: innerSrc });
+      const payload = proto === 'ipip' ? pkt : udp(8285, 8285, pkt);
+      return Buffer.concat([eth(fx.ethMAC, PEER_MAC, ETH_P_IP), ipv4({ src, dst: fx.host.address, protocol: proto === 'ipip' ? IPPROTO_IPIP : IPPROTO_UDP }, payload)]);
+    };
+    for (const proto of ['ipip', 'udp'] as const) {
+      fx.configure(proto);
+      // A host with no lease speaking for the peer's pods, for ours, and for a subnet nobody holds.
+      expectDrop('unknown_peer', from('192.0.2.99', '10.244.2.2', proto));
+      expectDrop('unknown_peer', from(PEER_IP, '10.244.1.3', proto));
+      expectDrop('unknown_peer', from(PEER_IP, '10.244.200.2', proto));
+      // The peer itself, and a source outside the Network (the peer forwarded it untranslated): delivered.
+      for (const [src, innerSrc] of [[PEER_IP, '10.244.2.2'], ['192.0.2.99', '172.16.0.5']]) {
+        const out = decap(from(src, innerSrc, proto));
+        assert.equal(out.retval, TC_ACT_REDIRECT, `${proto} from ${src} with inner source ${innerSrc}`);
+      }
+    }
+  });
 });

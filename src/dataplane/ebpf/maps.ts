@@ -27,7 +27,7 @@ export const DIR_MAX = 2;
 export type DirName = keyof typeof DIR;
 
 /** enum weft_drop_reason, by value; `weft bpf drops` prints these names. */
-export const DROP_REASONS = ['none', 'no_peer', 'bad_header', 'too_big', 'not_ready', 'encap_failed', 'fib_failed', 'unsupported'] as const;
+export const DROP_REASONS = ['none', 'no_peer', 'bad_header', 'too_big', 'not_ready', 'encap_failed', 'fib_failed', 'unsupported', 'wrong_vni', 'unknown_peer'] as const;
 export type DropReason = (typeof DROP_REASONS)[number];
 export const DROP_MAX = DROP_REASONS.length;
 export const DROP_DESCRIPTIONS: Record<DropReason, string> = {
@@ -39,6 +39,8 @@ export const DROP_DESCRIPTIONS: Record<DropReason, string> = {
   encap_failed: 'bpf_skb_adjust_room / store failed',
   fib_failed: 'no route / neighbour to the next hop',
   unsupported: 'not IPv4, or an option we do not handle',
+  wrong_vni: 'vxlan packet with a VNI other than the network\'s',
+  unknown_peer: 'tunnel packet from a cluster address whose lease names another PublicIP, or none',
 };
 
 export const PEER_F_LOCAL = 1 << 0;
