@@ -3,7 +3,9 @@
  * TC ingress of the underlay interface, which carries all of the host's
  * traffic: only our own overlay traffic is touched. IPv4 to our address with
  * protocol 4 (ipip backend) or to the udp port (udp backend) is handed to
- * the overlay device's vxlan receive path or decapsulated here; pod traffic
+ * the overlay device's vxlan receive path or decapsulated here; vxlan for a
+ * local pod is decapsulated here when it is plain (vxlan_to_pod), and left
+ * to the vxlan device otherwise; pod traffic
  * from direct peers (host-gw, DirectRouting) is forwarded to the pod's device
  * (forward.h). Everything else passes untouched, including everything before
  * the agent has written its config, so that attaching early can never cut a
@@ -43,6 +45,20 @@ int underlay_decap(struct __sk_buff *skb)
 	}
 	if (p.ip->daddr != cfg->public_ip)
 		return TC_ACT_OK;
+
+	if (cfg->backend == WEFT_ENCAP_VXLAN) {
+		/* What vxlan_to_pod() leaves is the vxlan device's; what it takes is counted as the device counts. */
+		__u32 inner_len = len - ETH_HLEN - p.ip_len - sizeof(struct udphdr) - 2 * sizeof(__u32);
+
+		if (p.ip->protocol != IPPROTO_UDP)
+			return TC_ACT_OK;
+		ret = vxlan_to_pod(skb, cfg, &p);
+		if (ret < 0)
+			return drop(-ret, len);
+		if (ret == TC_ACT_REDIRECT)
+			count_traffic(WEFT_DIR_INGRESS, WEFT_ENCAP_VXLAN, inner_len);
+		return ret;
+	}
 
 	if (p.ip->protocol == IPPROTO_UDP && !(p.ip->frag_off & bpf_htons(IP_OFFSET)) &&
 	    (cfg->backend == WEFT_ENCAP_UDP || (cfg->flags & WEFT_CFG_F_KERNEL_DECAP)))

@@ -118,8 +118,6 @@ static __always_inline int redirect_underlay(struct __sk_buff *skb, const struct
 	}
 }
 
-#define WEFT_VXLAN_HDR_F_VNI 0x08000000 /* the I flag */
-
 struct vxlan_outer {
 	struct iphdr ip;
 	struct udphdr udp;
@@ -183,7 +181,7 @@ static __always_inline int push_vxlan(struct __sk_buff *skb, const struct weft_c
 					 WEFT_VXLAN_SPORT_MIN));
 	h.udp.dest = bpf_htons(cfg->port);
 	h.udp.len = bpf_htons(tot_len ? tot_len - sizeof(struct iphdr) : 0);
-	h.vx_flags = bpf_htonl(WEFT_VXLAN_HDR_F_VNI);
+	h.vx_flags = bpf_htonl(WEFT_VXLAN_F_VNI);
 	h.vx_vni = bpf_htonl(peer->vni << 8);
 	__builtin_memcpy(h.dst, peer->vtep_mac, ETH_ALEN);
 	__builtin_memcpy(h.src, cfg->vtep_mac, ETH_ALEN);
@@ -396,6 +394,69 @@ static __always_inline int decap_ip(struct __sk_buff *skb, const struct weft_con
 	if (bpf_skb_store_bytes(skb, offsetof(struct ethhdr, h_dest), cfg->overlay_mac, ETH_ALEN, 0))
 		return -WEFT_DROP_ENCAP_FAILED;
 	return bpf_redirect(cfg->overlay_ifindex, BPF_F_INGRESS);
+}
+
+static __always_inline int mac_eq(const __u8 *a, const __u8 *b)
+{
+#pragma unroll
+	for (int i = 0; i < ETH_ALEN; i++)
+		if (a[i] != b[i])
+			return 0;
+	return 1;
+}
+
+/* VXLAN's header after the outer UDP one, and the inner Ethernet header after it. */
+struct vxlan_inner {
+	__be32 vx_flags;
+	__be32 vx_vni;
+	__u8   dst[ETH_ALEN];
+	__u8   src[ETH_ALEN];
+	__be16 proto;
+} __attribute__((packed)); /* 22 bytes */
+
+#define WEFT_VXLAN_F_GBP 0x80000000 /* the G flag: a group policy id follows (GBP) */
+
+/*
+ * A vxlan packet for one of our pods, taken at the underlay's ingress: all
+ * outer headers and the inner Ethernet header stripped, and the inner packet
+ * handed to the pod's port (forward.h), skipping the host's IP and UDP
+ * receive, the vxlan device and its GRO cell (a NAPI round of its own). Only
+ * the plain case is taken here: the network's VNI without GBP, for our
+ * VtepMAC, from the lease holder of the inner source (admit_tunnel), a flow
+ * pod_hop() accepts. Everything else, held to the same rules or not, goes
+ * to the kernel's vxlan device untouched, whose overlay_ingress counts and
+ * drops what it must. Returns a TC verdict, or a drop reason negated.
+ */
+static __always_inline int vxlan_to_pod(struct __sk_buff *skb, const struct weft_config *cfg, const struct ipv4_pkt *p)
+{
+	__u32 olen = p->ip_len + sizeof(struct udphdr) + sizeof(struct vxlan_inner);
+	__be32 outer_src = p->ip->saddr;
+	struct vxlan_inner vx;
+	struct pod_hop hop;
+	__be32 inner_src;
+	__u64 base = BPF_F_ADJ_ROOM_FIXED_GSO;
+
+	if (!(cfg->flags & WEFT_CFG_F_POD_FORWARD) || is_fragment(p->ip))
+		return TC_ACT_OK;
+	if (udp_dport(skb, p) != cfg->port)
+		return TC_ACT_OK;
+	if (bpf_skb_load_bytes(skb, ETH_HLEN + p->ip_len + sizeof(struct udphdr), &vx, sizeof(vx)))
+		return TC_ACT_OK;
+	if ((vx.vx_flags & bpf_htonl(WEFT_VXLAN_F_VNI | WEFT_VXLAN_F_GBP)) != bpf_htonl(WEFT_VXLAN_F_VNI) ||
+	    bpf_ntohl(vx.vx_vni) >> 8 != cfg->vni || vx.proto != bpf_htons(ETH_P_IP) || !mac_eq(vx.dst, cfg->vtep_mac))
+		return TC_ACT_OK;
+	if (bpf_skb_load_bytes(skb, ETH_HLEN + olen + offsetof(struct iphdr, saddr), &inner_src, sizeof(inner_src)) ||
+	    admit_tunnel(cfg, outer_src, inner_src))
+		return TC_ACT_OK;
+	if (!pod_hop(skb, cfg, ETH_HLEN + olen, cfg->overlay_ifindex, &hop))
+		return TC_ACT_OK;
+	/* Newest flags first (see decap_ip); a failed attempt leaves the packet as it was. */
+	if (bpf_skb_adjust_room(skb, -(__s32)olen, BPF_ADJ_ROOM_MAC,
+				base | WEFT_ADJ_ROOM_DECAP_L3_IPV4 | WEFT_ADJ_ROOM_DECAP_L4_UDP) &&
+	    bpf_skb_adjust_room(skb, -(__s32)olen, BPF_ADJ_ROOM_MAC, base | WEFT_ADJ_ROOM_DECAP_L3_IPV4) &&
+	    bpf_skb_adjust_room(skb, -(__s32)olen, BPF_ADJ_ROOM_MAC, base))
+		return TC_ACT_OK;
+	return to_pod(skb, &hop);
 }
 
 #endif /* WEFT_ENCAP_H */

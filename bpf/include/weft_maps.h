@@ -116,9 +116,12 @@ struct weft_port_key {
 	__u8   _pad[2];
 };                             /* 12 bytes */
 
+/* The port is a veth whose other end is in another network namespace (a pod's). */
+#define WEFT_PORT_F_PEER (1 << 0)
+
 struct weft_port {
 	__u32  ifindex;        /* the port the MAC was learned on */
-	__u32  _reserved;
+	__u32  flags;          /* WEFT_PORT_F_* */
 };                             /* 8 bytes */
 
 #define WEFT_PORTS_MAX 4096

@@ -55,6 +55,9 @@ static Napi::Object LinkToJs(Napi::Env env, rtnl_link* l) {
   o.Set("noarp", (flags & IFF_NOARP) != 0);
   int master = rtnl_link_get_master(l);
   o.Set("master", master > 0 ? Napi::Value(Napi::Number::New(env, master)) : env.Null());
+  // IFLA_LINK_NETNSID: the other end (a veth's peer) lives in another network namespace.
+  int32_t nsid = 0;
+  o.Set("linkNetnsid", rtnl_link_get_link_netnsid(l, &nsid) == 0 ? Napi::Value(Napi::Number::New(env, nsid)) : env.Null());
   if (kind && std::string(kind) == "vxlan" && rtnl_link_is_vxlan(l)) o.Set("vxlan", VxlanToJs(env, l));
   return o;
 }

@@ -31,6 +31,8 @@ export interface Link {
   operUp: boolean;
   noarp: boolean;
   master: number | null;
+  /** IFLA_LINK_NETNSID: set when the device's other end (a veth's peer) is in another network namespace. */
+  linkNetnsid: number | null;
   vxlan?: VxlanInfo;
 }
 

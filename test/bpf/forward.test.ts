@@ -22,7 +22,7 @@ import {
   udp,
   type Ipv4Fields,
 } from './packets.js';
-import { PEER_IP, PEER_MAC, PEER_VTEP_MAC, VTEP_MAC, delta, makeFixture, type Fixture } from './fixture.js';
+import { PEER_IP, PEER_MAC, PEER_VTEP_MAC, VNI, VTEP_MAC, delta, makeFixture, type Fixture } from './fixture.js';
 import { MAP_PORTS, encodePort, encodePortKey } from 'weft/dataplane/ebpf/maps.js';
 
 const POD = '10.244.1.3';
@@ -84,7 +84,7 @@ describe('forward to a local pod', () => {
     bridge = await info('br0');
     port = (await info('pp0')).ifindex;
     // What the agent learns from the bridge's FDB: the pod's MAC is behind pp0.
-    fx.overlay.map(MAP_PORTS).update(encodePortKey(bridge.ifindex, POD_MAC), encodePort(port));
+    fx.overlay.map(MAP_PORTS).update(encodePortKey(bridge.ifindex, POD_MAC), encodePort({ ifindex: port, peer: false }));
   });
   after(() => fx?.destroy());
 
@@ -147,6 +147,32 @@ describe('forward to a local pod', () => {
     const out = decap(fromPeer(ipv4({ src: PEER_IP, dst: fx.host.address, protocol: IPPROTO_IPIP }, other)));
     assert.equal(out.retval, TC_ACT_REDIRECT);
     assert.deepEqual(out.data, Buffer.concat([eth(fx.overlayMAC, PEER_MAC, ETH_P_IP), other]));
+  });
+
+  it('vxlan: a plain packet for a pod is decapsulated at the underlay and sent out of its port; the rest is the vxlan device\'s', () => {
+    fx.configure('vxlan', { podForward: true });
+    const vxlan = (inner: Buffer, o: { vni?: number; flags?: number; dmac?: string; src?: string; port?: number } = {}): Buffer => {
+      const h = Buffer.alloc(8);
+      h.writeUInt32BE(o.flags ?? 0x08000000, 0);
+      h.writeUInt32BE((o.vni ?? VNI) << 8, 4);
+      const frame = Buffer.concat([h, eth(o.dmac ?? VTEP_MAC, PEER_VTEP_MAC, ETH_P_IP), inner]);
+      return fromPeer(ipv4({ src: o.src ?? PEER_IP, dst: fx.host.address, protocol: IPPROTO_UDP }, udp(40001, o.port ?? 8472, frame)));
+    };
+    const inner = segment(POD);
+    const count = delta(
+      () => fx.stats('ingress', 'vxlan'),
+      () => expectForwarded(decap, vxlan(inner), Buffer.concat([eth(fx.ethMAC, PEER_MAC, ETH_P_IP), inner])),
+    );
+    assert.deepEqual(count, { packets: 1n, bytes: BigInt(14 + inner.length) }, 'counted as the vxlan device would: the inner frame');
+    expectPassed(decap, vxlan(inner, { vni: 7 }), 'another VNI (overlay_ingress drops it)');
+    expectPassed(decap, vxlan(inner, { flags: 0x88000000 }), 'GBP');
+    expectPassed(decap, vxlan(inner, { dmac: '02:00:00:00:77:77' }), 'for another VTEP');
+    expectPassed(decap, vxlan(inner, { src: '192.0.2.99' }), 'not from the lease holder (overlay_ingress drops it)');
+    expectPassed(decap, vxlan(inner, { port: 4789 }), 'another UDP port');
+    expectPassed(decap, vxlan(segment(UNLEARNED_POD)), 'a pod the agent has not seen');
+    expectPassed(decap, vxlan(ipv4({ src: '10.244.2.2', dst: POD, protocol: IPPROTO_ICMP, ttl: 63 }, icmpEcho(1, 1))), 'ICMP');
+    fx.configure('vxlan');
+    expectPassed(decap, vxlan(inner), 'flag off');
   });
 });
 

@@ -55,17 +55,27 @@ describe('host discovery for the shortcuts', () => {
     assert.deepEqual(
       [...got.entries].sort(),
       [
-        [`${br}/${await mac(p1)}`, await index('vp1')],
-        [`${br}/${await mac(p2)}`, await index('vp2')],
+        [`${br}/${await mac(p1)}`, { ifindex: await index('vp1'), peer: true }],
+        [`${br}/${await mac(p2)}`, { ifindex: await index('vp2'), peer: true }],
       ].sort(),
       'the pods\' MACs only: not the bridge\'s, not its ports\', not another bridge\'s',
     );
   });
 
+  it('a port whose other end stays in the host is no pod\'s: the programs redirect to it, never into a peer namespace', async () => {
+    await host.ip('link', 'add', 'vloc', 'type', 'veth', 'peer', 'name', 'vloc-p');
+    await host.ip('link', 'set', 'vloc', 'master', 'docker0', 'up');
+    await host.ip('link', 'set', 'vloc-p', 'up');
+    await host.exec(['bridge', 'fdb', 'add', '02:00:00:00:99:01', 'dev', 'vloc', 'master', 'dynamic']);
+    const got = inHost((nl) => desiredPorts(nl, SUBNET));
+    assert.deepEqual(got.entries.get(`${await index('docker0')}/02:00:00:00:99:01`), { ifindex: await index('vloc'), peer: false });
+    await host.ip('link', 'del', 'vloc');
+  });
+
   it('a MAC whose pod left is gone with its port', async () => {
     await host.ip('link', 'del', 'vp2');
     const got = inHost((nl) => desiredPorts(nl, SUBNET));
-    assert.deepEqual([...got.entries.values()], [await index('vp1')]);
+    assert.deepEqual([...got.entries.values()], [{ ifindex: await index('vp1'), peer: true }]);
   });
 
   it('the gateway is the device whose address holds our subnet, weft\'s own devices left out', async () => {

@@ -139,7 +139,7 @@ function readConfig(dir: string): DecodedConfig | null {
 
 const WHY_EXPECTED: Record<string, string> = {
   overlay_egress: 'packets routed to the Network are not forwarded to peers',
-  overlay_ingress: 'decapsulated vxlan traffic is not counted',
+  overlay_ingress: 'decapsulated vxlan traffic is not counted, not held to the VNI and sender rule, and not handed to pods directly',
   underlay_decap: 'ipip and udp tunnels are not decapsulated, direct traffic not counted',
 };
 

@@ -70,7 +70,7 @@ export const LAYOUT = {
   },
   weft_counter: { size: 16, fields: { packets: 0, bytes: 8 } },
   weft_port_key: { size: 12, fields: { bridge_ifindex: 0, mac: 4, _pad: 10 } },
-  weft_port: { size: 8, fields: { ifindex: 0, _reserved: 4 } },
+  weft_port: { size: 8, fields: { ifindex: 0, flags: 4 } },
 } as const;
 const K = LAYOUT.weft_lpm_key.fields;
 const P = LAYOUT.weft_peer.fields;
@@ -372,14 +372,24 @@ export function decodePortKey(b: Buffer): { bridgeIfindex: number; mac: string }
   return { bridgeIfindex: b.readUInt32LE(PK.bridge_ifindex), mac: macString(b, PK.mac) };
 }
 
+/** WEFT_PORT_F_PEER: a veth whose other end is in another namespace; the programs use bpf_redirect_peer(). */
+export const PORT_F_PEER = 1 << 0;
+
+export interface BridgePort {
+  ifindex: number;
+  /** The port is a veth whose other end is in another network namespace (a pod's). */
+  peer: boolean;
+}
+
 /** struct weft_port: the port the MAC was learned on. */
-export function encodePort(ifindex: number): Buffer {
+export function encodePort(port: BridgePort): Buffer {
   const b = Buffer.alloc(LAYOUT.weft_port.size);
-  b.writeUInt32LE(ifindex, PV.ifindex);
+  b.writeUInt32LE(port.ifindex, PV.ifindex);
+  b.writeUInt32LE(port.peer ? PORT_F_PEER : 0, PV.flags);
   return b;
 }
 
-export function decodePort(b: Buffer): number {
+export function decodePort(b: Buffer): BridgePort {
   checkSize(b, LAYOUT.weft_port.size, 'weft_port');
-  return b.readUInt32LE(PV.ifindex);
+  return { ifindex: b.readUInt32LE(PV.ifindex), peer: (b.readUInt32LE(PV.flags) & PORT_F_PEER) !== 0 };
 }

@@ -9,13 +9,13 @@
 import { NetlinkHandle, type Link } from '../../native/netlink.js';
 import type { BpfMap } from '../../native/bpf.js';
 import { IPNet } from '../../subnet/ipnet.js';
-import { decodePort, decodePortKey, encodePort, encodePortKey, PORTS_MAX } from './maps.js';
+import { decodePort, decodePortKey, encodePort, encodePortKey, PORTS_MAX, type BridgePort } from './maps.js';
 import type { Logger } from '../../log.js';
 
 export interface PortsSnapshot {
   bridges: string[];
-  /** "bridge ifindex/mac" -> port ifindex */
-  entries: Map<string, number>;
+  /** "bridge ifindex/mac" -> the port */
+  entries: Map<string, BridgePort>;
 }
 
 /** What weft_ports should hold now: every MAC learned on a port of a bridge with an address in subnet. */
@@ -30,24 +30,27 @@ export function desiredPorts(nl: NetlinkHandle, subnet: string): PortsSnapshot {
   const bridgeIdx = new Set(nl.addrs().filter((a) => inSubnet(a.address)).map((a) => a.index));
   const bridges = links.filter((l) => l.kind === 'bridge' && bridgeIdx.has(l.index));
   const masterOf = new Map<number, Link>();
+  const portOf = new Map<number, BridgePort>();
   for (const l of links) {
     const b = bridges.find((x) => x.index === l.master);
-    if (b) masterOf.set(l.index, b);
+    if (!b) continue;
+    masterOf.set(l.index, b);
+    portOf.set(l.index, { ifindex: l.index, peer: l.kind === 'veth' && l.linkNetnsid !== null });
   }
-  const entries = new Map<string, number>();
+  const entries = new Map<string, BridgePort>();
   if (masterOf.size === 0) return { bridges: bridges.map((b) => b.name), entries };
   for (const f of nl.fdbs()) {
     const bridge = masterOf.get(f.index);
     // Permanent entries are the bridge's own addresses and its ports'; self entries belong to a device's own table.
     if (!bridge || f.permanent || f.self) continue;
-    entries.set(`${bridge.index}/${f.mac.toLowerCase()}`, f.index);
+    entries.set(`${bridge.index}/${f.mac.toLowerCase()}`, portOf.get(f.index)!);
   }
   return { bridges: bridges.map((b) => b.name), entries };
 }
 
 export class BridgePorts {
   /** What this process wrote, "bridge/mac" -> port. */
-  private readonly written = new Map<string, number>();
+  private readonly written = new Map<string, BridgePort>();
   private bridges = '';
 
   constructor(
@@ -83,7 +86,7 @@ export class BridgePorts {
     }
     for (const [k, port] of want.entries) {
       const cur = this.written.get(k);
-      if (cur === port) continue;
+      if (cur && cur.ifindex === port.ifindex && cur.peer === port.peer) continue;
       if (cur === undefined && this.written.size >= PORTS_MAX) {
         this.log.warn({ max: PORTS_MAX }, 'weft_ports is full: further pods take the kernel\'s path');
         break;
