@@ -121,11 +121,7 @@ static __always_inline int redirect_underlay(struct __sk_buff *skb, const struct
 struct vxlan_outer {
 	struct iphdr ip;
 	struct udphdr udp;
-	__be32 vx_flags;
-	__be32 vx_vni;
-	__u8   dst[ETH_ALEN];
-	__u8   src[ETH_ALEN];
-	__be16 proto;
+	struct vxlan_eth vx;
 } __attribute__((packed)); /* 50 bytes */
 
 /*
@@ -181,11 +177,11 @@ static __always_inline int push_vxlan(struct __sk_buff *skb, const struct weft_c
 					 WEFT_VXLAN_SPORT_MIN));
 	h.udp.dest = bpf_htons(cfg->port);
 	h.udp.len = bpf_htons(tot_len ? tot_len - sizeof(struct iphdr) : 0);
-	h.vx_flags = bpf_htonl(WEFT_VXLAN_F_VNI);
-	h.vx_vni = bpf_htonl(peer->vni << 8);
-	__builtin_memcpy(h.dst, peer->vtep_mac, ETH_ALEN);
-	__builtin_memcpy(h.src, cfg->vtep_mac, ETH_ALEN);
-	h.proto = bpf_htons(ETH_P_IP);
+	h.vx.vx_flags = bpf_htonl(WEFT_VXLAN_F_VNI);
+	h.vx.vx_vni = bpf_htonl(peer->vni << 8);
+	__builtin_memcpy(h.vx.dst, peer->vtep_mac, ETH_ALEN);
+	__builtin_memcpy(h.vx.src, cfg->vtep_mac, ETH_ALEN);
+	h.vx.proto = bpf_htons(ETH_P_IP);
 	if (bpf_skb_store_bytes(skb, ETH_HLEN, &h, sizeof(h), 0))
 		return -WEFT_DROP_ENCAP_FAILED;
 	return WEFT_DROP_NONE;
@@ -405,17 +401,6 @@ static __always_inline int mac_eq(const __u8 *a, const __u8 *b)
 	return 1;
 }
 
-/* VXLAN's header after the outer UDP one, and the inner Ethernet header after it. */
-struct vxlan_inner {
-	__be32 vx_flags;
-	__be32 vx_vni;
-	__u8   dst[ETH_ALEN];
-	__u8   src[ETH_ALEN];
-	__be16 proto;
-} __attribute__((packed)); /* 22 bytes */
-
-#define WEFT_VXLAN_F_GBP 0x80000000 /* the G flag: a group policy id follows (GBP) */
-
 /*
  * A vxlan packet for one of our pods, taken at the underlay's ingress: all
  * outer headers and the inner Ethernet header stripped, and the inner packet
@@ -429,9 +414,9 @@ struct vxlan_inner {
  */
 static __always_inline int vxlan_to_pod(struct __sk_buff *skb, const struct weft_config *cfg, const struct ipv4_pkt *p)
 {
-	__u32 olen = p->ip_len + sizeof(struct udphdr) + sizeof(struct vxlan_inner);
+	__u32 olen = p->ip_len + sizeof(struct udphdr) + sizeof(struct vxlan_eth);
 	__be32 outer_src = p->ip->saddr;
-	struct vxlan_inner vx;
+	struct vxlan_eth vx;
 	struct pod_hop hop;
 	__be32 inner_src;
 	__u64 base = BPF_F_ADJ_ROOM_FIXED_GSO;

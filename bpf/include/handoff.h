@@ -41,14 +41,20 @@
 #include "csum.h"
 
 #define WEFT_VXLAN_F_VNI 0x08000000 /* the I flag: a VNI is present */
+#define WEFT_VXLAN_F_GBP 0x80000000 /* the G flag: a group policy id follows (GBP) */
 
-struct handoff_hdr {
-	struct udphdr udp;
+/* VXLAN's header after the outer UDP one, and the inner Ethernet header after it. */
+struct vxlan_eth {
 	__be32 vx_flags;
 	__be32 vx_vni;
 	__u8   dst[ETH_ALEN];
 	__u8   src[ETH_ALEN];
 	__be16 proto;
+} __attribute__((packed)); /* 22 bytes */
+
+struct handoff_hdr {
+	struct udphdr udp;
+	struct vxlan_eth vx;
 } __attribute__((packed)); /* 30 bytes: the UDP header rewritten, VXLAN + Ethernet inserted after it */
 
 #define WEFT_HANDOFF_GROW (sizeof(struct handoff_hdr) - sizeof(struct udphdr))
@@ -80,7 +86,7 @@ static __always_inline int handoff_to_vxlan(struct __sk_buff *skb, const struct 
 	if (tot == 0 || tot + grow > 0xffff)
 		return WEFT_HANDOFF_DECLINED;
 	__builtin_memcpy(&ip, p->ip, sizeof(ip));
-	__builtin_memcpy(h.src, p->eth->h_source, ETH_ALEN);
+	__builtin_memcpy(h.vx.src, p->eth->h_source, ETH_ALEN);
 	/* FIXED_GSO: an aggregate's segments are the inner ones, whatever the outer headers become. */
 	if (bpf_skb_adjust_room(skb, grow, BPF_ADJ_ROOM_NET, BPF_F_ADJ_ROOM_FIXED_GSO))
 		return WEFT_HANDOFF_DECLINED;
@@ -91,9 +97,9 @@ static __always_inline int handoff_to_vxlan(struct __sk_buff *skb, const struct 
 	h.udp.len = bpf_htons(tot - sizeof(ip));
 	/* Checksum 0: the inner packet keeps its own; the sender's, if any, covered other bytes. */
 	h.udp.check = 0;
-	h.vx_flags = bpf_htonl(WEFT_VXLAN_F_VNI);
-	__builtin_memcpy(h.dst, cfg->overlay_mac, ETH_ALEN);
-	h.proto = bpf_htons(ETH_P_IP);
+	h.vx.vx_flags = bpf_htonl(WEFT_VXLAN_F_VNI);
+	__builtin_memcpy(h.vx.dst, cfg->overlay_mac, ETH_ALEN);
+	h.vx.proto = bpf_htons(ETH_P_IP);
 	ip.tot_len = bpf_htons(tot);
 	ip.check = 0;
 	ip.check = ipv4_csum(&ip);

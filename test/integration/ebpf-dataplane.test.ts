@@ -3,7 +3,7 @@
 // talk across hosts with real packets, in every backend.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Cluster, connectivity, failures, reach, type ClusterNode } from 'weft/lab/cluster.js';
+import { Cluster, connectivity, failures, reach, type ClusterNode, type Pod } from 'weft/lab/cluster.js';
 import { startAgent, CLI } from 'weft/lab/agent.js';
 import { sleep, waitFor } from 'weft/lab/exec.js';
 import { withNetns } from 'weft/native/addon.js';
@@ -102,22 +102,33 @@ for (const backend of ['vxlan', 'host-gw', 'ipip', 'udp']) {
 
 const SERVICE_IP = '10.96.0.10';
 
+/**
+ * A kube-proxy-style service on `via` (DNAT of SERVICE_IP:80 to the pod b:7777), and one TCP exchange
+ * from pod a through it: the reply reaches a as from the service address only if via's conntrack saw both ways.
+ */
+async function throughService(via: ClusterNode, a: Pod, b: Pod): Promise<void> {
+  await via.host.exec(['iptables', '-t', 'nat', '-A', 'PREROUTING', '-d', SERVICE_IP, '-p', 'tcp', '--dport', '80', '-j', 'DNAT', '--to-destination', `${b.ip}:7777`]);
+  const srv = b.ns.spawn([process.execPath, PROBE, 'serve', 'tcp', '7777']);
+  let said = '';
+  srv.stdout!.on('data', (d: Buffer) => (said += d.toString()));
+  try {
+    await waitFor('the echo server in b', () => said.includes('ready'), 5000, 20);
+    const r = await a.ns.exec([process.execPath, PROBE, 'send', 'tcp', SERVICE_IP, '80', 'through-a-service'], { allowFail: true, timeoutMs: 10_000 });
+    assert.equal(r.code, 0, `TCP through the service address failed: ${r.stderr}`);
+    assert.equal(r.stdout, 'through-a-service');
+  } finally {
+    srv.kill('SIGKILL');
+  }
+}
+
 for (const backend of ['vxlan', 'host-gw']) {
   test(`${backend}: where conntrack follows pod traffic (kube-proxy's DNAT and INVALID drop), every flow stays on the stack's path, both ways`, async (t) => {
     const c = await Cluster.start({ config: config(backend), dataplane: 'ebpf', hosts: [{ name: 'h1', octet: 11 }, { name: 'h2', octet: 12 }] });
     t.after(() => c.destroy());
     const [a, b] = [c.node('h1').pods[0], c.node('h2').pods[0]];
     for (const n of c.nodes) await n.host.exec(['iptables', '-A', 'FORWARD', '-m', 'conntrack', '--ctstate', 'INVALID', '-j', 'DROP']);
-    await c.node('h1').host.exec(['iptables', '-t', 'nat', '-A', 'PREROUTING', '-d', SERVICE_IP, '-p', 'tcp', '--dport', '80', '-j', 'DNAT', '--to-destination', `${b.ip}:7777`]);
-    const srv = b.ns.spawn([process.execPath, PROBE, 'serve', 'tcp', '7777']);
-    let said = '';
-    srv.stdout!.on('data', (d: Buffer) => (said += d.toString()));
-    await waitFor('the echo server in b', () => said.includes('ready'), 5000, 20);
     // The reply from b:7777 must reach a as from the service address: only h1's conntrack can make it so.
-    const r = await a.ns.exec([process.execPath, PROBE, 'send', 'tcp', SERVICE_IP, '80', 'through-a-service'], { allowFail: true, timeoutMs: 10_000 });
-    srv.kill('SIGKILL');
-    assert.equal(r.code, 0, `TCP through the service address failed: ${r.stderr}`);
-    assert.equal(r.stdout, 'through-a-service');
+    await throughService(c.node('h1'), a, b);
     // Pod to pod, each side starting: a packet conntrack missed would make the next one INVALID, and dropped.
     for (const [from, to] of [[a, b], [b, a]]) {
       const one = await reach(from.ns, to.ip, 'tcp', to.ns);
@@ -264,14 +275,7 @@ test('WEFT_EBPF_GATEWAY=1: pods\' traffic to peers leaves from the gateway devic
     assert.ok((await snmp(host.host, 'Icmp', 'OutTimeExcds')) > before, `TTL ${ttl}: ${host.spec.name} sent time exceeded`);
   }
   // bridge-nf runs the service's DNAT before this hook sees the packet: conntrack holds it, and the stack must confirm it.
-  await h1.host.exec(['iptables', '-t', 'nat', '-A', 'PREROUTING', '-d', SERVICE_IP, '-p', 'tcp', '--dport', '80', '-j', 'DNAT', '--to-destination', `${b.ip}:7777`]);
-  const srv = b.ns.spawn([process.execPath, PROBE, 'serve', 'tcp', '7777']);
-  let said = '';
-  srv.stdout!.on('data', (d: Buffer) => (said += d.toString()));
-  await waitFor('the echo server in b', () => said.includes('ready'), 5000, 20);
-  const r = await a.ns.exec([process.execPath, PROBE, 'send', 'tcp', SERVICE_IP, '80', 'through-a-service'], { allowFail: true, timeoutMs: 10_000 });
-  srv.kill('SIGKILL');
-  assert.equal(r.code, 0, `TCP through the service address failed: ${r.stderr}`);
+  await throughService(h1, a, b);
   // weft uninstall takes the hook off the bridge it does not own, and leaves the bridge.
   assert.equal(await h1.agent!.stop(), 0);
   const u = JSON.parse((await h1.host.exec([process.execPath, CLI, 'uninstall', '--bpf-pin-dir', h1.host.pinDir, '-o', 'json'])).stdout) as { filters: string[] };
