@@ -5,9 +5,8 @@
  * protocol 4 (ipip backend) or to the udp port (udp backend) is handed to
  * the overlay device's vxlan receive path or decapsulated here; vxlan for a
  * local pod is decapsulated here when it is plain (vxlan_to_pod), and left
- * to the vxlan device otherwise; pod traffic
- * from direct peers (host-gw, DirectRouting) is forwarded to the pod's device
- * (forward.h). Everything else passes untouched, including everything before
+ * to the vxlan device otherwise; pod traffic from direct peers (host-gw,
+ * DirectRouting) is forwarded to the pod's device (forward.h). Everything else passes untouched, including everything before
  * the agent has written its config, so that attaching early can never cut a
  * host off its network.
  */
