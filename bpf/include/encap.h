@@ -308,13 +308,16 @@ static __always_inline int forward_direct(struct __sk_buff *skb, const struct we
  * has not reached us yet is dropped too, as its replies would be (no_peer).
  * An inner source outside the Network passes: a peer host may forward
  * traffic it did not translate, and flannel's devices accept it as well.
+ * WEFT_CFG_F_ANY_SENDER turns the rule off, for peers whose packets leave
+ * from another address than their lease's PublicIP (flanneld with a
+ * --public-ip that its interface does not hold, and no NAT in between).
  * Returns WEFT_DROP_NONE or the reason.
  */
 static __always_inline int admit_tunnel(const struct weft_config *cfg, __be32 outer_src, __be32 inner_src)
 {
 	const struct weft_peer *peer;
 
-	if (!in_prefix(inner_src, cfg->network, cfg->network_len))
+	if ((cfg->flags & WEFT_CFG_F_ANY_SENDER) || !in_prefix(inner_src, cfg->network, cfg->network_len))
 		return WEFT_DROP_NONE;
 	peer = peer_for(inner_src);
 	if (!peer || (peer->flags & WEFT_PEER_F_LOCAL) || peer->public_ip != outer_src)

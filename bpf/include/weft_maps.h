@@ -49,6 +49,8 @@ struct weft_peer {
 #define WEFT_CFG_F_KERNEL_DECAP (1 << 2)
 /* vxlan: the program pushes the VXLAN headers and sends to the underlay itself (encap.h push_vxlan). */
 #define WEFT_CFG_F_VXLAN_PUSH   (1 << 3)
+/* Tunnel packets are not held to the lease holder of their inner source (admit_tunnel); the VNI still is. */
+#define WEFT_CFG_F_ANY_SENDER   (1 << 4)
 
 struct weft_config {
 	__be32 public_ip;        /* our underlay address: outer source */

@@ -128,6 +128,10 @@ test('codecs: weft_config flags for the programs\' shortcuts, and the udp decap 
   const plain = decodeConfig(encodeConfig(local('vxlan'), { ...dev, podForward: false }));
   assert.equal(plain.podForward, false);
   assert.equal(plain.decapPort, 0);
+  const open = encodeConfig(local('vxlan'), { ...dev, anySender: true });
+  assert.equal(open[15], 1 | 16, 'READY | ANY_SENDER');
+  assert.equal(decodeConfig(open).anySender, true);
+  assert.equal(plain.anySender, false);
   assert.throws(() => encodeConfig(local('vxlan'), { ...dev, decapPort: 4790 }), /weft_config: decapPort is for the udp backend, not vxlan/);
   assert.throws(() => encodeConfig(local('udp'), { ...dev, decapPort: 70000 }), /weft_config: decapPort: 70000 does not fit 16 bits/);
 });

@@ -58,7 +58,7 @@ export interface Fixture {
   overlayMAC: string;
   overlayIfindex: number;
   run(obj: BpfObject, prog: string, data: Buffer): { retval: number; data: Buffer };
-  configure(backend: BackendType, opts?: { ready?: boolean; udpPort?: number; podForward?: boolean; decapPort?: number }): void;
+  configure(backend: BackendType, opts?: { ready?: boolean; udpPort?: number; podForward?: boolean; decapPort?: number; anySender?: boolean }): void;
   local(backend: BackendType, udpPort?: number): LocalNetwork;
   setPeer(route: PeerRoute): void;
   deletePeer(subnet: string): void;
@@ -118,7 +118,7 @@ export async function makeFixture(): Promise<Fixture> {
         };
       },
       configure(backend, opts = {}) {
-        const dev = { overlayIfindex: weft0.ifindex, overlayMAC: weft0.address, podForward: opts.podForward, decapPort: opts.decapPort };
+        const dev = { overlayIfindex: weft0.ifindex, overlayMAC: weft0.address, podForward: opts.podForward, decapPort: opts.decapPort, anySender: opts.anySender };
         const value = encodeConfig(fx.local(backend, opts.udpPort), dev, opts.ready ?? true);
         map(MAP_CONFIG).update(CONFIG_KEY, value);
         map(MAP_PEERS).update(encodeLpmKey('10.244.1.0/24'), encodeLocalPeer(host.address));

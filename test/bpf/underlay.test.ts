@@ -140,6 +140,9 @@ describe('underlay_decap', () => {
         const out = decap(from(src, innerSrc, proto));
         assert.equal(out.retval, TC_ACT_REDIRECT, `${proto} from ${src} with inner source ${innerSrc}`);
       }
+      // WEFT_EBPF_SENDER_CHECK=0: the rule is off, the spoofed packet is delivered.
+      fx.configure(proto, { anySender: true });
+      assert.equal(decap(from('192.0.2.99', '10.244.2.2', proto)).retval, TC_ACT_REDIRECT, `${proto}: any sender when the check is off`);
     }
   });
 });

@@ -38,6 +38,13 @@ export const podForwardWanted = (env: NodeJS.ProcessEnv = process.env): boolean 
 export const gatewayWanted = (env: NodeJS.ProcessEnv = process.env): boolean => env.WEFT_EBPF_GATEWAY !== undefined && envSwitch('WEFT_EBPF_GATEWAY', env);
 
 /** vxlan without GBP: headers pushed by the program (encap.h push_vxlan); WEFT_EBPF_VXLAN_PUSH=0 leaves them to the device. */
+/**
+ * Whether tunnel packets are held to the lease holder of their inner source
+ * (bpf/include/encap.h admit_tunnel). WEFT_EBPF_SENDER_CHECK=0 turns it off,
+ * for clusters whose hosts send from another address than their PublicIP.
+ */
+export const senderCheckWanted = (env: NodeJS.ProcessEnv = process.env): boolean => envSwitch('WEFT_EBPF_SENDER_CHECK', env);
+
 export function vxlanPushWanted(local: LocalNetwork, env: NodeJS.ProcessEnv = process.env): boolean {
   return local.backend === 'vxlan' && !local.vxlan?.gbp && envSwitch('WEFT_EBPF_VXLAN_PUSH', env);
 }
@@ -68,6 +75,7 @@ export class EbpfDataplane implements Dataplane {
     this.overlay = ensureOverlay(nl, local, this.log);
     const podForward = podForwardWanted();
     const vxlanPush = vxlanPushWanted(local);
+    const anySender = !senderCheckWanted();
     const loaded = loadObjects(local.pinDir, this.log, { gateway: gatewayWanted() });
     this.maps = loaded.maps;
     this.portsMap = loaded.ports;
@@ -86,7 +94,7 @@ export class EbpfDataplane implements Dataplane {
     // The config first: programs attached before it is READY would drop what they see.
     this.maps.config.update(
       CONFIG_KEY,
-      encodeConfig(local, { overlayIfindex: this.overlay.index, overlayMAC: this.overlay.mac, podForward, decapPort: this.overlay.decapPort, vxlanPush }),
+      encodeConfig(local, { overlayIfindex: this.overlay.index, overlayMAC: this.overlay.mac, podForward, decapPort: this.overlay.decapPort, vxlanPush, anySender }),
     );
     const ids = {
       overlayEgress: attach(this.overlay.index, 'egress', loaded.overlay, 'overlay_egress'),
@@ -106,6 +114,7 @@ export class EbpfDataplane implements Dataplane {
         podForward,
         podPorts: this.ports?.size,
         vxlanPush,
+        senderCheck: !anySender,
         decapPort: this.overlay.decapPort || undefined,
         gateway: this.gateway ? (this.gateway.device ?? 'none yet') : undefined,
       },

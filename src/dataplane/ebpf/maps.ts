@@ -52,6 +52,8 @@ export const CFG_F_POD_FORWARD = 1 << 1;
 export const CFG_F_KERNEL_DECAP = 1 << 2;
 /** vxlan: the program pushes the VXLAN headers and sends to the underlay itself (bpf/include/encap.h push_vxlan). */
 export const CFG_F_VXLAN_PUSH = 1 << 3;
+/** Tunnel packets are not held to the lease holder of their inner source (bpf/include/encap.h admit_tunnel). */
+export const CFG_F_ANY_SENDER = 1 << 4;
 
 /**
  * Byte offsets of every field, named as in weft_maps.h. The codecs below
@@ -226,6 +228,8 @@ export interface ConfigDevices {
   decapPort?: number;
   /** vxlan without GBP: push the headers in the program instead of the device's transmit path (CFG_F_VXLAN_PUSH). */
   vxlanPush?: boolean;
+  /** Accept tunnel packets from any sender (CFG_F_ANY_SENDER); the VNI is still checked. */
+  anySender?: boolean;
 }
 
 export interface DecodedConfig {
@@ -247,6 +251,7 @@ export interface DecodedConfig {
   /** The overlay device's vxlan port that udp packets are handed to, or 0 when the programs decapsulate. */
   decapPort: number;
   vxlanPush: boolean;
+  anySender: boolean;
 }
 
 /**
@@ -271,7 +276,7 @@ export function encodeConfig(local: LocalNetwork, dev: ConfigDevices, ready = tr
   checkU16(decapPort, 'weft_config: decapPort');
   if (decapPort && local.backend !== 'udp') throw new Error(`weft_config: decapPort is for the udp backend, not ${local.backend}`);
   if (dev.vxlanPush && (local.backend !== 'vxlan' || local.vxlan?.gbp)) throw new Error(`weft_config: vxlanPush is for the vxlan backend without GBP (backend ${local.backend})`);
-  b[C.flags] = (ready ? CFG_F_READY : 0) | (dev.podForward ? CFG_F_POD_FORWARD : 0) | (decapPort ? CFG_F_KERNEL_DECAP : 0) | (dev.vxlanPush ? CFG_F_VXLAN_PUSH : 0);
+  b[C.flags] = (ready ? CFG_F_READY : 0) | (dev.podForward ? CFG_F_POD_FORWARD : 0) | (decapPort ? CFG_F_KERNEL_DECAP : 0) | (dev.vxlanPush ? CFG_F_VXLAN_PUSH : 0) | (dev.anySender ? CFG_F_ANY_SENDER : 0);
   b.writeUInt16LE(decapPort, C.decap_port);
   let port = 0;
   if (local.backend === 'vxlan') {
@@ -311,6 +316,7 @@ export function decodeConfig(b: Buffer): DecodedConfig {
     podForward: (b[C.flags] & CFG_F_POD_FORWARD) !== 0,
     decapPort: (b[C.flags] & CFG_F_KERNEL_DECAP) !== 0 ? b.readUInt16LE(C.decap_port) : 0,
     vxlanPush: (b[C.flags] & CFG_F_VXLAN_PUSH) !== 0,
+    anySender: (b[C.flags] & CFG_F_ANY_SENDER) !== 0,
   };
 }
 
