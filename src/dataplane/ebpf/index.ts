@@ -37,7 +37,6 @@ export const podForwardWanted = (env: NodeJS.ProcessEnv = process.env): boolean 
 /** gateway_ingress on the pods' gateway device (bpf/gateway.c): off unless WEFT_EBPF_GATEWAY=1 (see gateway.ts). */
 export const gatewayWanted = (env: NodeJS.ProcessEnv = process.env): boolean => env.WEFT_EBPF_GATEWAY !== undefined && envSwitch('WEFT_EBPF_GATEWAY', env);
 
-/** vxlan without GBP: headers pushed by the program (encap.h push_vxlan); WEFT_EBPF_VXLAN_PUSH=0 leaves them to the device. */
 /**
  * Whether tunnel packets are held to the lease holder of their inner source
  * (bpf/include/encap.h admit_tunnel). WEFT_EBPF_SENDER_CHECK=0 turns it off,
@@ -45,6 +44,7 @@ export const gatewayWanted = (env: NodeJS.ProcessEnv = process.env): boolean => 
  */
 export const senderCheckWanted = (env: NodeJS.ProcessEnv = process.env): boolean => envSwitch('WEFT_EBPF_SENDER_CHECK', env);
 
+/** vxlan without GBP: headers pushed by the program (encap.h push_vxlan); WEFT_EBPF_VXLAN_PUSH=0 leaves them to the device. */
 export function vxlanPushWanted(local: LocalNetwork, env: NodeJS.ProcessEnv = process.env): boolean {
   return local.backend === 'vxlan' && !local.vxlan?.gbp && envSwitch('WEFT_EBPF_VXLAN_PUSH', env);
 }
