@@ -6,29 +6,15 @@
 // traffic takes the kernel's forward path to the overlay device as always.
 import { NetlinkHandle, type Link } from '../../native/netlink.js';
 import { tcFilters, type BpfProgram } from '../../native/bpf.js';
-import { IPNet } from '../../subnet/ipnet.js';
+import { subnetHolders } from './ports.js';
 import { attachProgram, detach, TC_HANDLE, TC_PRIORITY } from './loader.js';
 import type { LocalNetwork } from '../types.js';
 import type { Logger } from '../../log.js';
 
 /** The device with an IPv4 address whose network holds our whole subnet (docker0 10.244.3.1/24), other than weft's own. */
 export function findGatewayDevice(nl: NetlinkHandle, subnet: string, exclude: number[]): Link | null {
-  const net = IPNet.parse(subnet);
-  if (!net) throw new Error(`gateway: "${subnet}" is not a subnet`);
-  const holders = nl
-    .addrs()
-    .filter((a) => !exclude.includes(a.index))
-    .filter((a) => {
-      const n = IPNet.parse(`${a.address}/${a.prefixLen}`);
-      return !!n && n.prefixLen <= net.prefixLen && n.contains(net.canonical()) && net.containsIP(parseV4(a.address));
-    })
-    .map((a) => a.index)
-    .sort((x, y) => x - y);
-  return holders.length ? nl.link(holders[0]) : null;
-}
-
-function parseV4(a: string): bigint {
-  return a.split('.').reduce((acc, o) => (acc << 8n) | BigInt(Number(o)), 0n);
+  const [first] = subnetHolders(nl, subnet, exclude);
+  return first === undefined ? null : nl.link(first);
 }
 
 export class GatewayHook {

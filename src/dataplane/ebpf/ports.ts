@@ -8,7 +8,7 @@
 // the kernel's path.
 import { NetlinkHandle, type Link } from '../../native/netlink.js';
 import type { BpfMap } from '../../native/bpf.js';
-import { IPNet } from '../../subnet/ipnet.js';
+import { IPNet, parseIP } from '../../subnet/ipnet.js';
 import { decodePort, decodePortKey, encodePort, encodePortKey, PORTS_MAX, type BridgePort } from './maps.js';
 import type { Logger } from '../../log.js';
 
@@ -18,16 +18,28 @@ export interface PortsSnapshot {
   entries: Map<string, BridgePort>;
 }
 
-/** What weft_ports should hold now: every MAC learned on a port of a bridge with an address in subnet. */
-export function desiredPorts(nl: NetlinkHandle, subnet: string): PortsSnapshot {
+/**
+ * The devices that hold our subnet, lowest ifindex first: an IPv4 address
+ * inside it whose own network covers all of it (docker0 10.244.3.1/24 for
+ * 10.244.3.0/24), leaving out the devices in exclude (weft's own).
+ */
+export function subnetHolders(nl: NetlinkHandle, subnet: string, exclude: number[] = []): number[] {
   const net = IPNet.parse(subnet);
-  if (!net) throw new Error(`weft_ports: "${subnet}" is not a subnet`);
+  if (!net) throw new Error(`"${subnet}" is not a subnet`);
+  const held = new Set<number>();
+  for (const a of nl.addrs()) {
+    const n = IPNet.parse(`${a.address}/${a.prefixLen}`);
+    const ip = parseIP(a.address);
+    if (!n || !ip || exclude.includes(a.index)) continue;
+    if (ip.family === net.family && n.contains(net.canonical()) && net.containsIP(ip.value)) held.add(a.index);
+  }
+  return [...held].sort((x, y) => x - y);
+}
+
+/** What weft_ports should hold now: every MAC learned on a port of a bridge that holds our subnet. */
+export function desiredPorts(nl: NetlinkHandle, subnet: string): PortsSnapshot {
   const links = nl.links();
-  const inSubnet = (address: string): boolean => {
-    const a = IPNet.parse(`${address}/32`);
-    return !!a && net.contains(a);
-  };
-  const bridgeIdx = new Set(nl.addrs().filter((a) => inSubnet(a.address)).map((a) => a.index));
+  const bridgeIdx = new Set(subnetHolders(nl, subnet));
   const bridges = links.filter((l) => l.kind === 'bridge' && bridgeIdx.has(l.index));
   const masterOf = new Map<number, Link>();
   const portOf = new Map<number, BridgePort>();
