@@ -38,7 +38,7 @@
  * Decapsulation flags newer than bookworm's 6.1 uapi header. DECAP_L3_* came
  * with 6.3. DECAP_L4_UDP and DECAP_IPXIP4 also clear skb->encapsulation and
  * the tunnel GSO bits of a decapsulated aggregate; 6.18 does not have them
- * (its BTF stops at DECAP_L3_IPV6) and rejects them with -EINVAL, so decap_ip
+ * (its BTF stops at DECAP_L3_IPV6) and rejects them with -EINVAL, so pop_outer()
  * falls back. Without them a GSO aggregate stays marked as encapsulated, and
  * a Linux bridge (no hw_enc_features) segments it in software on its way to
  * the pod: ipip and udp receive at a third of vxlan's single-stream rate.
@@ -49,6 +49,22 @@
 #define WEFT_ADJ_ROOM_DECAP_L3_IPV4 (1ULL << 7)
 #define WEFT_ADJ_ROOM_DECAP_L4_UDP  (1ULL << 10)
 #define WEFT_ADJ_ROOM_DECAP_IPXIP4  (1ULL << 11)
+
+/*
+ * Removes olen bytes of outer headers after the Ethernet header, asking for
+ * the newest decapsulation flags first (l4: DECAP_L4_UDP or DECAP_IPXIP4);
+ * each older kernel rejects what it does not know with -EINVAL, and a failed
+ * attempt leaves the packet as it was. Returns 0, or non-zero when every
+ * attempt failed.
+ */
+static __always_inline int pop_outer(struct __sk_buff *skb, __u32 olen, __u64 l4)
+{
+	__u64 base = BPF_F_ADJ_ROOM_FIXED_GSO;
+
+	return bpf_skb_adjust_room(skb, -(__s32)olen, BPF_ADJ_ROOM_MAC, base | WEFT_ADJ_ROOM_DECAP_L3_IPV4 | l4) &&
+	       bpf_skb_adjust_room(skb, -(__s32)olen, BPF_ADJ_ROOM_MAC, base | WEFT_ADJ_ROOM_DECAP_L3_IPV4) &&
+	       bpf_skb_adjust_room(skb, -(__s32)olen, BPF_ADJ_ROOM_MAC, base);
+}
 
 #define WEFT_TTL 64
 #define INET_ECN_MASK 3
@@ -355,9 +371,6 @@ static __always_inline int to_peer(struct __sk_buff *skb, const struct weft_conf
 static __always_inline int decap_ip(struct __sk_buff *skb, const struct weft_config *cfg,
 				    const struct ipv4_pkt *p, __u32 olen, int with_udp)
 {
-	__u64 base = BPF_F_ADJ_ROOM_FIXED_GSO;
-	__u64 newest = base | WEFT_ADJ_ROOM_DECAP_L3_IPV4 |
-		       (with_udp ? WEFT_ADJ_ROOM_DECAP_L4_UDP : WEFT_ADJ_ROOM_DECAP_IPXIP4);
 	__be32 outer_src = p->ip->saddr;
 	struct pod_hop hop;
 	__be32 inner_src;
@@ -383,10 +396,7 @@ static __always_inline int decap_ip(struct __sk_buff *skb, const struct weft_con
 	}
 	/* Asked before stripping: the answer must not depend on a packet already changed. */
 	direct = pod_hop(skb, cfg, ETH_HLEN + olen, cfg->overlay_ifindex, &hop);
-	/* Newest flags first; each older kernel rejects what it does not know with -EINVAL. */
-	if (bpf_skb_adjust_room(skb, -(__s32)olen, BPF_ADJ_ROOM_MAC, newest) &&
-	    bpf_skb_adjust_room(skb, -(__s32)olen, BPF_ADJ_ROOM_MAC, base | WEFT_ADJ_ROOM_DECAP_L3_IPV4) &&
-	    bpf_skb_adjust_room(skb, -(__s32)olen, BPF_ADJ_ROOM_MAC, base))
+	if (pop_outer(skb, olen, with_udp ? WEFT_ADJ_ROOM_DECAP_L4_UDP : WEFT_ADJ_ROOM_DECAP_IPXIP4))
 		return -WEFT_DROP_ENCAP_FAILED;
 	if (direct)
 		return to_pod(skb, &hop);
@@ -422,7 +432,6 @@ static __always_inline int vxlan_to_pod(struct __sk_buff *skb, const struct weft
 	struct vxlan_eth vx;
 	struct pod_hop hop;
 	__be32 inner_src;
-	__u64 base = BPF_F_ADJ_ROOM_FIXED_GSO;
 
 	if (!(cfg->flags & WEFT_CFG_F_POD_FORWARD) || is_fragment(p->ip))
 		return TC_ACT_OK;
@@ -438,11 +447,8 @@ static __always_inline int vxlan_to_pod(struct __sk_buff *skb, const struct weft
 		return TC_ACT_OK;
 	if (!pod_hop(skb, cfg, ETH_HLEN + olen, cfg->overlay_ifindex, &hop))
 		return TC_ACT_OK;
-	/* Newest flags first (see decap_ip); a failed attempt leaves the packet as it was. */
-	if (bpf_skb_adjust_room(skb, -(__s32)olen, BPF_ADJ_ROOM_MAC,
-				base | WEFT_ADJ_ROOM_DECAP_L3_IPV4 | WEFT_ADJ_ROOM_DECAP_L4_UDP) &&
-	    bpf_skb_adjust_room(skb, -(__s32)olen, BPF_ADJ_ROOM_MAC, base | WEFT_ADJ_ROOM_DECAP_L3_IPV4) &&
-	    bpf_skb_adjust_room(skb, -(__s32)olen, BPF_ADJ_ROOM_MAC, base))
+	/* Untouched when it fails: the vxlan device takes it as it came. */
+	if (pop_outer(skb, olen, WEFT_ADJ_ROOM_DECAP_L4_UDP))
 		return TC_ACT_OK;
 	return to_pod(skb, &hop);
 }
