@@ -169,6 +169,11 @@ export interface Reachability {
 }
 
 /** One check from a namespace to an address; for tcp/udp the target namespace runs an echo server. */
+/** The subnet a node leased, from its subnet.env (FLANNEL_SUBNET=10.244.3.1/24 -> 10.244.3.0/24). */
+export function subnetOf(node: ClusterNode): string {
+  return node.env.FLANNEL_SUBNET.replace(/\.1\//, '.0/');
+}
+
 export async function reach(from: Netns, to: string, proto: Proto, target?: Netns, port = 7777): Promise<{ ok: boolean; detail: string }> {
   if (proto === 'icmp') {
     const r = await from.exec(['ping', '-c', '2', '-i', '0.2', '-W', '2', to], { allowFail: true, timeoutMs: 10_000 });

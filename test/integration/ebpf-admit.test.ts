@@ -5,7 +5,7 @@
 // Real packets, from real vxlan devices in the lab's router namespace.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Cluster, type ClusterNode } from 'weft/lab/cluster.js';
+import { Cluster, subnetOf, type ClusterNode } from 'weft/lab/cluster.js';
 import { openPinnedMaps } from 'weft/dataplane/ebpf/loader.js';
 import { decodeCounter, dropKey, type DropReason } from 'weft/dataplane/ebpf/maps.js';
 import { snmp } from '../bpf/traffic.js';
@@ -32,7 +32,7 @@ test('vxlan: a wrong VNI, and a sender that is not the lease holder of the pod a
   const router = c.lab.router;
   // An address inside h2's subnet: only h2 (192.0.2.12) may send from it.
   const spoofed = peerPod.ip.replace(/\.\d+$/, '.77');
-  const h1Subnet = h1.env.FLANNEL_SUBNET.replace(/\.1\//, '.0/');
+  const h1Subnet = subnetOf(h1);
 
   /** A vxlan device in the router namespace aimed at h1, sending from src to the target pod. */
   async function sender(name: string, vni: number, src: string): Promise<void> {

@@ -3,7 +3,7 @@
 // talk across hosts with real packets, in every backend.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Cluster, connectivity, failures, reach, type ClusterNode, type Pod } from 'weft/lab/cluster.js';
+import { Cluster, connectivity, failures, reach, subnetOf, type ClusterNode, type Pod } from 'weft/lab/cluster.js';
 import { startAgent, CLI } from 'weft/lab/agent.js';
 import { sleep, waitFor } from 'weft/lab/exec.js';
 import { withNetns } from 'weft/native/addon.js';
@@ -149,13 +149,12 @@ test('vxlan DirectRouting: a peer on our segment is forwarded directly, a routed
     hosts: [{ name: 'h1', octet: 11 }, { name: 'h2', octet: 12 }, { name: 'h3', octet: 13, segment: 1 }],
   });
   t.after(() => c.destroy());
-  const subnetOf = (n: string): string => c.node(n).env.FLANNEL_SUBNET.replace(/\.1\//, '.0/');
   const peers = await waitFor('both peers in h1\'s map', () => {
     const p = peersOf(c.node('h1'));
-    return p.has(subnetOf('h2')) && p.has(subnetOf('h3')) && p;
+    return p.has(subnetOf(c.node('h2'))) && p.has(subnetOf(c.node('h3'))) && p;
   });
-  const h2 = peers.get(subnetOf('h2'))!;
-  const h3 = peers.get(subnetOf('h3'))!;
+  const h2 = peers.get(subnetOf(c.node('h2')))!;
+  const h3 = peers.get(subnetOf(c.node('h3')))!;
   assert.equal(h2.route.directRouting, true);
   assert.equal(h2.route.publicIP, '192.0.2.12');
   assert.equal(h3.route.directRouting, false);

@@ -5,7 +5,7 @@
 // drops rise after traffic to a peer that left.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { Cluster, type ClusterNode } from 'weft/lab/cluster.js';
+import { Cluster, subnetOf, type ClusterNode } from 'weft/lab/cluster.js';
 import { CLI, statusSocket } from 'weft/lab/agent.js';
 import { waitFor, type RunResult } from 'weft/lab/exec.js';
 import { withNetns } from 'weft/native/addon.js';
@@ -48,7 +48,6 @@ async function json<T>(n: ClusterNode, args: string[]): Promise<T> {
   return JSON.parse(r.stdout) as T;
 }
 
-const subnetOf = (n: ClusterNode): string => n.env.FLANNEL_SUBNET.replace(/\.1\//, '.0/');
 
 /** The lease value in etcd, read with etcdctl. */
 async function leaseValue(n: ClusterNode): Promise<{ PublicIP: string; BackendData: { VNI: number; VtepMAC: string } }> {
