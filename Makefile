@@ -20,7 +20,7 @@ BPF_TEST_OBJ := $(patsubst test/fixtures/bpf/%.c,build/test-bpf/%.o,$(BPF_TEST_S
 NATIVE := native/build/Release/weft_native.node
 NATIVE_SRC := native/binding.gyp $(wildcard native/src/*.cc native/src/*.h)
 TS_SRC := $(shell find src -name '*.ts' 2>/dev/null) $(shell find src -name '*.proto' 2>/dev/null) tsconfig.json
-TEST_SRC := $(shell find test bench demo -name "*.ts" 2>/dev/null) tsconfig.test.json
+TEST_SRC := $(shell find lab test bench demo -name "*.ts" 2>/dev/null) tsconfig.test.json
 
 .PHONY: setup build bpf native ts test demo bench clean
 

@@ -3,13 +3,13 @@
 // every case in turn. All pairs share one lab (one underlay segment, one
 // router) and one etcd; each weft pair has its own etcd prefix and network
 // config, so the pairs never see each other's leases.
-import { Lab, type LabHost, type Netns } from 'weft/lab/netns.js';
-import { LabEtcd } from 'weft/lab/etcd.js';
-import { startAgent, subnetFile, type LabAgent } from 'weft/lab/agent.js';
-import { FlannelHost } from 'weft/lab/flannel.js';
-import { waitFor } from 'weft/lab/exec.js';
+import { Lab, type LabHost, type Netns } from '../lab/netns.js';
+import { LabEtcd } from '../lab/etcd.js';
+import { startAgent, subnetFile, type LabAgent } from '../lab/agent.js';
+import { FlannelHost } from '../lab/flannel.js';
+import { waitFor } from '../lab/exec.js';
 import { readEnvFile } from 'weft/agent/subnet-env.js';
-import { IPNet } from 'weft/subnet/ipnet.js';
+import { IPNet } from 'weft/core/ipnet.js';
 import { startServers } from './measure.js';
 
 export type Backend = 'vxlan' | 'host-gw' | 'ipip' | 'udp';

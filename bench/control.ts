@@ -6,8 +6,8 @@
 import fs from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import type { Etcd3 } from 'etcd3';
-import { startAgent, subnetFile, type LabAgent, type LogLine } from 'weft/lab/agent.js';
-import { sleep } from 'weft/lab/exec.js';
+import { startAgent, subnetFile, type LabAgent, type LogLine } from '../lab/agent.js';
+import { sleep } from '../lab/exec.js';
 import { readEnvFile } from 'weft/agent/subnet-env.js';
 import { encodeLpmKey } from 'weft/dataplane/ebpf/maps.js';
 import type { Bench } from './cases.js';

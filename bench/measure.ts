@@ -3,8 +3,8 @@
 // and every process is started inside a namespace the benchmark made.
 import fs from 'node:fs';
 import os from 'node:os';
-import { runSync } from 'weft/lab/exec.js';
-import type { Netns } from 'weft/lab/netns.js';
+import { runSync } from '../lab/exec.js';
+import type { Netns } from '../lab/netns.js';
 
 export const IPERF_PORT = 5201;
 export const SOCKPERF_PORT = 11111;

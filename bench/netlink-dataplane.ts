@@ -8,10 +8,10 @@
 // Peer subnets are /30s inside 10.244.0.0/16 (room for 16,383 peers; the
 // last /30 is the host's own), each reached via its first address as flannel
 // reaches <subnet>.0. The goal (issue 4): 10,000 peers well under 5 s.
-import { Lab } from 'weft/lab/netns.js';
+import { Lab } from '../lab/netns.js';
 import { NetlinkHandle } from 'weft/native/netlink.js';
 import { NetlinkDataplane } from 'weft/dataplane/netlink/index.js';
-import { createLogger } from 'weft/log.js';
+import { createLogger } from 'weft/core/log.js';
 import type { LocalNetwork, PeerRoute } from 'weft/dataplane/types.js';
 
 function peers(n: number): PeerRoute[] {

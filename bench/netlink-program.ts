@@ -11,7 +11,7 @@
 // Peer subnets are /30s inside 10.244.0.0/16, each reached via its first
 // address as flannel reaches <subnet>.0; the last /30 is the host's own
 // (room for 16,383 peers).
-import { Lab } from 'weft/lab/netns.js';
+import { Lab } from '../lab/netns.js';
 import { NetlinkHandle, throwIfFailed, type BatchOp, type Link } from 'weft/native/netlink.js';
 
 interface Peer {

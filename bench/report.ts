@@ -4,7 +4,7 @@
 // for BENCHMARKS.md.
 import fs from 'node:fs';
 import os from 'node:os';
-import { runSync } from 'weft/lab/exec.js';
+import { runSync } from '../lab/exec.js';
 import { CASES, type CaseSetup } from './cases.js';
 import type { ControlResult } from './control.js';
 import { median, spread, type Latency, type Placement, type Throughput } from './measure.js';

@@ -8,12 +8,12 @@
 //   node dist-test/demo/demo.js [--backend vxlan|host-gw|ipip|udp] [--dataplane ebpf|netlink|auto]
 import fs from 'node:fs';
 import path from 'node:path';
-import { Lab, BPFFS, reapStaleLabs, type LabHost } from 'weft/lab/netns.js';
-import { LabEtcd } from 'weft/lab/etcd.js';
-import { CLI, startAgent, subnetFile, type LabAgent } from 'weft/lab/agent.js';
-import { runSync } from 'weft/lab/exec.js';
+import { Lab, BPFFS, reapStaleLabs, type LabHost } from '../lab/netns.js';
+import { LabEtcd } from '../lab/etcd.js';
+import { CLI, startAgent, subnetFile, type LabAgent } from '../lab/agent.js';
+import { runSync } from '../lab/exec.js';
 import { readEnvFile } from 'weft/agent/subnet-env.js';
-import { IPNet } from 'weft/subnet/ipnet.js';
+import { IPNet } from 'weft/core/ipnet.js';
 import { bold, dim, FAIL, info, OK, red, setSteps, shell, step, waiting, yellow } from './ui.js';
 import { pingMatrix, iperfAcross, showDataplane, showLeases, type DemoPod } from './show.js';
 

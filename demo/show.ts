@@ -2,9 +2,9 @@
 // iperf3 across hosts, and the dataplane's own view of its peers.
 import fs from 'node:fs';
 import path from 'node:path';
-import type { LabHost, Netns } from 'weft/lab/netns.js';
-import type { LabEtcd } from 'weft/lab/etcd.js';
-import { sleep } from 'weft/lab/exec.js';
+import type { LabHost, Netns } from '../lab/netns.js';
+import type { LabEtcd } from '../lab/etcd.js';
+import { sleep } from '../lab/exec.js';
 import { bold, dim, FAIL, green, info, output, red, shell, table, waiting } from './ui.js';
 
 export interface DemoPod {

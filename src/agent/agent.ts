@@ -10,7 +10,7 @@ import { HealthServer } from './health.js';
 import { StatusServer, agentStatus } from './status.js';
 import type { SelectedInterface } from './iface.js';
 import type { Dataplane, LocalNetwork, PeerRoute } from '../dataplane/types.js';
-import { RateLimiter, type Logger } from '../log.js';
+import { RateLimiter, type Logger } from '../core/log.js';
 
 export type DataplaneChoice = 'auto' | 'ebpf' | 'netlink' | 'none';
 

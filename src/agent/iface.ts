@@ -1,7 +1,7 @@
 // Which interface carries the overlay, as flannel chooses it: --iface by name
 // or address (first match wins), else --iface-regex, else the interface of the
 // default route. --public-ip overrides the advertised address.
-import { IPNet, parseIP } from '../subnet/ipnet.js';
+import { IPNet, parseIP } from '../core/ipnet.js';
 import type { UnderlayInterface } from '../dataplane/types.js';
 
 export interface IfaceSnapshot {

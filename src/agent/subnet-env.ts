@@ -2,7 +2,7 @@
 // (temp file + rename, mode 0644) so docker or a CNI plugin never reads half a file.
 import fs from 'node:fs';
 import path from 'node:path';
-import { IPNet } from '../subnet/ipnet.js';
+import { IPNet } from '../core/ipnet.js';
 
 export interface SubnetEnv {
   network: IPNet;

@@ -3,7 +3,7 @@
 import type { BackendConfig } from '../config/network.js';
 import type { BackendType, PeerRoute, UnderlayInterface } from '../dataplane/types.js';
 import type { Lease, LeaseAttrs } from '../subnet/lease.js';
-import { IPNet, parseIP } from '../subnet/ipnet.js';
+import { IPNet, parseIP } from '../core/ipnet.js';
 
 export interface Backend {
   readonly type: BackendType;

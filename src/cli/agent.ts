@@ -7,7 +7,7 @@ import { ConfigError } from '../config/network.js';
 import { OutOfSubnetsError } from '../subnet/manager.js';
 import { EtcdOptionsError } from '../subnet/registry.js';
 import { selectDataplane } from '../dataplane/select.js';
-import { createLogger } from '../log.js';
+import { createLogger } from '../core/log.js';
 import { etcdFromArgs, etcdOptions, pinDirOption, UsageError, withOptions, type EtcdArgs } from './options.js';
 import { statusSocketOption } from './status.js';
 

@@ -3,7 +3,7 @@
 import type { Argv, CommandModule } from 'yargs';
 import { uninstallEbpf } from '../dataplane/ebpf/index.js';
 import { uninstallNetlink } from '../dataplane/netlink/uninstall.js';
-import { createLogger } from '../log.js';
+import { createLogger } from '../core/log.js';
 import { pinDirOption, withOptions } from './options.js';
 
 interface UninstallArgs {

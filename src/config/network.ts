@@ -1,6 +1,6 @@
 // The network config at <prefix>/config: flannel's fields, defaults and
 // checks. Every problem is a ConfigError naming the field and the reason.
-import { IPNet, type Family } from '../subnet/ipnet.js';
+import { IPNet, type Family } from '../core/ipnet.js';
 import type { BackendType } from '../dataplane/types.js';
 
 export class ConfigError extends Error {

@@ -5,7 +5,7 @@
 // second programs anything.
 import { AgentFatalError, type DataplaneFactory } from '../agent/agent.js';
 import type { Dataplane, LocalNetwork } from './types.js';
-import type { Logger } from '../log.js';
+import type { Logger } from '../core/log.js';
 import { forcedFailure, probeEbpf, ProbeConfigError, type ProbeResult } from './probe.js';
 import { NetlinkDataplane, NetlinkUnsupportedError, UDP_UNSUPPORTED, uninstallNetlink } from './netlink/index.js';
 import { EbpfDataplane, uninstallEbpf } from './ebpf/index.js';

@@ -1,6 +1,6 @@
 // Which subnet to take: pure functions over the config and the taken subnets,
 // so the policy is testable without etcd.
-import { IPNet } from './ipnet.js';
+import { IPNet } from '../core/ipnet.js';
 import type { SubnetRange } from '../config/network.js';
 
 /** A lease fits the config when it is a subnet of the Network with the configured length. */

@@ -2,7 +2,7 @@
 //   key:   10.244.3.0-24   or, dual-stack,   10.244.3.0-24&fd00:10:244:3::-64
 //   value: {"PublicIP":"192.0.2.11","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"…"}}
 // Fields written by others that we do not know are kept when we rewrite our own lease.
-import { IPNet } from './ipnet.js';
+import { IPNet } from '../core/ipnet.js';
 
 // flannel's own pattern (pkg/subnet/subnet.go), anchored at the start as well.
 const KEY_RE = /^(\d+\.\d+\.\d+\.\d+)-(\d+)(?:&([a-f\d:]+)-(\d+))?$/;

@@ -9,10 +9,10 @@
 import { EventEmitter } from 'node:events';
 import { fitsRange, freeSubnets, pickRandom } from './allocator.js';
 import { isReservation, sameAttrs, type Lease, type LeaseAttrs, type SubnetKey } from './lease.js';
-import type { IPNet } from './ipnet.js';
+import type { IPNet } from '../core/ipnet.js';
 import type { EtcdRegistry, LeaseList } from './registry.js';
 import type { NetworkConfig } from '../config/network.js';
-import type { Logger } from '../log.js';
+import type { Logger } from '../core/log.js';
 
 export const DEFAULT_LEASE_TTL_SEC = 24 * 3600;
 const MAX_ATTEMPTS = 25;

@@ -6,7 +6,7 @@ import http from 'node:http';
 import https from 'node:https';
 import { Etcd3, type IKeyValue, type IOptions } from 'etcd3';
 import { ExponentialBackoff, noop, type IBackoff } from 'cockatiel';
-import type { IPNet } from './ipnet.js';
+import type { IPNet } from '../core/ipnet.js';
 import { encodeLeaseAttrs, formatSubnetKey, parseLeaseAttrs, parseSubnetKey, LeaseValueError, type Lease, type LeaseAttrs, type SubnetKey } from './lease.js';
 
 export const DEFAULT_PREFIX = '/coreos.com/network';

@@ -9,7 +9,7 @@ import type { IKeyValue } from 'etcd3';
 import type { Watcher } from 'etcd3';
 import { sameAttrs, type Lease } from './lease.js';
 import type { EtcdRegistry, LeaseList, MalformedLease } from './registry.js';
-import { RateLimiter, type Logger } from '../log.js';
+import { RateLimiter, type Logger } from '../core/log.js';
 
 export type LeaseEvent =
   | { type: 'added'; lease: Lease }

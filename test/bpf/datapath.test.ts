@@ -6,7 +6,7 @@
 // vxlan: the VNI and port on the wire, and a flannel host on the other side.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { Lab, type LabHost, type Netns } from 'weft/lab/netns.js';
+import { Lab, type LabHost, type Netns } from '../../lab/netns.js';
 import { BpfObject, tcAttach, tcHookCreate } from 'weft/native/bpf.js';
 import { withNetns } from 'weft/native/addon.js';
 import {

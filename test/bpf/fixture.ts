@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Lab, type LabHost } from 'weft/lab/netns.js';
+import { Lab, type LabHost } from '../../lab/netns.js';
 import { BpfObject, type BpfMap } from 'weft/native/bpf.js';
 import { withNetns } from 'weft/native/addon.js';
 import {

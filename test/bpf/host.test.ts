@@ -5,7 +5,7 @@
 // addresses and weft's own devices are left out.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { Lab, type LabHost } from 'weft/lab/netns.js';
+import { Lab, type LabHost } from '../../lab/netns.js';
 import { withNetns } from 'weft/native/addon.js';
 import { NetlinkHandle } from 'weft/native/netlink.js';
 import { desiredPorts } from 'weft/dataplane/ebpf/ports.js';

@@ -25,7 +25,7 @@ import {
   tcQuery,
 } from 'weft/native/bpf.js';
 import { withNetns } from 'weft/native/addon.js';
-import { Lab } from 'weft/lab/netns.js';
+import { Lab } from '../../lab/netns.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 const MAPS_O = path.join(root, 'build/test-bpf/maps.o');

@@ -1,7 +1,7 @@
 // Traffic and kernel counters for the dataplane tests that look at which path
 // packets took: the receiving host's IP forwarding counters, ICMP it sent,
 // and what a pod's interface received, around a burst of UDP datagrams.
-import type { Netns } from 'weft/lab/netns.js';
+import type { Netns } from '../../lab/netns.js';
 
 /** A value from /proc/net/snmp in the namespace, e.g. ('Ip', 'ForwDatagrams'). */
 export async function snmp(ns: Netns, group: string, field: string): Promise<number> {

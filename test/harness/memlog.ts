@@ -1,6 +1,6 @@
 // A pino logger whose lines stay in memory, for tests that assert what was logged.
 import { Writable } from 'node:stream';
-import { createLogger, type Logger } from 'weft/log.js';
+import { createLogger, type Logger } from 'weft/core/log.js';
 
 export interface MemLog {
   log: Logger;

@@ -6,7 +6,7 @@ if (process.getuid && process.getuid() !== 0) {
   console.error('make test needs root: the tests create network namespaces and load BPF programs. Run it as root (sudo make test).');
   process.exit(1);
 }
-const { reapStaleLabs } = await import('../../dist/lab/netns.js');
+const { reapStaleLabs } = await import('../../dist-test/lab/netns.js');
 const reaped = reapStaleLabs();
 if (reaped.length) console.error(`preflight: removed ${reaped.length} namespaces left by an earlier run: ${reaped.join(' ')}`);
 if (!fs.existsSync('/run/netns')) fs.mkdirSync('/run/netns', { recursive: true });

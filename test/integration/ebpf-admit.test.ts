@@ -5,7 +5,7 @@
 // Real packets, from real vxlan devices in the lab's router namespace.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Cluster, subnetOf, type ClusterNode } from 'weft/lab/cluster.js';
+import { Cluster, subnetOf, type ClusterNode } from '../../lab/cluster.js';
 import { openPinnedMaps } from 'weft/dataplane/ebpf/loader.js';
 import { decodeCounter, dropKey, type DropReason } from 'weft/dataplane/ebpf/maps.js';
 import { snmp } from '../bpf/traffic.js';

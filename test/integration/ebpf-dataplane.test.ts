@@ -3,15 +3,15 @@
 // talk across hosts with real packets, in every backend.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Cluster, connectivity, failures, reach, subnetOf, type ClusterNode, type Pod } from 'weft/lab/cluster.js';
-import { startAgent, CLI } from 'weft/lab/agent.js';
-import { sleep, waitFor } from 'weft/lab/exec.js';
+import { Cluster, connectivity, failures, reach, subnetOf, type ClusterNode, type Pod } from '../../lab/cluster.js';
+import { startAgent, CLI } from '../../lab/agent.js';
+import { sleep, waitFor } from '../../lab/exec.js';
 import { withNetns } from 'weft/native/addon.js';
 import { tcFilters, type TcHook } from 'weft/native/bpf.js';
 import { NetlinkHandle } from 'weft/native/netlink.js';
 import { openPinnedMaps } from 'weft/dataplane/ebpf/loader.js';
 import { decodeCounter, decodePeer, dropKey, type DecodedPeer } from 'weft/dataplane/ebpf/maps.js';
-import { PROBE } from 'weft/lab/probe.js';
+import { PROBE } from '../../lab/probe.js';
 import { rxStats, snmp, udpBurst } from '../bpf/traffic.js';
 
 const config = (backend: string, extra: Record<string, unknown> = {}): string => JSON.stringify({ Network: '10.244.0.0/16', Backend: { Type: backend, ...extra } });

@@ -5,9 +5,9 @@
 // drops rise after traffic to a peer that left.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { Cluster, subnetOf, type ClusterNode } from 'weft/lab/cluster.js';
-import { CLI, statusSocket } from 'weft/lab/agent.js';
-import { waitFor, type RunResult } from 'weft/lab/exec.js';
+import { Cluster, subnetOf, type ClusterNode } from '../../lab/cluster.js';
+import { CLI, statusSocket } from '../../lab/agent.js';
+import { waitFor, type RunResult } from '../../lab/exec.js';
 import { withNetns } from 'weft/native/addon.js';
 import { progInfo, tcFilters } from 'weft/native/bpf.js';
 import { NetlinkHandle } from 'weft/native/netlink.js';

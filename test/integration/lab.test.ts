@@ -3,8 +3,8 @@
 // side of the underlay and the test process.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Lab } from 'weft/lab/netns.js';
-import { LabEtcd } from 'weft/lab/etcd.js';
+import { Lab } from '../../lab/netns.js';
+import { LabEtcd } from '../../lab/etcd.js';
 
 test('lab: hosts, pods and etcd', async (t) => {
   const lab = await Lab.create();

@@ -4,8 +4,8 @@
 // outages are tested against real agents in test/integration/agent.test.ts.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { LabEtcd } from 'weft/lab/etcd.js';
-import { waitFor } from 'weft/lab/exec.js';
+import { LabEtcd } from '../../lab/etcd.js';
+import { waitFor } from '../../lab/exec.js';
 import { parseNetworkConfig } from 'weft/config/network.js';
 import { EtcdRegistry } from 'weft/subnet/registry.js';
 import { LeaseManager, OutOfSubnetsError } from 'weft/subnet/manager.js';

@@ -6,10 +6,10 @@
 // deleting them by hand.
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { Cluster, connectivity, failures, subnetOf, type ClusterNode } from 'weft/lab/cluster.js';
-import { waitFor } from 'weft/lab/exec.js';
-import type { LabHost } from 'weft/lab/netns.js';
-import type { LogLine } from 'weft/lab/agent.js';
+import { Cluster, connectivity, failures, subnetOf, type ClusterNode } from '../../lab/cluster.js';
+import { waitFor } from '../../lab/exec.js';
+import type { LabHost } from '../../lab/netns.js';
+import type { LogLine } from '../../lab/agent.js';
 
 const config = (backend: string, extra: Record<string, unknown> = {}): string => JSON.stringify({ Network: '10.244.0.0/16', Backend: { Type: backend, ...extra } });
 const gwOf = (subnet: string): string => subnet.split('/')[0];

@@ -2,8 +2,8 @@
 // what iproute2 reads back from the same kernel (`ip -j`, `bridge -j`).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { Lab, type LabHost } from 'weft/lab/netns.js';
-import { run, waitFor } from 'weft/lab/exec.js';
+import { Lab, type LabHost } from '../../lab/netns.js';
+import { run, waitFor } from '../../lab/exec.js';
 import { NetlinkHandle, isNetlinkError, type Link, type NetlinkEvent } from 'weft/native/netlink.js';
 import { addonPath } from 'weft/native/addon.js';
 

@@ -6,10 +6,10 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import { Lab, type LabHost } from 'weft/lab/netns.js';
-import { LabEtcd } from 'weft/lab/etcd.js';
-import { CLI, startAgent, statusSocket, subnetFile, type LabAgent } from 'weft/lab/agent.js';
-import { run } from 'weft/lab/exec.js';
+import { Lab, type LabHost } from '../../lab/netns.js';
+import { LabEtcd } from '../../lab/etcd.js';
+import { CLI, startAgent, statusSocket, subnetFile, type LabAgent } from '../../lab/agent.js';
+import { run } from '../../lab/exec.js';
 
 let lab: Lab;
 let etcd: LabEtcd;

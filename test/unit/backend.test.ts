@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { createBackend, stableVtepMAC } from 'weft/backend/index.js';
 import { parseNetworkConfig } from 'weft/config/network.js';
 import { encodeLeaseAttrs, parseLeaseAttrs, type Lease } from 'weft/subnet/lease.js';
-import { IPNet } from 'weft/subnet/ipnet.js';
+import { IPNet } from 'weft/core/ipnet.js';
 import type { UnderlayInterface } from 'weft/dataplane/types.js';
 
 const iface: UnderlayInterface = { name: 'eth0', index: 2, mtu: 1500, address: '192.0.2.11', mac: '02:00:00:00:00:01', networks: ['192.0.2.0/24'] };

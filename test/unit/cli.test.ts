@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { CLI } from 'weft/lab/agent.js';
+import { CLI } from '../../lab/agent.js';
 import { envArgs } from 'weft/cli/options.js';
 
 function weft(args: string[], env: NodeJS.ProcessEnv = {}, input = '') {

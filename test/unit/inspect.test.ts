@@ -13,7 +13,7 @@ import { duration, keyValues, table, toJson } from 'weft/cli/table.js';
 import { decodeConfig, decodePeer, encodeConfig, encodeLocalPeer, encodeLpmKey, encodePeer } from 'weft/dataplane/ebpf/maps.js';
 import type { BackendType, LocalNetwork, PeerRoute } from 'weft/dataplane/types.js';
 import type { PeerEntry } from 'weft/cli/bpf/pins.js';
-import { IPNet } from 'weft/subnet/ipnet.js';
+import { IPNet } from 'weft/core/ipnet.js';
 
 const STATUS: AgentStatus = {
   pid: 4242,

@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { formatSubnetEnv, previousSubnets, writeSubnetEnv } from 'weft/agent/subnet-env.js';
-import { IPNet } from 'weft/subnet/ipnet.js';
+import { IPNet } from 'weft/core/ipnet.js';
 
 test('subnet.env has flannel\'s lines in flannel\'s order', () => {
   assert.equal(

@@ -9,10 +9,10 @@
 // dummy module), whose other end never sees a packet.
 import fs from 'node:fs';
 import { NetlinkHandle, type Link } from '../../native/netlink.js';
-import { IPNet } from '../../subnet/ipnet.js';
+import { IPNet } from '../../core/ipnet.js';
 import { RTPROT_WEFT, type LocalNetwork } from '../types.js';
 import { DEFAULT_UDP_PORT } from './maps.js';
-import type { Logger } from '../../log.js';
+import type { Logger } from '../../core/log.js';
 
 export const VXLAN_DEVICE = 'weft.vxlan';
 export const VETH_DEVICE = 'weft0';

@@ -9,7 +9,7 @@ import { tcFilters, type BpfProgram } from '../../native/bpf.js';
 import { subnetHolders } from './ports.js';
 import { attachProgram, detach, TC_HANDLE, TC_PRIORITY } from './loader.js';
 import type { LocalNetwork } from '../types.js';
-import type { Logger } from '../../log.js';
+import type { Logger } from '../../core/log.js';
 
 /** The device with an IPv4 address whose network holds our whole subnet (docker0 10.244.3.1/24), other than weft's own. */
 export function findGatewayDevice(nl: NetlinkHandle, subnet: string, exclude: number[]): Link | null {

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { NetlinkHandle } from '../../native/netlink.js';
 import { BpfMap, tcFilters } from '../../native/bpf.js';
 import type { Dataplane, LocalNetwork, PeerRoute } from '../types.js';
-import type { Logger } from '../../log.js';
+import type { Logger } from '../../core/log.js';
 import { CONFIG_KEY, decodeConfig, decodeLpmKey, encodeConfig, encodeLocalPeer, encodeLpmKey, encodePeer, hostOrderCheck, MAP_CONFIG } from './maps.js';
 import { attach, detach, loadObjects, unpinMaps, TC_HANDLE, type LoadedMaps } from './loader.js';
 import { ensureOverlay, removeOverlays, writeSysctl, type OverlayDevice } from './device.js';

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BpfMap, BpfObject, isErrnoError, tcAttach, tcDetach, tcFilters, tcHookCreate, tcHookDestroy, type BpfProgram, type TcHook } from '../../native/bpf.js';
 import { MAP_CONFIG, MAP_DROPS, MAP_PEERS, MAP_PORTS, MAP_STATS, PINNED_MAPS } from './maps.js';
-import type { Logger } from '../../log.js';
+import type { Logger } from '../../core/log.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 /** build/bpf, next to dist/ in the repository (or the installed package). */

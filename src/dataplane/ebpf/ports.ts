@@ -8,9 +8,9 @@
 // the kernel's path.
 import { NetlinkHandle, type Link } from '../../native/netlink.js';
 import type { BpfMap } from '../../native/bpf.js';
-import { IPNet, parseIP } from '../../subnet/ipnet.js';
+import { IPNet, parseIP } from '../../core/ipnet.js';
 import { decodePort, decodePortKey, encodePort, encodePortKey, PORTS_MAX, type BridgePort } from './maps.js';
-import type { Logger } from '../../log.js';
+import type { Logger } from '../../core/log.js';
 
 export interface PortsSnapshot {
   bridges: string[];

@@ -4,7 +4,7 @@
 // starting is a link, addresses and FDB entries) gathered into one pass over
 // the tasks, and a periodic pass because notifications can be lost.
 import type { Monitor, NetlinkEvent, NetlinkHandle } from '../../native/netlink.js';
-import type { Logger } from '../../log.js';
+import type { Logger } from '../../core/log.js';
 
 const SETTLE_MS = 20;
 const RESYNC_MS = 30_000;

@@ -5,7 +5,7 @@
 import fs from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { NetlinkHandle, type Link } from '../../native/netlink.js';
-import { IPNet } from '../../subnet/ipnet.js';
+import { IPNet } from '../../core/ipnet.js';
 import type { LocalNetwork } from '../types.js';
 
 export const IPIP_DEVICE = 'flannel.ipip';

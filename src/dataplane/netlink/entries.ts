@@ -2,7 +2,7 @@
 // "What each backend programs"), and how that is compared with what the
 // kernel holds. Pure: no handle, no I/O, so it can be checked without a kernel.
 import type { Fdb, FdbSpec, Neigh, NeighSpec, Route, RouteSpec } from '../../native/netlink.js';
-import { IPNet } from '../../subnet/ipnet.js';
+import { IPNet } from '../../core/ipnet.js';
 import { RTPROT_WEFT, type PeerRoute } from '../types.js';
 
 /** Device indexes the entries point at; they change when a device is recreated. */

@@ -6,8 +6,8 @@
 // puts back what someone deleted.
 import { NetlinkHandle, throwIfFailed, type BatchOp, type Monitor, type NetlinkEvent } from '../../native/netlink.js';
 import type { Dataplane, LocalNetwork, PeerRoute } from '../types.js';
-import type { Logger } from '../../log.js';
-import { IPNet, parseIP } from '../../subnet/ipnet.js';
+import type { Logger } from '../../core/log.js';
+import { IPNet, parseIP } from '../../core/ipnet.js';
 import { ensureIpipDevice, ensureVxlanDevice, NetlinkUnsupportedError, overlayDeviceName, UDP_UNSUPPORTED, type EnsureResult } from './device.js';
 import { describeFdb, describeNeigh, describeRoute, peerEntries, type Devices, type PeerEntries } from './entries.js';
 import { isWeftPeerRoute, plan, type Change } from './plan.js';

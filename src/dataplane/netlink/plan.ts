@@ -2,7 +2,7 @@
 // difference into one batch of netlink requests. Used by syncPeers (which also
 // removes weft's stale entries) and by the reconcile loop (which only restores).
 import type { BatchOp, FdbSpec, NeighSpec, NetlinkHandle, Route, RouteSpec } from '../../native/netlink.js';
-import { IPNet, parseIP } from '../../subnet/ipnet.js';
+import { IPNet, parseIP } from '../../core/ipnet.js';
 import { RTPROT_WEFT } from '../types.js';
 import { describeFdb, describeNeigh, describeRoute, fdbKey, isPeerFdb, neighMatches, routeMatches, type PeerEntries } from './entries.js';
 

@@ -4,7 +4,7 @@
 // neighbours and FDB entries go with them. Nothing else is touched.
 import { NetlinkHandle, type Link } from '../../native/netlink.js';
 import { stableVtepMAC } from '../../backend/vxlan.js';
-import type { Logger } from '../../log.js';
+import type { Logger } from '../../core/log.js';
 import { IPIP_DEVICE } from './device.js';
 import { isWeftPeerRoute } from './plan.js';
 

@@ -3,8 +3,8 @@
 // flannel's vxlan and host-gw backends program it (FLANNEL.md). Used to prove
 // that weft and flannel hosts share a cluster, and as the benchmark's baseline.
 import fs from 'node:fs';
-import { formatSubnetEnv } from '../agent/subnet-env.js';
-import { IPNet } from '../subnet/ipnet.js';
+import { formatSubnetEnv } from 'weft/agent/subnet-env.js';
+import { IPNet } from 'weft/core/ipnet.js';
 import type { LabEtcd } from './etcd.js';
 import type { LabHost } from './netns.js';
 import { subnetFile } from './agent.js';

@@ -7,8 +7,8 @@ import { LabEtcd } from './etcd.js';
 import { startAgent, subnetFile, type LabAgent } from './agent.js';
 import { FlannelHost } from './flannel.js';
 import { PROBE } from './probe.js';
-import { readEnvFile } from '../agent/subnet-env.js';
-import { IPNet } from '../subnet/ipnet.js';
+import { readEnvFile } from 'weft/agent/subnet-env.js';
+import { IPNet } from 'weft/core/ipnet.js';
 import { inNetns, run } from './exec.js';
 
 export interface ClusterHostSpec {
