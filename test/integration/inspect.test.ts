@@ -71,6 +71,11 @@ async function etcdLease(decimalId: string): Promise<{ granted: number; remainin
 test('weft leases lists agents\' leases, etcdctl leases, reservations and malformed keys, field by field', async () => {
   const prefix = await setup();
   const subnets = `${prefix}/subnets`;
+  // Written before the agents start: these subnets are among the 100 an agent picks from, and a put after
+  // its pick could overwrite its lease.
+  await etcd.etcdctl(['put', `${subnets}/10.244.70.0-24&fd00:10:244:70::-64`, '{"PublicIP":"192.0.2.15","PublicIPv6":"2001:db8::15","BackendType":"host-gw"}']);
+  await etcd.etcdctl(['put', `${subnets}/10.244.66.0-24`, '{"PublicIP": 5}']);
+  await etcd.etcdctl(['put', `${subnets}/not-a-subnet`, '{}']);
   const [a1, a2] = [agent(hosts[0], prefix), agent(hosts[1], prefix)];
   try {
     const l1 = await a1.waitForMsg('lease acquired');
@@ -79,9 +84,6 @@ test('weft leases lists agents\' leases, etcdctl leases, reservations and malfor
     const grant = await etcd.etcdctl(['lease', 'grant', '600']);
     const hex = /lease ([0-9a-f]+) granted/.exec(grant)![1];
     await etcd.etcdctl(['put', `--lease=${hex}`, `${subnets}/10.244.201.0-24`, '{"PublicIP":"198.51.100.14","PublicIPv6":null}']);
-    await etcd.etcdctl(['put', `${subnets}/10.244.70.0-24&fd00:10:244:70::-64`, '{"PublicIP":"192.0.2.15","PublicIPv6":"2001:db8::15","BackendType":"host-gw"}']);
-    await etcd.etcdctl(['put', `${subnets}/10.244.66.0-24`, '{"PublicIP": 5}']);
-    await etcd.etcdctl(['put', `${subnets}/not-a-subnet`, '{}']);
 
     const rep = await weftJson<LeasesJson>(['leases', '--etcd-endpoints', etcd.clientEndpoint, '--etcd-prefix', prefix]);
     assert.equal(rep.prefix, prefix);
