@@ -10,6 +10,7 @@ import { startAgent, subnetFile, type LabAgent, type LogLine } from '../lab/agen
 import { sleep } from '../lab/exec.js';
 import { readEnvFile } from 'weft/agent/subnet-env.js';
 import { encodeLpmKey } from 'weft/dataplane/ebpf/maps.js';
+import { net } from '../lab/model.js';
 import type { Bench } from './cases.js';
 import type { WatchReply, WatchRequest } from './map-watch.js';
 import { median, percentile } from './measure.js';
@@ -167,7 +168,7 @@ export async function runControl(b: Bench, o: ControlOptions, result: ControlRes
         if (last) await last.agent.stop();
         const host = await b.lab.addHost(`k${n}r${r}`.slice(0, 12), { octet: octet++ });
         // The first, middle and last lease: the sync writes one batch, so these plus a full count pin the moment.
-        const sentinels = [1, n >> 1, n].map((k) => encodeLpmKey(subnetAt(k)).toString('hex'));
+        const sentinels = [1, n >> 1, n].map((k) => encodeLpmKey(net(subnetAt(k))).toString('hex'));
         const w = watcher.watch({ kind: 'count', pinDir: host.pinDir, sentinels, count: n + 1, timeoutMs: 60_000 });
         await w.armed;
         const spawnNs = process.hrtime.bigint();
@@ -211,7 +212,7 @@ async function putLatency(client: Etcd3, prefix: string, agent: LabAgent, pinDir
     // Far above the first 10,000 leases and the 100 free subnets the agent chose its own from.
     const k = 12_000 + i;
     const subnet = subnetAt(k);
-    const w = watcher.watch({ kind: 'key', pinDir, key: encodeLpmKey(subnet).toString('hex'), needle: macHex(k), timeoutMs: 5000 });
+    const w = watcher.watch({ kind: 'key', pinDir, key: encodeLpmKey(net(subnet)).toString('hex'), needle: macHex(k), timeoutMs: 5000 });
     await w.armed;
     const from = agent.lines.length;
     const t0 = process.hrtime.bigint();

@@ -12,21 +12,22 @@ import { Lab } from '../lab/netns.js';
 import { NetlinkHandle } from 'weft/native/netlink.js';
 import { NetlinkDataplane } from 'weft/dataplane/netlink/index.js';
 import { createLogger } from 'weft/core/log.js';
-import type { LocalNetwork, PeerRoute } from 'weft/dataplane/types.js';
+import type { PeerRoute } from 'weft/core/model.js';
+import { addr, localNetwork, route } from '../lab/model.js';
 
 function peers(n: number): PeerRoute[] {
   if (!Number.isInteger(n) || n < 1 || n > 16383) throw new Error('--peers: 1..16383 peers fit 10.244.0.0/16 as /30s');
   const hex = (v: number): string => v.toString(16).padStart(2, '0');
   return Array.from({ length: n }, (_, i) => {
     const base = i * 4;
-    return {
+    return route({
       subnet: `10.244.${base >> 8}.${base & 0xff}/30`,
       publicIP: i % 2 ? `198.51.100.${2 + (i % 250)}` : `192.0.2.${2 + (i % 250)}`,
       encap: 'vxlan' as const,
       directRouting: false,
       vni: 1,
       vtepMAC: `0e:00:00:00:${hex(i >> 8)}:${hex(i & 0xff)}`,
-    };
+    });
   });
 }
 
@@ -66,7 +67,7 @@ async function main(): Promise<void> {
     const nsPath = `/run/netns/${host.name}`;
     const nl = NetlinkHandle.openIn(nsPath);
     const eth0 = nl.link('eth0')!;
-    const local: LocalNetwork = {
+    const local = localNetwork({
       backend: 'vxlan',
       network: '10.244.0.0/16',
       subnet: '10.244.255.252/30',
@@ -75,20 +76,24 @@ async function main(): Promise<void> {
       mtu: eth0.mtu - 50,
       vxlan: { vni: 1, port: 8472, gbp: false, learning: false, vtepMAC: '0e:ff:00:00:00:01' },
       pinDir: host.pinDir,
-    };
+    });
     // Only errors: the dataplane's own info lines would drown the table.
     const dp = new NetlinkDataplane(createLogger({ level: 'error', pretty: false }), { netns: nsPath, reconcileMs: 3_600_000 });
-    await dp.start(local);
+    // The agent's peer table, as the dataplane sees it.
+    const table = { list: ps, routes: (): PeerRoute[] => table.list };
+    await dp.start(local, table);
     const rows: Array<[string, number]> = [];
-    rows.push([`syncPeers: program ${n} peers`, await timed(() => dp.syncPeers(ps))]);
+    rows.push([`syncPeers: program ${n} peers`, await timed(() => dp.syncPeers())]);
     expect(nl, n, 'after syncPeers');
-    rows.push([`syncPeers again: ${n} peers, nothing to change`, await timed(() => dp.syncPeers(ps))]);
-    const moved = { ...ps[0], publicIP: '192.0.2.250', vtepMAC: '0e:ff:ff:ff:ff:ff' };
-    rows.push(['upsertPeer: one peer changes PublicIP and VtepMAC', await timed(() => dp.upsertPeer(moved))]);
+    rows.push([`syncPeers again: ${n} peers, nothing to change`, await timed(() => dp.syncPeers())]);
+    const moved = { ...ps[0], publicIP: addr('192.0.2.250'), vtepMAC: '0e:ff:ff:ff:ff:ff' };
+    table.list = [moved, ...ps.slice(1)];
+    rows.push(['upsertPeer: one peer changes PublicIP and VtepMAC', await timed(() => dp.upsertPeer(moved, ps[0]))]);
     nl.linkDel(nl.link('flannel.1')!.index);
     rows.push([`reconcile: flannel.1 deleted, recreate + ${n} peers`, await timed(() => dp.reconcile('bench'))]);
     expect(nl, n, 'after reconcile');
-    rows.push([`syncPeers([]): remove ${n} peers`, await timed(() => dp.syncPeers([]))]);
+    table.list = [];
+    rows.push([`syncPeers of none: remove ${n} peers`, await timed(() => dp.syncPeers())]);
     expect(nl, 0, 'after removing every peer');
     await dp.uninstall();
     nl.close();

@@ -7,28 +7,24 @@ import { configCommand } from './cli/config.js';
 import { statusCommand, statusEnvFlags } from './cli/status.js';
 import { bpfCommand, bpfEnvFlags } from './cli/bpf.js';
 import { leasesCommand, leasesEnvFlags } from './cli/leases.js';
-import { CliError } from './cli/table.js';
 import { uninstallCommand } from './cli/uninstall.js';
-import { envArgs, UsageError } from './cli/options.js';
-import { ConfigError } from './config/network.js';
+import { envArgs } from './cli/options.js';
+import { WeftError, exitCodeOf, usageError } from './core/errors.js';
 
+/**
+ * The one place an error ends a command: a WeftError is the user's to act on
+ * and prints as one line; anything else is a bug in weft, printed as one line
+ * too (WEFT_DEBUG=1 adds the stack).
+ */
 function report(err: unknown): never {
-  if (err instanceof CliError) {
+  if (err instanceof WeftError) {
     process.stderr.write(`weft: ${err.message}\n`);
-    process.exit(err.exitCode);
+    process.exit(exitCodeOf(err));
   }
-  if (err instanceof UsageError) {
-    process.stderr.write(`weft: ${err.message}\n`);
-    process.exit(2);
-  }
-  if (err instanceof ConfigError) {
-    process.stderr.write(`weft: ${err.message}\n`);
-    process.exit(1);
-  }
-  const e = err as Error & { code?: string };
-  process.stderr.write(`weft: ${e.message}\n`);
-  if (process.env.WEFT_DEBUG) process.stderr.write(`${e.stack}\n`);
-  process.exit(1);
+  const e = err as Error;
+  process.stderr.write(`weft: ${e?.message ?? String(err)}\n`);
+  if (process.env.WEFT_DEBUG) process.stderr.write(`${e?.stack}\n`);
+  process.exit(exitCodeOf(err));
 }
 
 /** Per command, the flags that FLANNELD_<FLAG> environment variables may set. */
@@ -59,7 +55,7 @@ try {
     .wrap(Math.min(110, process.stdout.columns || 110))
     .fail((msg, err) => {
       if (err) throw err;
-      throw new UsageError(`${msg} (see weft --help)`);
+      throw usageError(`${msg} (see weft --help)`);
     })
     .parseAsync();
 } catch (err) {

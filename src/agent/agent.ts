@@ -1,24 +1,27 @@
-// The daemon: etcd -> leases -> backend decisions -> dataplane, one way.
-import { ConfigError, parseNetworkConfig, type NetworkConfig } from '../config/network.js';
+// The daemon: etcd -> lease session -> backend decisions (the peer table) ->
+// dataplane, one way. The agent owns the peer table and the order in which
+// the dataplane hears of changes; the session owns everything etcd says.
+import os from 'node:os';
 import { createBackend, type Backend } from '../backend/index.js';
-import { EtcdRegistry, explainEtcdError, type EtcdOptions } from '../subnet/registry.js';
-import { LeaseManager, OutOfSubnetsError, type OwnLease } from '../subnet/manager.js';
-import { LeaseWatcher, type LeaseEvent } from '../subnet/watch.js';
-import type { Lease } from '../subnet/lease.js';
-import { previousSubnets, writeSubnetEnv } from './subnet-env.js';
-import { HealthServer } from './health.js';
-import { StatusServer, agentStatus } from './status.js';
-import type { SelectedInterface } from './iface.js';
-import type { Dataplane, LocalNetwork, PeerRoute } from '../dataplane/types.js';
+import { parseNetworkConfig, type NetworkConfig } from '../config/network.js';
+import { WeftError, isWeftError, messageOf } from '../core/errors.js';
+import { IPAddr } from '../core/ipnet.js';
 import { RateLimiter, type Logger } from '../core/log.js';
-
-export type DataplaneChoice = 'auto' | 'ebpf' | 'netlink' | 'none';
+import { describePeer, type LocalNetwork } from '../core/model.js';
+import { weftVersion } from '../core/version.js';
+import type { Dataplane } from '../dataplane/types.js';
+import type { AgentStatus } from '../status/codec.js';
+import { EtcdRegistry, explainEtcdError, type EtcdOptions } from '../subnet/registry.js';
+import { LeaseSession, type PeerEvent } from '../subnet/session.js';
+import type { OwnLease } from '../subnet/manager.js';
+import type { DataplaneChoice, DataplaneFactory } from './dataplane.js';
+import { HealthServer } from './health.js';
+import type { SelectedInterface } from './iface.js';
+import { PeerTable, type Peer } from './peers.js';
+import { StatusServer } from './status.js';
+import { previousSubnets, writeSubnetEnv } from './subnet-env.js';
 
 const INITIAL_PEERS_LOGGED = 100;
-
-function peerFields(lease: Lease, route: PeerRoute): Record<string, string> {
-  return { peer: lease.attrs.PublicIP, subnet: lease.subnet.toString(), encap: route.encap };
-}
 
 export interface AgentOptions {
   etcd: EtcdOptions;
@@ -29,38 +32,28 @@ export interface AgentOptions {
   publicIPv6?: string;
   healthzIP: string;
   healthzPort: number;
+  /** What --dataplane asked for (the factory decides; the status shows both). */
   dataplane: DataplaneChoice;
   bpfPinDir: string;
   /** Unix socket for `weft status`; empty: none. */
   statusSocket?: string;
 }
 
-/** Chooses and builds the dataplane once the local network is known. */
-export type DataplaneFactory = (choice: DataplaneChoice, local: LocalNetwork, log: Logger) => Promise<{ dataplane: Dataplane | null; reason: string }>;
-
-/** A fatal condition the user must fix; the CLI prints it and exits non-zero. */
-export class AgentFatalError extends Error {}
-
-export interface PeerState {
-  lease: Lease;
-  route?: PeerRoute;
-  skipped?: string;
-}
+/** Thrown into waits when the agent stops; not an error of anyone's. */
+class Stopping extends Error {}
 
 export class Agent {
   readonly registry: EtcdRegistry;
   config: NetworkConfig | undefined;
   backend: Backend | undefined;
-  own: OwnLease | undefined;
+  session: LeaseSession | undefined;
+  peers: PeerTable | undefined;
   dataplane: Dataplane | null = null;
   dataplaneReason = '';
-  readonly peers = new Map<string, PeerState>();
   readonly startedAt = Date.now();
-  readonly errors: Array<{ at: string; message: string }> = [];
-  private manager: LeaseManager | undefined;
-  private watcher: LeaseWatcher | undefined;
+  readonly errors: Array<{ atMs: number; message: string }> = [];
   private readonly health = new HealthServer();
-  private readonly status = new StatusServer(() => agentStatus(this));
+  private readonly status = new StatusServer(() => this.snapshot());
   private queue: Promise<void> = Promise.resolve();
   private stopping = false;
   private readonly limiter = new RateLimiter(30_000);
@@ -81,12 +74,8 @@ export class Agent {
     this.registry = new EtcdRegistry(opts.etcd);
   }
 
-  get watcherConnected(): boolean {
-    return this.watcher?.connected ?? false;
-  }
-
-  get revision(): string {
-    return this.watcher?.revision ?? '0';
+  get own(): OwnLease | undefined {
+    return this.session?.own;
   }
 
   /** subnet.env is written and the initial peers are programmed (what /readyz says). */
@@ -97,7 +86,9 @@ export class Agent {
   /** Runs until stop() (resolves) or a fatal error (rejects). */
   async run(): Promise<void> {
     await this.listenStatus();
-    await Promise.race([this.start(), this.done]);
+    this.start().catch((err: unknown) => {
+      if (!(err instanceof Stopping)) this.die(err as Error);
+    });
     await this.done;
   }
 
@@ -107,26 +98,31 @@ export class Agent {
   }
 
   private recordError(message: string): void {
-    this.errors.push({ at: new Date().toISOString(), message });
+    this.errors.push({ atMs: Date.now(), message });
     if (this.errors.length > 20) this.errors.shift();
   }
 
-  /** Retries an etcd operation until it succeeds, logging (rate-limited) why it cannot. */
+  private async pause(ms: number): Promise<void> {
+    await new Promise((r) => setTimeout(r, ms));
+    if (this.stopping) throw new Stopping();
+  }
+
+  /** Retries an etcd operation until it succeeds, logging (rate-limited) why it cannot. A WeftError is not retried. */
   private async withEtcd<T>(what: string, fn: () => Promise<T>): Promise<T> {
     for (let delay = 200; ; delay = Math.min(delay * 2, 5000)) {
-      if (this.stopping) throw new AgentFatalError('stopping');
+      if (this.stopping) throw new Stopping();
       try {
         const v = await fn();
         this.limiter.reset(what);
         return v;
       } catch (err) {
-        if (err instanceof ConfigError || err instanceof OutOfSubnetsError || err instanceof AgentFatalError) throw err;
+        if (isWeftError(err)) throw err;
         const message = `cannot ${what}: ${explainEtcdError(err as Error, this.opts.etcd.endpoints)}; retrying`;
         if (this.limiter.allow(what)) {
-          this.log.error({ err: (err as Error).message }, message);
+          this.log.error({ err: messageOf(err) }, message);
           this.recordError(message);
         }
-        await new Promise((r) => setTimeout(r, delay));
+        await this.pause(delay);
       }
     }
   }
@@ -143,6 +139,7 @@ export class Agent {
         return cfg;
       }
       if (this.limiter.allow('no-config')) {
+        // Only a hint for the message: an endpoint without the v2 API simply has no v2 config.
         const v2 = await this.registry.v2Config().catch(() => null);
         const key = this.registry.configKey;
         const message = v2
@@ -151,24 +148,38 @@ export class Agent {
         this.log.error(message);
         this.recordError(message);
       }
-      if (this.stopping) throw new AgentFatalError('stopping');
-      await new Promise((r) => setTimeout(r, 1000));
+      await this.pause(1000);
     }
+  }
+
+  private localNetwork(config: NetworkConfig, backend: Backend, own: OwnLease): LocalNetwork {
+    const { iface, publicIP } = this.selected;
+    const local: LocalNetwork = {
+      backend: backend.type,
+      network: config.ipv4.network,
+      subnet: own.subnet,
+      publicIP: IPAddr.v4(publicIP, 'PublicIP'),
+      iface,
+      mtu: backend.podMTU(iface.mtu),
+      pinDir: this.opts.bpfPinDir,
+    };
+    const c = config.backend;
+    if (backend.type === 'vxlan') local.vxlan = { vni: c.vni, port: c.port, gbp: c.gbp, learning: c.learning, vtepMAC: backend.vtepMAC! };
+    if (backend.type === 'udp') local.udp = { port: c.port };
+    return local;
   }
 
   private async start(): Promise<void> {
     const { iface, publicIP } = this.selected;
     this.log.info({ iface: iface.name, address: iface.address, publicIP, mtu: iface.mtu }, 'using interface');
-    const config = await this.fetchConfig();
-    this.config = config;
-    const backend = createBackend(config.backend, iface, publicIP);
-    this.backend = backend;
+    const config = (this.config = await this.fetchConfig());
+    const backend = (this.backend = createBackend(config.backend, iface, publicIP));
     const mtu = backend.podMTU(iface.mtu);
     if (config.backend.type === 'vxlan' && config.backend.mtu && config.backend.mtu > iface.mtu - 50) {
       this.log.warn({ mtu: config.backend.mtu, iface: iface.mtu }, 'Backend.MTU leaves no room for the 50 bytes of vxlan headers on this interface: large packets will be dropped');
     }
 
-    const manager = new LeaseManager({
+    const session = (this.session = new LeaseSession({
       registry: this.registry,
       config,
       attrs: backend.leaseAttrs(publicIP, this.opts.publicIPv6 ?? null),
@@ -176,33 +187,25 @@ export class Agent {
       renewMarginMin: this.opts.renewMarginMin,
       previous: previousSubnets(this.opts.subnetFile),
       log: this.log,
-    });
-    this.manager = manager;
-    manager.on('lost', (err) => this.die(new AgentFatalError(err.message)));
-    const own = await this.withEtcd('acquire a subnet lease', () => manager.acquire());
-    this.own = own;
+    }));
+    session.on('lost', (err) => this.die(err));
+    const own = await this.withEtcd('acquire a subnet lease', () => session.acquire());
     this.log.info({ subnet: own.subnet.toString(), reservation: own.reservation, backend: backend.type }, 'lease acquired');
-    manager.on('renewed', (l) => (this.own = l));
-    manager.on('reacquired', (l) => (this.own = l));
 
-    const local: LocalNetwork = {
-      backend: backend.type,
-      network: config.ipv4.network.toString(),
-      subnet: own.subnet.toString(),
-      publicIP,
-      iface,
-      mtu,
-      pinDir: this.opts.bpfPinDir,
-    };
-    if (backend.type === 'vxlan') {
-      const c = config.backend;
-      local.vxlan = { vni: c.vni, port: c.port, gbp: c.gbp, learning: c.learning, vtepMAC: (backend as { vtepMAC: string } & Backend).vtepMAC };
-    }
-    if (backend.type === 'udp') local.udp = { port: config.backend.port };
-    const { dataplane, reason } = await this.makeDataplane(this.opts.dataplane, local, this.log);
+    const peers = (this.peers = new PeerTable((lease) => backend.peerRoute(lease)));
+    const local = this.localNetwork(config, backend, own);
+    const { dataplane, reason } = await this.makeDataplane(local, this.log);
     this.dataplane = dataplane;
     this.dataplaneReason = reason;
-    if (dataplane) await dataplane.start(local);
+    if (dataplane) {
+      try {
+        await dataplane.start(local, peers);
+      } catch (err) {
+        // A backend this dataplane cannot run here is the user's to fix: say which dataplane refused it.
+        if (isWeftError(err)) throw new WeftError(`--dataplane=${dataplane.kind}: ${err.message}`, err.kind, err.subject);
+        throw err;
+      }
+    }
 
     writeSubnetEnv(this.opts.subnetFile, {
       network: config.ipv4.network,
@@ -214,69 +217,43 @@ export class Agent {
     });
     this.log.info({ file: this.opts.subnetFile, subnet: own.subnet.toString(), mtu }, 'wrote subnet.env');
 
-    const watcher = new LeaseWatcher(this.registry, this.log);
-    this.watcher = watcher;
-    watcher.on('event', (e) => this.onLeaseEvent(e));
-    // The acquisition's list is a few milliseconds old: watch from its revision rather than list 10,000 leases twice.
-    const initial = manager.lastList;
-    manager.lastList = undefined;
-    let first = true;
-    await this.withEtcd('list the subnet leases', () => watcher.start(first ? ((first = false), initial) : undefined));
+    session.on('peer', (e) => this.onPeerEvent(e));
+    await this.withEtcd('list the subnet leases', () => session.watch());
     // The full list is in: make the dataplane hold exactly these peers (differences only),
     // and from this tick on apply each change as it comes.
     this.peersSynced = true;
-    const routes = [...this.peers.values()].flatMap((p) => (p.route ? [p.route] : []));
-    await this.enqueue(() => this.dataplane?.syncPeers(routes));
+    await this.enqueue(() => this.dataplane?.syncPeers());
     this.logInitialPeers();
     if (this.opts.healthzPort) await this.health.listen(this.opts.healthzIP, this.opts.healthzPort);
     this.health.ready = true;
-    this.log.info({ peers: this.peers.size, dataplane: dataplane?.kind ?? 'none' }, 'agent ready');
+    this.log.info({ peers: peers.size, dataplane: dataplane?.kind ?? 'none' }, 'agent ready');
   }
 
   /** One line per peer for a small cluster; for a large one a line each would cost more than the sync (0.5 s at 10,000). */
   private logInitialPeers(): void {
-    const routed = [...this.peers.values()].filter((p) => p.route);
+    const routed = [...this.peers!.routes()];
     if (routed.length > INITIAL_PEERS_LOGGED) {
       this.log.info({ peers: routed.length }, `peers added (one line each only up to ${INITIAL_PEERS_LOGGED}; weft bpf peers or weft status list them)`);
       return;
     }
-    for (const p of routed) this.log.info(peerFields(p.lease, p.route!), 'peer added');
+    for (const r of routed) this.log.info(describePeer(r), 'peer added');
   }
 
-  private isOwn(lease: Lease): boolean {
-    return Boolean(this.own && lease.subnet.equals(this.own.subnet));
-  }
-
-  private onLeaseEvent(e: LeaseEvent): void {
-    if (this.isOwn(e.lease)) {
-      if (e.type !== 'added') void this.manager?.onOwnLeaseEvent(e.type, e.type === 'changed' ? e.lease : undefined);
-      return;
-    }
-    const name = e.lease.name;
-    if (e.type === 'removed') {
-      const had = this.peers.get(name);
-      this.peers.delete(name);
-      this.log.info({ peer: e.lease.attrs.PublicIP, subnet: e.lease.subnet.toString() }, 'peer removed');
-      if (had?.route && this.peersSynced) void this.enqueue(() => this.dataplane?.removePeer(had.route!.subnet));
-      return;
-    }
-    const decision = this.backend!.peerRoute(e.lease);
-    const state: PeerState = { lease: e.lease };
-    const previous = this.peers.get(name);
-    if ('skip' in decision) {
-      state.skipped = decision.skip;
-      const message = `cannot reach peer ${e.lease.attrs.PublicIP} (${e.lease.subnet}): ${decision.skip}`;
-      this.log.error({ peer: e.lease.attrs.PublicIP, subnet: e.lease.subnet.toString() }, message);
-      this.recordError(message);
-    } else {
-      state.route = decision;
-      // Peers of the initial list are logged together once it is applied (see logInitialPeers).
-      if (this.peersSynced) this.log.info(peerFields(e.lease, decision), e.type === 'added' ? 'peer added' : 'peer changed');
-    }
-    this.peers.set(name, state);
+  private onPeerEvent(e: PeerEvent): void {
+    const { peer, change } = this.peers!.apply(e);
+    if (e.type === 'removed') this.log.info({ peer: e.lease.attrs.PublicIP, subnet: e.lease.subnet.toString() }, 'peer removed');
+    else if (peer?.skipped) this.reportSkipped(peer);
+    // Peers of the initial list are logged together once it is applied (see logInitialPeers).
+    else if (peer?.route && this.peersSynced) this.log.info(describePeer(peer.route), e.type === 'added' ? 'peer added' : 'peer changed');
     if (!this.peersSynced) return; // the initial list is programmed in one syncPeers
-    if (state.route) void this.enqueue(() => this.dataplane?.upsertPeer(state.route!));
-    else if (previous?.route) void this.enqueue(() => this.dataplane?.removePeer(previous.route!.subnet));
+    if (change.kind === 'upsert') void this.enqueue(() => this.dataplane?.upsertPeer(change.route, change.previous));
+    else if (change.kind === 'remove') void this.enqueue(() => this.dataplane?.removePeer(change.route));
+  }
+
+  private reportSkipped(p: Peer): void {
+    const message = `cannot reach peer ${p.lease.attrs.PublicIP} (${p.lease.subnet}): ${p.skipped}`;
+    this.log.error({ peer: p.lease.attrs.PublicIP, subnet: p.lease.subnet.toString() }, message);
+    this.recordError(message);
   }
 
   /** Dataplane changes apply in the order the leases changed. */
@@ -285,7 +262,7 @@ export class Agent {
       try {
         await fn();
       } catch (err) {
-        const message = `dataplane: ${(err as Error).message}`;
+        const message = `dataplane: ${messageOf(err)}`;
         this.log.error(message);
         this.recordError(message);
       }
@@ -301,10 +278,70 @@ export class Agent {
       await this.status.listen(socket);
       this.log.info({ socket }, 'status socket listening');
     } catch (err) {
-      const message = `status socket: ${(err as Error).message}; weft status cannot reach this agent, which runs on without it`;
+      const message = `status socket: ${messageOf(err)}; weft status cannot reach this agent, which runs on without it`;
       this.log.error(message);
       this.recordError(message);
     }
+  }
+
+  private phase(): string {
+    if (this.ready) return 'ready';
+    if (!this.config) return 'waiting for the network config in etcd';
+    if (!this.own) return 'acquiring a subnet lease';
+    return 'programming the dataplane and listing peers';
+  }
+
+  /** Peer entries the kernel holds, or why that is not known. */
+  private async peersInKernel(): Promise<{ inMaps: number | null; inMapsNote: string }> {
+    const dp = this.dataplane;
+    if (!dp) return { inMaps: null, inMapsNote: this.dataplaneReason ? `no dataplane: ${this.dataplaneReason}` : 'the dataplane is not started yet' };
+    try {
+      return { inMaps: (await dp.status()).peersInKernel, inMapsNote: '' };
+    } catch (err) {
+      return { inMaps: null, inMapsNote: `cannot count the dataplane's peers: ${messageOf(err)}` };
+    }
+  }
+
+  /** What the agent holds, for the status socket. */
+  async snapshot(): Promise<AgentStatus> {
+    const own = this.own;
+    const cfg = this.config?.backend;
+    const { iface, publicIP } = this.selected;
+    const counts = this.peers?.counts() ?? { total: 0, routed: 0, skipped: 0 };
+    return {
+      pid: process.pid,
+      hostname: os.hostname(),
+      startedAtMs: this.startedAt,
+      nowMs: Date.now(),
+      phase: this.phase(),
+      ready: this.ready,
+      lease: own
+        ? {
+            subnet: own.subnet.toString(),
+            subnetV6: own.subnetV6?.toString() ?? '',
+            reservation: own.reservation,
+            expiresAtMs: own.expiresAt ?? 0,
+            leaseId: own.leaseId,
+            publicIP,
+          }
+        : null,
+      backend: {
+        type: this.backend?.type ?? cfg?.type ?? '',
+        vni: cfg?.type === 'vxlan' ? cfg.vni : 0,
+        port: cfg?.port ?? 0,
+        vtepMAC: this.backend?.vtepMAC ?? '',
+        directRouting: cfg?.directRouting ?? false,
+      },
+      dataplane: { requested: this.opts.dataplane, kind: this.dataplane?.kind ?? 'none', reason: this.dataplaneReason, pinDir: this.opts.bpfPinDir },
+      etcd: { endpoints: this.opts.etcd.endpoints, prefix: this.registry.prefix, connected: this.session?.connected ?? false, revision: Number(this.session?.revision ?? 0) },
+      peers: { inView: counts.total, routed: counts.routed, skipped: counts.skipped, ...(await this.peersInKernel()) },
+      iface: { name: iface.name, index: iface.index, address: iface.address, mtu: iface.mtu },
+      errors: [...this.errors],
+      network: this.config?.ipv4.network.toString() ?? '',
+      mtu: this.backend ? this.backend.podMTU(iface.mtu) : 0,
+      subnetFile: this.opts.subnetFile,
+      version: weftVersion(),
+    };
   }
 
   /** Stops cleanly; the lease stays in etcd and the dataplane state in the kernel for the next start. */
@@ -312,8 +349,7 @@ export class Agent {
     if (this.stopping) return;
     this.stopping = true;
     await this.status.close();
-    this.manager?.stop();
-    await this.watcher?.stop();
+    await this.session?.stop();
     await this.queue;
     await this.dataplane?.stop();
     await this.health.close();

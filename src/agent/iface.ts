@@ -2,7 +2,8 @@
 // or address (first match wins), else --iface-regex, else the interface of the
 // default route. --public-ip overrides the advertised address.
 import { IPNet, parseIP } from '../core/ipnet.js';
-import type { UnderlayInterface } from '../dataplane/types.js';
+import type { UnderlayInterface } from '../core/model.js';
+import { usageError } from '../core/errors.js';
 
 export interface IfaceSnapshot {
   links: Array<{ index: number; name: string; mtu: number; mac: string | null; up: boolean }>;
@@ -16,7 +17,6 @@ export interface IfaceOptions {
   publicIP?: string;
 }
 
-export class InterfaceError extends Error {}
 
 export interface SelectedInterface {
   iface: UnderlayInterface;
@@ -30,14 +30,14 @@ function ipv4Addrs(snap: IfaceSnapshot, index: number): Array<{ address: string;
 function describe(snap: IfaceSnapshot, link: IfaceSnapshot['links'][number], address?: string): UnderlayInterface {
   const addrs = ipv4Addrs(snap, link.index);
   const chosen = address ?? addrs[0]?.address;
-  if (!chosen) throw new InterfaceError(`interface ${link.name} has no IPv4 address; give it one or pick another with --iface`);
+  if (!chosen) throw usageError(`interface ${link.name} has no IPv4 address; give it one or pick another with --iface`);
   return {
     name: link.name,
     index: link.index,
     mtu: link.mtu,
     address: chosen,
     mac: link.mac ?? '00:00:00:00:00:00',
-    networks: [...new Set(addrs.map((a) => IPNet.of(4, a.address, a.prefixLen).canonical().toString()))],
+    networks: [...new Map(addrs.map((a) => IPNet.of(4, a.address, a.prefixLen).canonical()).map((n) => [n.toString(), n])).values()],
   };
 }
 
@@ -60,14 +60,14 @@ export function selectInterface(snap: IfaceSnapshot, opts: IfaceOptions): Select
         }
       }
     }
-    if (!iface) throw new InterfaceError(`--iface ${opts.iface.join(', ')}: no interface has that name or address (interfaces here: ${names})`);
+    if (!iface) throw usageError(`--iface ${opts.iface.join(', ')}: no interface has that name or address (interfaces here: ${names})`);
   } else if (opts.ifaceRegex.length) {
     for (const pattern of opts.ifaceRegex) {
       let re: RegExp;
       try {
         re = new RegExp(pattern);
       } catch (err) {
-        throw new InterfaceError(`--iface-regex ${pattern}: not a valid regular expression: ${(err as Error).message}`);
+        throw usageError(`--iface-regex ${pattern}: not a valid regular expression: ${(err as Error).message}`);
       }
       for (const link of snap.links) {
         if (re.test(link.name) && ipv4Addrs(snap, link.index).length) {
@@ -82,16 +82,16 @@ export function selectInterface(snap: IfaceSnapshot, opts: IfaceOptions): Select
       }
       if (iface) break;
     }
-    if (!iface) throw new InterfaceError(`--iface-regex ${opts.ifaceRegex.join(', ')}: no interface name or IPv4 address matches (interfaces here: ${names})`);
+    if (!iface) throw usageError(`--iface-regex ${opts.ifaceRegex.join(', ')}: no interface name or IPv4 address matches (interfaces here: ${names})`);
   } else {
     const def = snap.routes.find((r) => r.dst === '0.0.0.0/0' && r.table === 254 && r.index !== null);
     const link = def && snap.links.find((l) => l.index === def.index);
-    if (!link) throw new InterfaceError('there is no default route to choose the interface by: name it with --iface (or --iface-regex)');
+    if (!link) throw usageError('there is no default route to choose the interface by: name it with --iface (or --iface-regex)');
     iface = describe(snap, link);
   }
   let publicIP = iface.address;
   if (opts.publicIP) {
-    if (parseIP(opts.publicIP)?.family !== 4) throw new InterfaceError(`--public-ip ${opts.publicIP}: not an IPv4 address`);
+    if (parseIP(opts.publicIP)?.family !== 4) throw usageError(`--public-ip ${opts.publicIP}: not an IPv4 address`);
     publicIP = opts.publicIP;
   }
   return { iface, publicIP };

@@ -1,16 +1,12 @@
 // The agent's side of the status socket: a unix socket (mode 0600) where
 // `weft status` asks what the agent holds. One length-delimited Request in,
-// one Response out (src/status/status.proto). It is an inspection aid: if it
-// cannot listen, the agent logs why and forwards packets all the same.
+// one Response out (src/status/status.proto). It only serves: the agent builds
+// the answer (Agent.snapshot). It is an inspection aid: if it cannot listen,
+// the agent logs why and forwards packets all the same.
 import fs from 'node:fs';
 import net from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { FrameReader, decodeRequest, encodeErrorReply, encodeStatusReply, type AgentStatus } from '../status/codec.js';
-import { BpfMap } from '../native/bpf.js';
-import { MAP_PEERS, decodePeer } from '../dataplane/ebpf/maps.js';
-import type { Agent } from './agent.js';
 
 export type StatusSource = () => Promise<AgentStatus>;
 
@@ -98,6 +94,7 @@ async function removeStaleSocket(socketPath: string): Promise<void> {
   try {
     st = fs.lstatSync(socketPath);
   } catch {
+    // Nothing there (or nothing we can see): listen() will say if the path is unusable.
     return;
   }
   if (!st.isSocket()) throw new Error(`${socketPath} exists and is not a socket; remove it or choose another --status-socket`);
@@ -111,84 +108,4 @@ async function removeStaleSocket(socketPath: string): Promise<void> {
   });
   if (live) throw new Error(`another weft agent already answers on ${socketPath} (two agents on one host?); give this one its own --status-socket`);
   fs.rmSync(socketPath, { force: true });
-}
-
-let weftVersion: string | undefined;
-function version(): string {
-  if (weftVersion === undefined) {
-    try {
-      const pkg = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../package.json');
-      weftVersion = String((JSON.parse(fs.readFileSync(pkg, 'utf8')) as { version?: string }).version ?? '');
-    } catch {
-      weftVersion = '';
-    }
-  }
-  return weftVersion;
-}
-
-function phase(a: Agent): string {
-  if (a.ready) return 'ready';
-  if (!a.config) return 'waiting for the network config in etcd';
-  if (!a.own) return 'acquiring a subnet lease';
-  return 'programming the dataplane and listing peers';
-}
-
-/** Peer entries the dataplane holds, or why that is not known. */
-async function peersInMaps(a: Agent): Promise<{ inMaps: number | null; inMapsNote: string }> {
-  const dp = a.dataplane;
-  if (!dp) return { inMaps: null, inMapsNote: a.dataplaneReason ? `no dataplane: ${a.dataplaneReason}` : 'the dataplane is not started yet' };
-  try {
-    if (dp.status) return { inMaps: (await dp.status()).peersInMaps, inMapsNote: '' };
-    if (dp.kind === 'ebpf') return { inMaps: countPinnedPeers(a.opts.bpfPinDir), inMapsNote: '' };
-    return { inMaps: null, inMapsNote: `the ${dp.kind} dataplane does not report its peers` };
-  } catch (err) {
-    return { inMaps: null, inMapsNote: `cannot count the dataplane's peers: ${(err as Error).message}` };
-  }
-}
-
-/** Remote subnets in the pinned weft_peers map (our own subnet's entry excluded). */
-function countPinnedPeers(pinDir: string): number {
-  const map = BpfMap.fromPin(path.join(pinDir, MAP_PEERS));
-  try {
-    return map.entries().filter(([k, v]) => !decodePeer(k, v).local).length;
-  } finally {
-    map.close();
-  }
-}
-
-/** A snapshot of what the agent holds, for the status socket. */
-export async function agentStatus(a: Agent): Promise<AgentStatus> {
-  const peers = [...a.peers.values()];
-  const routed = peers.filter((p) => p.route).length;
-  const own = a.own;
-  const cfg = a.config?.backend;
-  const vtepMAC = (a.backend as { vtepMAC?: string } | undefined)?.vtepMAC ?? '';
-  return {
-    pid: process.pid,
-    hostname: os.hostname(),
-    startedAtMs: a.startedAt,
-    nowMs: Date.now(),
-    phase: phase(a),
-    ready: a.ready,
-    lease: own
-      ? {
-          subnet: own.subnet.toString(),
-          subnetV6: own.subnetV6?.toString() ?? '',
-          reservation: own.reservation,
-          expiresAtMs: own.expiresAt ?? 0,
-          leaseId: own.leaseId,
-          publicIP: a.selected.publicIP,
-        }
-      : null,
-    backend: { type: a.backend?.type ?? cfg?.type ?? '', vni: cfg?.type === 'vxlan' ? cfg.vni : 0, port: cfg?.port ?? 0, vtepMAC, directRouting: cfg?.directRouting ?? false },
-    dataplane: { requested: a.opts.dataplane, kind: a.dataplane?.kind ?? 'none', reason: a.dataplaneReason, pinDir: a.opts.bpfPinDir },
-    etcd: { endpoints: a.opts.etcd.endpoints, prefix: a.registry.prefix, connected: a.watcherConnected, revision: Number(a.revision) },
-    peers: { inView: peers.length, routed, skipped: peers.length - routed, ...(await peersInMaps(a)) },
-    iface: { name: a.selected.iface.name, index: a.selected.iface.index, address: a.selected.iface.address, mtu: a.selected.iface.mtu },
-    errors: a.errors.map((e) => ({ atMs: Date.parse(e.at), message: e.message })),
-    network: a.config?.ipv4.network.toString() ?? '',
-    mtu: a.backend ? a.backend.podMTU(a.selected.iface.mtu) : 0,
-    subnetFile: a.opts.subnetFile,
-    version: version(),
-  };
 }

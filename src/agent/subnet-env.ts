@@ -42,6 +42,7 @@ export function readEnvFile(file: string): Record<string, string> | null {
   try {
     text = fs.readFileSync(file, 'utf8');
   } catch {
+    // No previous subnet.env (a first start) is the common case; an unreadable one is treated the same.
     return null;
   }
   const out: Record<string, string> = {};

@@ -1,17 +1,16 @@
 import type { Backend } from './types.js';
-import { VxlanBackend, stableVtepMAC } from './vxlan.js';
+import { VxlanBackend } from './vxlan.js';
 import { HostGwBackend, IpipBackend, UdpBackend } from './simple.js';
 import type { BackendConfig } from '../config/network.js';
-import type { UnderlayInterface } from '../dataplane/types.js';
+import type { UnderlayInterface } from '../core/model.js';
+import { stableVtepMAC } from '../core/vtep.js';
 
-export type { Backend } from './types.js';
-export { stableVtepMAC } from './vxlan.js';
+export type { Backend, PeerDecision } from './types.js';
 
-/** vtepMAC: an existing device's MAC to keep (netlink mode reuses flannel.<VNI>); otherwise a stable derived one. */
-export function createBackend(config: BackendConfig, iface: UnderlayInterface, publicIP: string, vtepMAC?: string): Backend {
+export function createBackend(config: BackendConfig, iface: UnderlayInterface, publicIP: string): Backend {
   switch (config.type) {
     case 'vxlan':
-      return new VxlanBackend(config, iface, vtepMAC ?? stableVtepMAC(publicIP, config.vni));
+      return new VxlanBackend(config, iface, stableVtepMAC(publicIP, config.vni));
     case 'host-gw':
       return new HostGwBackend(config, iface);
     case 'ipip':

@@ -1,9 +1,9 @@
 // host-gw, ipip and udp: leases carry no BackendData (udp carries no BackendType either).
-import type { Backend } from './types.js';
+import type { Backend, PeerDecision } from './types.js';
 import { leaseBackendType, onLink, wrongBackend } from './types.js';
 import type { BackendConfig } from '../config/network.js';
 import { encapOverhead } from '../config/network.js';
-import type { PeerRoute, UnderlayInterface } from '../dataplane/types.js';
+import type { UnderlayInterface } from '../core/model.js';
 import type { Lease, LeaseAttrs } from '../subnet/lease.js';
 
 /** A backend whose lease names its type and carries no BackendData (host-gw, ipip). */
@@ -22,32 +22,32 @@ abstract class TypedBackend implements Backend {
     return underlayMTU - encapOverhead(this.type);
   }
 
-  abstract peerRoute(lease: Lease): PeerRoute | { skip: string };
+  abstract peerRoute(lease: Lease): PeerDecision;
 }
 
 export class HostGwBackend extends TypedBackend {
   readonly type = 'host-gw' as const;
 
-  peerRoute(lease: Lease): PeerRoute | { skip: string } {
+  peerRoute(lease: Lease): PeerDecision {
     if (leaseBackendType(lease) !== 'host-gw') return wrongBackend(lease, 'host-gw');
-    if (!onLink(this.iface, lease.attrs.PublicIP)) {
+    if (!onLink(this.iface, lease.publicIP)) {
       return {
         skip:
-          `its PublicIP ${lease.attrs.PublicIP} is not on our L2 segment (${this.iface.networks.join(', ') || 'no networks'} on ${this.iface.name}); ` +
+          `its PublicIP ${lease.attrs.PublicIP} is not on our L2 segment (${this.iface.networks.map(String).join(', ') || 'no networks'} on ${this.iface.name}); ` +
           'host-gw needs every host on one L2 network: use vxlan (with DirectRouting) for hosts across routers',
       };
     }
-    return { subnet: lease.subnet.toString(), publicIP: lease.attrs.PublicIP, encap: 'direct', directRouting: false };
+    return { subnet: lease.subnet, publicIP: lease.publicIP, encap: 'direct', directRouting: false };
   }
 }
 
 export class IpipBackend extends TypedBackend {
   readonly type = 'ipip' as const;
 
-  peerRoute(lease: Lease): PeerRoute | { skip: string } {
+  peerRoute(lease: Lease): PeerDecision {
     if (leaseBackendType(lease) !== 'ipip') return wrongBackend(lease, 'ipip');
-    const base = { subnet: lease.subnet.toString(), publicIP: lease.attrs.PublicIP };
-    if (this.config.directRouting && onLink(this.iface, lease.attrs.PublicIP)) return { ...base, encap: 'direct', directRouting: true };
+    const base = { subnet: lease.subnet, publicIP: lease.publicIP };
+    if (this.config.directRouting && onLink(this.iface, lease.publicIP)) return { ...base, encap: 'direct', directRouting: true };
     return { ...base, encap: 'ipip', directRouting: false };
   }
 }
@@ -65,8 +65,8 @@ export class UdpBackend implements Backend {
     return underlayMTU - encapOverhead('udp');
   }
 
-  peerRoute(lease: Lease): PeerRoute | { skip: string } {
+  peerRoute(lease: Lease): PeerDecision {
     if (leaseBackendType(lease) !== 'udp') return wrongBackend(lease, 'udp');
-    return { subnet: lease.subnet.toString(), publicIP: lease.attrs.PublicIP, encap: 'udp', directRouting: false };
+    return { subnet: lease.subnet, publicIP: lease.publicIP, encap: 'udp', directRouting: false };
   }
 }

@@ -1,26 +1,28 @@
 // A backend turns leases into decisions: what we publish in our own lease,
 // the pods' MTU, and what each peer needs (a PeerRoute). No etcd, no kernel.
 import type { BackendConfig } from '../config/network.js';
-import type { BackendType, PeerRoute, UnderlayInterface } from '../dataplane/types.js';
+import type { BackendType, PeerRoute, UnderlayInterface } from '../core/model.js';
+import type { IPAddr } from '../core/ipnet.js';
 import type { Lease, LeaseAttrs } from '../subnet/lease.js';
-import { IPNet, parseIP } from '../core/ipnet.js';
+
+export type PeerDecision = PeerRoute | { skip: string };
 
 export interface Backend {
   readonly type: BackendType;
   readonly config: BackendConfig;
+  /** vxlan: our VtepMAC, the overlay device's MAC, published in our lease. */
+  readonly vtepMAC?: string;
   /** BackendType and BackendData of our lease, with our PublicIP. */
   leaseAttrs(publicIP: string, publicIPv6: string | null): LeaseAttrs;
   /** FLANNEL_MTU for an underlay of this MTU. */
   podMTU(underlayMTU: number): number;
   /** What a peer needs, or why it cannot be served (logged once per lease change). */
-  peerRoute(lease: Lease): PeerRoute | { skip: string };
+  peerRoute(lease: Lease): PeerDecision;
 }
 
 /** Whether an address is in one of the underlay interface's connected networks (same L2 segment). */
-export function onLink(iface: Pick<UnderlayInterface, 'networks'>, ip: string): boolean {
-  const addr = parseIP(ip);
-  if (!addr || addr.family !== 4) return false;
-  return iface.networks.some((n) => IPNet.parse(n)?.containsIP(addr.value) ?? false);
+export function onLink(iface: Pick<UnderlayInterface, 'networks'>, ip: IPAddr): boolean {
+  return iface.networks.some((n) => n.family === ip.family && n.containsIP(ip.value));
 }
 
 /** A peer lease's backend type; flannel's udp leases carry none. */

@@ -1,14 +1,13 @@
 // `weft agent`: the per-host daemon, with flanneld's flags.
 import type { Argv, CommandModule, Options } from 'yargs';
-import { Agent, AgentFatalError, type DataplaneChoice } from '../agent/agent.js';
-import { selectInterface, InterfaceError } from '../agent/iface.js';
+import { Agent } from '../agent/agent.js';
+import { selectDataplane, type DataplaneChoice } from '../agent/dataplane.js';
+import { selectInterface } from '../agent/iface.js';
 import { snapshotInterfaces } from '../agent/iface-netlink.js';
-import { ConfigError } from '../config/network.js';
-import { OutOfSubnetsError } from '../subnet/manager.js';
-import { EtcdOptionsError } from '../subnet/registry.js';
-import { selectDataplane } from '../dataplane/select.js';
+import { usageError, WeftError } from '../core/errors.js';
 import { createLogger } from '../core/log.js';
-import { etcdFromArgs, etcdOptions, pinDirOption, UsageError, withOptions, type EtcdArgs } from './options.js';
+import { ebpfOptionsFromEnv } from '../dataplane/ebpf/index.js';
+import { etcdFromArgs, etcdOptions, pinDirOption, withOptions, type EtcdArgs } from './options.js';
 import { statusSocketOption } from './status.js';
 
 interface AgentArgs extends EtcdArgs {
@@ -36,13 +35,13 @@ function splitList(v: string[] | string | undefined): string[] {
 function check(a: AgentArgs): void {
   const m = a['subnet-lease-renew-margin'];
   if (!Number.isInteger(m) || m < 1 || m > 1439) {
-    throw new UsageError(`--subnet-lease-renew-margin ${m}: must be a whole number of minutes from 1 to 1439 (the lease lives 24 h)`);
+    throw usageError(`--subnet-lease-renew-margin ${m}: must be a whole number of minutes from 1 to 1439 (the lease lives 24 h)`);
   }
   const p = a['healthz-port'];
-  if (!Number.isInteger(p) || p < 0 || p > 65535) throw new UsageError(`--healthz-port ${p}: must be 0 (off) to 65535`);
+  if (!Number.isInteger(p) || p < 0 || p > 65535) throw usageError(`--healthz-port ${p}: must be 0 (off) to 65535`);
   const ttl = a['subnet-lease-ttl'];
-  if (!Number.isInteger(ttl) || ttl < 10) throw new UsageError(`--subnet-lease-ttl ${ttl}: must be at least 10 seconds`);
-  if (m * 60 >= ttl) throw new UsageError(`--subnet-lease-renew-margin ${m} min is not shorter than the lease TTL (${ttl} s): the lease would be renewed continuously`);
+  if (!Number.isInteger(ttl) || ttl < 10) throw usageError(`--subnet-lease-ttl ${ttl}: must be at least 10 seconds`);
+  if (m * 60 >= ttl) throw usageError(`--subnet-lease-renew-margin ${m} min is not shorter than the lease TTL (${ttl} s): the lease would be renewed continuously`);
 }
 
 const agentOptions = {
@@ -69,39 +68,29 @@ export const agentCommand: CommandModule<object, AgentArgs> = {
   builder: (y: Argv) =>
     withOptions(y, etcdOptions, pinDirOption, agentOptions, statusSocketOption) as unknown as Argv<AgentArgs>,
   handler: async (a) => {
+    // Everything a run needs from the command line and the environment is checked before anything is leased or created.
     check(a);
     const log = createLogger({ level: a['log-level'] });
-    let selected;
-    try {
-      selected = selectInterface(snapshotInterfaces(), { iface: splitList(a.iface), ifaceRegex: splitList(a['iface-regex']), publicIP: a['public-ip'] });
-    } catch (err) {
-      if (err instanceof InterfaceError) throw new UsageError(err.message);
-      throw err;
-    }
-    let agent: Agent;
-    try {
-      agent = new Agent(
-        {
-          etcd: etcdFromArgs(a),
-          subnetFile: a['subnet-file'],
-          renewMarginMin: a['subnet-lease-renew-margin'],
-          leaseTTLSec: a['subnet-lease-ttl'],
-          ipMasq: a['ip-masq'],
-          publicIPv6: a['public-ipv6'],
-          healthzIP: a['healthz-ip'],
-          healthzPort: a['healthz-port'],
-          dataplane: a.dataplane,
-          bpfPinDir: a['bpf-pin-dir'],
-          statusSocket: a['status-socket'],
-        },
-        selected,
-        log,
-        selectDataplane,
-      );
-    } catch (err) {
-      if (err instanceof EtcdOptionsError) throw new UsageError(err.message);
-      throw err;
-    }
+    const selected = selectInterface(snapshotInterfaces(), { iface: splitList(a.iface), ifaceRegex: splitList(a['iface-regex']), publicIP: a['public-ip'] });
+    const makeDataplane = selectDataplane({ choice: a.dataplane, ebpf: ebpfOptionsFromEnv(), probeFail: process.env.WEFT_PROBE_FAIL });
+    const agent = new Agent(
+      {
+        etcd: etcdFromArgs(a),
+        subnetFile: a['subnet-file'],
+        renewMarginMin: a['subnet-lease-renew-margin'],
+        leaseTTLSec: a['subnet-lease-ttl'],
+        ipMasq: a['ip-masq'],
+        publicIPv6: a['public-ipv6'],
+        healthzIP: a['healthz-ip'],
+        healthzPort: a['healthz-port'],
+        dataplane: a.dataplane,
+        bpfPinDir: a['bpf-pin-dir'],
+        statusSocket: a['status-socket'],
+      },
+      selected,
+      log,
+      makeDataplane,
+    );
     for (const sig of ['SIGTERM', 'SIGINT'] as const) {
       process.once(sig, () => {
         log.info({ signal: sig }, 'stopping; the lease stays in etcd for the next start');
@@ -111,11 +100,10 @@ export const agentCommand: CommandModule<object, AgentArgs> = {
     try {
       await agent.run();
     } catch (err) {
-      // Every fatal error reaches the log as one line (and stderr, for a terminal), then exit 1.
-      const known = err instanceof ConfigError || err instanceof OutOfSubnetsError || err instanceof AgentFatalError;
-      if (known) log.fatal((err as Error).message);
+      // Every fatal error reaches the log as one line (and stderr, for a terminal), then exit 1; only a bug carries its stack.
+      if (err instanceof WeftError) log.fatal(err.message);
       else log.fatal({ stack: (err as Error).stack }, (err as Error).message);
-      await agent.stop().catch(() => undefined);
+      await agent.stop().catch((stopErr: unknown) => log.error({ err: (stopErr as Error).message }, 'stopping after the fatal error failed'));
       if (!process.stdout.isTTY) process.stderr.write(`weft: ${(err as Error).message}\n`);
       process.exit(1);
     }

@@ -1,11 +1,13 @@
 // `weft bpf ...`: read straight from the pinned maps and the kernel's TC
 // filters, so every subcommand works while the agent is stopped. Read-only.
+import { usageError } from '../core/errors.js';
 import type { Argv, CommandModule, Options } from 'yargs';
 import { MAP_CONFIG, MAP_DROPS, MAP_PEERS, MAP_STATS, decodePeer, encodeLpmKey } from '../dataplane/ebpf/maps.js';
-import { DEFAULT_PIN_DIR, UsageError } from './options.js';
+import { DEFAULT_PIN_DIR } from './options.js';
 import { dash, keyValues, outputOption, print, table, toJson, type OutputArgs } from './table.js';
 import { PinnedMaps, type PeerEntry } from './bpf/pins.js';
-import { ipv4ToNumber, lookup, type LookupResult } from './bpf/lookup.js';
+import { ipv4Value, lookup, type LookupResult } from './bpf/lookup.js';
+import { IPNet } from '../core/ipnet.js';
 import { showCounters } from './bpf/counters.js';
 import { inspectPrograms, type ProgramsReport } from './bpf/programs.js';
 
@@ -47,7 +49,7 @@ function peerJson(e: PeerEntry): Record<string, unknown> {
     local: e.local,
     backend: peerBackend(e),
     encap: e.local ? 'none' : e.route.encap,
-    publicIP: e.route.publicIP,
+    publicIP: e.route.publicIP.toString(),
     vni: e.route.vni ?? null,
     vtepMAC: e.route.vtepMAC ?? null,
     directRouting: e.route.directRouting,
@@ -72,7 +74,7 @@ const peers: CommandModule<object, BpfArgs> = {
         entries.map((e) => [
           e.subnet,
           e.local ? 'local' : dash(peerBackend(e)),
-          e.route.publicIP,
+          e.route.publicIP.toString(),
           dash(e.route.vni),
           dash(e.route.vtepMAC),
           [e.local ? 'local' : '', e.route.directRouting ? 'direct-routing' : ''].filter(Boolean).join(',') || '-',
@@ -93,13 +95,14 @@ const lookupCmd: CommandModule<object, LookupArgs> = {
   builder: (y: Argv) => y.positional('ip', { type: 'string', demandOption: true, describe: 'IPv4 destination address' }) as unknown as Argv<LookupArgs>,
   handler: (a) => {
     const ip = String(a.ip);
-    if (ipv4ToNumber(ip) === null) throw new UsageError(`"${ip}" is not an IPv4 address (e.g. weft bpf lookup 10.244.3.7)`);
+    if (ipv4Value(ip) === null) throw usageError(`"${ip}" is not an IPv4 address (e.g. weft bpf lookup 10.244.3.7)`);
     withMaps(a['bpf-pin-dir'], [MAP_PEERS, MAP_CONFIG], (m) => {
       const r = lookup(ip, m.config(), m.peers().entries);
       // The trie itself answers the same question; say so if it disagrees with the longest match computed here.
-      const k = m.map(MAP_PEERS).lookup(encodeLpmKey(`${ip}/32`));
-      const kernel = k ? decodePeer(encodeLpmKey(`${ip}/32`), k).route : null;
-      const agrees = r.match === null ? kernel === null : kernel !== null && kernel.publicIP === r.match.publicIP && (kernel.vtepMAC ?? null) === r.match.vtepMAC;
+      const host = encodeLpmKey(IPNet.v4(`${ip}/32`));
+      const k = m.map(MAP_PEERS).lookup(host);
+      const kernel = k ? decodePeer(host, k).route : null;
+      const agrees = r.match === null ? kernel === null : kernel !== null && kernel.publicIP.toString() === r.match.publicIP && (kernel.vtepMAC ?? null) === r.match.vtepMAC;
       if (a.output === 'json') print(toJson({ pinDir: m.dir, ...r, kernelAgrees: agrees }));
       else print(formatLookup(r, agrees));
     });
@@ -136,8 +139,8 @@ function countersCmd(kind: 'counters' | 'drops'): CommandModule<object, CounterA
         count: { type: 'number', default: 0, describe: 'with --watch: stop after this many refreshes (0: until Ctrl-C)' },
       }) as unknown as Argv<CounterArgs>,
     handler: async (a) => {
-      if (!(a.interval > 0)) throw new UsageError(`--interval ${a.interval}: give seconds above 0, e.g. --interval 0.5`);
-      if (!Number.isInteger(a.count) || a.count < 0) throw new UsageError(`--count ${a.count}: give a whole number, 0 for no limit`);
+      if (!(a.interval > 0)) throw usageError(`--interval ${a.interval}: give seconds above 0, e.g. --interval 0.5`);
+      if (!Number.isInteger(a.count) || a.count < 0) throw usageError(`--count ${a.count}: give a whole number, 0 for no limit`);
       const maps = PinnedMaps.open(a['bpf-pin-dir'], [kind === 'counters' ? MAP_STATS : MAP_DROPS]);
       try {
         await showCounters(maps, kind, { watch: a.watch, intervalSec: a.interval, count: a.count, output: a.output });

@@ -1,9 +1,9 @@
 // `weft config check FILE`: validates a network config offline and prints it
 // with every default filled in.
+import { usageError } from '../core/errors.js';
 import fs from 'node:fs';
 import type { Argv, CommandModule } from 'yargs';
 import { effectiveConfig, encapOverhead, parseNetworkConfig } from '../config/network.js';
-import { UsageError } from './options.js';
 
 interface CheckArgs {
   file: string;
@@ -19,7 +19,7 @@ const check: CommandModule<object, CheckArgs> = {
       // yargs hands '-' over as an empty string.
       text = fs.readFileSync(a.file === '-' || a.file === '' ? 0 : a.file, 'utf8');
     } catch (err) {
-      throw new UsageError(`cannot read ${a.file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+      throw usageError(`cannot read ${a.file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
     }
     const cfg = parseNetworkConfig(text);
     process.stdout.write(JSON.stringify(effectiveConfig(cfg), null, 2) + '\n');

@@ -1,11 +1,12 @@
 // `weft leases`: the subnet leases in etcd under the prefix, from any machine
 // that can reach etcd, with the TTL each has left.
+import { WeftError } from '../core/errors.js';
 import type { Argv, CommandModule } from 'yargs';
-import { EtcdOptionsError, EtcdRegistry, type LeaseList } from '../subnet/registry.js';
+import { EtcdRegistry, type LeaseList } from '../subnet/registry.js';
 import { isReservation, type Lease } from '../subnet/lease.js';
 import { parseNetworkConfig } from '../config/network.js';
-import { etcdFromArgs, etcdOptions, UsageError, withOptions, type EtcdArgs } from './options.js';
-import { CliError, EXIT, dash, duration, outputOption, print, table, toJson, type OutputArgs } from './table.js';
+import { etcdFromArgs, etcdOptions, withOptions, type EtcdArgs } from './options.js';
+import { dash, duration, outputOption, print, table, toJson, type OutputArgs } from './table.js';
 
 type LeasesArgs = EtcdArgs & OutputArgs;
 
@@ -105,13 +106,13 @@ export async function readLeases(reg: EtcdRegistry): Promise<LeasesReport> {
     [list, configText] = await Promise.all([reg.listLeases(), reg.getConfigText()]);
     ttls = await timeToLive(reg, [...new Set(list.leases.filter((l) => !isReservation(l)).map((l) => l.leaseId))]);
   } catch (err) {
-    throw new CliError(`cannot read the leases under ${reg.subnetsPrefix}: ${where} is unreachable or failing (${(err as Error).message}). Check --etcd-endpoints and that etcd is running.`, EXIT.unavailable);
+    throw new WeftError(`cannot read the leases under ${reg.subnetsPrefix}: ${where} is unreachable or failing (${(err as Error).message}). Check --etcd-endpoints and that etcd is running.`, 'unavailable');
   }
   let network: string | null = null;
   try {
     if (configText !== null) network = parseNetworkConfig(configText).ipv4.network.toString();
   } catch {
-    /* a broken config is `weft config check`'s business; the leases are still worth listing */
+    // A broken config is `weft config check`'s business; the leases are still worth listing.
   }
   const now = Date.now();
   const leases = list.leases
@@ -158,13 +159,7 @@ export const leasesCommand: CommandModule<object, LeasesArgs> = {
       'Exit codes: 0 listed (also when there are none), 1 failed, 2 usage error, 3 etcd unreachable.',
     ) as unknown as Argv<LeasesArgs>,
   handler: async (a) => {
-    let reg: EtcdRegistry;
-    try {
-      reg = new EtcdRegistry(etcdFromArgs(a));
-    } catch (err) {
-      if (err instanceof EtcdOptionsError) throw new UsageError(err.message);
-      throw err;
-    }
+    const reg = new EtcdRegistry(etcdFromArgs(a));
     try {
       const rep = await readLeases(reg);
       print(a.output === 'json' ? toJson(rep) : formatLeases(rep));

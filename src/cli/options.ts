@@ -8,9 +8,6 @@ import { DEFAULT_PREFIX, type EtcdOptions } from '../subnet/registry.js';
 export const DEFAULT_PIN_DIR = '/sys/fs/bpf/weft';
 export const DEFAULT_STATUS_SOCKET = '/run/weft/weft.sock';
 
-/** A mistake in the command line; printed with a hint and exit code 2. */
-export class UsageError extends Error {}
-
 export const etcdOptions = {
   'etcd-endpoints': { type: 'string', default: 'http://127.0.0.1:2379', describe: 'comma-separated etcd endpoints', group: 'etcd:' },
   'etcd-prefix': { type: 'string', default: DEFAULT_PREFIX, describe: 'etcd prefix holding config and subnets', group: 'etcd:' },

@@ -1,9 +1,10 @@
 // `weft status`: asks the running agent over its unix socket what it holds.
+import { WeftError, usageError } from '../core/errors.js';
 import net from 'node:net';
 import type { Argv, CommandModule, Options } from 'yargs';
 import { FrameReader, decodeReply, encodeStatusRequest, type AgentStatus } from '../status/codec.js';
-import { DEFAULT_STATUS_SOCKET, UsageError } from './options.js';
-import { CliError, EXIT, duration, keyValues, outputOption, print, toJson, type OutputArgs } from './table.js';
+import { DEFAULT_STATUS_SOCKET } from './options.js';
+import { duration, keyValues, outputOption, print, toJson, type OutputArgs } from './table.js';
 
 export const statusSocketOption = {
   'status-socket': { type: 'string', default: DEFAULT_STATUS_SOCKET, describe: 'unix socket of the agent\'s status API (mode 0600)' },
@@ -16,15 +17,13 @@ interface StatusArgs extends OutputArgs {
   timeout: number;
 }
 
-function noAgent(socket: string, why: string): CliError {
-  return new CliError(
+function noAgent(socket: string, why: string): WeftError {
+  return new WeftError(
     `no weft agent is running (nothing listens on ${socket}${why}); start one with weft agent --etcd-endpoints URL ..., ` +
-      `or, if it runs with another socket, name it with --status-socket`,
-    EXIT.unavailable,
-  );
+      `or, if it runs with another socket, name it with --status-socket`, 'unavailable');
 }
 
-/** One status request over the socket. Throws CliError (exit 3) when no agent listens. */
+/** One status request over the socket. Throws an 'unavailable' WeftError (exit 3) when no agent listens. */
 export function queryStatus(socket: string, timeoutMs = 5000): Promise<AgentStatus> {
   return new Promise((resolve, reject) => {
     const c = net.connect(socket);
@@ -37,27 +36,27 @@ export function queryStatus(socket: string, timeoutMs = 5000): Promise<AgentStat
       if (err) reject(err);
       else resolve(s!);
     };
-    c.setTimeout(timeoutMs, () => finish(new CliError(`the agent on ${socket} did not answer within ${timeoutMs} ms; is it stuck? (its log says more)`, EXIT.failed)));
+    c.setTimeout(timeoutMs, () => finish(new WeftError(`the agent on ${socket} did not answer within ${timeoutMs} ms; is it stuck? (its log says more)`)));
     c.once('connect', () => c.write(encodeStatusRequest()));
     c.on('error', (err: NodeJS.ErrnoException) => {
       if (err.code === 'ENOENT') finish(noAgent(socket, ''));
       else if (err.code === 'ECONNREFUSED') finish(noAgent(socket, '; the socket file was left by an agent that stopped'));
-      else if (err.code === 'EACCES' || err.code === 'EPERM') finish(new CliError(`connect(${socket}): ${err.code}: the status socket is root's (mode 0600); run weft status as root`, EXIT.failed));
-      else if (err.code === 'ENOTSOCK' || err.code === 'ENOTDIR') finish(new CliError(`connect(${socket}): ${err.code}: that is not a socket; check --status-socket`, EXIT.usage));
-      else finish(new CliError(`connect(${socket}): ${err.code ?? err.message}`, EXIT.failed));
+      else if (err.code === 'EACCES' || err.code === 'EPERM') finish(new WeftError(`connect(${socket}): ${err.code}: the status socket is root's (mode 0600); run weft status as root`));
+      else if (err.code === 'ENOTSOCK' || err.code === 'ENOTDIR') finish(new WeftError(`connect(${socket}): ${err.code}: that is not a socket; check --status-socket`, 'usage'));
+      else finish(new WeftError(`connect(${socket}): ${err.code ?? err.message}`));
     });
     c.on('data', (chunk: Buffer) => {
       try {
         const [frame] = reader.push(chunk);
         if (!frame) return;
         const reply = decodeReply(frame);
-        if ('error' in reply) finish(new CliError(`the agent on ${socket} answered with an error: ${reply.error}`, EXIT.failed));
+        if ('error' in reply) finish(new WeftError(`the agent on ${socket} answered with an error: ${reply.error}`));
         else finish(null, reply.status);
       } catch (err) {
-        finish(new CliError(`reading the answer on ${socket}: ${(err as Error).message}`, EXIT.failed));
+        finish(new WeftError(`reading the answer on ${socket}: ${(err as Error).message}`));
       }
     });
-    c.on('end', () => finish(new CliError(`the agent on ${socket} closed the connection without an answer`, EXIT.failed)));
+    c.on('end', () => finish(new WeftError(`the agent on ${socket} closed the connection without an answer`)));
   });
 }
 
@@ -111,7 +110,7 @@ export const statusCommand: CommandModule<object, StatusArgs> = {
       .options({ ...statusSocketOption, ...outputOption, timeout: { type: 'number', default: 5000, describe: 'ms to wait for the answer' } })
       .epilogue('Exit codes: 0 the agent answered, 1 it failed to answer, 2 usage error, 3 no agent listens on the socket.') as unknown as Argv<StatusArgs>,
   handler: async (a) => {
-    if (!Number.isFinite(a.timeout) || a.timeout <= 0) throw new UsageError(`--timeout ${a.timeout}: give a number of milliseconds above 0`);
+    if (!Number.isFinite(a.timeout) || a.timeout <= 0) throw usageError(`--timeout ${a.timeout}: give a number of milliseconds above 0`);
     const socket = a['status-socket'];
     const s = await queryStatus(socket, a.timeout);
     if (a.output === 'json') print(toJson({ socket, uptimeMs: s.nowMs - s.startedAtMs, ...s }));

@@ -1,27 +1,7 @@
 // Output for the inspection commands (leases, status, bpf ...): aligned
-// tables and key/value blocks for people, JSON for machines, and the exit
-// codes every command shares.
+// tables and key/value blocks for people, JSON for machines. Their exit codes
+// are every command's (src/core/errors.ts).
 export { outputOption } from './options.js';
-
-/**
- * Exit codes of the inspection commands (README, "Inspecting a host"):
- *   0  answered
- *   1  failed while answering (a kernel or etcd call failed; the message says which)
- *   2  a mistake in the command line
- *   3  nothing to inspect: no agent listens on the status socket, no pinned
- *      maps in the pin dir, or etcd cannot be reached
- */
-export const EXIT = { ok: 0, failed: 1, usage: 2, unavailable: 3 } as const;
-
-/** An error for the user, with the exit code it ends the command with. */
-export class CliError extends Error {
-  constructor(
-    message: string,
-    readonly exitCode: number = EXIT.failed,
-  ) {
-    super(message);
-  }
-}
 
 export type OutputFormat = 'table' | 'json';
 

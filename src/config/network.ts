@@ -1,17 +1,9 @@
 // The network config at <prefix>/config: flannel's fields, defaults and
-// checks. Every problem is a ConfigError naming the field and the reason.
+// checks. Every problem is a config WeftError naming the field and the reason.
 import { IPNet, type Family } from '../core/ipnet.js';
-import type { BackendType } from '../dataplane/types.js';
+import type { BackendType } from '../core/model.js';
+import { configError } from '../core/errors.js';
 
-export class ConfigError extends Error {
-  constructor(
-    readonly field: string,
-    readonly reason: string,
-  ) {
-    super(`invalid network config: ${field}: ${reason}`);
-    this.name = 'ConfigError';
-  }
-}
 
 export interface BackendConfig {
   type: BackendType;
@@ -68,7 +60,7 @@ function optInt(obj: Json, key: string, field: string, min: number, max: number)
   const v = obj[key];
   if (v === undefined || v === null) return undefined;
   if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
-    throw new ConfigError(field, `must be an integer from ${min} to ${max}, got ${JSON.stringify(v)}`);
+    throw configError(field, `must be an integer from ${min} to ${max}, got ${JSON.stringify(v)}`);
   }
   return v;
 }
@@ -76,21 +68,21 @@ function optInt(obj: Json, key: string, field: string, min: number, max: number)
 function optBool(obj: Json, key: string, field: string): boolean | undefined {
   const v = obj[key];
   if (v === undefined || v === null) return undefined;
-  if (typeof v !== 'boolean') throw new ConfigError(field, `must be true or false, got ${JSON.stringify(v)}`);
+  if (typeof v !== 'boolean') throw configError(field, `must be true or false, got ${JSON.stringify(v)}`);
   return v;
 }
 
 function optString(obj: Json, key: string, field: string): string | undefined {
   const v = obj[key];
   if (v === undefined || v === null || v === '') return undefined;
-  if (typeof v !== 'string') throw new ConfigError(field, `must be a string, got ${JSON.stringify(v)}`);
+  if (typeof v !== 'string') throw configError(field, `must be a string, got ${JSON.stringify(v)}`);
   return v;
 }
 
 function parseNet(text: string, field: string, family: Family): IPNet {
   const net = IPNet.parse(text);
   if (!net || net.family !== family) {
-    throw new ConfigError(field, `${JSON.stringify(text)} is not an IPv${family} network in CIDR form (e.g. ${family === 4 ? '10.244.0.0/16' : 'fd00:10:244::/56'})`);
+    throw configError(field, `${JSON.stringify(text)} is not an IPv${family} network in CIDR form (e.g. ${family === 4 ? '10.244.0.0/16' : 'fd00:10:244::/56'})`);
   }
   return net;
 }
@@ -102,24 +94,24 @@ function parseRange(obj: Json, family: Family): SubnetRange {
     : { net: 'IPv6Network', len: 'IPv6SubnetLen', min: 'IPv6SubnetMin', max: 'IPv6SubnetMax', dflt: 64, dfltUpTo: 62, maxLen: 126, minNet: 124 };
   const text = optString(obj, f.net, f.net);
   if (!text) {
-    throw new ConfigError(f.net, family === 4
+    throw configError(f.net, family === 4
       ? 'missing: please define a correct Network parameter, e.g. {"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan"}}'
       : 'missing while EnableIPv6 is true: please define a correct IPv6Network parameter');
   }
   const parsed = parseNet(text, f.net, family);
   if (!parsed.isNetworkAddress()) {
-    throw new ConfigError(f.net, `${text} has host bits set; did you mean ${parsed.canonical().toString()}?`);
+    throw configError(f.net, `${text} has host bits set; did you mean ${parsed.canonical().toString()}?`);
   }
   const network = parsed;
   if (network.prefixLen > f.minNet) {
-    throw new ConfigError(f.net, `network ${text} is too small: the minimum useful network prefix is /${f.minNet}`);
+    throw configError(f.net, `network ${text} is too small: the minimum useful network prefix is /${f.minNet}`);
   }
   const bits = network.bits;
   const given = optInt(obj, f.len, f.len, 0, bits);
   const subnetLen = given ?? (network.prefixLen <= f.dfltUpTo ? f.dflt : network.prefixLen + 2);
-  if (subnetLen > f.maxLen) throw new ConfigError(f.len, `${f.len} must be less than /${f.maxLen + 1}, got /${subnetLen}`);
+  if (subnetLen > f.maxLen) throw configError(f.len, `${f.len} must be less than /${f.maxLen + 1}, got /${subnetLen}`);
   if (subnetLen - network.prefixLen < 2) {
-    throw new ConfigError(f.len, `network ${text} must be able to accommodate at least four subnets: ${f.len} must be at least /${network.prefixLen + 2}, got /${subnetLen}`);
+    throw configError(f.len, `network ${text} must be able to accommodate at least four subnets: ${f.len} must be at least /${network.prefixLen + 2}, got /${subnetLen}`);
   }
   const subnetSize = 1n << BigInt(bits - subnetLen);
   const boundary = (field: string, dflt: bigint): IPNet => {
@@ -127,15 +119,15 @@ function parseRange(obj: Json, family: Family): SubnetRange {
     if (!t) return new IPNet(family, dflt, subnetLen);
     // flannel writes SubnetMin/Max as addresses; accept "a.b.c.d" and "a.b.c.d/len".
     const net = IPNet.parse(t.includes('/') ? t : `${t}/${subnetLen}`);
-    if (!net || net.family !== family) throw new ConfigError(field, `${JSON.stringify(t)} is not an IPv${family} address`);
-    if (!network.containsIP(net.base)) throw new ConfigError(field, `${t} is not in the range of the network ${network}`);
-    if ((net.base - network.network) % subnetSize !== 0n) throw new ConfigError(field, `${t} is not on a ${f.len} boundary (/${subnetLen})`);
+    if (!net || net.family !== family) throw configError(field, `${JSON.stringify(t)} is not an IPv${family} address`);
+    if (!network.containsIP(net.base)) throw configError(field, `${t} is not in the range of the network ${network}`);
+    if ((net.base - network.network) % subnetSize !== 0n) throw configError(field, `${t} is not on a ${f.len} boundary (/${subnetLen})`);
     return new IPNet(family, net.base, subnetLen);
   };
   const subnetMin = boundary(f.min, network.network + subnetSize);
   const subnetMax = boundary(f.max, network.network + network.size - subnetSize);
   if (subnetMin.base > subnetMax.base) {
-    throw new ConfigError(f.min, `${subnetMin.ip} is above ${f.max} ${subnetMax.ip}: no subnet can be allocated`);
+    throw configError(f.min, `${subnetMin.ip} is above ${f.max} ${subnetMax.ip}: no subnet can be allocated`);
   }
   return { network, subnetLen, subnetMin, subnetMax };
 }
@@ -144,12 +136,12 @@ function parseBackend(raw: unknown): { backend: BackendConfig; defaulted: boolea
   if (raw === undefined || raw === null) {
     return { backend: { type: 'udp', vni: 0, port: 8285, gbp: false, learning: false, directRouting: false, mtu: 0 }, defaulted: true, unknown: [] };
   }
-  if (!isObject(raw)) throw new ConfigError('Backend', `must be an object such as {"Type": "vxlan"}, got ${JSON.stringify(raw)}`);
+  if (!isObject(raw)) throw configError('Backend', `must be an object such as {"Type": "vxlan"}, got ${JSON.stringify(raw)}`);
   const typeText = optString(raw, 'Type', 'Backend.Type');
-  if (!typeText) throw new ConfigError('Backend.Type', 'missing: expected one of vxlan, host-gw, ipip, udp');
+  if (!typeText) throw configError('Backend.Type', 'missing: expected one of vxlan, host-gw, ipip, udp');
   const type = typeText.toLowerCase() as BackendType;
   if (!(type in BACKEND_FIELDS)) {
-    throw new ConfigError('Backend.Type', `unknown backend type ${JSON.stringify(typeText)}: expected one of vxlan, host-gw, ipip, udp`);
+    throw configError('Backend.Type', `unknown backend type ${JSON.stringify(typeText)}: expected one of vxlan, host-gw, ipip, udp`);
   }
   const unknown = Object.keys(raw).filter((k) => !BACKEND_FIELDS[type].includes(k)).map((k) => `Backend.${k}`);
   const b: BackendConfig = { type, vni: 0, port: 0, gbp: false, learning: false, directRouting: false, mtu: 0 };
@@ -161,7 +153,7 @@ function parseBackend(raw: unknown): { backend: BackendConfig; defaulted: boolea
     b.learning = optBool(raw, 'Learning', 'Backend.Learning') ?? false;
     b.directRouting = optBool(raw, 'DirectRouting', 'Backend.DirectRouting') ?? false;
     const mtu = optInt(raw, 'MTU', 'Backend.MTU', 0, 65535) ?? 0;
-    if (mtu !== 0 && mtu < 576) throw new ConfigError('Backend.MTU', `must be at least 576 (or 0 for the interface MTU minus the overhead), got ${mtu}`);
+    if (mtu !== 0 && mtu < 576) throw configError('Backend.MTU', `must be at least 576 (or 0 for the interface MTU minus the overhead), got ${mtu}`);
     b.mtu = mtu;
   } else if (type === 'ipip') {
     b.directRouting = optBool(raw, 'DirectRouting', 'Backend.DirectRouting') ?? false;
@@ -178,12 +170,12 @@ export function parseNetworkConfig(text: string): NetworkConfig {
   try {
     raw = JSON.parse(text);
   } catch (err) {
-    throw new ConfigError('(document)', `not valid JSON: ${(err as Error).message}`);
+    throw configError('(document)', `not valid JSON: ${(err as Error).message}`);
   }
-  if (!isObject(raw)) throw new ConfigError('(document)', 'must be a JSON object such as {"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan"}}');
+  if (!isObject(raw)) throw configError('(document)', 'must be a JSON object such as {"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan"}}');
   const enableIPv4 = optBool(raw, 'EnableIPv4', 'EnableIPv4') ?? true;
   const enableIPv6 = optBool(raw, 'EnableIPv6', 'EnableIPv6') ?? false;
-  if (!enableIPv4) throw new ConfigError('EnableIPv4', 'false is not supported: weft leases an IPv4 subnet on every host (IPv6 comes on top with EnableIPv6)');
+  if (!enableIPv4) throw configError('EnableIPv4', 'false is not supported: weft leases an IPv4 subnet on every host (IPv6 comes on top with EnableIPv6)');
   const ipv4 = parseRange(raw, 4);
   const ipv6 = enableIPv6 ? parseRange(raw, 6) : undefined;
   const { backend, defaulted, unknown } = parseBackend(raw.Backend);

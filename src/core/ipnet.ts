@@ -1,6 +1,8 @@
-// IPv4/IPv6 networks as (family, base, prefix length), with addresses held as
-// bigint so that one piece of arithmetic serves both families. Parsing and
-// formatting go through ipaddr.js.
+// Addresses and networks, IPv4 and IPv6, held as bigint so that one piece of
+// arithmetic serves both families. The one parser of addresses in weft:
+// parsing and formatting go through ipaddr.js, and every layer (config,
+// leases, backends, map codecs, netlink entries, the CLI) takes its values
+// from here instead of splitting strings itself.
 import ipaddr from 'ipaddr.js';
 
 export type Family = 4 | 6;
@@ -31,6 +33,48 @@ function bytesToBig(bytes: number[]): bigint {
   return bytes.reduce((acc, b) => (acc << 8n) | BigInt(b), 0n);
 }
 
+/** An address, parsed once. */
+export class IPAddr {
+  constructor(
+    readonly family: Family,
+    readonly value: bigint,
+  ) {}
+
+  static parse(text: string): IPAddr | null {
+    const p = parseIP(text);
+    return p ? new IPAddr(p.family, p.value) : null;
+  }
+
+  /** An IPv4 address from its dotted form; throws naming `what` when it is not one. */
+  static v4(text: string, what = 'address'): IPAddr {
+    const p = parseIP(text);
+    if (!p || p.family !== 4) throw new Error(`${what}: ${JSON.stringify(text)} is not an IPv4 address`);
+    return new IPAddr(4, p.value);
+  }
+
+  /** From network-order bytes (4 or 16). */
+  static fromBytes(b: Uint8Array): IPAddr {
+    if (b.length !== 4 && b.length !== 16) throw new Error(`an address is 4 or 16 bytes, not ${b.length}`);
+    return new IPAddr(b.length === 4 ? 4 : 6, bytesToBig([...b]));
+  }
+
+  /** Network byte order, as in packets and in the BPF maps. */
+  bytes(): Buffer {
+    const n = bitsOf(this.family) / 8;
+    const b = Buffer.alloc(n);
+    for (let i = 0; i < n; i++) b[n - 1 - i] = Number((this.value >> BigInt(i * 8)) & 0xffn);
+    return b;
+  }
+
+  equals(other: IPAddr): boolean {
+    return other.family === this.family && other.value === this.value;
+  }
+
+  toString(): string {
+    return formatIP(this.family, this.value);
+  }
+}
+
 export class IPNet {
   constructor(
     readonly family: Family,
@@ -49,6 +93,13 @@ export class IPNet {
     const len = Number(lenText);
     if (len > bitsOf(ip.family)) return null;
     return new IPNet(ip.family, ip.value, len);
+  }
+
+  /** An IPv4 network in CIDR form; throws naming `what` when it is not one. */
+  static v4(text: string, what = 'network'): IPNet {
+    const net = IPNet.parse(text);
+    if (!net || net.family !== 4) throw new Error(`${what}: ${JSON.stringify(text)} is not an IPv4 CIDR`);
+    return net;
   }
 
   static of(family: Family, ip: string, prefixLen: number): IPNet {
@@ -103,6 +154,11 @@ export class IPNet {
 
   equals(other: IPNet): boolean {
     return other.family === this.family && other.base === this.base && other.prefixLen === this.prefixLen;
+  }
+
+  /** The network address (host bits cleared). */
+  get addr(): IPAddr {
+    return new IPAddr(this.family, this.network);
   }
 
   /** The address `offset` after the network address, e.g. hostAt(1) = the first host. */

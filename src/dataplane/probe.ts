@@ -8,6 +8,7 @@ import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { BpfObject, isErrnoError, progInfo, tcHookCreate, tcHookDestroy } from '../native/bpf.js';
+import { WeftError } from '../core/errors.js';
 
 export const PROBE_STEPS = ['bpf', 'verifier', 'clsact', 'bpffs'] as const;
 export type ProbeStep = (typeof PROBE_STEPS)[number];
@@ -37,13 +38,10 @@ export interface ProbeOptions {
   mayMount?: boolean;
 }
 
-export class ProbeConfigError extends Error {}
-
-/** The step named by WEFT_PROBE_FAIL, or undefined; a name that is no step is an error, not silently ignored. */
-export function forcedFailure(env: NodeJS.ProcessEnv = process.env): ProbeStep | undefined {
-  const v = env[PROBE_FAIL_ENV];
+/** The step WEFT_PROBE_FAIL names, or undefined; a name that is no step is an error, not silently ignored. */
+export function forcedFailure(v: string | undefined): ProbeStep | undefined {
   if (!v) return undefined;
-  if (!(PROBE_STEPS as readonly string[]).includes(v)) throw new ProbeConfigError(`${PROBE_FAIL_ENV}=${v}: expected one of ${PROBE_STEPS.join(', ')}`);
+  if (!(PROBE_STEPS as readonly string[]).includes(v)) throw new WeftError(`${PROBE_FAIL_ENV}=${v}: expected one of ${PROBE_STEPS.join(', ')}`);
   return v as ProbeStep;
 }
 

@@ -2,7 +2,8 @@
 //   key:   10.244.3.0-24   or, dual-stack,   10.244.3.0-24&fd00:10:244:3::-64
 //   value: {"PublicIP":"192.0.2.11","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"…"}}
 // Fields written by others that we do not know are kept when we rewrite our own lease.
-import { IPNet } from '../core/ipnet.js';
+import { IPNet, type IPAddr } from '../core/ipnet.js';
+import { WeftError } from '../core/errors.js';
 
 // flannel's own pattern (pkg/subnet/subnet.go), anchored at the start as well.
 const KEY_RE = /^(\d+\.\d+\.\d+\.\d+)-(\d+)(?:&([a-f\d:]+)-(\d+))?$/;
@@ -46,25 +47,28 @@ export interface LeaseAttrs {
 
 const KNOWN = new Set(['PublicIP', 'PublicIPv6', 'BackendType', 'BackendData', 'BackendV6Data']);
 
-export class LeaseValueError extends Error {}
+/** A lease value that is not one; the message is the reason, for the warning naming its key. */
+function invalid(reason: string): WeftError {
+  return new WeftError(reason, 'failed', { field: 'lease value' });
+}
 
-/** Parses a lease value; throws LeaseValueError with the reason when it is not one. */
+/** Parses a lease value; throws a WeftError with the reason when it is not one. */
 export function parseLeaseAttrs(text: string): LeaseAttrs {
   let raw: unknown;
   try {
     raw = JSON.parse(text);
   } catch (err) {
-    throw new LeaseValueError(`not JSON: ${(err as Error).message}`);
+    throw invalid(`not JSON: ${(err as Error).message}`);
   }
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new LeaseValueError('not a JSON object');
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw invalid('not a JSON object');
   const o = raw as Record<string, unknown>;
   if (typeof o.PublicIP !== 'string' || IPNet.parse(`${o.PublicIP}/32`)?.family !== 4) {
-    throw new LeaseValueError(`PublicIP ${JSON.stringify(o.PublicIP)} is not an IPv4 address`);
+    throw invalid(`PublicIP ${JSON.stringify(o.PublicIP)} is not an IPv4 address`);
   }
   if (o.PublicIPv6 !== undefined && o.PublicIPv6 !== null && (typeof o.PublicIPv6 !== 'string' || IPNet.parse(`${o.PublicIPv6}/128`)?.family !== 6)) {
-    throw new LeaseValueError(`PublicIPv6 ${JSON.stringify(o.PublicIPv6)} is not an IPv6 address`);
+    throw invalid(`PublicIPv6 ${JSON.stringify(o.PublicIPv6)} is not an IPv6 address`);
   }
-  if (o.BackendType !== undefined && typeof o.BackendType !== 'string') throw new LeaseValueError('BackendType is not a string');
+  if (o.BackendType !== undefined && typeof o.BackendType !== 'string') throw invalid('BackendType is not a string');
   const attrs: LeaseAttrs = { PublicIP: o.PublicIP, PublicIPv6: (o.PublicIPv6 as string | null | undefined) ?? null };
   if (o.BackendType !== undefined && o.BackendType !== '') attrs.BackendType = o.BackendType as string;
   if (o.BackendData !== undefined && o.BackendData !== null) attrs.BackendData = o.BackendData;
@@ -91,6 +95,8 @@ export interface Lease {
   subnet: IPNet;
   subnetV6?: IPNet;
   attrs: LeaseAttrs;
+  /** attrs.PublicIP, parsed. */
+  publicIP: IPAddr;
   /** etcd lease id as a decimal string; "0" for a reservation (no TTL). */
   leaseId: string;
   modRevision: string;

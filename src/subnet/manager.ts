@@ -1,5 +1,6 @@
 // Our own subnet lease: acquire (flannel's order, without its bugs), renew
-// before expiry, and take it back when it disappears.
+// before expiry, and take it back when it disappears. The lease session
+// (session.ts) owns one and tells it what the watch saw of our key.
 //
 // Acquisition order: (1) a lease or reservation whose PublicIP is ours and that
 // fits the config; (2) the subnet of the previous subnet.env, if free; (3) a
@@ -10,6 +11,7 @@ import { EventEmitter } from 'node:events';
 import { fitsRange, freeSubnets, pickRandom } from './allocator.js';
 import { isReservation, sameAttrs, type Lease, type LeaseAttrs, type SubnetKey } from './lease.js';
 import type { IPNet } from '../core/ipnet.js';
+import { WeftError, messageOf } from '../core/errors.js';
 import type { EtcdRegistry, LeaseList } from './registry.js';
 import type { NetworkConfig } from '../config/network.js';
 import type { Logger } from '../core/log.js';
@@ -26,8 +28,6 @@ export interface OwnLease {
   reservation: boolean;
 }
 
-export class OutOfSubnetsError extends Error {}
-export class LeaseLostError extends Error {}
 
 export interface LeaseManagerOptions {
   registry: EtcdRegistry;
@@ -48,17 +48,21 @@ export interface LeaseManagerEvents {
   renewed: [OwnLease];
   reacquired: [OwnLease];
   /** The lease is gone and cannot be taken back: the agent must stop. */
-  lost: [LeaseLostError];
+  lost: [WeftError];
 }
 
 function keyOf(l: { subnet: IPNet; subnetV6?: IPNet }): SubnetKey {
   return { subnet: l.subnet, subnetV6: l.subnetV6 };
 }
 
+/** What an acquisition took, and the lease list it decided on (a watch can start from it instead of listing again). */
+export interface Acquired {
+  own: OwnLease;
+  list: LeaseList;
+}
+
 export class LeaseManager extends EventEmitter<LeaseManagerEvents> {
   current: OwnLease | undefined;
-  /** The lease list the last acquisition was decided on; a watch can start from it instead of listing again. */
-  lastList: LeaseList | undefined;
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
   private reacquiring = false;
@@ -80,25 +84,27 @@ export class LeaseManager extends EventEmitter<LeaseManagerEvents> {
     return !l.subnetV6;
   }
 
-  /** Takes a subnet; rejects with OutOfSubnetsError, or with etcd's error when etcd cannot be reached. */
-  async acquire(): Promise<OwnLease> {
+  /**
+   * Takes a subnet; rejects with a WeftError when none is free, or with
+   * etcd's error when etcd cannot be reached.
+   */
+  async acquire(): Promise<Acquired> {
     for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
-      const got = await this.tryAcquire();
-      if (got) {
-        this.current = got;
+      const list = await this.o.registry.listLeases();
+      const own = await this.tryAcquire(list);
+      if (own) {
+        this.current = own;
         this.scheduleRenew();
-        return got;
+        return { own, list };
       }
       // Someone wrote between our list and our transaction: list again.
       await new Promise((r) => setTimeout(r, Math.floor((this.o.random ?? Math.random)() * 20 * attempt)));
     }
-    throw new Error(`could not acquire a subnet after ${MAX_ATTEMPTS} attempts: other hosts kept taking the subnets we chose`);
+    throw new WeftError(`could not acquire a subnet after ${MAX_ATTEMPTS} attempts: other hosts kept taking the subnets we chose`);
   }
 
-  private async tryAcquire(): Promise<OwnLease | null> {
+  private async tryAcquire(list: LeaseList): Promise<OwnLease | null> {
     const { registry, attrs, config } = this.o;
-    const list = await registry.listLeases();
-    this.lastList = list;
     const mine = list.leases.find((l) => l.attrs.PublicIP === attrs.PublicIP && this.fits(l));
     if (mine) return this.claim(mine);
 
@@ -125,9 +131,11 @@ export class LeaseManager extends EventEmitter<LeaseManagerEvents> {
     const subnetV6 = config.ipv6 ? pickRandom(freeSubnets(config.ipv6, taken6), this.o.random) : undefined;
     if (!subnet || (config.ipv6 && !subnetV6)) {
       const r = config.ipv4;
-      throw new OutOfSubnetsError(
+      throw new WeftError(
         `out of subnets: every /${r.subnetLen} from ${r.subnetMin.ip} to ${r.subnetMax.ip} in ${r.network} is leased or reserved ` +
           `(${list.leases.length} leases); widen Network or SubnetMin/SubnetMax, or delete stale leases under ${registry.subnetsPrefix}`,
+        'config',
+        { field: 'Network' },
       );
     }
     const r = await registry.createLease({ subnet, subnetV6 }, attrs, this.ttlSec);
@@ -175,7 +183,7 @@ export class LeaseManager extends EventEmitter<LeaseManagerEvents> {
       this.scheduleRenew();
     } catch (err) {
       const retry = this.o.renewRetryMs ?? 60_000;
-      this.log.error({ err: (err as Error).message, retryInMs: retry }, 'renewing our lease failed; will retry');
+      this.log.error({ err: messageOf(err), retryInMs: retry }, 'renewing our lease failed; will retry');
       this.scheduleRenew(retry);
     }
   }
@@ -193,7 +201,12 @@ export class LeaseManager extends EventEmitter<LeaseManagerEvents> {
         // Our own renewal, or someone edited our value: put ours back if it differs.
         if (!sameAttrs(lease.attrs, this.o.attrs) && lease.leaseId === cur.leaseId) {
           this.log.warn({ subnet: cur.subnet.toString() }, 'our lease value was edited by someone else; rewriting it');
-          await this.o.registry.renewLease(keyOf(cur), this.o.attrs, cur.reservation ? 0 : this.ttlSec, cur.leaseId).catch(() => undefined);
+          await this.o.registry.renewLease(keyOf(cur), this.o.attrs, cur.reservation ? 0 : this.ttlSec, cur.leaseId).then(
+            (r) => {
+              if (!r.created) this.log.warn({ subnet: cur.subnet.toString() }, 'could not rewrite our edited lease: it changed again meanwhile; the watch will tell what it is now');
+            },
+            (err: unknown) => this.log.error({ subnet: cur.subnet.toString(), err: messageOf(err) }, 'could not rewrite our edited lease; the next renewal writes it'),
+          );
         }
         return;
       }
@@ -224,7 +237,7 @@ export class LeaseManager extends EventEmitter<LeaseManagerEvents> {
           this.fail(`our lease on ${cur.subnet} disappeared and ${holder ? `${holder.attrs.PublicIP} holds it now` : 'it cannot be re-created'}`);
           return;
         } catch (err) {
-          this.log.warn({ err: (err as Error).message }, 're-acquiring our lease failed; retrying');
+          this.log.warn({ err: messageOf(err) }, 're-acquiring our lease failed; retrying');
           await new Promise((r) => setTimeout(r, delay));
         }
       }
@@ -235,7 +248,7 @@ export class LeaseManager extends EventEmitter<LeaseManagerEvents> {
 
   private fail(message: string): void {
     this.stop();
-    this.emit('lost', new LeaseLostError(message));
+    this.emit('lost', new WeftError(message));
   }
 
   stop(): void {

@@ -6,8 +6,9 @@ import http from 'node:http';
 import https from 'node:https';
 import { Etcd3, type IKeyValue, type IOptions } from 'etcd3';
 import { ExponentialBackoff, noop, type IBackoff } from 'cockatiel';
-import type { IPNet } from '../core/ipnet.js';
-import { encodeLeaseAttrs, formatSubnetKey, parseLeaseAttrs, parseSubnetKey, LeaseValueError, type Lease, type LeaseAttrs, type SubnetKey } from './lease.js';
+import { IPAddr, type IPNet } from '../core/ipnet.js';
+import { isWeftError, usageError } from '../core/errors.js';
+import { encodeLeaseAttrs, formatSubnetKey, parseLeaseAttrs, parseSubnetKey, type Lease, type LeaseAttrs, type SubnetKey } from './lease.js';
 
 export const DEFAULT_PREFIX = '/coreos.com/network';
 
@@ -22,9 +23,6 @@ export interface EtcdOptions {
   /** Deadline of each unary call. */
   callTimeoutMs?: number;
 }
-
-/** A mistake in the etcd options; the message says how to fix it. */
-export class EtcdOptionsError extends Error {}
 
 export interface MalformedLease {
   key: string;
@@ -48,7 +46,7 @@ export interface CreateResult {
 }
 
 export function buildClientOptions(o: EtcdOptions): IOptions {
-  if (o.endpoints.length === 0) throw new EtcdOptionsError('--etcd-endpoints is empty: give at least one, e.g. http://127.0.0.1:2379');
+  if (o.endpoints.length === 0) throw usageError('--etcd-endpoints is empty: give at least one, e.g. http://127.0.0.1:2379');
   const hosts: string[] = [];
   let tls = false;
   for (const e of o.endpoints) {
@@ -56,29 +54,29 @@ export function buildClientOptions(o: EtcdOptions): IOptions {
     try {
       u = new URL(e);
     } catch {
-      throw new EtcdOptionsError(`--etcd-endpoints: ${JSON.stringify(e)} is not a URL; write it as http://HOST:PORT or https://HOST:PORT`);
+      throw usageError(`--etcd-endpoints: ${JSON.stringify(e)} is not a URL; write it as http://HOST:PORT or https://HOST:PORT`);
     }
     if (u.protocol !== 'http:' && u.protocol !== 'https:') {
-      throw new EtcdOptionsError(`--etcd-endpoints: ${e} has scheme ${u.protocol}; use http:// or https://`);
+      throw usageError(`--etcd-endpoints: ${e} has scheme ${u.protocol}; use http:// or https://`);
     }
     if (u.protocol === 'https:') tls = true;
     hosts.push(`${u.hostname.replace(/^\[|\]$/g, '')}:${u.port || '2379'}`);
   }
   if (tls && o.endpoints.some((e) => e.startsWith('http:'))) {
-    throw new EtcdOptionsError('--etcd-endpoints mixes http:// and https://; use one scheme for all endpoints');
+    throw usageError('--etcd-endpoints mixes http:// and https://; use one scheme for all endpoints');
   }
   if (Boolean(o.certFile) !== Boolean(o.keyFile)) {
-    throw new EtcdOptionsError('--etcd-certfile and --etcd-keyfile go together: give both for client certificate authentication, or neither');
+    throw usageError('--etcd-certfile and --etcd-keyfile go together: give both for client certificate authentication, or neither');
   }
   if (!tls && (o.caFile || o.certFile)) {
-    throw new EtcdOptionsError('TLS files were given (--etcd-cafile/--etcd-certfile/--etcd-keyfile) but the endpoints are http://; use https:// endpoints for TLS');
+    throw usageError('TLS files were given (--etcd-cafile/--etcd-certfile/--etcd-keyfile) but the endpoints are http://; use https:// endpoints for TLS');
   }
   const read = (flag: string, file?: string): Buffer | undefined => {
     if (!file) return undefined;
     try {
       return fs.readFileSync(file);
     } catch (err) {
-      throw new EtcdOptionsError(`${flag} ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+      throw usageError(`${flag} ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
     }
   };
   const options: IOptions = {
@@ -97,7 +95,7 @@ export function buildClientOptions(o: EtcdOptions): IOptions {
     };
   }
   if (o.username || o.password) {
-    if (!o.username || !o.password) throw new EtcdOptionsError('--etcd-username and --etcd-password go together');
+    if (!o.username || !o.password) throw usageError('--etcd-username and --etcd-password go together');
     options.auth = { username: o.username, password: o.password };
   }
   return options;
@@ -148,13 +146,14 @@ export class EtcdRegistry {
   async v2Config(): Promise<string | null> {
     for (const endpoint of this.options.endpoints) {
       const url = `${endpoint.replace(/\/+$/, '')}/v2/keys${this.configKey}`;
+      // A hint only: an endpoint that does not answer the v2 API simply has no v2 config to point at.
       const body = await httpGet(url, this.options).catch(() => null);
       if (!body) continue;
       try {
         const parsed = JSON.parse(body) as { node?: { value?: string } };
         if (typeof parsed.node?.value === 'string') return parsed.node.value;
       } catch {
-        /* not the v2 API */
+        // Not the v2 API's answer: no hint from this endpoint.
       }
     }
     return null;
@@ -167,9 +166,10 @@ export class EtcdRegistry {
     if (!sk || !sk.subnet) return { key, reason: `key is not a subnet (want e.g. ${this.subnetsPrefix}10.244.3.0-24)` };
     try {
       const attrs = parseLeaseAttrs(kv.value.toString());
-      return { name, subnet: sk.subnet, subnetV6: sk.subnetV6, attrs, leaseId: String(kv.lease ?? '0'), modRevision: String(kv.mod_revision) };
+      const publicIP = IPAddr.v4(attrs.PublicIP, 'PublicIP');
+      return { name, subnet: sk.subnet, subnetV6: sk.subnetV6, attrs, publicIP, leaseId: String(kv.lease ?? '0'), modRevision: String(kv.mod_revision) };
     } catch (err) {
-      if (err instanceof LeaseValueError) return { key, reason: `value is not a lease: ${err.message}`, subnet: sk.subnet };
+      if (isWeftError(err)) return { key, reason: `value is not a lease: ${err.message}`, subnet: sk.subnet };
       throw err;
     }
   }
@@ -228,6 +228,7 @@ export class EtcdRegistry {
   }
 
   async revoke(leaseId: string): Promise<void> {
+    // Only ever a grant we no longer use: if revoking fails, it ends with its TTL and holds no key.
     await this.client.leaseClient.leaseRevoke({ ID: leaseId }).catch(() => undefined);
   }
 

@@ -61,6 +61,7 @@ export class LeaseWatcher extends EventEmitter<LeaseWatcherEvents> {
     this.stopped = true;
     const w = this.watcher;
     this.watcher = undefined;
+    // Cancelling tells etcd we are gone; if etcd is unreachable the watch dies with the client anyway.
     if (w) await w.cancel().catch(() => undefined);
   }
 
@@ -104,6 +105,7 @@ export class LeaseWatcher extends EventEmitter<LeaseWatcherEvents> {
       w.once('error', reject);
     });
     if (this.stopped) {
+      // Stopped while connecting: the same as stop() (a failed cancel leaves nothing behind once the client closes).
       await w.cancel().catch(() => undefined);
       return;
     }

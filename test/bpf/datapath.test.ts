@@ -22,7 +22,8 @@ import {
   statsIndex,
   u32Key,
 } from 'weft/dataplane/ebpf/maps.js';
-import type { BackendType, LocalNetwork, PeerRoute } from 'weft/dataplane/types.js';
+import type { BackendType, LocalNetwork, PeerRoute } from 'weft/core/model.js';
+import { addr, localNetwork, net, route } from '../../lab/model.js';
 import { OVERLAY_O, UNDERLAY_O } from './fixture.js';
 
 const NETWORK = '10.244.0.0/16';
@@ -51,7 +52,7 @@ async function addNode(lab: Lab, name: string, octet: number, n: number, mtu: nu
 
 function peerRoute(backend: BackendType, to: Node): PeerRoute {
   const encap = backend === 'host-gw' ? 'direct' : backend;
-  return { subnet: `10.244.${to.n}.0/24`, publicIP: to.host.address, encap, directRouting: false, vni: 1, vtepMAC: to.vtepMAC };
+  return route({ subnet: `10.244.${to.n}.0/24`, publicIP: to.host.address, encap, directRouting: false, vni: 1, vtepMAC: to.vtepMAC });
 }
 
 /** What the loader will do: the overlay device, the Network route, the programs, the maps. */
@@ -76,7 +77,7 @@ async function startWeft(node: Node, backend: BackendType, peers: Node[]): Promi
   const overlay = BpfObject.load(OVERLAY_O, { pinRoot: host.pinDir });
   const underlay = BpfObject.load(UNDERLAY_O, { pinRoot: host.pinDir });
   node.objects.push(overlay, underlay);
-  const local: LocalNetwork = {
+  const local: LocalNetwork = localNetwork({
     backend,
     network: NETWORK,
     subnet: `10.244.${node.n}.0/24`,
@@ -86,11 +87,11 @@ async function startWeft(node: Node, backend: BackendType, peers: Node[]): Promi
     vxlan: { vni: 1, port: 0, gbp: false, vtepMAC: node.vtepMAC, learning: false },
     udp: { port: 0 },
     pinDir: host.pinDir,
-  };
+  });
   overlay.map(MAP_CONFIG).update(CONFIG_KEY, encodeConfig(local, { overlayIfindex: ov.ifindex, overlayMAC: ov.address }));
   const peersMap = overlay.map(MAP_PEERS);
-  peersMap.update(encodeLpmKey(local.subnet), encodeLocalPeer(host.address));
-  for (const p of peers) peersMap.update(encodeLpmKey(`10.244.${p.n}.0/24`), encodePeer(peerRoute(backend, p)));
+  peersMap.update(encodeLpmKey(local.subnet), encodeLocalPeer(addr(host.address)));
+  for (const p of peers) peersMap.update(encodeLpmKey(net(`10.244.${p.n}.0/24`)), encodePeer(peerRoute(backend, p)));
 
   withNetns(`/run/netns/${host.name}`, () => {
     tcHookCreate(ov.ifindex);

@@ -29,7 +29,8 @@ import {
   type DropReason,
   type EncapName,
 } from 'weft/dataplane/ebpf/maps.js';
-import type { BackendType, LocalNetwork, PeerRoute } from 'weft/dataplane/types.js';
+import type { BackendType, LocalNetwork } from 'weft/core/model.js';
+import { addr, localNetwork, net, route, type RouteText } from '../../lab/model.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 export const OVERLAY_O = path.join(root, 'build/bpf/overlay.o');
@@ -60,7 +61,7 @@ export interface Fixture {
   run(obj: BpfObject, prog: string, data: Buffer): { retval: number; data: Buffer };
   configure(backend: BackendType, opts?: { ready?: boolean; udpPort?: number; podForward?: boolean; decapPort?: number; anySender?: boolean }): void;
   local(backend: BackendType, udpPort?: number): LocalNetwork;
-  setPeer(route: PeerRoute): void;
+  setPeer(route: RouteText): void;
   deletePeer(subnet: string): void;
   drops(reason: DropReason): Counter;
   stats(dir: DirName, encap: EncapName): Counter;
@@ -105,7 +106,7 @@ export async function makeFixture(): Promise<Fixture> {
         return withNetns(nsPath, () => p.testRun({ data }));
       },
       local(backend, udpPort) {
-        return {
+        return localNetwork({
           backend,
           network: '10.244.0.0/16',
           subnet: '10.244.1.0/24',
@@ -115,21 +116,22 @@ export async function makeFixture(): Promise<Fixture> {
           vxlan: backend === 'vxlan' ? { vni: VNI, port: 0, gbp: false, vtepMAC: VTEP_MAC, learning: false } : undefined,
           udp: backend === 'udp' ? { port: udpPort ?? 0 } : undefined,
           pinDir: host.pinDir,
-        };
+        });
       },
       configure(backend, opts = {}) {
         const dev = { overlayIfindex: weft0.ifindex, overlayMAC: weft0.address, podForward: opts.podForward, decapPort: opts.decapPort, anySender: opts.anySender };
         const value = encodeConfig(fx.local(backend, opts.udpPort), dev, opts.ready ?? true);
         map(MAP_CONFIG).update(CONFIG_KEY, value);
-        map(MAP_PEERS).update(encodeLpmKey('10.244.1.0/24'), encodeLocalPeer(host.address));
+        map(MAP_PEERS).update(encodeLpmKey(net('10.244.1.0/24')), encodeLocalPeer(addr(host.address)));
         // The peer whose pods the tests' tunnel packets come from: admitted only from its PublicIP.
         fx.setPeer({ subnet: SENDER_SUBNET, publicIP: PEER_IP, encap: 'vxlan', directRouting: false, vni: VNI, vtepMAC: PEER_VTEP_MAC });
       },
-      setPeer(route) {
-        map(MAP_PEERS).update(encodeLpmKey(route.subnet), encodePeer(route));
+      setPeer(text) {
+        const r = route(text);
+        map(MAP_PEERS).update(encodeLpmKey(r.subnet), encodePeer(r));
       },
       deletePeer(subnet) {
-        map(MAP_PEERS).delete(encodeLpmKey(subnet));
+        map(MAP_PEERS).delete(encodeLpmKey(net(subnet)));
       },
       drops(reason) {
         return decodeCounter(map(MAP_DROPS).lookup(dropKey(reason)) ?? Buffer.alloc(0));

@@ -10,8 +10,9 @@ import { withNetns } from 'weft/native/addon.js';
 import { NetlinkHandle } from 'weft/native/netlink.js';
 import { desiredPorts } from 'weft/dataplane/ebpf/ports.js';
 import { findGatewayDevice } from 'weft/dataplane/ebpf/gateway.js';
+import { net } from '../../lab/model.js';
 
-const SUBNET = '10.244.1.0/24';
+const SUBNET = net('10.244.1.0/24');
 
 describe('host discovery for the shortcuts', () => {
   let lab: Lab;

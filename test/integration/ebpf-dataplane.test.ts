@@ -21,7 +21,7 @@ function peersOf(node: ClusterNode): Map<string, DecodedPeer> {
   try {
     return new Map(maps.peers.entries().map(([k, v]) => {
       const d = decodePeer(k, v);
-      return [d.route.subnet, d];
+      return [d.route.subnet.toString(), d];
     }));
   } finally {
     Object.values(maps).forEach((m) => m.close());
@@ -156,7 +156,7 @@ test('vxlan DirectRouting: a peer on our segment is forwarded directly, a routed
   const h2 = peers.get(subnetOf(c.node('h2')))!;
   const h3 = peers.get(subnetOf(c.node('h3')))!;
   assert.equal(h2.route.directRouting, true);
-  assert.equal(h2.route.publicIP, '192.0.2.12');
+  assert.equal(h2.route.publicIP.toString(), '192.0.2.12');
   assert.equal(h3.route.directRouting, false);
   assert.equal(h3.route.encap, 'vxlan');
   assert.equal(failures(await connectivity(c, ['icmp', 'tcp'])), '');
@@ -181,7 +181,7 @@ test('a peer that appears, changes, or leaves is reflected in the map; a departe
   await c.etcd.etcdctl(['put', key, lease('192.0.2.251', '02:00:00:00:02:51')]);
   await waitFor('the changed peer in the map', () => {
     const p = peersOf(h1).get('10.244.250.0/24')?.route;
-    return p?.publicIP === '192.0.2.251' && p.vtepMAC === '02:00:00:00:02:51';
+    return p?.publicIP.toString() === '192.0.2.251' && p.vtepMAC === '02:00:00:00:02:51';
   });
   await c.etcd.etcdctl(['del', key]);
   await waitFor('the peer gone from the map', () => !peersOf(h1).has('10.244.250.0/24'));

@@ -14,14 +14,14 @@ import { CLI } from '../../lab/agent.js';
 import { run, type RunResult } from '../../lab/exec.js';
 import { attach, TC_HANDLE } from 'weft/dataplane/ebpf/loader.js';
 import { LAYOUT, MAP_CONFIG, MAP_DROPS, MAP_PEERS, MAP_STATS, u32Key, DROP_REASONS } from 'weft/dataplane/ebpf/maps.js';
-import type { PeerRoute } from 'weft/dataplane/types.js';
+import type { RouteText } from '../../lab/model.js';
 import { OVERLAY_O, PEER_IP, PEER_VTEP_MAC, VNI, makeFixture, type Fixture } from '../bpf/fixture.js';
 import { ETH_P_IP, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, eth, podPacket } from '../bpf/packets.js';
 
 let fx: Fixture;
 let pinDir: string;
-const VXLAN_PEER: PeerRoute = { subnet: '10.244.2.0/24', publicIP: '192.0.2.12', encap: 'vxlan', directRouting: false, vni: VNI, vtepMAC: PEER_VTEP_MAC };
-const DR_PEER: PeerRoute = { subnet: '10.244.3.0/24', publicIP: PEER_IP, encap: 'direct', directRouting: true, vni: VNI, vtepMAC: '02:00:00:00:03:01' };
+const VXLAN_PEER: RouteText = { subnet: '10.244.2.0/24', publicIP: '192.0.2.12', encap: 'vxlan', directRouting: false, vni: VNI, vtepMAC: PEER_VTEP_MAC };
+const DR_PEER: RouteText = { subnet: '10.244.3.0/24', publicIP: PEER_IP, encap: 'direct', directRouting: true, vni: VNI, vtepMAC: '02:00:00:00:03:01' };
 
 before(async () => {
   fx = await makeFixture();

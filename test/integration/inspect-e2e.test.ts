@@ -63,7 +63,7 @@ async function deviceMAC(n: ClusterNode): Promise<string> {
 function kernelPeers(n: ClusterNode): string[] {
   const maps = openPinnedMaps(n.host.pinDir);
   try {
-    return maps.peers.entries().map(([k, v]) => decodePeer(k, v)).filter((d) => !d.local).map((d) => d.route.subnet).sort();
+    return maps.peers.entries().map(([k, v]) => decodePeer(k, v)).filter((d) => !d.local).map((d) => d.route.subnet.toString()).sort();
   } finally {
     Object.values(maps).forEach((m) => m.close());
   }

@@ -1,4 +1,4 @@
-// The lease manager and the lease watcher against a real etcd (Debian's etcd,
+// The lease manager and the lease session against a real etcd (Debian's etcd,
 // started by the test on a free loopback port): concurrency, reservations,
 // renewal, our own lease deleted, malformed leases. Compaction and etcd
 // outages are tested against real agents in test/integration/agent.test.ts.
@@ -8,8 +8,9 @@ import { LabEtcd } from '../../lab/etcd.js';
 import { waitFor } from '../../lab/exec.js';
 import { parseNetworkConfig } from 'weft/config/network.js';
 import { EtcdRegistry } from 'weft/subnet/registry.js';
-import { LeaseManager, OutOfSubnetsError } from 'weft/subnet/manager.js';
-import { LeaseWatcher, type LeaseEvent } from 'weft/subnet/watch.js';
+import { LeaseManager } from 'weft/subnet/manager.js';
+import { LeaseSession, type PeerEvent } from 'weft/subnet/session.js';
+import { WeftError } from 'weft/core/errors.js';
 import type { LeaseAttrs } from 'weft/subnet/lease.js';
 import { memLog } from '../harness/memlog.js';
 
@@ -48,7 +49,7 @@ test('50 concurrent acquisitions against 60 free subnets all succeed with distin
   const prefix = freshPrefix();
   const cfg = '{"Network":"10.244.0.0/16","SubnetMin":"10.244.1.0","SubnetMax":"10.244.60.0","Backend":{"Type":"host-gw"}}';
   const managers = Array.from({ length: 50 }, (_, i) => manager(prefix, `192.0.2.${100 + i}`, cfg));
-  const leases = await Promise.all(managers.map((m) => m.acquire()));
+  const leases = await Promise.all(managers.map(async (m) => (await m.acquire()).own));
   managers.forEach((m) => m.stop());
   const subnets = new Set(leases.map((l) => l.subnet.toString()));
   assert.equal(subnets.size, 50);
@@ -62,11 +63,11 @@ test('a reservation is honoured: only its PublicIP gets it, and it never expires
   const cfg = '{"Network":"10.244.0.0/16","SubnetMin":"10.244.1.0","SubnetMax":"10.244.3.0","Backend":{"Type":"host-gw"}}';
   await etcd.etcdctl(['put', `${prefix}/subnets/10.244.2.0-24`, '{"PublicIP":"192.0.2.99"}']);
   const others = [manager(prefix, '192.0.2.1', cfg), manager(prefix, '192.0.2.2', cfg)];
-  const got = await Promise.all(others.map((m) => m.acquire()));
+  const got = await Promise.all(others.map(async (m) => (await m.acquire()).own));
   assert.deepEqual(got.map((l) => l.subnet.toString()).sort(), ['10.244.1.0/24', '10.244.3.0/24']);
-  await assert.rejects(manager(prefix, '192.0.2.3', cfg).acquire(), (e: Error) => e instanceof OutOfSubnetsError && /out of subnets/.test(e.message));
+  await assert.rejects(manager(prefix, '192.0.2.3', cfg).acquire(), (e: Error) => e instanceof WeftError && e.kind === 'config' && /out of subnets/.test(e.message));
   const owner = manager(prefix, '192.0.2.99', cfg);
-  const mine = await owner.acquire();
+  const mine = (await owner.acquire()).own;
   others.forEach((m) => m.stop());
   owner.stop();
   assert.equal(mine.subnet.toString(), '10.244.2.0/24');
@@ -80,15 +81,15 @@ test('a restarted host reclaims its lease; the previous subnet.env subnet comes 
   const prefix = freshPrefix();
   const cfg = '{"Network":"10.244.0.0/16","Backend":{"Type":"host-gw"}}';
   const first = manager(prefix, '192.0.2.5', cfg);
-  const a = await first.acquire();
+  const a = (await first.acquire()).own;
   first.stop();
   const again = manager(prefix, '192.0.2.5', cfg);
-  const b = await again.acquire();
+  const b = (await again.acquire()).own;
   again.stop();
   assert.equal(b.subnet.toString(), a.subnet.toString());
   const prevSubnet = parseNetworkConfig(cfg).ipv4.subnetMax;
   const fresh = manager(prefix, '192.0.2.6', cfg, { previous: { subnet: prevSubnet } });
-  const c = await fresh.acquire();
+  const c = (await fresh.acquire()).own;
   fresh.stop();
   assert.equal(c.subnet.toString(), prevSubnet.toString());
 });
@@ -96,7 +97,7 @@ test('a restarted host reclaims its lease; the previous subnet.env subnet comes 
 test('renewal rewrites the lease with a new TTL before it expires', async () => {
   const prefix = freshPrefix();
   const m = manager(prefix, '192.0.2.7', '{"Network":"10.244.0.0/16","Backend":{"Type":"host-gw"}}', { ttlSec: 63, renewMarginMin: 1 });
-  const first = await m.acquire();
+  const first = (await m.acquire()).own;
   const renewed = await new Promise<{ leaseId: string }>((resolve) => m.once('renewed', resolve));
   m.stop();
   assert.notEqual(renewed.leaseId, first.leaseId);
@@ -107,34 +108,28 @@ test('renewal rewrites the lease with a new TTL before it expires', async () => 
   assert.equal(await registry(prefix).leaseTTL(first.leaseId), -1, 'the old etcd lease was revoked');
 });
 
-/** The agent's wiring of watcher and manager, without the agent. */
+/** A lease session as the agent runs it, without the agent: our lease acquired, the peers' events collected. */
 async function watched(prefix: string, ip: string) {
   const mem = memLog();
   const reg = registry(prefix);
-  const m = new LeaseManager({ registry: reg, config: parseNetworkConfig('{"Network":"10.244.0.0/16","Backend":{"Type":"host-gw"}}'), attrs: attrsFor(ip), renewMarginMin: 60, log: mem.log });
-  const own = await m.acquire();
-  const w = new LeaseWatcher(reg, mem.log);
-  const events: LeaseEvent[] = [];
-  w.on('event', (e) => {
-    events.push(e);
-    if (e.lease.subnet.equals(own.subnet) && e.type !== 'added') void m.onOwnLeaseEvent(e.type, e.type === 'changed' ? e.lease : undefined);
-  });
-  await w.start();
-  return { m, w, own, events, mem, reg };
+  const session = new LeaseSession({ registry: reg, config: parseNetworkConfig('{"Network":"10.244.0.0/16","Backend":{"Type":"host-gw"}}'), attrs: attrsFor(ip), renewMarginMin: 60, log: mem.log });
+  const own = await session.acquire();
+  const events: PeerEvent[] = [];
+  session.on('peer', (e) => events.push(e));
+  await session.watch();
+  return { session, own, events, mem, reg };
 }
 
 test('our lease deleted by hand is re-acquired, same subnet', async () => {
   const prefix = freshPrefix();
   const h = await watched(prefix, '192.0.2.8');
   const key = `${prefix}/subnets/${h.own.subnet.ip}-24`;
-  const reacquired = new Promise((resolve) => h.m.once('reacquired', resolve));
   await etcd.etcdctl(['del', key]);
-  await reacquired;
+  await waitFor('the lease re-acquired', () => h.mem.has(/re-acquired the same subnet/));
   const value = await etcd.etcdctl(['get', '--print-value-only', key]);
   assert.match(value, /"PublicIP":"192.0.2.8"/);
   assert.ok(h.mem.has(/re-acquired the same subnet/));
-  h.m.stop();
-  await h.w.stop();
+  await h.session.stop();
 });
 
 test('malformed leases written by someone else are skipped with a warning naming the key', async () => {
@@ -147,6 +142,5 @@ test('malformed leases written by someone else are skipped with a warning naming
   assert.ok(h.mem.has(/garbage-key.*skipping malformed lease|skipping malformed lease.*garbage-key/));
   assert.ok(h.mem.has(/10\.244\.77\.0-24/));
   assert.equal(h.events.filter((e) => e.lease.subnet.toString() === '10.244.77.0/24').length, 0);
-  h.m.stop();
-  await h.w.stop();
+  await h.session.stop();
 });

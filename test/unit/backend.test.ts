@@ -1,20 +1,25 @@
 // Backend decisions: what we publish, the pods' MTU, and what each peer needs.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createBackend, stableVtepMAC } from 'weft/backend/index.js';
+import { createBackend } from 'weft/backend/index.js';
+import { VxlanBackend } from 'weft/backend/vxlan.js';
+import { stableVtepMAC } from 'weft/core/vtep.js';
 import { parseNetworkConfig } from 'weft/config/network.js';
 import { encodeLeaseAttrs, parseLeaseAttrs, type Lease } from 'weft/subnet/lease.js';
-import { IPNet } from 'weft/core/ipnet.js';
-import type { UnderlayInterface } from 'weft/dataplane/types.js';
+import { IPAddr, IPNet } from 'weft/core/ipnet.js';
+import { iface as parsedIface, route } from '../../lab/model.js';
 
-const iface: UnderlayInterface = { name: 'eth0', index: 2, mtu: 1500, address: '192.0.2.11', mac: '02:00:00:00:00:01', networks: ['192.0.2.0/24'] };
+const iface = parsedIface({ name: 'eth0', index: 2, mtu: 1500, address: '192.0.2.11', mac: '02:00:00:00:00:01', networks: ['192.0.2.0/24'] });
 
 function backendOf(json: string) {
-  return createBackend(parseNetworkConfig(json).backend, iface, '192.0.2.11', '02:aa:bb:cc:dd:ee');
+  // A vxlan backend with a VtepMAC of the test's choosing (the agent's is derived from the machine id: stableVtepMAC).
+  const config = parseNetworkConfig(json).backend;
+  return config.type === 'vxlan' ? new VxlanBackend(config, iface, '02:aa:bb:cc:dd:ee') : createBackend(config, iface, '192.0.2.11');
 }
 
 function lease(subnet: string, value: string): Lease {
-  return { name: subnet.replace('/', '-'), subnet: IPNet.parse(subnet)!, attrs: parseLeaseAttrs(value), leaseId: '7', modRevision: '1' };
+  const attrs = parseLeaseAttrs(value);
+  return { name: subnet.replace('/', '-'), subnet: IPNet.parse(subnet)!, attrs, publicIP: IPAddr.v4(attrs.PublicIP), leaseId: '7', modRevision: '1' };
 }
 
 test('vxlan publishes VNI and VtepMAC; MTU is interface - 50 unless Backend.MTU says', () => {
@@ -39,7 +44,7 @@ test('vxlan peers: tunnel, or direct with DirectRouting on our segment', () => {
   const peer = lease('10.244.5.0/24', '{"PublicIP":"192.0.2.12","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"0A:00:00:00:00:12"}}');
   const far = lease('10.244.6.0/24', '{"PublicIP":"198.51.100.21","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"0a:00:00:00:00:21"}}');
   const plain = backendOf('{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}}');
-  assert.deepEqual(plain.peerRoute(peer), { subnet: '10.244.5.0/24', publicIP: '192.0.2.12', vni: 1, vtepMAC: '0a:00:00:00:00:12', encap: 'vxlan', directRouting: false });
+  assert.deepEqual(plain.peerRoute(peer), route({ subnet: '10.244.5.0/24', publicIP: '192.0.2.12', vni: 1, vtepMAC: '0a:00:00:00:00:12', encap: 'vxlan', directRouting: false }));
   const direct = backendOf('{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan","DirectRouting":true}}');
   assert.equal((direct.peerRoute(peer) as { encap: string }).encap, 'direct');
   assert.equal((direct.peerRoute(far) as { encap: string }).encap, 'vxlan');
@@ -49,7 +54,7 @@ test('vxlan peers: tunnel, or direct with DirectRouting on our segment', () => {
 
 test('host-gw refuses a peer that is not on our L2 segment, as flannel does', () => {
   const b = backendOf('{"Network":"10.244.0.0/16","Backend":{"Type":"host-gw"}}');
-  assert.deepEqual(b.peerRoute(lease('10.244.5.0/24', '{"PublicIP":"192.0.2.12","BackendType":"host-gw"}')), { subnet: '10.244.5.0/24', publicIP: '192.0.2.12', encap: 'direct', directRouting: false });
+  assert.deepEqual(b.peerRoute(lease('10.244.5.0/24', '{"PublicIP":"192.0.2.12","BackendType":"host-gw"}')), route({ subnet: '10.244.5.0/24', publicIP: '192.0.2.12', encap: 'direct', directRouting: false }));
   assert.match((b.peerRoute(lease('10.244.6.0/24', '{"PublicIP":"198.51.100.21","BackendType":"host-gw"}')) as { skip: string }).skip, /not on our L2 segment/);
 });
 

@@ -1,13 +1,14 @@
 // Network config: flannel's defaults, and one clear error per kind of mistake.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ConfigError, effectiveConfig, parseNetworkConfig } from 'weft/config/network.js';
+import { effectiveConfig, parseNetworkConfig } from 'weft/config/network.js';
+import { WeftError } from 'weft/core/errors.js';
 
-function errorOf(json: string): ConfigError {
+function errorOf(json: string): WeftError {
   try {
     parseNetworkConfig(json);
   } catch (err) {
-    assert.ok(err instanceof ConfigError, `expected ConfigError, got ${err}`);
+    assert.ok(err instanceof WeftError && err.kind === 'config' && err.subject.field, `expected a config error naming its field, got ${err}`);
     return err;
   }
   assert.fail(`accepted ${json}`);

@@ -1,8 +1,8 @@
 // The environment switches of the eBPF dataplane's shortcuts and checks (README, "Shortcuts to the pods").
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { envSwitch, gatewayWanted, podForwardWanted, senderCheckWanted, vxlanPushWanted } from 'weft/dataplane/ebpf/index.js';
-import type { LocalNetwork } from 'weft/dataplane/types.js';
+import { ebpfOptionsFromEnv, envSwitch, vxlanPushWanted } from 'weft/dataplane/ebpf/index.js';
+import type { LocalNetwork } from 'weft/core/model.js';
 
 test('envSwitch: on unless 0, false, off or no (any case, trimmed)', () => {
   assert.equal(envSwitch('X', {}), true);
@@ -12,16 +12,17 @@ test('envSwitch: on unless 0, false, off or no (any case, trimmed)', () => {
 });
 
 test('switches: pod forwarding and the sender check default on, the gateway hook off, vxlan push only without GBP', () => {
-  assert.equal(podForwardWanted({}), true);
-  assert.equal(podForwardWanted({ WEFT_EBPF_POD_FORWARD: '0' }), false);
-  assert.equal(senderCheckWanted({}), true);
-  assert.equal(senderCheckWanted({ WEFT_EBPF_SENDER_CHECK: '0' }), false);
-  assert.equal(gatewayWanted({}), false);
-  assert.equal(gatewayWanted({ WEFT_EBPF_GATEWAY: '1' }), true);
-  assert.equal(gatewayWanted({ WEFT_EBPF_GATEWAY: '0' }), false);
+  const o = ebpfOptionsFromEnv;
+  assert.equal(o({}).podForward, true);
+  assert.equal(o({ WEFT_EBPF_POD_FORWARD: '0' }).podForward, false);
+  assert.equal(o({}).senderCheck, true);
+  assert.equal(o({ WEFT_EBPF_SENDER_CHECK: '0' }).senderCheck, false);
+  assert.equal(o({}).gateway, false);
+  assert.equal(o({ WEFT_EBPF_GATEWAY: '1' }).gateway, true);
+  assert.equal(o({ WEFT_EBPF_GATEWAY: '0' }).gateway, false);
   const vxlan = (gbp: boolean) => ({ backend: 'vxlan', vxlan: { vni: 1, port: 8472, gbp, vtepMAC: '02:00:00:00:00:01', learning: false } }) as unknown as LocalNetwork;
-  assert.equal(vxlanPushWanted(vxlan(false), {}), true);
-  assert.equal(vxlanPushWanted(vxlan(true), {}), false);
-  assert.equal(vxlanPushWanted(vxlan(false), { WEFT_EBPF_VXLAN_PUSH: 'off' }), false);
-  assert.equal(vxlanPushWanted({ backend: 'ipip' } as unknown as LocalNetwork, {}), false);
+  assert.equal(vxlanPushWanted(vxlan(false), o({})), true);
+  assert.equal(vxlanPushWanted(vxlan(true), o({})), false);
+  assert.equal(vxlanPushWanted(vxlan(false), o({ WEFT_EBPF_VXLAN_PUSH: 'off' })), false);
+  assert.equal(vxlanPushWanted({ backend: 'ipip' } as unknown as LocalNetwork, o({})), false);
 });

@@ -1,7 +1,8 @@
 // Interface selection, as flanneld chooses: --iface, --iface-regex, default route; --public-ip.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { selectInterface, InterfaceError, type IfaceSnapshot } from 'weft/agent/iface.js';
+import { selectInterface, type IfaceSnapshot } from 'weft/agent/iface.js';
+import { WeftError } from 'weft/core/errors.js';
 
 const snap: IfaceSnapshot = {
   links: [
@@ -27,7 +28,7 @@ test('default: the interface of the default route', () => {
   assert.equal(s.iface.name, 'ens5');
   assert.equal(s.iface.mtu, 9000);
   assert.equal(s.publicIP, '198.51.100.7');
-  assert.deepEqual(s.iface.networks, ['198.51.100.0/24']);
+  assert.deepEqual(s.iface.networks.map(String), ['198.51.100.0/24']);
 });
 
 test('--iface by name or address, first match wins; --public-ip overrides', () => {
@@ -44,7 +45,7 @@ test('--iface-regex over names and addresses', () => {
 });
 
 test('mistakes get errors that say what exists', () => {
-  assert.throws(() => selectInterface(snap, { iface: ['eth9'], ifaceRegex: [] }), (e: Error) => e instanceof InterfaceError && /--iface eth9: no interface .*interfaces here: lo, eth0, ens5, cni0/.test(e.message));
+  assert.throws(() => selectInterface(snap, { iface: ['eth9'], ifaceRegex: [] }), (e: Error) => e instanceof WeftError && e.kind === 'usage' && /--iface eth9: no interface .*interfaces here: lo, eth0, ens5, cni0/.test(e.message));
   assert.throws(() => selectInterface(snap, { iface: ['cni0'], ifaceRegex: [] }), /cni0 has no IPv4 address/);
   assert.throws(() => selectInterface(snap, { iface: [], ifaceRegex: ['('] }), /not a valid regular expression/);
   assert.throws(() => selectInterface({ ...snap, routes: [] }, { iface: [], ifaceRegex: [] }), /no default route/);

@@ -6,12 +6,13 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FrameReader, MAX_MESSAGE_BYTES, decodeReply, decodeRequest, encodeErrorReply, encodeStatusReply, encodeStatusRequest, protoPath, type AgentStatus } from 'weft/status/codec.js';
-import { lookup, longestMatch, ipv4ToNumber } from 'weft/cli/bpf/lookup.js';
+import { lookup, longestMatch, ipv4Value } from 'weft/cli/bpf/lookup.js';
 import { withRates } from 'weft/cli/bpf/counters.js';
 import { leaseRow } from 'weft/cli/leases.js';
 import { duration, keyValues, table, toJson } from 'weft/cli/table.js';
 import { decodeConfig, decodePeer, encodeConfig, encodeLocalPeer, encodeLpmKey, encodePeer } from 'weft/dataplane/ebpf/maps.js';
-import type { BackendType, LocalNetwork, PeerRoute } from 'weft/dataplane/types.js';
+import type { BackendType, LocalNetwork, PeerRoute } from 'weft/core/model.js';
+import { addr, localNetwork, net, route, type RouteText } from '../../lab/model.js';
 import type { PeerEntry } from 'weft/cli/bpf/pins.js';
 import { IPNet } from 'weft/core/ipnet.js';
 
@@ -68,16 +69,17 @@ test('the schema the codec loads is the repository\'s .proto, shipped in dist/',
 });
 
 /** Entries as the pinned map holds them: written and read back through the codecs. */
-function entries(local: string, routes: PeerRoute[]): PeerEntry[] {
-  const kv: Array<[Buffer, Buffer]> = [[encodeLpmKey(local), encodeLocalPeer('192.0.2.11')], ...routes.map((r) => [encodeLpmKey(r.subnet), encodePeer(r)] as [Buffer, Buffer])];
+function entries(local: string, texts: RouteText[]): PeerEntry[] {
+  const routes: PeerRoute[] = texts.map(route);
+  const kv: Array<[Buffer, Buffer]> = [[encodeLpmKey(net(local)), encodeLocalPeer(addr('192.0.2.11'))], ...routes.map((r) => [encodeLpmKey(r.subnet), encodePeer(r)] as [Buffer, Buffer])];
   return kv.map(([k, v]) => {
     const d = decodePeer(k, v);
-    return { subnet: d.route.subnet, route: d.route, local: d.local };
+    return { subnet: d.route.subnet.toString(), route: d.route, local: d.local };
   });
 }
 
 function config(backend: BackendType, ready = true, port = 0): ReturnType<typeof decodeConfig> {
-  const local: LocalNetwork = {
+  const local: LocalNetwork = localNetwork({
     backend,
     network: '10.244.0.0/16',
     subnet: '10.244.1.0/24',
@@ -87,7 +89,7 @@ function config(backend: BackendType, ready = true, port = 0): ReturnType<typeof
     vxlan: backend === 'vxlan' ? { vni: 7, port, gbp: false, learning: false, vtepMAC: '02:00:00:00:01:01' } : undefined,
     udp: backend === 'udp' ? { port } : undefined,
     pinDir: '/x',
-  };
+  });
   return decodeConfig(encodeConfig(local, { overlayIfindex: 5, overlayMAC: '02:00:00:00:00:05' }, ready));
 }
 
@@ -99,9 +101,9 @@ test('lookup: the longest prefix wins, and each kind of entry says what the prog
     { subnet: '10.244.7.0/24', publicIP: '192.0.2.17', encap: 'direct', directRouting: false },
     { subnet: '10.244.8.0/24', publicIP: '192.0.2.18', encap: 'direct', directRouting: true },
   ]);
-  assert.equal(longestMatch(es, ipv4ToNumber('10.244.5.1')!)!.subnet, '10.244.5.0/24');
-  assert.equal(longestMatch(es, ipv4ToNumber('10.244.100.1')!)!.subnet, '10.244.0.0/17');
-  assert.equal(longestMatch(es, ipv4ToNumber('10.244.200.1')!), null);
+  assert.equal(longestMatch(es, ipv4Value('10.244.5.1')!)!.subnet, '10.244.5.0/24');
+  assert.equal(longestMatch(es, ipv4Value('10.244.100.1')!)!.subnet, '10.244.0.0/17');
+  assert.equal(longestMatch(es, ipv4Value('10.244.200.1')!), null);
 
   const ipip = config('ipip');
   assert.deepEqual(pick(lookup('10.244.5.9', ipip, es)), { action: 'encapsulate', encap: 'ipip', via: '192.0.2.15', port: null, dropReason: null });
@@ -139,7 +141,7 @@ test('rates: per second since the last read; a counter that went down restarts f
 });
 
 test('lease rows: reservation, live and expired etcd leases, VNI and VtepMAC from BackendData', () => {
-  const base = { name: '10.244.3.0-24', subnet: IPNet.parse('10.244.3.0/24')!, modRevision: '9' };
+  const base = { name: '10.244.3.0-24', subnet: IPNet.parse('10.244.3.0/24')!, publicIP: addr('192.0.2.11'), modRevision: '9' };
   const vx = { PublicIP: '192.0.2.11', PublicIPv6: null, BackendType: 'vxlan', BackendData: { VNI: 1, VtepMAC: '02:00:00:00:01:01' } };
   const now = Date.parse('2030-01-01T00:00:00Z');
   const live = leaseRow({ ...base, attrs: vx, leaseId: '42' }, '/p/subnets/10.244.3.0-24', { ttl: 3600, granted: 86400 }, now);

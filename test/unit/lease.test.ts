@@ -1,7 +1,8 @@
 // Lease keys and values, byte for byte as flannel writes them.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { encodeLeaseAttrs, formatSubnetKey, parseLeaseAttrs, parseSubnetKey, LeaseValueError } from 'weft/subnet/lease.js';
+import { encodeLeaseAttrs, formatSubnetKey, parseLeaseAttrs, parseSubnetKey } from 'weft/subnet/lease.js';
+import { WeftError } from 'weft/core/errors.js';
 
 test('keys: IPv4 and dual-stack parse and format back', () => {
   const k = parseSubnetKey('10.244.3.0-24');
@@ -38,7 +39,7 @@ test('values: round trip keeps unknown fields written by others', () => {
 });
 
 test('values: what is not a lease is rejected with the reason', () => {
-  assert.throws(() => parseLeaseAttrs('not json'), LeaseValueError);
+  assert.throws(() => parseLeaseAttrs('not json'), WeftError);
   assert.throws(() => parseLeaseAttrs('[1]'), /not a JSON object/);
   assert.throws(() => parseLeaseAttrs('{"PublicIP":"nope"}'), /PublicIP "nope" is not an IPv4 address/);
   assert.throws(() => parseLeaseAttrs('{"PublicIP":"192.0.2.1","PublicIPv6":"1.2.3.4"}'), /PublicIPv6/);

@@ -4,6 +4,7 @@
 import type { DecodedConfig } from '../../dataplane/ebpf/maps.js';
 import { DEFAULT_UDP_PORT, DEFAULT_VXLAN_PORT } from '../../dataplane/ebpf/maps.js';
 import type { PeerEntry } from './pins.js';
+import { IPNet, parseIP } from '../../core/ipnet.js';
 
 export type LookupAction = 'encapsulate' | 'forward' | 'local' | 'pass' | 'drop';
 
@@ -28,23 +29,19 @@ export interface LookupResult {
   says: string;
 }
 
-export function ipv4ToNumber(addr: string): number | null {
-  const parts = addr.split('.');
-  if (parts.length !== 4 || !parts.every((p) => /^\d{1,3}$/.test(p) && Number(p) <= 255)) return null;
-  return parts.reduce((n, p) => n * 256 + Number(p), 0);
+/** An IPv4 address as a number for the trie's question, or null when the text is not one. */
+export function ipv4Value(addr: string): bigint | null {
+  const p = parseIP(addr);
+  return p && p.family === 4 ? p.value : null;
 }
 
-function contains(cidr: string, addr: number): boolean {
-  const [base, lenText] = cidr.split('/');
-  const len = Number(lenText);
-  const b = ipv4ToNumber(base);
-  if (b === null) return false;
-  const size = 2 ** (32 - len);
-  return Math.floor(addr / size) === Math.floor(b / size);
+function contains(cidr: string, addr: bigint): boolean {
+  const net = IPNet.parse(cidr);
+  return net !== null && net.family === 4 && net.containsIP(addr);
 }
 
 /** The longest prefix among entries that holds addr, as BPF_MAP_TYPE_LPM_TRIE answers. */
-export function longestMatch(entries: PeerEntry[], addr: number): PeerEntry | null {
+export function longestMatch(entries: PeerEntry[], addr: bigint): PeerEntry | null {
   let best: PeerEntry | null = null;
   let bestLen = -1;
   for (const e of entries) {
@@ -58,7 +55,7 @@ export function longestMatch(entries: PeerEntry[], addr: number): PeerEntry | nu
 }
 
 export function lookup(address: string, config: DecodedConfig | null, entries: PeerEntry[]): LookupResult {
-  const addr = ipv4ToNumber(address);
+  const addr = ipv4Value(address);
   if (addr === null) throw new TypeError(`"${address}" is not an IPv4 address`);
   const m = longestMatch(entries, addr);
   const inNetwork = config !== null && contains(config.network, addr);
@@ -70,7 +67,7 @@ export function lookup(address: string, config: DecodedConfig | null, entries: P
       subnet: m.subnet,
       local: m.local,
       encap: m.local ? 'none' : m.route.encap,
-      publicIP: m.route.publicIP,
+      publicIP: m.route.publicIP.toString(),
       vni: m.route.vni ?? null,
       vtepMAC: m.route.vtepMAC ?? null,
       directRouting: m.route.directRouting,
@@ -106,7 +103,7 @@ export function lookup(address: string, config: DecodedConfig | null, entries: P
     return r;
   }
   const route = m.route;
-  r.via = route.publicIP;
+  r.via = route.publicIP.toString();
   if (route.encap === 'direct' || route.directRouting) {
     r.action = 'forward';
     const why = route.directRouting ? `DirectRouting: ${route.publicIP} shares our L2 segment` : 'host-gw';

@@ -1,6 +1,7 @@
 // The pinned maps under --bpf-pin-dir, opened read-only in spirit (the
 // commands never write) and checked against the codecs' schema, so that a
 // map pinned by another weft version is refused rather than misread.
+import { WeftError } from '../../core/errors.js';
 import fs from 'node:fs';
 import path from 'node:path';
 import { BpfMap, isErrnoError } from '../../native/bpf.js';
@@ -28,8 +29,7 @@ import {
   type DropReason,
   type EncapName,
 } from '../../dataplane/ebpf/maps.js';
-import type { PeerRoute } from '../../dataplane/types.js';
-import { CliError, EXIT } from '../table.js';
+import type { PeerRoute } from '../../core/model.js';
 
 export type MapName = keyof typeof MAP_SCHEMA;
 export const MAP_NAMES: MapName[] = [...PINNED_MAPS];
@@ -71,6 +71,7 @@ function findPinDirs(root = '/sys/fs/bpf', depth = 3): string[] {
     try {
       entries = fs.readdirSync(dir, { withFileTypes: true });
     } catch {
+      // Only a hint's search: a directory we cannot read holds no pins we could suggest.
       return;
     }
     if (entries.some((e) => e.name === MAP_PEERS && !e.isDirectory())) found.push(dir);
@@ -80,7 +81,7 @@ function findPinDirs(root = '/sys/fs/bpf', depth = 3): string[] {
   return found;
 }
 
-export function noPinsError(dir: string): CliError {
+export function noPinsError(dir: string): WeftError {
   const want = path.resolve(dir);
   const shared = (d: string): number => {
     let i = 0;
@@ -93,7 +94,7 @@ export function noPinsError(dir: string): CliError {
     .sort((a, b) => shared(b) - shared(a))
     .slice(0, 3);
   const hint = elsewhere.length ? elsewhere.map((d) => `--bpf-pin-dir ${d}`).join(' or ') : '--bpf-pin-dir DIR (the agent\'s own)';
-  return new CliError(`no pinned weft maps in ${dir}: is the agent running with the eBPF dataplane, or did you mean ${hint}?`, EXIT.unavailable);
+  return new WeftError(`no pinned weft maps in ${dir}: is the agent running with the eBPF dataplane, or did you mean ${hint}?`, 'unavailable');
 }
 
 export class PinnedMaps {
@@ -101,17 +102,15 @@ export class PinnedMaps {
 
   private constructor(readonly dir: string) {}
 
-  /** Opens and checks the named maps; CliError with what to do when they are not there. */
+  /** Opens and checks the named maps; a WeftError with what to do when they are not there. */
   static open(dir: string, names: MapName[] = MAP_NAMES): PinnedMaps {
     hostOrderCheck();
     const present = MAP_NAMES.filter((n) => fs.existsSync(path.join(dir, n)));
     if (present.length === 0) throw noPinsError(dir);
     const missing = names.filter((n) => !present.includes(n));
     if (missing.length) {
-      throw new CliError(
-        `${dir} holds ${present.join(', ')} but not ${missing.join(', ')}: a partial or older install; restart the agent (it re-creates them) or remove the pins with weft uninstall`,
-        EXIT.unavailable,
-      );
+      throw new WeftError(
+        `${dir} holds ${present.join(', ')} but not ${missing.join(', ')}: a partial or older install; restart the agent (it re-creates them) or remove the pins with weft uninstall`, 'unavailable');
     }
     const pm = new PinnedMaps(dir);
     try {
@@ -142,16 +141,13 @@ export class PinnedMaps {
     for (const [k, v] of this.map(MAP_PEERS).entries()) {
       try {
         const d = decodePeer(k, v);
-        entries.push({ subnet: d.route.subnet, route: d.route, local: d.local });
+        entries.push({ subnet: d.route.subnet.toString(), route: d.route, local: d.local });
       } catch (err) {
         bad.push({ subnet: safeKey(k), error: (err as Error).message, value: v.toString('hex') });
       }
     }
-    const order = (s: string): number => {
-      const [a, len] = s.split('/');
-      return a.split('.').reduce((n, o) => n * 256 + Number(o), 0) * 64 + Number(len);
-    };
-    entries.sort((x, y) => order(x.subnet) - order(y.subnet));
+    const order = (e: PeerEntry): bigint => e.route.subnet.network * 64n + BigInt(e.route.subnet.prefixLen);
+    entries.sort((x, y) => (order(x) < order(y) ? -1 : order(x) > order(y) ? 1 : 0));
     return { entries, bad };
   }
 
@@ -183,8 +179,9 @@ export class PinnedMaps {
 
 function safeKey(k: Buffer): string {
   try {
-    return decodeLpmKey(k);
+    return decodeLpmKey(k).toString();
   } catch {
+    // A key this weft cannot decode is still shown, as its bytes.
     return k.toString('hex');
   }
 }
@@ -195,19 +192,17 @@ function openChecked(file: string, name: MapName): BpfMap {
     m = BpfMap.fromPin(file);
   } catch (err) {
     if (isErrnoError(err) && (err.code === 'EPERM' || err.code === 'EACCES')) {
-      throw new CliError(`${err.message}: reading pinned BPF maps needs root (CAP_BPF); run this as root`, EXIT.failed);
+      throw new WeftError(`${err.message}: reading pinned BPF maps needs root (CAP_BPF); run this as root`);
     }
-    throw new CliError(`opening ${file}: ${(err as Error).message}`, EXIT.failed);
+    throw new WeftError(`opening ${file}: ${(err as Error).message}`);
   }
   const want = MAP_SCHEMA[name];
   const got = { type: m.type, keySize: m.keySize, valueSize: m.valueSize, maxEntries: m.maxEntries };
   if (got.type !== want.type || got.keySize !== want.keySize || got.valueSize !== want.valueSize) {
     m.close();
-    throw new CliError(
+    throw new WeftError(
       `${file} is a ${got.type} map with ${got.keySize}-byte keys and ${got.valueSize}-byte values, but this weft reads ${name} as a ${want.type} ` +
-        `with ${want.keySize}-byte keys and ${want.valueSize}-byte values: it was pinned by another weft version; restart the agent of this version to replace it`,
-      EXIT.failed,
-    );
+        `with ${want.keySize}-byte keys and ${want.valueSize}-byte values: it was pinned by another weft version; restart the agent of this version to replace it`);
   }
   return m;
 }

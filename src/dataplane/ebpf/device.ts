@@ -9,8 +9,8 @@
 // dummy module), whose other end never sees a packet.
 import fs from 'node:fs';
 import { NetlinkHandle, type Link } from '../../native/netlink.js';
-import { IPNet } from '../../core/ipnet.js';
-import { RTPROT_WEFT, type LocalNetwork } from '../types.js';
+import { RTPROT_WEFT } from '../types.js';
+import type { LocalNetwork } from '../../core/model.js';
 import { DEFAULT_UDP_PORT } from './maps.js';
 import type { Logger } from '../../core/log.js';
 
@@ -96,7 +96,7 @@ export function ensureOverlay(nl: NetlinkHandle, local: LocalNetwork, log: Logge
   for (const dev of link.kind === 'veth' ? [name, VETH_PEER] : [name]) writeSysctl(`net/ipv6/conf/${dev}/disable_ipv6`, '1');
 
   // Tunnels carry the host's own traffic from <subnet>.0, as flannel does; host-gw leaves from the underlay address.
-  const subnet = IPNet.parse(local.subnet)!;
+  const subnet = local.subnet;
   const own = `${subnet.ip}/32`;
   const tunnel = local.backend !== 'host-gw';
   for (const a of nl.addrs(link.index)) {
@@ -104,7 +104,7 @@ export function ensureOverlay(nl: NetlinkHandle, local: LocalNetwork, log: Logge
     if (!tunnel || cidr !== own) nl.addrDel(link.index, cidr);
   }
   if (tunnel) nl.addrAdd(link.index, own);
-  nl.routeReplace({ dst: local.network, index: link.index, src: tunnel ? subnet.ip : local.iface.address, protocol: RTPROT_WEFT });
+  nl.routeReplace({ dst: local.network.toString(), index: link.index, src: tunnel ? subnet.ip : local.iface.address, protocol: RTPROT_WEFT });
   const fresh = nl.link(link.index)!;
   return { name, index: fresh.index, mac: fresh.mac ?? '00:00:00:00:00:00', decapPort: decapPort(local) };
 }

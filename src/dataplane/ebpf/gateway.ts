@@ -8,11 +8,12 @@ import { NetlinkHandle, type Link } from '../../native/netlink.js';
 import { tcFilters, type BpfProgram } from '../../native/bpf.js';
 import { subnetHolders } from './ports.js';
 import { attachProgram, detach, TC_HANDLE, TC_PRIORITY } from './loader.js';
-import type { LocalNetwork } from '../types.js';
+import type { LocalNetwork } from '../../core/model.js';
+import type { IPNet } from '../../core/ipnet.js';
 import type { Logger } from '../../core/log.js';
 
 /** The device with an IPv4 address whose network holds our whole subnet (docker0 10.244.3.1/24), other than weft's own. */
-export function findGatewayDevice(nl: NetlinkHandle, subnet: string, exclude: number[]): Link | null {
+export function findGatewayDevice(nl: NetlinkHandle, subnet: IPNet, exclude: number[]): Link | null {
   const [first] = subnetHolders(nl, subnet, exclude);
   return first === undefined ? null : nl.link(first);
 }
@@ -42,7 +43,7 @@ export class GatewayHook {
     if (ours && this.ifindex === dev.index) return;
     attachProgram(dev.index, 'ingress', this.prog.fd);
     this.ifindex = dev.index;
-    this.log.info({ device: dev.name, subnet: this.local.subnet }, 'gateway_ingress attached: pods\' traffic to peers is sent from the gateway device');
+    this.log.info({ device: dev.name, subnet: this.local.subnet.toString() }, 'gateway_ingress attached: pods\' traffic to peers is sent from the gateway device');
   }
 
   get device(): number | null {

@@ -7,17 +7,33 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { NetlinkHandle } from '../../native/netlink.js';
 import { BpfMap, tcFilters } from '../../native/bpf.js';
-import type { Dataplane, LocalNetwork, PeerRoute } from '../types.js';
+import type { Dataplane, DataplaneStatus, PeerSource } from '../types.js';
+import { isDirect, type LocalNetwork, type PeerRoute } from '../../core/model.js';
 import type { Logger } from '../../core/log.js';
-import { CONFIG_KEY, decodeConfig, decodeLpmKey, encodeConfig, encodeLocalPeer, encodeLpmKey, encodePeer, hostOrderCheck, MAP_CONFIG } from './maps.js';
+import { CONFIG_KEY, decodeConfig, encodeConfig, encodeLocalPeer, encodeLpmKey, encodePeer, hostOrderCheck, MAP_CONFIG } from './maps.js';
 import { attach, detach, loadObjects, unpinMaps, TC_HANDLE, type LoadedMaps } from './loader.js';
 import { ensureOverlay, removeOverlays, writeSysctl, type OverlayDevice } from './device.js';
 import { BridgePorts } from './ports.js';
 import { GatewayHook } from './gateway.js';
 import { HostWatch, type HostTask } from './watch.js';
 
-function isDirect(r: PeerRoute): boolean {
-  return r.encap === 'direct' || r.directRouting;
+/**
+ * The eBPF dataplane's switches; the CLI reads them from WEFT_EBPF_* (README,
+ * "What eBPF mode programs").
+ */
+export interface EbpfOptions {
+  /**
+   * The programs hand peer traffic for local pods to the pod's port
+   * themselves (bpf/include/forward.h), skipping the host's FORWARD chain,
+   * bridge-nf and the bridge's own transmit (WEFT_EBPF_POD_FORWARD, on).
+   */
+  podForward: boolean;
+  /** gateway_ingress on the pods' gateway device (bpf/gateway.c; WEFT_EBPF_GATEWAY, off: see gateway.ts). */
+  gateway: boolean;
+  /** Tunnel packets are held to the lease holder of their inner source (encap.h admit_tunnel; WEFT_EBPF_SENDER_CHECK, on). */
+  senderCheck: boolean;
+  /** vxlan without GBP: headers pushed by the program (encap.h push_vxlan; WEFT_EBPF_VXLAN_PUSH, on). */
+  vxlanPush: boolean;
 }
 
 /** An on/off switch from the environment, on unless set to 0, false, off or no. */
@@ -26,27 +42,19 @@ export function envSwitch(name: string, env: NodeJS.ProcessEnv = process.env): b
   return !['0', 'false', 'off', 'no'].includes(v);
 }
 
-/**
- * Whether the programs hand peer traffic for local pods to the pod's port
- * themselves (bpf/include/forward.h), skipping the host's FORWARD chain,
- * bridge-nf and the bridge's own transmit. WEFT_EBPF_POD_FORWARD=0 turns it
- * off, for hosts whose policy lives there.
- */
-export const podForwardWanted = (env: NodeJS.ProcessEnv = process.env): boolean => envSwitch('WEFT_EBPF_POD_FORWARD', env);
+/** The switches as WEFT_EBPF_* set them (the gateway hook is off unless asked for). */
+export function ebpfOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): EbpfOptions {
+  return {
+    podForward: envSwitch('WEFT_EBPF_POD_FORWARD', env),
+    gateway: env.WEFT_EBPF_GATEWAY !== undefined && envSwitch('WEFT_EBPF_GATEWAY', env),
+    senderCheck: envSwitch('WEFT_EBPF_SENDER_CHECK', env),
+    vxlanPush: envSwitch('WEFT_EBPF_VXLAN_PUSH', env),
+  };
+}
 
-/** gateway_ingress on the pods' gateway device (bpf/gateway.c): off unless WEFT_EBPF_GATEWAY=1 (see gateway.ts). */
-export const gatewayWanted = (env: NodeJS.ProcessEnv = process.env): boolean => env.WEFT_EBPF_GATEWAY !== undefined && envSwitch('WEFT_EBPF_GATEWAY', env);
-
-/**
- * Whether tunnel packets are held to the lease holder of their inner source
- * (bpf/include/encap.h admit_tunnel). WEFT_EBPF_SENDER_CHECK=0 turns it off,
- * for clusters whose hosts send from another address than their PublicIP.
- */
-export const senderCheckWanted = (env: NodeJS.ProcessEnv = process.env): boolean => envSwitch('WEFT_EBPF_SENDER_CHECK', env);
-
-/** vxlan without GBP: headers pushed by the program (encap.h push_vxlan); WEFT_EBPF_VXLAN_PUSH=0 leaves them to the device. */
-export function vxlanPushWanted(local: LocalNetwork, env: NodeJS.ProcessEnv = process.env): boolean {
-  return local.backend === 'vxlan' && !local.vxlan?.gbp && envSwitch('WEFT_EBPF_VXLAN_PUSH', env);
+/** Whether this network's programs push the VXLAN headers themselves: vxlan without GBP, unless switched off. */
+export function vxlanPushWanted(local: LocalNetwork, o: Pick<EbpfOptions, 'vxlanPush'>): boolean {
+  return local.backend === 'vxlan' && !local.vxlan?.gbp && o.vxlanPush;
 }
 
 export class EbpfDataplane implements Dataplane {
@@ -59,24 +67,25 @@ export class EbpfDataplane implements Dataplane {
   private portsMap: BpfMap | undefined;
   private gateway: GatewayHook | undefined;
   private watch: HostWatch | undefined;
-  /** What we wrote per subnet (hex of the value), to skip no-op updates. */
-  private readonly written = new Map<string, string>();
-  /** Direct peers' next hops (by subnet), for which we keep managed neighbour entries. */
-  private readonly nextHops = new Map<string, string>();
-  /** The managed neighbour entries this process added. */
+  private peers: PeerSource | undefined;
+  /** The managed neighbour entries this process added (the next hops of direct peers). */
   private readonly managed = new Set<string>();
 
-  constructor(private readonly log: Logger) {}
+  constructor(
+    private readonly log: Logger,
+    private readonly o: EbpfOptions,
+  ) {}
 
-  async start(local: LocalNetwork): Promise<void> {
+  async start(local: LocalNetwork, peers: PeerSource): Promise<void> {
     hostOrderCheck();
     this.local = local;
+    this.peers = peers;
     const nl = (this.nl = NetlinkHandle.open());
     this.overlay = ensureOverlay(nl, local, this.log);
-    const podForward = podForwardWanted();
-    const vxlanPush = vxlanPushWanted(local);
-    const anySender = !senderCheckWanted();
-    const loaded = loadObjects(local.pinDir, this.log, { gateway: gatewayWanted() });
+    const podForward = this.o.podForward;
+    const vxlanPush = vxlanPushWanted(local, this.o);
+    const anySender = !this.o.senderCheck;
+    const loaded = loadObjects(local.pinDir, this.log, { gateway: this.o.gateway });
     this.maps = loaded.maps;
     this.portsMap = loaded.ports;
     const tasks: HostTask[] = [];
@@ -133,6 +142,7 @@ export class EbpfDataplane implements Dataplane {
       try {
         return fs.readFileSync(`/proc/sys/net/ipv4/conf/${k}/rp_filter`, 'utf8').trim();
       } catch {
+        // No such sysctl here (a minimal /proc): nothing strict to relax.
         return '0';
       }
     };
@@ -147,60 +157,51 @@ export class EbpfDataplane implements Dataplane {
     return this.maps;
   }
 
-  private desired(routes: PeerRoute[]): Map<string, Buffer> {
-    const out = new Map<string, Buffer>();
-    out.set(this.local!.subnet, encodeLocalPeer(this.local!.publicIP));
-    for (const r of routes) out.set(r.subnet, encodePeer(r));
+  /** Every entry weft_peers must hold, keyed by the hex of its LPM key. */
+  private desired(): Map<string, { key: Buffer; value: Buffer }> {
+    const out = new Map<string, { key: Buffer; value: Buffer }>();
+    const put = (key: Buffer, value: Buffer): void => void out.set(key.toString('hex'), { key, value });
+    put(encodeLpmKey(this.local!.subnet), encodeLocalPeer(this.local!.publicIP));
+    for (const r of this.peers!.routes()) put(encodeLpmKey(r.subnet), encodePeer(r));
     return out;
   }
 
-  async syncPeers(routes: PeerRoute[]): Promise<void> {
-    const want = this.desired(routes);
+  async syncPeers(): Promise<void> {
+    const want = this.desired();
     const have = new Map<string, Buffer>();
-    for (const [k, v] of this.m.peers.entries()) have.set(decodeLpmKey(k), v);
+    for (const [k, v] of this.m.peers.entries()) have.set(k.toString('hex'), v);
     let added = 0;
     let changed = 0;
     let removed = 0;
     const keys: Buffer[] = [];
     const values: Buffer[] = [];
-    for (const [subnet, value] of want) {
-      const cur = have.get(subnet);
+    for (const [hex, { key, value }] of want) {
+      const cur = have.get(hex);
       if (cur && cur.equals(value)) continue;
       if (cur) changed++;
       else added++;
-      keys.push(encodeLpmKey(subnet));
+      keys.push(key);
       values.push(value);
     }
     if (keys.length) this.m.peers.updateBatch(keys, values);
-    for (const subnet of have.keys()) {
-      if (!want.has(subnet)) {
-        this.m.peers.delete(encodeLpmKey(subnet));
+    for (const hex of have.keys()) {
+      if (!want.has(hex)) {
+        this.m.peers.delete(Buffer.from(hex, 'hex'));
         removed++;
       }
     }
-    this.written.clear();
-    for (const [subnet, value] of want) this.written.set(subnet, value.toString('hex'));
-    this.nextHops.clear();
-    for (const r of routes) if (isDirect(r)) this.nextHops.set(r.subnet, r.publicIP);
     this.syncNeighbours();
-    this.log.info({ peers: routes.length, added, changed, removed }, 'peer map synchronised');
+    this.log.info({ peers: want.size - 1, added, changed, removed }, 'peer map synchronised');
   }
 
-  async upsertPeer(route: PeerRoute): Promise<void> {
-    const value = encodePeer(route);
-    if (this.written.get(route.subnet) !== value.toString('hex')) {
-      this.m.peers.update(encodeLpmKey(route.subnet), value);
-      this.written.set(route.subnet, value.toString('hex'));
-    }
-    if (isDirect(route)) this.nextHops.set(route.subnet, route.publicIP);
-    else this.nextHops.delete(route.subnet);
-    this.syncNeighbours();
+  async upsertPeer(route: PeerRoute, previous?: PeerRoute): Promise<void> {
+    this.m.peers.update(encodeLpmKey(route.subnet), encodePeer(route));
+    if (isDirect(route) || (previous && isDirect(previous))) this.syncNeighbours();
   }
 
-  async removePeer(subnet: string): Promise<void> {
-    this.m.peers.delete(encodeLpmKey(subnet));
-    this.written.delete(subnet);
-    if (this.nextHops.delete(subnet)) this.syncNeighbours();
+  async removePeer(route: PeerRoute): Promise<void> {
+    this.m.peers.delete(encodeLpmKey(route.subnet));
+    if (isDirect(route)) this.syncNeighbours();
   }
 
   /**
@@ -211,7 +212,8 @@ export class EbpfDataplane implements Dataplane {
   private syncNeighbours(): void {
     const nl = this.nl!;
     const index = this.local!.iface.index;
-    const wanted = new Set(this.nextHops.values());
+    const wanted = new Set<string>();
+    for (const r of this.peers!.routes()) if (isDirect(r)) wanted.add(r.publicIP.toString());
     for (const ip of this.managed) {
       if (wanted.has(ip)) continue;
       nl.neighDel({ index, ip });
@@ -228,9 +230,9 @@ export class EbpfDataplane implements Dataplane {
     }
   }
 
-  async status(): Promise<{ peersInMaps: number }> {
+  async status(): Promise<DataplaneStatus> {
     // Our own subnet's entry is not a peer.
-    return { peersInMaps: Math.max(0, this.m.peers.keys().length - 1) };
+    return { peersInKernel: Math.max(0, this.m.peers.keys().length - 1) };
   }
 
   async stop(): Promise<void> {

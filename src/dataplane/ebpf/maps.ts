@@ -6,7 +6,8 @@
 // integer is in the host's order, which for BPF is the CPU's own. weft runs on
 // little-endian hosts (x86_64, arm64); hostOrderCheck() refuses anything else.
 import os from 'node:os';
-import type { BackendType, Encap, LocalNetwork, PeerRoute } from '../types.js';
+import { IPAddr, IPNet } from '../../core/ipnet.js';
+import type { BackendType, Encap, LocalNetwork, PeerRoute } from '../../core/model.js';
 
 export const MAP_PEERS = 'weft_peers';
 export const MAP_CONFIG = 'weft_config';
@@ -107,15 +108,15 @@ export function hostOrderCheck(): void {
 
 // --- addresses ---------------------------------------------------------------
 
-export function ipv4Bytes(addr: string, what: string): Buffer {
-  const parts = addr.split('.');
-  const ok = parts.length === 4 && parts.every((p) => /^\d{1,3}$/.test(p) && Number(p) <= 255);
-  if (!ok) throw new Error(`${what}: "${addr}" is not an IPv4 address`);
-  return Buffer.from(parts.map(Number));
+/** 4 bytes of an IPv4 address in network order; addresses are parsed by src/core/ipnet.ts. */
+export function ipv4Bytes(addr: string | IPAddr, what: string): Buffer {
+  const a = typeof addr === 'string' ? IPAddr.v4(addr, what) : addr;
+  if (a.family !== 4) throw new Error(`${what}: ${a} is not an IPv4 address`);
+  return a.bytes();
 }
 
 export function ipv4String(b: Buffer, off = 0): string {
-  return `${b[off]}.${b[off + 1]}.${b[off + 2]}.${b[off + 3]}`;
+  return IPAddr.fromBytes(b.subarray(off, off + 4)).toString();
 }
 
 export function macBytes(mac: string, what: string): Buffer {
@@ -127,32 +128,27 @@ export function macString(b: Buffer, off = 0): string {
   return [...b.subarray(off, off + 6)].map((x) => x.toString(16).padStart(2, '0')).join(':');
 }
 
-function parseCidr(cidr: string, what: string): { addr: Buffer; len: number } {
-  const m = /^([^/]+)\/(\d{1,2})$/.exec(cidr);
-  if (!m || Number(m[2]) > 32) throw new Error(`${what}: "${cidr}" is not an IPv4 CIDR`);
-  const addr = ipv4Bytes(m[1], what);
-  const len = Number(m[2]);
-  // The trie compares prefixlen bits only, but a stray host bit would make decode disagree with encode.
-  const n = addr.readUInt32BE(0);
-  const mask = len === 0 ? 0 : (~0 << (32 - len)) >>> 0;
-  if ((n & ~mask) >>> 0 !== 0) throw new Error(`${what}: "${cidr}" has host bits set`);
-  return { addr, len };
+/** An IPv4 subnet for a map: its address bytes and length. The trie compares prefixlen bits only, but a stray host bit would make decode disagree with encode. */
+function subnetBytes(net: IPNet, what: string): { addr: Buffer; len: number } {
+  if (net.family !== 4) throw new Error(`${what}: ${net} is not an IPv4 subnet`);
+  if (!net.isNetworkAddress()) throw new Error(`${what}: "${net}" has host bits set`);
+  return { addr: net.addr.bytes(), len: net.prefixLen };
 }
 
 // --- weft_peers ----------------------------------------------------------------
 
-/** struct weft_lpm_key for a subnet, e.g. "10.244.3.0/24". */
-export function encodeLpmKey(cidr: string): Buffer {
-  const { addr, len } = parseCidr(cidr, 'weft_lpm_key');
+/** struct weft_lpm_key for a subnet, e.g. 10.244.3.0/24. */
+export function encodeLpmKey(subnet: IPNet): Buffer {
+  const { addr, len } = subnetBytes(subnet, 'weft_lpm_key');
   const b = Buffer.alloc(LPM_KEY_SIZE);
   b.writeUInt32LE(len, K.prefixlen);
   addr.copy(b, K.addr);
   return b;
 }
 
-export function decodeLpmKey(b: Buffer): string {
+export function decodeLpmKey(b: Buffer): IPNet {
   checkSize(b, LPM_KEY_SIZE, 'weft_lpm_key');
-  return `${ipv4String(b, K.addr)}/${b.readUInt32LE(K.prefixlen)}`;
+  return new IPNet(4, IPAddr.fromBytes(b.subarray(K.addr, K.addr + 4)).value, b.readUInt32LE(K.prefixlen));
 }
 
 /**
@@ -165,6 +161,7 @@ export function encodePeer(route: PeerRoute): Buffer {
   const what = `weft_peer ${route.subnet}`;
   const b = Buffer.alloc(PEER_SIZE);
   ipv4Bytes(route.publicIP, `${what}: publicIP`).copy(b, P.public_ip);
+  subnetBytes(route.subnet, what);
   if (route.encap === 'vxlan' || (route.directRouting && route.vtepMAC)) {
     if (route.vni === undefined || !Number.isInteger(route.vni) || route.vni < 0 || route.vni > 0xffffff)
       throw new Error(`${what}: vni ${String(route.vni)} is not a VNI (0..16777215)`);
@@ -180,7 +177,7 @@ export function encodePeer(route: PeerRoute): Buffer {
 }
 
 /** The entry for our own subnet: never a destination of the overlay (its traffic stays on the host). */
-export function encodeLocalPeer(publicIP: string): Buffer {
+export function encodeLocalPeer(publicIP: IPAddr): Buffer {
   const b = Buffer.alloc(PEER_SIZE);
   ipv4Bytes(publicIP, 'weft_peer (local): publicIP').copy(b, P.public_ip);
   b[P.encap] = ENCAP.none;
@@ -204,7 +201,7 @@ export function decodePeer(key: Buffer, value: Buffer): DecodedPeer {
   const mac = value.subarray(P.vtep_mac, P.vtep_mac + 6).some((x) => x !== 0) ? macString(value, P.vtep_mac) : undefined;
   const directRouting = (flags & PEER_F_DIRECT_ROUTING) !== 0;
   const encap: Encap = name === 'none' ? 'direct' : name;
-  const route: PeerRoute = { subnet, publicIP: ipv4String(value, P.public_ip), encap, directRouting };
+  const route: PeerRoute = { subnet, publicIP: IPAddr.fromBytes(value.subarray(P.public_ip, P.public_ip + 4)), encap, directRouting };
   if (encap === 'vxlan' || (directRouting && mac)) {
     route.vni = value.readUInt32LE(P.vni);
     if (mac) route.vtepMAC = mac;
@@ -262,8 +259,8 @@ export interface DecodedConfig {
  */
 export function encodeConfig(local: LocalNetwork, dev: ConfigDevices, ready = true): Buffer {
   const b = Buffer.alloc(CONFIG_SIZE);
-  const subnet = parseCidr(local.subnet, 'weft_config: subnet');
-  const network = parseCidr(local.network, 'weft_config: network');
+  const subnet = subnetBytes(local.subnet, 'weft_config: subnet');
+  const network = subnetBytes(local.network, 'weft_config: network');
   const backend = BACKEND_ENCAP[local.backend];
   if (backend === undefined) throw new Error(`weft_config: unknown backend "${local.backend}"`);
   ipv4Bytes(local.iface.address, 'weft_config: iface.address').copy(b, C.public_ip);

@@ -23,9 +23,7 @@ export interface PortsSnapshot {
  * inside it whose own network covers all of it (docker0 10.244.3.1/24 for
  * 10.244.3.0/24), leaving out the devices in exclude (weft's own).
  */
-export function subnetHolders(nl: NetlinkHandle, subnet: string, exclude: number[] = []): number[] {
-  const net = IPNet.parse(subnet);
-  if (!net) throw new Error(`"${subnet}" is not a subnet`);
+export function subnetHolders(nl: NetlinkHandle, net: IPNet, exclude: number[] = []): number[] {
   const held = new Set<number>();
   for (const a of nl.addrs()) {
     const n = IPNet.parse(`${a.address}/${a.prefixLen}`);
@@ -37,7 +35,7 @@ export function subnetHolders(nl: NetlinkHandle, subnet: string, exclude: number
 }
 
 /** What weft_ports should hold now: every MAC learned on a port of a bridge that holds our subnet. */
-export function desiredPorts(nl: NetlinkHandle, subnet: string): PortsSnapshot {
+export function desiredPorts(nl: NetlinkHandle, subnet: IPNet): PortsSnapshot {
   const links = nl.links();
   const bridgeIdx = new Set(subnetHolders(nl, subnet));
   const bridges = links.filter((l) => l.kind === 'bridge' && bridgeIdx.has(l.index));
@@ -68,7 +66,7 @@ export class BridgePorts {
   constructor(
     private readonly nl: NetlinkHandle,
     private readonly map: BpfMap,
-    private readonly subnet: string,
+    private readonly subnet: IPNet,
     private readonly log: Logger,
   ) {
     // A map this process did not fill (an agent that died mid-start left its pin) is adopted, then corrected.

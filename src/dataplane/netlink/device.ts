@@ -5,8 +5,8 @@
 import fs from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { NetlinkHandle, type Link } from '../../native/netlink.js';
-import { IPNet } from '../../core/ipnet.js';
-import type { LocalNetwork } from '../types.js';
+import type { LocalNetwork } from '../../core/model.js';
+import { WeftError } from '../../core/errors.js';
 
 export const IPIP_DEVICE = 'flannel.ipip';
 
@@ -16,9 +16,6 @@ export const vxlanDeviceName = (vni: number): string => `flannel.${vni}`;
 export const UDP_UNSUPPORTED =
   'the udp backend has no kernel mechanism in netlink mode (flannel runs it through a userspace proxy, for debugging); ' +
   'the eBPF dataplane encapsulates udp in the kernel: run with --dataplane=ebpf (or auto, where the kernel supports eBPF), or choose vxlan';
-
-/** A backend this dataplane cannot run on this host; the agent treats it as fatal. */
-export class NetlinkUnsupportedError extends Error {}
 
 export function overlayDeviceName(local: LocalNetwork): string | null {
   if (local.backend === 'vxlan') return vxlanDeviceName(local.vxlan!.vni);
@@ -52,22 +49,6 @@ export function vxlanMismatch(link: Link, want: VxlanWant, iface: Underlay): str
   return diffs.length ? diffs.join(', ') : null;
 }
 
-/**
- * The MAC of an existing flannel.<VNI> in this process's namespace that
- * netlink mode would reuse as it is, or null. An agent that publishes this
- * MAC as its VtepMAC (createBackend's vtepMAC argument) keeps the FDB entries
- * its peers already hold: a host moving from flanneld to weft loses nothing.
- */
-export function existingVtepMAC(want: VxlanWant, iface: Underlay): string | null {
-  const nl = NetlinkHandle.open();
-  try {
-    const link = nl.link(vxlanDeviceName(want.vni));
-    return link && !vxlanMismatch(link, want, iface) ? link.mac : null;
-  } finally {
-    nl.close();
-  }
-}
-
 export interface EnsureResult {
   link: Link;
   /** What had to be done, for the log: created, recreated (why), fixed MTU/MAC/up/addresses. */
@@ -76,7 +57,7 @@ export interface EnsureResult {
 
 /** Leaves exactly `<subnet>.0/32` on the device (a previous lease's address would answer for a subnet we no longer hold). */
 function ensureOnlyAddress(nl: NetlinkHandle, link: Link, local: LocalNetwork, changes: string[]): void {
-  const own = `${IPNet.parse(local.subnet)!.hostAt(0n)}/32`;
+  const own = `${local.subnet.hostAt(0n)}/32`;
   let present = false;
   for (const a of nl.addrs(link.index)) {
     const cidr = `${a.address}/${a.prefixLen}`;
@@ -149,6 +130,7 @@ export function kernelHasIpip(): boolean {
   try {
     return /^ipip\s/m.test(fs.readFileSync('/proc/modules', 'utf8'));
   } catch {
+    // No /proc/modules (a kernel without modules): only /sys/module could have said yes.
     return false;
   }
 }
@@ -175,7 +157,8 @@ export function ensureIpipDevice(nl: NetlinkHandle, local: LocalNetwork, netns?:
     } catch (err) {
       const stderr = String((err as { stderr?: Buffer }).stderr ?? (err as Error).message).trim();
       const module = kernelHasIpip() ? 'the ipip module is present' : 'no ipip module is loaded or built in (/sys/module/ipip, /proc/modules)';
-      throw new NetlinkUnsupportedError(
+      // A backend this dataplane cannot run on this host: the user's to fix (the message says how).
+      throw new WeftError(
         `the ipip backend needs the kernel's ipip tunnel in netlink mode, and this kernel cannot make one: ` +
           `${cmd.join(' ')}: ${stderr || 'failed'}; ${module}. ` +
           'The eBPF dataplane runs ipip without the module (its programs add and remove the outer header): run with --dataplane=ebpf (or auto)',

@@ -2,8 +2,8 @@
 // "What each backend programs"), and how that is compared with what the
 // kernel holds. Pure: no handle, no I/O, so it can be checked without a kernel.
 import type { Fdb, FdbSpec, Neigh, NeighSpec, Route, RouteSpec } from '../../native/netlink.js';
-import { IPNet } from '../../core/ipnet.js';
-import { RTPROT_WEFT, type PeerRoute } from '../types.js';
+import { RTPROT_WEFT } from '../types.js';
+import type { PeerRoute } from '../../core/model.js';
 
 /** Device indexes the entries point at; they change when a device is recreated. */
 export interface Devices {
@@ -20,31 +20,26 @@ export interface PeerEntries {
   fdb?: FdbSpec;
 }
 
-/** `<peer subnet>.0`, the address flannel routes a tunnelled peer's subnet through. */
-export function gatewayOf(subnet: string): string {
-  const net = IPNet.parse(subnet);
-  if (!net || net.family !== 4) throw new Error(`peer subnet ${subnet}: not an IPv4 CIDR`);
-  return net.hostAt(0n);
-}
-
 export function peerEntries(p: PeerRoute, dev: Devices): PeerEntries {
+  const dst = p.subnet.toString();
   const direct = p.encap === 'direct';
   if (direct) {
     // host-gw, and DirectRouting peers of vxlan and ipip: the peer's PublicIP is the next hop on the underlay.
-    return { route: { dst: p.subnet, gateway: p.publicIP, index: dev.underlay, protocol: RTPROT_WEFT } };
+    return { route: { dst, gateway: p.publicIP.toString(), index: dev.underlay, protocol: RTPROT_WEFT } };
   }
   if (dev.overlay === undefined) throw new Error(`peer ${p.subnet}: encap ${p.encap} needs an overlay device`);
   if (p.encap === 'vxlan') {
     if (!p.vtepMAC) throw new Error(`peer ${p.subnet}: vxlan without a VtepMAC`);
-    const gw = gatewayOf(p.subnet);
+    // `<peer subnet>.0`, the address flannel routes a tunnelled peer's subnet through.
+    const gw = p.subnet.hostAt(0n);
     return {
-      route: { dst: p.subnet, gateway: gw, index: dev.overlay, onlink: true, protocol: RTPROT_WEFT },
+      route: { dst, gateway: gw, index: dev.overlay, onlink: true, protocol: RTPROT_WEFT },
       neigh: { index: dev.overlay, ip: gw, mac: p.vtepMAC, permanent: true },
-      fdb: { index: dev.overlay, mac: p.vtepMAC, dst: p.publicIP },
+      fdb: { index: dev.overlay, mac: p.vtepMAC, dst: p.publicIP.toString() },
     };
   }
   if (p.encap === 'ipip') {
-    return { route: { dst: p.subnet, gateway: p.publicIP, index: dev.overlay, onlink: true, protocol: RTPROT_WEFT } };
+    return { route: { dst, gateway: p.publicIP.toString(), index: dev.overlay, onlink: true, protocol: RTPROT_WEFT } };
   }
   throw new Error(`peer ${p.subnet}: the netlink dataplane has no kernel mechanism for encap ${p.encap}`);
 }

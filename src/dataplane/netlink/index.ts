@@ -5,15 +5,17 @@
 // batches; a reconcile loop (every 10 s, and on every foreign netlink change)
 // puts back what someone deleted.
 import { NetlinkHandle, throwIfFailed, type BatchOp, type Monitor, type NetlinkEvent } from '../../native/netlink.js';
-import type { Dataplane, LocalNetwork, PeerRoute } from '../types.js';
+import type { Dataplane, DataplaneStatus, PeerSource } from '../types.js';
+import type { LocalNetwork, PeerRoute } from '../../core/model.js';
 import type { Logger } from '../../core/log.js';
-import { IPNet, parseIP } from '../../core/ipnet.js';
-import { ensureIpipDevice, ensureVxlanDevice, NetlinkUnsupportedError, overlayDeviceName, UDP_UNSUPPORTED, type EnsureResult } from './device.js';
+import { parseIP } from '../../core/ipnet.js';
+import { ensureIpipDevice, ensureVxlanDevice, overlayDeviceName, UDP_UNSUPPORTED, type EnsureResult } from './device.js';
+import { WeftError } from '../../core/errors.js';
 import { describeFdb, describeNeigh, describeRoute, peerEntries, type Devices, type PeerEntries } from './entries.js';
 import { isWeftPeerRoute, plan, type Change } from './plan.js';
 import { uninstallNetlink } from './uninstall.js';
 
-export { NetlinkUnsupportedError, UDP_UNSUPPORTED, existingVtepMAC } from './device.js';
+export { UDP_UNSUPPORTED } from './device.js';
 export { uninstallNetlink, findNetlinkState, type NetlinkUninstallReport } from './uninstall.js';
 
 export interface NetlinkDataplaneOptions {
@@ -34,7 +36,7 @@ export class NetlinkDataplane implements Dataplane {
   private local: LocalNetwork | undefined;
   private dev: Devices | undefined;
   private overlayName: string | null = null;
-  private readonly peers = new Map<string, PeerRoute>();
+  private peers: PeerSource | undefined;
   private synced = false;
   private monitor: Monitor | undefined;
   private timer: NodeJS.Timeout | undefined;
@@ -45,9 +47,10 @@ export class NetlinkDataplane implements Dataplane {
     private readonly o: NetlinkDataplaneOptions = {},
   ) {}
 
-  async start(local: LocalNetwork): Promise<void> {
-    if (local.backend === 'udp') throw new NetlinkUnsupportedError(UDP_UNSUPPORTED);
+  async start(local: LocalNetwork, peers: PeerSource): Promise<void> {
+    if (local.backend === 'udp') throw new WeftError(UDP_UNSUPPORTED);
     this.local = local;
+    this.peers = peers;
     this.overlayName = overlayDeviceName(local);
     const nl = (this.nl = this.o.netns ? NetlinkHandle.openIn(this.o.netns) : NetlinkHandle.open());
     try {
@@ -89,17 +92,17 @@ export class NetlinkDataplane implements Dataplane {
     try {
       return peerEntries(p, this.dev!);
     } catch (err) {
-      this.log.error({ subnet: p.subnet, peer: p.publicIP }, `netlink dataplane cannot program this peer: ${(err as Error).message}`);
+      this.log.error({ subnet: p.subnet.toString(), peer: p.publicIP.toString() }, `netlink dataplane cannot program this peer: ${(err as Error).message}`);
       return null;
     }
   }
 
   private allEntries(): PeerEntries[] {
-    return [...this.peers.values()].flatMap((p) => this.entriesOf(p) ?? []);
+    return [...this.peers!.routes()].flatMap((p) => this.entriesOf(p) ?? []);
   }
 
   private runPlan(removeStale: boolean): Change[] {
-    const p = plan(this.handle, { entries: this.allEntries(), overlay: this.local!.backend === 'vxlan' ? this.dev!.overlay : undefined, network: this.local!.network, removeStale, names: this.names });
+    const p = plan(this.handle, { entries: this.allEntries(), overlay: this.local!.backend === 'vxlan' ? this.dev!.overlay : undefined, network: this.local!.network.toString(), removeStale, names: this.names });
     if (!p.ops.length) return [];
     const results = this.handle.batch(p.ops);
     const failed = results.flatMap((r, i) => (typeof r === 'boolean' ? [] : [`${p.changes[i].what}: ${r.message}`]));
@@ -107,33 +110,31 @@ export class NetlinkDataplane implements Dataplane {
     return p.changes;
   }
 
-  async syncPeers(routes: PeerRoute[]): Promise<void> {
+  async syncPeers(): Promise<void> {
     const t0 = process.hrtime.bigint();
-    this.peers.clear();
-    for (const r of routes) this.peers.set(r.subnet, r);
     this.synced = true;
     const r = this.ensureDevice();
     if (r?.changes.length) this.log.info({ device: this.overlayName, changes: r.changes }, 'netlink dataplane device repaired');
     const changes = this.runPlan(true);
     const count = (k: Change['kind']): number => changes.filter((c) => c.kind === k).length;
     const ms = Number(process.hrtime.bigint() - t0) / 1e6;
-    this.log.info({ peers: routes.length, added: count('add'), changed: count('change'), removed: count('remove'), ms: Math.round(ms) }, 'netlink dataplane synchronised');
+    this.log.info({ peers: [...this.peers!.routes()].length, added: count('add'), changed: count('change'), removed: count('remove'), ms: Math.round(ms) }, 'netlink dataplane synchronised');
   }
 
   /** Whether another peer still needs this FDB entry (hosts that keep their VtepMAC across a subnet change). */
-  private fdbNeeded(mac: string, dst: string, except: string): boolean {
-    for (const p of this.peers.values()) if (p.subnet !== except && p.encap === 'vxlan' && p.vtepMAC === mac && p.publicIP === dst) return true;
+  private fdbNeeded(mac: string, dst: string, except: PeerRoute): boolean {
+    for (const p of this.peers!.routes()) {
+      if (!p.subnet.equals(except.subnet) && p.encap === 'vxlan' && p.vtepMAC === mac && p.publicIP.toString() === dst) return true;
+    }
     return false;
   }
 
-  async upsertPeer(route: PeerRoute): Promise<void> {
+  async upsertPeer(route: PeerRoute, previous?: PeerRoute): Promise<void> {
     const next = peerEntries(route, this.dev!);
-    const prevRoute = this.peers.get(route.subnet);
-    const prev = prevRoute ? this.entriesOf(prevRoute) : null;
-    this.peers.set(route.subnet, route);
+    const prev = previous ? this.entriesOf(previous) : null;
     const ops: BatchOp[] = [];
     if (prev?.neigh && (prev.neigh.ip !== next.neigh?.ip || prev.neigh.index !== next.neigh?.index)) ops.push({ op: 'neighDel', arg: { index: prev.neigh.index, ip: prev.neigh.ip } });
-    if (prev?.fdb && (prev.fdb.mac !== next.fdb?.mac || prev.fdb.dst !== next.fdb?.dst) && !this.fdbNeeded(prev.fdb.mac, prev.fdb.dst, route.subnet)) {
+    if (prev?.fdb && (prev.fdb.mac !== next.fdb?.mac || prev.fdb.dst !== next.fdb?.dst) && !this.fdbNeeded(prev.fdb.mac, prev.fdb.dst, route)) {
       ops.push({ op: 'fdbDel', arg: { index: prev.fdb.index, mac: prev.fdb.mac, dst: prev.fdb.dst } });
     }
     if (next.neigh) ops.push({ op: 'neighReplace', arg: next.neigh });
@@ -141,22 +142,19 @@ export class NetlinkDataplane implements Dataplane {
     // Same dst, table and metric: replace moves a route between the overlay and the underlay in one step.
     ops.push({ op: 'routeReplace', arg: next.route });
     throwIfFailed(this.handle.batch(ops));
-    this.log.debug({ subnet: route.subnet, route: describeRoute(next.route, this.names) }, 'netlink dataplane: peer programmed');
+    this.log.debug({ subnet: route.subnet.toString(), route: describeRoute(next.route, this.names) }, 'netlink dataplane: peer programmed');
   }
 
-  async removePeer(subnet: string): Promise<void> {
-    const prevRoute = this.peers.get(subnet);
-    if (!prevRoute) return;
-    this.peers.delete(subnet);
-    const e = this.entriesOf(prevRoute);
+  async removePeer(route: PeerRoute): Promise<void> {
+    const e = this.entriesOf(route);
     if (!e) return;
     const ops: BatchOp[] = [{ op: 'routeDel', arg: { dst: e.route.dst, index: e.route.index, gateway: e.route.gateway } }];
     if (e.neigh) ops.push({ op: 'neighDel', arg: { index: e.neigh.index, ip: e.neigh.ip } });
-    if (e.fdb && !this.fdbNeeded(e.fdb.mac, e.fdb.dst, subnet)) ops.push({ op: 'fdbDel', arg: { index: e.fdb.index, mac: e.fdb.mac, dst: e.fdb.dst } });
+    if (e.fdb && !this.fdbNeeded(e.fdb.mac, e.fdb.dst, route)) ops.push({ op: 'fdbDel', arg: { index: e.fdb.index, mac: e.fdb.mac, dst: e.fdb.dst } });
     // false: already gone (someone else deleted it); that is the state we want.
     throwIfFailed(this.handle.batch(ops));
     const removed = [describeRoute(e.route, this.names), e.neigh && describeNeigh(e.neigh, this.names), e.fdb && describeFdb(e.fdb, this.names)].filter(Boolean);
-    this.log.debug({ subnet, removed }, 'netlink dataplane: peer removed');
+    this.log.debug({ subnet: route.subnet.toString(), removed }, 'netlink dataplane: peer removed');
   }
 
   /** Restores what is missing or was changed; never removes (only syncPeers knows what is stale). */
@@ -202,13 +200,13 @@ export class NetlinkDataplane implements Dataplane {
     this.pending.unref();
   }
 
-  async status(): Promise<{ peersInMaps: number }> {
-    const net = IPNet.parse(this.local!.network);
+  async status(): Promise<DataplaneStatus> {
+    const net = this.local!.network;
     const n = this.handle.routes().filter((r) => {
       const ip = parseIP(r.dst.split('/')[0]);
-      return isWeftPeerRoute(r) && ip !== null && Boolean(net?.containsIP(ip.value));
+      return isWeftPeerRoute(r) && ip !== null && net.containsIP(ip.value);
     }).length;
-    return { peersInMaps: n };
+    return { peersInKernel: n };
   }
 
   async stop(): Promise<void> {
@@ -224,7 +222,6 @@ export class NetlinkDataplane implements Dataplane {
   async uninstall(): Promise<void> {
     await this.stop();
     uninstallNetlink(this.log, { netns: this.o.netns, devices: this.overlayName ? [this.overlayName] : [] });
-    this.peers.clear();
     this.synced = false;
   }
 }

@@ -3,7 +3,7 @@
 // (protocol RTPROT_WEFT, with a next hop) and weft's overlay devices, whose
 // neighbours and FDB entries go with them. Nothing else is touched.
 import { NetlinkHandle, type Link } from '../../native/netlink.js';
-import { stableVtepMAC } from '../../backend/vxlan.js';
+import { stableVtepMAC } from '../../core/vtep.js';
 import type { Logger } from '../../core/log.js';
 import { IPIP_DEVICE } from './device.js';
 import { isWeftPeerRoute } from './plan.js';
