@@ -18,6 +18,7 @@
 #include "parse.h"
 #include "counters.h"
 #include "encap.h"
+#include "admit.h"
 #include "forward.h"
 
 char LICENSE[] SEC("license") = "GPL";
@@ -49,29 +50,6 @@ int overlay_egress(struct __sk_buff *skb)
 		return drop(-ret, len);
 	count_traffic(WEFT_DIR_EGRESS, encap, len);
 	return ret;
-}
-
-/*
- * The collect_md vxlan device takes every VNI from every sender; flannel's
- * flannel.<VNI> takes only its own VNI. What the kernel decapsulated is held
- * to the network's VNI and to admit_tunnel()'s rule about its sender, read
- * from the tunnel metadata vxlan_rcv() left on the packet. A packet without
- * that metadata did not come through the tunnel (only BPF_PROG_TEST_RUN
- * makes one) and has nothing to check. Returns WEFT_DROP_NONE or the reason.
- */
-static __always_inline int admit_vxlan(struct __sk_buff *skb, const struct weft_config *cfg)
-{
-	struct bpf_tunnel_key key = {};
-	struct ipv4_pkt p;
-
-	if (bpf_skb_get_tunnel_key(skb, &key, sizeof(key), 0))
-		return WEFT_DROP_NONE;
-	if (key.tunnel_id != cfg->vni)
-		return WEFT_DROP_WRONG_VNI;
-	/* Not IPv4 inside: nothing weft routes, and nothing to hold to the rule. */
-	if (parse_ipv4(skb, &p))
-		return WEFT_DROP_NONE;
-	return admit_tunnel(cfg, bpf_htonl(key.remote_ipv4), p.ip->saddr);
 }
 
 SEC("tc")

@@ -18,7 +18,7 @@
 #include "maps.h"
 #include "parse.h"
 #include "counters.h"
-#include "encap.h"
+#include "decap.h"
 #include "forward.h"
 
 char LICENSE[] SEC("license") = "GPL";

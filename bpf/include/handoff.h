@@ -39,18 +39,7 @@
 #include "weft_maps.h"
 #include "parse.h"
 #include "csum.h"
-
-#define WEFT_VXLAN_F_VNI 0x08000000 /* the I flag: a VNI is present */
-#define WEFT_VXLAN_F_GBP 0x80000000 /* the G flag: a group policy id follows (GBP) */
-
-/* VXLAN's header after the outer UDP one, and the inner Ethernet header after it. */
-struct vxlan_eth {
-	__be32 vx_flags;
-	__be32 vx_vni;
-	__u8   dst[ETH_ALEN];
-	__u8   src[ETH_ALEN];
-	__be16 proto;
-} __attribute__((packed)); /* 22 bytes */
+#include "vxlan.h"
 
 struct handoff_hdr {
 	struct udphdr udp;
