@@ -60,18 +60,25 @@ static __always_inline int pop_outer(struct __sk_buff *skb, __u32 olen, __u64 l4
 	       bpf_skb_adjust_room(skb, -(__s32)olen, BPF_ADJ_ROOM_MAC, base);
 }
 
+/* The outer headers of an ipip or udp packet after its Ethernet header. */
+static __always_inline __u32 ip_tunnel_olen(const struct ipv4_pkt *p, int with_udp)
+{
+	return p->ip_len + (with_udp ? sizeof(struct udphdr) : 0);
+}
+
 /*
  * Takes an ipip or udp packet addressed to us. With WEFT_CFG_F_KERNEL_DECAP
  * the kernel's vxlan receive path decapsulates a udp packet (handoff.h).
- * Otherwise olen bytes of outer headers after the Ethernet header are
- * stripped here, and the inner packet goes straight to its pod's port when
- * forward.h can take it (the port, a veth, takes an aggregate still marked
- * encapsulated whole), or to the overlay device's ingress, as if a tunnel
- * device had received it: rp_filter, tcpdump and routing see it there.
+ * Otherwise the outer headers after the Ethernet header are stripped here,
+ * and the inner packet goes straight to its pod's port when forward.h can
+ * take it (the port, a veth, takes an aggregate still marked encapsulated
+ * whole), or to the overlay device's ingress, as if a tunnel device had
+ * received it: rp_filter, tcpdump and routing see it there.
  */
 static __always_inline int decap_ip(struct __sk_buff *skb, const struct weft_config *cfg,
-				    const struct ipv4_pkt *p, __u32 olen, int with_udp)
+				    const struct ipv4_pkt *p, int with_udp)
 {
+	__u32 olen = ip_tunnel_olen(p, with_udp);
 	__be32 outer_src = p->ip->saddr;
 	struct pod_hop hop;
 	__be32 inner_src;
@@ -79,6 +86,9 @@ static __always_inline int decap_ip(struct __sk_buff *skb, const struct weft_con
 	int direct;
 	int ret;
 
+	/* An outer fragment cannot be decapsulated in place; senders set DF, so this is rare. */
+	if (is_fragment(p->ip))
+		return -WEFT_DROP_UNSUPPORTED;
 	if (bpf_skb_load_bytes(skb, ETH_HLEN + olen, &inner_ver, 1))
 		return -WEFT_DROP_BAD_HEADER;
 	if ((inner_ver >> 4) != 4)

@@ -16,6 +16,9 @@
 #define WEFT_VXLAN_F_VNI 0x08000000 /* the I flag: a VNI is present */
 #define WEFT_VXLAN_F_GBP 0x80000000 /* the G flag: a group policy id follows (GBP) */
 
+/* The VXLAN header alone: flags and VNI. */
+#define WEFT_VXLAN_HLEN 8
+
 /* VXLAN's header after the outer UDP one, and the inner Ethernet header after it. */
 struct vxlan_eth {
 	__be32 vx_flags;
