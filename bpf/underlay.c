@@ -68,7 +68,7 @@ int underlay_decap(struct __sk_buff *skb)
 	enum arrival what;
 	int ret;
 
-	if (!cfg || parse_ipv4(skb, &p))
+	if (!cfg || IS_DROP(parse_ipv4(skb, &p)))
 		return TC_ACT_OK;
 	what = classify(skb, cfg, &p);
 	switch (what) {
@@ -86,7 +86,7 @@ int underlay_decap(struct __sk_buff *skb)
 	case ARRIVAL_IPIP:
 	case ARRIVAL_UDP:
 		ret = decap_ip(skb, cfg, &p, what == ARRIVAL_UDP);
-		if (ret >= 0)
+		if (!IS_DROP(ret))
 			count_traffic(WEFT_DIR_INGRESS, cfg->backend, len - ip_tunnel_olen(&p, what == ARRIVAL_UDP));
 		break;
 	case ARRIVAL_FORGED:
@@ -96,5 +96,5 @@ int underlay_decap(struct __sk_buff *skb)
 	default:
 		return TC_ACT_OK;
 	}
-	return ret < 0 ? drop(-ret, len) : ret;
+	return verdict(ret, len);
 }

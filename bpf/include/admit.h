@@ -11,6 +11,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 #include "weft_maps.h"
+#include "verdict.h"
 #include "maps.h"
 #include "parse.h"
 
@@ -26,18 +27,18 @@
  * WEFT_CFG_F_ANY_SENDER turns the rule off, for peers whose packets leave
  * from another address than their lease's PublicIP (flanneld with a
  * --public-ip that its interface does not hold, and no NAT in between).
- * Returns WEFT_DROP_NONE or the reason.
+ * Returns TC_ACT_OK or a drop reason negated.
  */
 static __always_inline int admit_tunnel(const struct weft_config *cfg, __be32 outer_src, __be32 inner_src)
 {
 	const struct weft_peer *peer;
 
 	if ((cfg->flags & WEFT_CFG_F_ANY_SENDER) || !in_prefix(inner_src, cfg->network, cfg->network_len))
-		return WEFT_DROP_NONE;
+		return TC_ACT_OK;
 	peer = peer_for(inner_src);
 	if (!peer || (peer->flags & WEFT_PEER_F_LOCAL) || peer->public_ip != outer_src)
-		return WEFT_DROP_UNKNOWN_PEER;
-	return WEFT_DROP_NONE;
+		return -WEFT_DROP_UNKNOWN_PEER;
+	return TC_ACT_OK;
 }
 
 /*
@@ -46,7 +47,8 @@ static __always_inline int admit_tunnel(const struct weft_config *cfg, __be32 ou
  * to the network's VNI and to admit_tunnel()'s rule about its sender, read
  * from the tunnel metadata vxlan_rcv() left on the packet. A packet without
  * that metadata did not come through the tunnel (only BPF_PROG_TEST_RUN
- * makes one) and has nothing to check. Returns WEFT_DROP_NONE or the reason.
+ * makes one) and has nothing to check. Returns TC_ACT_OK or a drop reason
+ * negated.
  */
 static __always_inline int admit_vxlan(struct __sk_buff *skb, const struct weft_config *cfg)
 {
@@ -54,12 +56,12 @@ static __always_inline int admit_vxlan(struct __sk_buff *skb, const struct weft_
 	struct ipv4_pkt p;
 
 	if (bpf_skb_get_tunnel_key(skb, &key, sizeof(key), 0))
-		return WEFT_DROP_NONE;
+		return TC_ACT_OK;
 	if (key.tunnel_id != cfg->vni)
-		return WEFT_DROP_WRONG_VNI;
+		return -WEFT_DROP_WRONG_VNI;
 	/* Not IPv4 inside: nothing weft routes, and nothing to hold to the rule. */
-	if (parse_ipv4(skb, &p))
-		return WEFT_DROP_NONE;
+	if (IS_DROP(parse_ipv4(skb, &p)))
+		return TC_ACT_OK;
 	return admit_tunnel(cfg, bpf_htonl(key.remote_ipv4), p.ip->saddr);
 }
 

@@ -22,6 +22,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 #include "weft_maps.h"
+#include "verdict.h"
 #include "parse.h"
 #include "vxlan.h"
 #include "admit.h"
@@ -80,6 +81,7 @@ static __always_inline int decap_ip(struct __sk_buff *skb, const struct weft_con
 {
 	__u32 olen = ip_tunnel_olen(p, with_udp);
 	__be32 outer_src = p->ip->saddr;
+	struct handoff hh;
 	struct pod_hop hop;
 	__be32 inner_src;
 	__u8 inner_ver;
@@ -98,13 +100,10 @@ static __always_inline int decap_ip(struct __sk_buff *skb, const struct weft_con
 	if (bpf_skb_load_bytes(skb, ETH_HLEN + olen + offsetof(struct iphdr, saddr), &inner_src, sizeof(inner_src)))
 		return -WEFT_DROP_BAD_HEADER;
 	ret = admit_tunnel(cfg, outer_src, inner_src);
-	if (ret)
-		return -ret;
-	if ((cfg->flags & WEFT_CFG_F_KERNEL_DECAP) && with_udp) {
-		ret = handoff_to_vxlan(skb, cfg, p);
-		if (ret != WEFT_HANDOFF_DECLINED)
-			return ret;
-	}
+	if (IS_DROP(ret))
+		return ret;
+	if ((cfg->flags & WEFT_CFG_F_KERNEL_DECAP) && with_udp && !handoff_room(skb, p, &hh))
+		return handoff_to_vxlan(skb, cfg, &hh);
 	/* Asked before stripping: the answer must not depend on a packet already changed. */
 	direct = pod_hop(skb, cfg, ETH_HLEN + olen, cfg->overlay_ifindex, &hop);
 	if (pop_outer(skb, olen, with_udp ? WEFT_ADJ_ROOM_DECAP_L4_UDP : WEFT_ADJ_ROOM_DECAP_IPXIP4))
@@ -154,7 +153,7 @@ static __always_inline int vxlan_to_pod(struct __sk_buff *skb, const struct weft
 	    bpf_ntohl(vx.vx_vni) >> 8 != cfg->vni || vx.proto != bpf_htons(ETH_P_IP) || !mac_eq(vx.dst, cfg->vtep_mac))
 		return TC_ACT_OK;
 	if (bpf_skb_load_bytes(skb, ETH_HLEN + olen + offsetof(struct iphdr, saddr), &inner_src, sizeof(inner_src)) ||
-	    admit_tunnel(cfg, outer_src, inner_src))
+	    IS_DROP(admit_tunnel(cfg, outer_src, inner_src)))
 		return TC_ACT_OK;
 	if (!pod_hop(skb, cfg, ETH_HLEN + olen, cfg->overlay_ifindex, &hop))
 		return TC_ACT_OK;

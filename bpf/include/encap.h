@@ -23,6 +23,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 #include "weft_maps.h"
+#include "verdict.h"
 #include "parse.h"
 #include "csum.h"
 #include "vxlan.h"
@@ -93,7 +94,7 @@ static __always_inline int push_vxlan(struct __sk_buff *skb, const struct weft_c
 	h.vx.proto = bpf_htons(ETH_P_IP);
 	if (bpf_skb_store_bytes(skb, ETH_HLEN, &h, sizeof(h), 0))
 		return -WEFT_DROP_ENCAP_FAILED;
-	return WEFT_DROP_NONE;
+	return TC_ACT_OK;
 }
 
 static __always_inline int encap_vxlan(struct __sk_buff *skb, const struct weft_config *cfg,
@@ -102,11 +103,11 @@ static __always_inline int encap_vxlan(struct __sk_buff *skb, const struct weft_
 	struct bpf_tunnel_key key = {};
 	__be32 dst = peer->public_ip;
 	__u8 macs[2 * ETH_ALEN];
-	int err;
+	int ret;
 
 	if (cfg->flags & WEFT_CFG_F_VXLAN_PUSH) {
-		err = push_vxlan(skb, cfg, peer, p);
-		return err ? err : redirect_underlay(skb, cfg, dst, 0);
+		ret = push_vxlan(skb, cfg, peer, p);
+		return IS_DROP(ret) ? ret : redirect_underlay(skb, cfg, dst, 0);
 	}
 
 	key.remote_ipv4 = bpf_ntohl(peer->public_ip);
@@ -181,25 +182,25 @@ static __always_inline int push_outer(struct __sk_buff *skb, const struct weft_c
 	}
 	if (bpf_skb_store_bytes(skb, ETH_HLEN, &h, olen, 0))
 		return -WEFT_DROP_ENCAP_FAILED;
-	return WEFT_DROP_NONE;
+	return TC_ACT_OK;
 }
 
 static __always_inline int encap_ipip(struct __sk_buff *skb, const struct weft_config *cfg,
 				      const struct weft_peer *peer, const struct ipv4_pkt *p)
 {
 	__be32 dst = peer->public_ip;
-	int err = push_outer(skb, cfg, peer, p, 0);
+	int ret = push_outer(skb, cfg, peer, p, 0);
 
-	return err ? err : redirect_underlay(skb, cfg, dst, 0);
+	return IS_DROP(ret) ? ret : redirect_underlay(skb, cfg, dst, 0);
 }
 
 static __always_inline int encap_udp(struct __sk_buff *skb, const struct weft_config *cfg,
 				     const struct weft_peer *peer, const struct ipv4_pkt *p)
 {
 	__be32 dst = peer->public_ip;
-	int err = push_outer(skb, cfg, peer, p, 1);
+	int ret = push_outer(skb, cfg, peer, p, 1);
 
-	return err ? err : redirect_underlay(skb, cfg, dst, 0);
+	return IS_DROP(ret) ? ret : redirect_underlay(skb, cfg, dst, 0);
 }
 
 static __always_inline int forward_direct(struct __sk_buff *skb, const struct weft_config *cfg,

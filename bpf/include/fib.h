@@ -12,6 +12,7 @@
 #include <linux/pkt_cls.h>
 #include <bpf/bpf_helpers.h>
 #include "weft_maps.h"
+#include "verdict.h"
 
 #ifndef AF_INET
 #define AF_INET 2
