@@ -30,6 +30,7 @@ import {
   type EncapName,
 } from 'weft/dataplane/ebpf/maps.js';
 import type { BackendType, LocalNetwork, PeerRoute } from 'weft/dataplane/types.js';
+import type { ProgramName } from 'weft/dataplane/ebpf/loader.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 export const OVERLAY_O = path.join(root, 'build/bpf/overlay.o');
@@ -57,7 +58,7 @@ export interface Fixture {
   routerMAC: string;
   overlayMAC: string;
   overlayIfindex: number;
-  run(obj: BpfObject, prog: string, data: Buffer): { retval: number; data: Buffer };
+  run(obj: BpfObject, prog: ProgramName, data: Buffer): { retval: number; data: Buffer };
   configure(backend: BackendType, opts?: { ready?: boolean; udpPort?: number; podForward?: boolean; decapPort?: number; anySender?: boolean }): void;
   local(backend: BackendType, udpPort?: number): LocalNetwork;
   setPeer(route: PeerRoute): void;
