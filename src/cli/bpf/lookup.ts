@@ -2,7 +2,7 @@
 // (longest prefix, as the trie does) and what overlay_egress would do with
 // a packet to it. Pure: the command feeds it what it read from the pins.
 import type { DecodedConfig, DropReason } from '../../dataplane/ebpf/maps.js';
-import { DEFAULT_UDP_PORT, DEFAULT_VXLAN_PORT } from '../../dataplane/ebpf/maps.js';
+import { DEFAULT_UDP_PORT, DEFAULT_VXLAN_PORT } from '../../config/network.js';
 import type { PeerEntry } from './pins.js';
 
 export type LookupAction = 'encapsulate' | 'forward' | 'local' | 'pass' | 'drop';

@@ -28,6 +28,7 @@ import {
   PEER_F_LOCAL,
   PORT_F_PEER,
 } from './contract.js';
+import { DEFAULT_UDP_PORT, DEFAULT_VXLAN_PORT } from '../../config/network.js';
 
 export * from './contract.js';
 
@@ -193,8 +194,6 @@ export function decodePeer(key: Buffer, value: Buffer): DecodedPeer {
 // --- weft_config ---------------------------------------------------------------
 
 const BACKEND_ENCAP: Record<BackendType, number> = { vxlan: ENCAP.vxlan, ipip: ENCAP.ipip, udp: ENCAP.udp, 'host-gw': ENCAP.direct };
-export const DEFAULT_VXLAN_PORT = 8472;
-export const DEFAULT_UDP_PORT = 8285;
 
 /** What the loader knows beyond LocalNetwork: the overlay device it made or adopted, and what the programs may do with it. */
 export interface ConfigDevices {
