@@ -21,8 +21,12 @@ NATIVE := native/build/Release/weft_native.node
 NATIVE_SRC := native/binding.gyp $(wildcard native/src/*.cc native/src/*.h)
 TS_SRC := $(shell find src -name '*.ts' 2>/dev/null) $(shell find src -name '*.proto' 2>/dev/null) tsconfig.json
 TEST_SRC := $(shell find lab test bench demo -name "*.ts" 2>/dev/null) tsconfig.test.json
+# The TypeScript side of the BPF contract (enums, flags, map names and sizes), written from the
+# headers as bpf2go writes Go, and committed; test/bpf/contract.test.ts fails when it drifts.
+CONTRACT_TS := src/dataplane/ebpf/contract.ts
+CONTRACT_SRC := bpf/gen-contract.mjs bpf/include/weft_maps.h bpf/include/maps.h
 
-.PHONY: setup build bpf native ts test demo bench clean
+.PHONY: setup build bpf contract native ts test demo bench clean
 
 # Debian packages only when one is missing; npm ci only when the lock file changed.
 setup: .setup-stamp
@@ -45,13 +49,17 @@ build/test-bpf/%.o: test/fixtures/bpf/%.c $(BPF_HDR)
 	@mkdir -p build/test-bpf
 	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
 
+contract: $(CONTRACT_TS)
+$(CONTRACT_TS): $(CONTRACT_SRC)
+	node bpf/gen-contract.mjs
+
 native: $(NATIVE)
 $(NATIVE): $(NATIVE_SRC) .setup-stamp
 	cd native && ../node_modules/.bin/node-gyp rebuild --nodedir=/usr --silent
 	@touch $@
 
 ts: dist/.stamp
-dist/.stamp: $(TS_SRC) $(TEST_SRC) .setup-stamp
+dist/.stamp: $(TS_SRC) $(CONTRACT_TS) $(TEST_SRC) .setup-stamp
 	node_modules/.bin/tsc -p tsconfig.json
 	node_modules/.bin/tsc -p tsconfig.test.json
 	@# Schemas loaded at run time (src/status/status.proto) ship beside their modules.

@@ -3,6 +3,7 @@ import { WeftError, usageError } from '../core/errors.js';
 import net from 'node:net';
 import type { Argv, CommandModule, Options } from 'yargs';
 import { FrameReader, decodeReply, encodeStatusRequest, type AgentStatus } from '../status/codec.js';
+import { DEFAULT_UDP_PORT, DEFAULT_VXLAN_PORT } from '../config/network.js';
 import { DEFAULT_STATUS_SOCKET } from './options.js';
 import { duration, keyValues, outputOption, print, toJson, type OutputArgs } from './table.js';
 
@@ -72,8 +73,8 @@ function backendLine(s: AgentStatus): string {
   const b = s.backend;
   if (!b.type) return 'not known yet (no network config)';
   const parts = [b.type];
-  if (b.type === 'vxlan') parts.push(`VNI ${b.vni}`, `port ${b.port || '8472 (default)'}`, `VtepMAC ${b.vtepMAC || '-'}`);
-  if (b.type === 'udp') parts.push(`port ${b.port || '8285 (default)'}`);
+  if (b.type === 'vxlan') parts.push(`VNI ${b.vni}`, `port ${b.port || `${DEFAULT_VXLAN_PORT} (default)`}`, `VtepMAC ${b.vtepMAC || '-'}`);
+  if (b.type === 'udp') parts.push(`port ${b.port || `${DEFAULT_UDP_PORT} (default)`}`);
   if (b.type === 'vxlan' || b.type === 'ipip') parts.push(`DirectRouting ${b.directRouting ? 'on' : 'off'}`);
   return parts.join(', ');
 }
