@@ -8,6 +8,7 @@ import { statusCommand, statusEnvFlags } from './cli/status.js';
 import { bpfCommand, bpfEnvFlags } from './cli/bpf.js';
 import { leasesCommand, leasesEnvFlags } from './cli/leases.js';
 import { uninstallCommand } from './cli/uninstall.js';
+import { monitorCommand, monitorEnvFlags } from './cli/monitor.js';
 import { envArgs } from './cli/options.js';
 import { WeftError, exitCodeOf, usageError } from './core/errors.js';
 
@@ -33,6 +34,7 @@ const ENV_FLAGS: Record<string, string[]> = {
   leases: leasesEnvFlags,
   status: statusEnvFlags,
   bpf: bpfEnvFlags,
+  monitor: monitorEnvFlags,
   uninstall: ['bpf-pin-dir'],
 };
 
@@ -48,6 +50,7 @@ try {
     .command(leasesCommand)
     .command(statusCommand)
     .command(bpfCommand)
+    .command(monitorCommand)
     .command(uninstallCommand)
     .demandCommand(1, 'name a command: weft <command> --help')
     .strict()
