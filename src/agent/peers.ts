@@ -3,7 +3,7 @@
 // events here and hands the dataplane the difference; the dataplane reads
 // the table when it must see every peer (a full sync, a reconcile), and the
 // status socket reads it too. Nothing else keeps a copy of the peers.
-import type { PeerDecision } from '../backend/types.js';
+import type { PeerDecision, SkipReason } from '../backend/types.js';
 import type { PeerRoute } from '../core/model.js';
 import type { PeerSource } from '../dataplane/types.js';
 import type { Lease } from '../subnet/lease.js';
@@ -15,6 +15,7 @@ export interface Peer {
   route?: PeerRoute;
   /** Why the backend cannot serve it. */
   skipped?: string;
+  skipReason?: SkipReason;
 }
 
 /** What a lease event means for the dataplane. */
@@ -36,7 +37,7 @@ export class PeerTable implements PeerSource {
       return { change: before?.route ? { kind: 'remove', route: before.route } : { kind: 'none' } };
     }
     const decision = this.decide(e.lease);
-    const peer: Peer = 'skip' in decision ? { lease: e.lease, skipped: decision.skip } : { lease: e.lease, route: decision };
+    const peer: Peer = 'skip' in decision ? { lease: e.lease, skipped: decision.skip, skipReason: decision.reason } : { lease: e.lease, route: decision };
     this.byName.set(e.lease.name, peer);
     if (peer.route) return { peer, change: { kind: 'upsert', route: peer.route, previous: before?.route } };
     return { peer, change: before?.route ? { kind: 'remove', route: before.route } : { kind: 'none' } };

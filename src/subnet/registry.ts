@@ -4,8 +4,19 @@
 import fs from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
-import { Etcd3, type IKeyValue, type IOptions } from 'etcd3';
-import { ExponentialBackoff, noop, type IBackoff } from 'cockatiel';
+import {
+  Etcd3,
+  EtcdAuthenticationFailedError,
+  EtcdInvalidAuthTokenError,
+  EtcdLeaseInvalidError,
+  EtcdPermissionDeniedError,
+  GRPCDeadlineExceededError,
+  GRPCUnauthenticatedError,
+  GRPCUnavailableError,
+  type IKeyValue,
+  type IOptions,
+} from 'etcd3';
+import { ExponentialBackoff, NoopPolicy, noop, type IBackoff } from 'cockatiel';
 import { IPAddr, type IPNet } from '../core/ipnet.js';
 import { isWeftError, usageError } from '../core/errors.js';
 import { encodeLeaseAttrs, formatSubnetKey, parseLeaseAttrs, parseSubnetKey, type Lease, type LeaseAttrs, type SubnetKey } from './lease.js';
@@ -113,13 +124,35 @@ export function explainEtcdError(err: Error, endpoints: string[]): string {
   return `${at} is unreachable or failing (${m}); check --etcd-endpoints and that etcd is running`;
 }
 
+/** A failed etcd request in one word (the label of weft_etcd_request_errors_total): a bounded set. */
+export const ETCD_ERROR_KINDS = ['unavailable', 'deadline', 'auth', 'lease', 'other'] as const;
+export type EtcdErrorKind = (typeof ETCD_ERROR_KINDS)[number];
+
+export function etcdErrorKind(err: Error): EtcdErrorKind {
+  if (err instanceof GRPCUnavailableError) return 'unavailable';
+  if (err instanceof GRPCDeadlineExceededError) return 'deadline';
+  if (err instanceof EtcdAuthenticationFailedError || err instanceof EtcdPermissionDeniedError || err instanceof EtcdInvalidAuthTokenError || err instanceof GRPCUnauthenticatedError) return 'auth';
+  if (err instanceof EtcdLeaseInvalidError) return 'lease';
+  return 'other';
+}
+
 export class EtcdRegistry {
   readonly client: Etcd3;
   readonly prefix: string;
+  /** Every unary request passes this registry's own global policy; its failures are the requests that failed. */
+  private readonly requests = new NoopPolicy();
 
   constructor(readonly options: EtcdOptions) {
     this.prefix = options.prefix.replace(/\/+$/, '');
-    this.client = new Etcd3(buildClientOptions(options));
+    const o = buildClientOptions(options);
+    this.client = new Etcd3({ ...o, faultHandling: { ...o.faultHandling, global: this.requests } });
+  }
+
+  /** Calls fn with the error of every failed etcd request (not the watch stream's), e.g. for metrics. */
+  onRequestError(fn: (err: Error) => void): void {
+    this.requests.onFailure(({ reason }) => {
+      if ('error' in reason) fn(reason.error);
+    });
   }
 
   get configKey(): string {
