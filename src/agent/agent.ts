@@ -15,7 +15,8 @@ import { EtcdRegistry, explainEtcdError, type EtcdOptions } from '../subnet/regi
 import { LeaseSession, type PeerEvent } from '../subnet/session.js';
 import type { OwnLease } from '../subnet/manager.js';
 import type { DataplaneChoice, DataplaneFactory } from './dataplane.js';
-import { HealthServer } from './health.js';
+import { HealthServer, type Page } from './health.js';
+import { AgentMetrics, type MetricsSource, type SyncOp } from '../metrics/metrics.js';
 import type { SelectedInterface } from './iface.js';
 import { PeerTable, type Peer } from './peers.js';
 import { StatusServer } from './status.js';
@@ -32,6 +33,8 @@ export interface AgentOptions {
   publicIPv6?: string;
   healthzIP: string;
   healthzPort: number;
+  /** A port of its own for /metrics (at healthzIP); 0: /metrics only on the health port. */
+  metricsPort?: number;
   /** What --dataplane asked for (the factory decides; the status shows both). */
   dataplane: DataplaneChoice;
   bpfPinDir: string;
@@ -52,7 +55,9 @@ export class Agent {
   dataplaneReason = '';
   readonly startedAt = Date.now();
   readonly errors: Array<{ atMs: number; message: string }> = [];
-  private readonly health = new HealthServer();
+  readonly metrics: AgentMetrics;
+  private readonly health: HealthServer;
+  private readonly metricsServer: HealthServer | undefined;
   private readonly status = new StatusServer(() => this.snapshot());
   private queue: Promise<void> = Promise.resolve();
   private stopping = false;
@@ -72,6 +77,22 @@ export class Agent {
     private readonly makeDataplane: DataplaneFactory,
   ) {
     this.registry = new EtcdRegistry(opts.etcd);
+    this.metrics = new AgentMetrics(this.metricsSource(), log);
+    this.metrics.watchRegistry(this.registry);
+    const metricsPage: Page = async () => ({ contentType: this.metrics.contentType, body: await this.metrics.render() });
+    this.health = new HealthServer({ '/metrics': metricsPage });
+    if (opts.metricsPort) this.metricsServer = new HealthServer({ '/metrics': metricsPage }, false);
+  }
+
+  /** What /metrics reads at scrape time: the agent's own state, nothing copied. */
+  private metricsSource(): MetricsSource {
+    return {
+      lease: () => this.own,
+      peers: () => this.peers?.values() ?? [],
+      etcd: () => ({ connected: this.session?.connected ?? false, revision: this.session?.revision ?? '0' }),
+      dataplane: () => ({ requested: this.opts.dataplane, kind: this.dataplane?.kind ?? 'none', reason: this.dataplaneReason, pinDir: this.opts.bpfPinDir }),
+      dataplaneStatus: async () => (this.dataplane ? this.dataplane.status() : null),
+    };
   }
 
   get own(): OwnLease | undefined {
@@ -86,6 +107,9 @@ export class Agent {
   /** Runs until stop() (resolves) or a fatal error (rejects). */
   async run(): Promise<void> {
     await this.listenStatus();
+    // Before anything is leased: a port in use is the user's to fix, and /healthz, /readyz and /metrics answer while the agent starts.
+    if (this.opts.healthzPort) await this.health.listen(this.opts.healthzIP, this.opts.healthzPort);
+    if (this.opts.metricsPort) await this.metricsServer!.listen(this.opts.healthzIP, this.opts.metricsPort, '--healthz-ip IP --metrics-port PORT');
     this.start().catch((err: unknown) => {
       if (!(err instanceof Stopping)) this.die(err as Error);
     });
@@ -189,6 +213,7 @@ export class Agent {
       log: this.log,
     }));
     session.on('lost', (err) => this.die(err));
+    this.metrics.watchSession(session);
     const own = await this.withEtcd('acquire a subnet lease', () => session.acquire());
     this.log.info({ subnet: own.subnet.toString(), reservation: own.reservation, backend: backend.type }, 'lease acquired');
 
@@ -222,9 +247,8 @@ export class Agent {
     // The full list is in: make the dataplane hold exactly these peers (differences only),
     // and from this tick on apply each change as it comes.
     this.peersSynced = true;
-    await this.enqueue(() => this.dataplane?.syncPeers());
+    await this.enqueue('full', (dp) => dp.syncPeers());
     this.logInitialPeers();
-    if (this.opts.healthzPort) await this.health.listen(this.opts.healthzIP, this.opts.healthzPort);
     this.health.ready = true;
     this.log.info({ peers: peers.size, dataplane: dataplane?.kind ?? 'none' }, 'agent ready');
   }
@@ -246,8 +270,8 @@ export class Agent {
     // Peers of the initial list are logged together once it is applied (see logInitialPeers).
     else if (peer?.route && this.peersSynced) this.log.info(describePeer(peer.route), e.type === 'added' ? 'peer added' : 'peer changed');
     if (!this.peersSynced) return; // the initial list is programmed in one syncPeers
-    if (change.kind === 'upsert') void this.enqueue(() => this.dataplane?.upsertPeer(change.route, change.previous));
-    else if (change.kind === 'remove') void this.enqueue(() => this.dataplane?.removePeer(change.route));
+    if (change.kind === 'upsert') void this.enqueue('upsert', (dp) => dp.upsertPeer(change.route, change.previous));
+    else if (change.kind === 'remove') void this.enqueue('remove', (dp) => dp.removePeer(change.route));
   }
 
   private reportSkipped(p: Peer): void {
@@ -256,11 +280,13 @@ export class Agent {
     this.recordError(message);
   }
 
-  /** Dataplane changes apply in the order the leases changed. */
-  private enqueue(fn: () => Promise<void> | undefined): Promise<void> {
+  /** Dataplane changes apply in the order the leases changed (timed for /metrics). */
+  private enqueue(op: SyncOp, fn: (dp: Dataplane) => Promise<void>): Promise<void> {
     this.queue = this.queue.then(async () => {
+      const dp = this.dataplane;
+      if (!dp) return;
       try {
-        await fn();
+        await this.metrics.timeSync(op, () => fn(dp));
       } catch (err) {
         const message = `dataplane: ${messageOf(err)}`;
         this.log.error(message);
@@ -353,6 +379,7 @@ export class Agent {
     await this.queue;
     await this.dataplane?.stop();
     await this.health.close();
+    await this.metricsServer?.close();
     this.registry.close();
     this.resolveDone();
   }

@@ -21,6 +21,7 @@ interface AgentArgs extends EtcdArgs {
   'ip-masq': boolean;
   'healthz-ip': string;
   'healthz-port': number;
+  'metrics-port': number;
   dataplane: DataplaneChoice;
   'bpf-pin-dir': string;
   'log-level': string;
@@ -39,6 +40,9 @@ function check(a: AgentArgs): void {
   }
   const p = a['healthz-port'];
   if (!Number.isInteger(p) || p < 0 || p > 65535) throw usageError(`--healthz-port ${p}: must be 0 (off) to 65535`);
+  const mp = a['metrics-port'];
+  if (!Number.isInteger(mp) || mp < 0 || mp > 65535) throw usageError(`--metrics-port ${mp}: must be 0 (/metrics on the health port only) to 65535`);
+  if (mp && mp === p) throw usageError(`--metrics-port ${mp} is --healthz-port too: /metrics is served there already; give another port, or leave --metrics-port 0`);
   const ttl = a['subnet-lease-ttl'];
   if (!Number.isInteger(ttl) || ttl < 10) throw usageError(`--subnet-lease-ttl ${ttl}: must be at least 10 seconds`);
   if (m * 60 >= ttl) throw usageError(`--subnet-lease-renew-margin ${m} min is not shorter than the lease TTL (${ttl} s): the lease would be renewed continuously`);
@@ -54,7 +58,8 @@ const agentOptions = {
   'subnet-lease-ttl': { type: 'number', default: 86400, describe: 'lease TTL in seconds (flannel: 24 h; lower only for testing)' },
   'ip-masq': { type: 'boolean', default: false, describe: 'written to subnet.env as FLANNEL_IPMASQ' },
   'healthz-ip': { type: 'string', default: '0.0.0.0', describe: 'address of the /healthz and /readyz endpoint' },
-  'healthz-port': { type: 'number', default: 0, describe: 'port of the health endpoint (0 = off)' },
+  'healthz-port': { type: 'number', default: 0, describe: 'port of the health endpoint: /healthz, /readyz and /metrics (0 = off)' },
+  'metrics-port': { type: 'number', default: 0, describe: 'a port of its own for /metrics, on --healthz-ip (0 = only on the health port)' },
   dataplane: { choices: ['auto', 'ebpf', 'netlink', 'none'] as const, default: 'auto' as const, describe: 'auto: eBPF where the kernel supports it, else netlink (WEFT_PROBE_FAIL=bpf|verifier|clsact|bpffs fails that check on purpose, for testing)' },
   'log-level': { choices: ['trace', 'debug', 'info', 'warn', 'error'], default: 'info', describe: 'log level' },
 } satisfies Record<string, Options>;
@@ -83,6 +88,7 @@ export const agentCommand: CommandModule<object, AgentArgs> = {
         publicIPv6: a['public-ipv6'],
         healthzIP: a['healthz-ip'],
         healthzPort: a['healthz-port'],
+        metricsPort: a['metrics-port'],
         dataplane: a.dataplane,
         bpfPinDir: a['bpf-pin-dir'],
         statusSocket: a['status-socket'],
