@@ -7,7 +7,8 @@
  * (which the verifier turns into an address computation) and a load. Only a
  * deadline there that a monitor renews makes the programs read the clock,
  * parse headers and reserve ring buffer space; a monitor that dies stops the
- * events within seconds without anyone cleaning up.
+ * events within seconds without anyone cleaning up, and the first packet
+ * after its deadline clears it.
  *
  * Records are filled in the ring buffer itself (no copy on the stack, whose
  * 512 bytes the forwarding helpers already share), from the packet as it is
@@ -45,12 +46,29 @@ static __always_inline __u8 sent_action(const struct weft_config *cfg, __u8 enca
 
 #ifndef WEFT_NO_EVENTS
 
-/* Whether a monitor's deadline in this slot (WEFT_MON_DROPS_UNTIL or _TRACE_UNTIL) lies ahead. */
+/*
+ * Whether a monitor's deadline lies ahead. One that has passed is cleared
+ * (unless a monitor renewed it meanwhile), so that after a monitor dies the
+ * packets do not even read the clock.
+ */
+static __always_inline int before(__u64 *until)
+{
+	__u64 seen = *until;
+
+	if (!seen)
+		return 0;
+	if (bpf_ktime_get_ns() < seen)
+		return 1;
+	__sync_val_compare_and_swap(until, seen, 0);
+	return 0;
+}
+
+/* Whether a monitor listens for the events of this slot (WEFT_MON_DROPS_UNTIL or _TRACE_UNTIL). */
 static __always_inline int listening(__u32 slot)
 {
 	__u64 *until = bpf_map_lookup_elem(&weft_monitor, &slot);
 
-	return until && *until && bpf_ktime_get_ns() < *until;
+	return until && before(until);
 }
 
 static __always_inline void count_lost(void)
@@ -62,16 +80,23 @@ static __always_inline void count_lost(void)
 		__sync_fetch_and_add(lost, 1);
 }
 
-/* A trace event for this decision: a monitor asks for them, and the sample (one in WEFT_MON_TRACE_SAMPLE) picks it. */
+/*
+ * A trace event for this decision: a monitor asks for them, and the sample
+ * (one in WEFT_MON_TRACE_SAMPLE) picks it. The sample is drawn before the
+ * clock is read: with one in 100 the other 99 packets never read it.
+ */
 static __always_inline int trace_wanted(void)
 {
-	__u32 slot = WEFT_MON_TRACE_SAMPLE;
+	__u32 until_slot = WEFT_MON_TRACE_UNTIL, sample_slot = WEFT_MON_TRACE_SAMPLE;
+	__u64 *until = bpf_map_lookup_elem(&weft_monitor, &until_slot);
 	__u64 *every;
 
-	if (!listening(WEFT_MON_TRACE_UNTIL))
+	if (!until || !*until)
 		return 0;
-	every = bpf_map_lookup_elem(&weft_monitor, &slot);
-	return !every || *every <= 1 || bpf_get_prandom_u32() % (__u32)*every == 0;
+	every = bpf_map_lookup_elem(&weft_monitor, &sample_slot);
+	if (every && *every > 1 && bpf_get_prandom_u32() % (__u32)*every)
+		return 0;
+	return before(until);
 }
 
 /* The IPv4 header at off as a tuple (ports for TCP and UDP first fragments); its header length, or 0 when there is none. */

@@ -74,7 +74,8 @@ export class MonitorSession {
     return held && owner && owner !== process.pid && alive(owner) ? owner : null;
   }
 
-  private renew(): void {
+  /** Moves the deadlines ahead; start() does it every second on the event loop, a caller that blocks the loop for longer does it itself. */
+  renew(): void {
     const until = monotonicNs() + HOLD_NS;
     this.write('owner', BigInt(process.pid));
     this.write('trace_sample', BigInt(Math.max(1, this.o.sample)));

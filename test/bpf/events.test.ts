@@ -108,13 +108,14 @@ describe('events for weft monitor', () => {
     assert.deepEqual(e.inner, { proto: 'udp', src: '10.244.2.2', dst: '10.244.1.2', sport: 40005, dport: 5005 });
   });
 
-  it('a lapsed deadline stops the events without anyone cleaning up', () => {
+  it('a lapsed deadline stops the events, and the programs clear it', () => {
     const { s, events } = session();
     const past = Buffer.alloc(8);
     past.writeBigUInt64LE(monotonicNs() - 1n);
     fx.overlay.map(MAP_MONITOR).update(u32Key(MON.drops_until), past);
     egress(frame(podUdp('10.244.200.2', 40003, 5003)));
     s.drain();
+    assert.equal(fx.overlay.map(MAP_MONITOR).lookup(u32Key(MON.drops_until))!.readBigUInt64LE(0), 0n, 'the first packet after the deadline cleared it');
     s.stop();
     assert.equal(events.length, 0);
   });
