@@ -10,8 +10,9 @@
 // Dataplane cases run in rounds: every round visits every case (in an order
 // rotated each round), so that drift on a noisy machine hits all cases alike;
 // ratios are taken within a round and their median reported. Case names:
-// see cases.ts; `control` (agent start, put latency, RSS) and `netlink`
-// (programming 10,000 peers) select the non-traffic parts.
+// see cases.ts; `control` (agent start, put latency, RSS), `netlink`
+// (programming 10,000 peers) and `events` (what weft monitor's events cost a
+// packet, bench/events.ts) select the non-traffic parts.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -21,16 +22,20 @@ import { reapStaleLabs } from '../lab/netns.js';
 import { CASES, caseDef, createBench, destroyBench, setupCase, type Bench, type CaseSetup } from './cases.js';
 import { runControl, type ControlResult } from './control.js';
 import { iperf, latency, placeRun, type CpuChoice } from './measure.js';
-import { controlTable, dataplaneTable, machine, machineLine, summarise, targets, targetsTable, type NetlinkResult, type Results, type Round } from './report.js';
+import { controlTable, dataplaneTable, eventsTable, machine, machineLine, summarise, targets, targetsTable, type EventsResult, type NetlinkResult, type Results, type Round } from './report.js';
 import { writeSummary } from './summary.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repo = path.resolve(here, '../..');
 
+/** The parts that are not dataplane cases. */
+const PARTS = ['control', 'netlink', 'events'];
+
 interface Options {
   cases: string[];
   control: boolean;
   netlink: boolean;
+  events: boolean;
   runs: number;
   seconds: number;
   latencySeconds: number;
@@ -44,7 +49,7 @@ interface Options {
   full: boolean;
 }
 
-const USAGE = `usage: node dist-test/bench/run.js [--cases ${[...CASES.map((c) => c.name), 'control', 'netlink'].join(',')}]
+const USAGE = `usage: node dist-test/bench/run.js [--cases ${[...CASES.map((c) => c.name), ...PARTS].join(',')}]
   [--runs 3] [--seconds 5] [--latency-seconds 3] [--streams 4] [--leases 1000,10000] [--puts 200] [--cpu auto|N|none]
   [--out bench/results/<timestamp>.json] [--summary BENCHMARKS.md | --no-summary]`;
 
@@ -68,17 +73,18 @@ function parseArgs(argv: string[]): Options {
     if (!Number.isFinite(v) || v < 0) throw new Error(`--${k}: not a number: ${a.get(k)}`);
     return v;
   };
-  const names = a.get('cases')?.split(',').map((s) => s.trim()).filter(Boolean) ?? [...CASES.map((c) => c.name), 'control', 'netlink'];
-  for (const n of names) if (n !== 'control' && n !== 'netlink') caseDef(n);
+  const names = a.get('cases')?.split(',').map((s) => s.trim()).filter(Boolean) ?? [...CASES.map((c) => c.name), ...PARTS];
+  for (const n of names) if (!PARTS.includes(n)) caseDef(n);
   const seconds = num('seconds', 5);
   const full = !['cases', 'runs', 'seconds', 'latency-seconds', 'streams', 'leases', 'puts', 'cpu'].some((k) => a.has(k));
   const cpu = a.get('cpu') ?? 'auto';
   if (cpu !== 'none' && cpu !== 'auto' && !(Number.isInteger(Number(cpu)) && Number(cpu) >= 0 && Number(cpu) < os.cpus().length)) throw new Error(`--cpu: auto, none, or a CPU number below ${os.cpus().length}`);
   const stamp = new Date().toISOString().replace(/[:.]/g, '-').replace(/-\d{3}Z$/, 'Z');
   return {
-    cases: names.filter((n) => n !== 'control' && n !== 'netlink'),
+    cases: names.filter((n) => !PARTS.includes(n)),
     control: names.includes('control'),
     netlink: names.includes('netlink'),
+    events: names.includes('events'),
     runs: Math.max(1, Math.round(num('runs', 3))),
     seconds,
     latencySeconds: num('latency-seconds', Math.min(seconds, 3)),
@@ -173,7 +179,7 @@ async function main(): Promise<void> {
     startedAt: new Date().toISOString(),
     command: `node dist-test/bench/run.js ${process.argv.slice(2).join(' ')}`.trim(),
     machine: machine(),
-    options: { cases: o.cases, control: o.control, netlink: o.netlink, cpu: o.cpu, runs: o.runs, seconds: o.seconds, latencySeconds: o.latencySeconds, streams: o.streams, leases: o.leases, puts: o.puts },
+    options: { cases: o.cases, control: o.control, netlink: o.netlink, events: o.events, cpu: o.cpu, runs: o.runs, seconds: o.seconds, latencySeconds: o.latencySeconds, streams: o.streams, leases: o.leases, puts: o.puts },
     dataplane: {},
     control: null,
     netlink: null,
@@ -213,6 +219,10 @@ async function main(): Promise<void> {
     }, (msg) => ((control as ControlResult).error = msg));
   }
   if (o.netlink) await part('netlink', () => netlink(res), (msg) => (res.netlink = { ...res.netlink, error: msg }));
+  if (o.events) {
+    say("events: what weft monitor's events cost overlay_egress per packet (bench/events)");
+    res.events = (await script('events.js', [])) as EventsResult | undefined;
+  }
 
   summarise(res.dataplane);
   res.targets = targets(res);
@@ -233,6 +243,11 @@ async function main(): Promise<void> {
   if (o.control || o.netlink) {
     console.log('Control plane');
     console.log(controlTable(res));
+    console.log('');
+  }
+  if (res.events) {
+    console.log("weft monitor's events: overlay_egress per packet, timed by the kernel (BPF_PROG_TEST_RUN), median of 7 batches");
+    console.log(eventsTable(res));
     console.log('');
   }
   console.log("Targets (issue 6; reported, never enforced)");
