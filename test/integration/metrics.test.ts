@@ -9,10 +9,13 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Cluster, subnetOf, type ClusterNode } from '../../lab/cluster.js';
 import { run, waitFor } from '../../lab/exec.js';
 import type { LabHost } from '../../lab/netns.js';
 import { LabPrometheus, httpGet } from '../../lab/prometheus.js';
+
+const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 
 let c: Cluster;
 let h1: ClusterNode;
@@ -143,4 +146,29 @@ test('bounded cardinality: 200 more peers change values, not the number of serie
   await until('the kernel to hold them', `weft_dataplane_peers{instance="${i1}"}`, (v) => v === 201);
   assert.equal(await prom.value(series), before, 'the same series, with other values');
   await client.leaseClient.leaseRevoke({ ID: grant.ID });
+});
+
+interface Panel {
+  title: string;
+  targets?: Array<{ expr: string }>;
+}
+
+test('the Grafana dashboard: every query is valid PromQL over metrics the agents export, and answers', async () => {
+  const dash = JSON.parse(fs.readFileSync(path.join(repo, 'contrib/grafana/weft.json'), 'utf8')) as { panels: Panel[] };
+  const exported = new Set(
+    (await httpGet(promHost, `http://${i1}/metrics`)).body
+      .split('\n')
+      .filter((l) => l && !l.startsWith('#'))
+      .map((l) => l.split(/[{ ]/)[0]),
+  );
+  // Empty here for want of the events they count: the netlink dataplane's reconcile loop, peers skipped.
+  const mayBeEmpty = /reconcile_|state=\\?"skipped\\?"\}\)$|by \(backend, reason\)/;
+  const queries = dash.panels.flatMap((p) => (p.targets ?? []).map((t) => ({ panel: p.title, expr: t.expr })));
+  assert.ok(queries.length >= 20, `${queries.length} queries`);
+  for (const q of queries) {
+    for (const name of q.expr.match(/\b(?:weft|process)_[a-z_]+/g) ?? []) assert.ok(exported.has(name), `${q.panel}: ${name} is not in /metrics`);
+    const expr = q.expr.replaceAll('$instance', '.*').replaceAll('$job', '.*').replaceAll('$__rate_interval', '1m').replaceAll('$__range', '5m');
+    const result = await prom.query(expr);
+    if (!mayBeEmpty.test(q.expr)) assert.ok(result.length > 0, `${q.panel}: ${expr} returned nothing`);
+  }
 });
