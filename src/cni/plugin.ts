@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { execDelegate, findInPath } from './delegate.js';
 import { buildDelegate, goJSON, loadSubnetEnv, parseNetConf, type NetConf } from './flannel.js';
-import { checkCommandVersion, checkVersion, CniError, CODE, convertResult, CURRENT_VERSION, SUPPORTED_VERSIONS, versionAtLeast, type CmdArgs, type Result } from './spec.js';
+import { checkCommandVersion, checkVersion, CniError, CODE, convertResult, CURRENT_VERSION, SUPPORTED_VERSIONS, type CmdArgs, type Result } from './spec.js';
 
 export interface Outcome {
   stdout: string;
@@ -113,12 +113,33 @@ function check(a: CmdArgs, n: NetConf, env: NodeJS.ProcessEnv): Outcome {
   }
   const conf: Record<string, unknown> = { ...(JSON.parse(bytes) as Record<string, unknown>) };
   const version = saved.cniVersion ?? n.cniVersion;
-  if (n.prevResult) conf.prevResult = versionAtLeast(version, '0.3.0') ? convertResult(n.prevResult, version) : n.prevResult;
+  if (n.prevResult) conf.prevResult = withGateways(convertResult(n.prevResult, version));
   execDelegate(String(saved.type), 'CHECK', goJSON(conf), env);
   return nothing;
 }
 
-/** Readiness: the agent's subnet.env, and the delegate's own STATUS (a delegate older than 1.1.0 cannot be asked, and is taken as ready). */
+/**
+ * The result's routes with their next hop filled in where the delegate left
+ * it out (host-local's routes to the Network carry none): the spec lets the
+ * IP's gateway stand for a missing gw, the bridge installs them that way,
+ * and its CHECK (plugins 1.1.1) looks for a route without a gateway, which it
+ * never finds.
+ */
+function withGateways(r: Result): Result {
+  const routes = r.routes as Array<Record<string, unknown>> | undefined;
+  if (!routes) return r;
+  const gateway = (v6: boolean): unknown => (r.ips ?? []).find((ip) => String(ip.address).includes(':') === v6 && ip.gateway)?.gateway;
+  return { ...r, routes: routes.map((rt) => (rt.gw ? rt : { ...rt, ...(gateway(String(rt.dst).includes(':')) ? { gw: gateway(String(rt.dst).includes(':')) } : {}) })) };
+}
+
+/** Whether a delegate speaks `version`, by its own VERSION answer (STATUS and GC exist only from 1.1.0 on; older plugins reject them with whatever code comes first). */
+function delegateSpeaks(type: string, version: string, env: NodeJS.ProcessEnv): boolean {
+  const out = execDelegate(type, 'VERSION', JSON.stringify({ cniVersion: version }), env);
+  const supported = (out.result as { supportedVersions?: unknown } | null)?.supportedVersions;
+  return Array.isArray(supported) && supported.includes(version);
+}
+
+/** Readiness: the agent's subnet.env and the delegate in CNI_PATH, and the delegate's own STATUS (one older than 1.1.0 cannot be asked, and is taken as ready). */
 function status(a: CmdArgs, n: NetConf, env: NodeJS.ProcessEnv): Outcome {
   let delegate;
   try {
@@ -128,11 +149,7 @@ function status(a: CmdArgs, n: NetConf, env: NodeJS.ProcessEnv): Outcome {
     if (err instanceof CniError) throw new CniError(CODE.pluginNotAvailable, err.message, err.details);
     throw err;
   }
-  try {
-    execDelegate(delegate.type as string, 'STATUS', goJSON(delegate), env);
-  } catch (err) {
-    if (!(err instanceof CniError && err.code === CODE.incompatibleVersion)) throw err;
-  }
+  if (delegateSpeaks(delegate.type as string, n.cniVersion, env)) execDelegate(delegate.type as string, 'STATUS', goJSON(delegate), env);
   return nothing;
 }
 
@@ -179,9 +196,9 @@ function gc(_a: CmdArgs, n: NetConf, env: NodeJS.ProcessEnv): Outcome {
   try {
     const delegate = buildDelegate(n, loadSubnetEnv(n.subnetFile));
     delegate['cni.dev/valid-attachments'] = n.raw['cni.dev/valid-attachments'] ?? [];
-    execDelegate(delegate.type as string, 'GC', goJSON(delegate), env);
+    if (delegateSpeaks(delegate.type as string, n.cniVersion, env)) execDelegate(delegate.type as string, 'GC', goJSON(delegate), env);
   } catch (err) {
-    if (!(err instanceof CniError && err.code === CODE.incompatibleVersion)) errors.push(`delegate GC: ${(err as Error).message}`);
+    errors.push(`delegate GC: ${(err as Error).message}`);
   }
   if (errors.length) throw new CniError(CODE.internal, `GC left ${errors.length} attachment(s) behind`, errors.join('; '));
   return nothing;
