@@ -76,8 +76,9 @@ test: build
 
 BACKEND ?= vxlan
 DATAPLANE ?= ebpf
+PODS ?= cni
 demo: build
-	node dist-test/demo/demo.js --backend=$(BACKEND) --dataplane=$(DATAPLANE)
+	node dist-test/demo/demo.js --backend=$(BACKEND) --dataplane=$(DATAPLANE) --pods=$(PODS)
 
 # BENCH passes options through, e.g. make bench BENCH="--cases underlay,weft-ebpf-ipip --runs 1 --seconds 3".
 BENCH ?=
