@@ -26,7 +26,9 @@ export function findInPath(plugin: string, cniPath: string): string {
   throw new CniError(CODE.internal, `failed to find plugin "${plugin}" in path [${dirs.join(' ')}]`, `install it there (Debian: apt-get install containernetworking-plugins puts ${plugin} in /usr/lib/cni) or add its directory to CNI_PATH`);
 }
 
-const sleepSync = (ms: number): void => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms) as unknown as void;
+function sleepSync(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
 
 export interface DelegateOutput {
   /** Raw stdout, for passing a result through unchanged. */

@@ -106,15 +106,14 @@ function check(a: CmdArgs, n: NetConf, env: NodeJS.ProcessEnv): Outcome {
   if (bytes === null) throw new CniError(CODE.unknownContainer, `container ${a.containerID} is not attached to network ${n.name}`, `no saved delegate config at ${path.join(n.dataDir, a.containerID)}`);
   // An agent that is not running, or that leased another subnet since, means the pod is unreachable.
   const fenv = loadSubnetEnv(n.subnetFile);
-  const saved = JSON.parse(bytes) as { type?: string; cniVersion?: string; ipam?: { ranges?: Array<Array<{ subnet?: string }>> } };
-  const subnets = (saved.ipam?.ranges ?? []).flat().map((r) => r.subnet);
+  const conf = JSON.parse(bytes) as Record<string, unknown> & { type?: string; cniVersion?: string; ipam?: { ranges?: Array<Array<{ subnet?: string }>> } };
+  const subnets = (conf.ipam?.ranges ?? []).flat().map((r) => r.subnet);
   for (const s of [fenv.subnet, fenv.ipv6Subnet]) {
     if (s && !subnets.includes(s)) throw new CniError(CODE.invalidNetworkConfig, `this host's subnet is now ${s}, but container ${a.containerID} got its address from ${subnets.join(', ')}`, 'the agent leased another subnet since; the pod must be recreated');
   }
-  const conf: Record<string, unknown> = { ...(JSON.parse(bytes) as Record<string, unknown>) };
-  const version = saved.cniVersion ?? n.cniVersion;
+  const version = conf.cniVersion ?? n.cniVersion;
   if (n.prevResult) conf.prevResult = withGateways(convertResult(n.prevResult, version));
-  execDelegate(String(saved.type), 'CHECK', goJSON(conf), env);
+  execDelegate(String(conf.type), 'CHECK', goJSON(conf), env);
   return nothing;
 }
 

@@ -254,6 +254,21 @@ test('DEL runs the saved config and forgets it; DEL again, or of a container nev
   assert.equal(f.calls().length, 2);
 });
 
+test('CHECK asks the delegate with prevResult (routes given their gateway); it fails when the agent has leased another subnet since, or the container is unknown', (t) => {
+  const f = fake(t);
+  f.plugin('ADD', { cniVersion: '1.0.0' });
+  const prevResult = { cniVersion: '1.0.0', ips: [{ address: '10.244.3.2/24', gateway: '10.244.3.1', interface: 0 }], routes: [{ dst: '10.244.0.0/16' }, { dst: '0.0.0.0/0', gw: '10.244.3.1' }] };
+  const ok = f.plugin('CHECK', { cniVersion: '1.0.0', prevResult });
+  assert.deepEqual([ok.code, ok.stdout], [0, '']);
+  const sent = JSON.parse(f.calls().at(-1)!.stdin) as { prevResult: { routes: Array<{ dst: string; gw?: string }> } };
+  assert.deepEqual(sent.prevResult.routes, [{ dst: '10.244.0.0/16', gw: '10.244.3.1' }, { dst: '0.0.0.0/0', gw: '10.244.3.1' }]);
+  assert.equal(f.plugin('CHECK', { cniVersion: '1.0.0', prevResult }, { CNI_CONTAINERID: 'other' }).json?.code, 3);
+  writeSubnetEnv(path.join(f.dir, 'subnet.env'), { network: IPNet.parse('10.244.0.0/16')!, subnet: IPNet.parse('10.244.9.0/24')!, mtu: 1450, ipMasq: false });
+  const moved = f.plugin('CHECK', { cniVersion: '1.0.0', prevResult });
+  assert.equal(moved.json?.code, 7);
+  assert.match(moved.json?.msg as string, /this host's subnet is now 10\.244\.9\.0\/24, but container c1 got its address from 10\.244\.3\.0\/24/);
+});
+
 test('VERSION, the versions refused, and CHECK/STATUS/GC only where the config\'s version has them', (t) => {
   const f = fake(t);
   const v = f.plugin('VERSION', { cniVersion: '0.3.1' });
