@@ -252,7 +252,7 @@ async function main(): Promise<void> {
     console.log('');
   }
   if (o.control || o.netlink || o.cni) {
-    console.log('Control plane');
+    console.log(o.control || o.netlink ? `Control plane${o.cni ? ' and CNI' : ''}` : 'CNI plugin');
     console.log(controlTable(res));
     console.log('');
   }

@@ -124,7 +124,16 @@ export interface Attachment {
   result: Record<string, unknown>;
   /** The first IPv4 address of the result, without its prefix length. */
   ip: string;
-  runtime: { portMappings?: PortMapping[] };
+  /** What the runtime passes to the plugins whose capabilities ask for it (libcni's runtimeConfig). */
+  runtime: { portMappings?: PortMapping[]; bandwidth?: Bandwidth };
+}
+
+/** The bandwidth capability: rates in bit/s, bursts in bits. */
+export interface Bandwidth {
+  ingressRate: number;
+  ingressBurst: number;
+  egressRate: number;
+  egressBurst: number;
 }
 
 /** One host's CNI setup: weft's plugin installed by `weft install-cni`, and the conflist it wrote. */
@@ -150,6 +159,14 @@ export class CniNetwork {
     flannel.ipam = { dataDir: net.ipamDir };
     fs.writeFileSync(net.confFile, JSON.stringify(list, null, 2) + '\n');
     return net;
+  }
+
+  /** The same host's network with more plugins chained after the conflist's, in a conflist of its own. */
+  chained(name: string, plugins: PluginConf[]): CniNetwork {
+    const list = this.conflist();
+    const file = path.join(path.dirname(this.confFile), `${name}.conflist`);
+    fs.writeFileSync(file, JSON.stringify({ ...list, plugins: [...list.plugins, ...plugins] }, null, 2) + '\n');
+    return new CniNetwork(this.host, this.binDir, file, this.dataDir, this.ipamDir);
   }
 
   conflist(): Conflist {

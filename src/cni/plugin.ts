@@ -63,6 +63,8 @@ function add(a: CmdArgs, n: NetConf, env: NodeJS.ProcessEnv): Outcome {
   const type = delegate.type as string;
   // Found before anything is saved or created: a missing delegate leaves nothing behind.
   findInPath(type, a.path);
+  // A second ADD for an attached container (which the spec forbids) must fail without undoing the first.
+  const earlier = readScratch(n.dataDir, a.containerID);
   for (;;) {
     const bytes = goJSON(delegate);
     saveScratch(n.dataDir, a.containerID, bytes);
@@ -70,6 +72,10 @@ function add(a: CmdArgs, n: NetConf, env: NodeJS.ProcessEnv): Outcome {
       const out = execDelegate(type, 'ADD', bytes, env);
       return { stdout: resultFor(out, n.cniVersion) };
     } catch (err) {
+      if (earlier !== null) {
+        saveScratch(n.dataDir, a.containerID, earlier);
+        throw err;
+      }
       const older = olderFor(String(delegate.cniVersion), err);
       // The spec: a delegate that failed ADD gets a DEL before we report the failure.
       try {

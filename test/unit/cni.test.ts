@@ -232,6 +232,16 @@ test('ADD that the delegate fails: its error is ours, the delegate gets a DEL, a
   assert.deepEqual(fs.readdirSync(path.join(f.dir, 'data')), []);
 });
 
+test('a second ADD for an attached container fails without undoing the first', (t) => {
+  const f = fake(t);
+  assert.equal(f.plugin('ADD', { cniVersion: '1.0.0' }).code, 0);
+  const saved = fs.readFileSync(path.join(f.dir, 'data', 'c1'), 'utf8');
+  fs.writeFileSync(path.join(f.bin, 'fail'), '');
+  assert.equal(f.plugin('ADD', { cniVersion: '1.0.0', delegate: { mtu: 1400 } }).json?.code, 7);
+  assert.deepEqual(f.calls().map((c) => c.line.split(' ')[0]), ['ADD', 'ADD'], 'no DEL');
+  assert.equal(fs.readFileSync(path.join(f.dir, 'data', 'c1'), 'utf8'), saved, 'the first ADD\'s config stays for its DEL');
+});
+
 test('ADD with no such delegate: a message saying where it looked, and nothing created', (t) => {
   const f = fake(t);
   const r = f.plugin('ADD', { cniVersion: '1.0.0', delegate: { type: 'macvlan' } });
