@@ -8,6 +8,7 @@ import { statusCommand, statusEnvFlags } from './cli/status.js';
 import { bpfCommand, bpfEnvFlags } from './cli/bpf.js';
 import { leasesCommand, leasesEnvFlags } from './cli/leases.js';
 import { uninstallCommand } from './cli/uninstall.js';
+import { installCniCommand } from './cli/install-cni.js';
 import { envArgs } from './cli/options.js';
 import { WeftError, exitCodeOf, usageError } from './core/errors.js';
 
@@ -49,6 +50,7 @@ try {
     .command(statusCommand)
     .command(bpfCommand)
     .command(uninstallCommand)
+    .command(installCniCommand)
     .demandCommand(1, 'name a command: weft <command> --help')
     .strict()
     .help()
