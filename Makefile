@@ -6,7 +6,8 @@ SHELL := /bin/bash
 
 DEB_PACKAGES := clang llvm libbpf-dev libelf-dev zlib1g-dev linux-libc-dev bpftool \
 	etcd-server etcd-client iproute2 iperf3 sockperf qperf tcpdump ethtool iptables \
-	libnl-3-dev libnl-route-3-dev pkg-config python3 make g++ util-linux procps iputils-ping prometheus
+	libnl-3-dev libnl-route-3-dev pkg-config python3 make g++ util-linux procps iputils-ping \
+	containernetworking-plugins fping prometheus
 
 CLANG ?= clang
 BPF_CFLAGS := -O2 -g -target bpf -D__TARGET_ARCH_x86 -Wall -Werror -Wno-unused-function \
@@ -80,8 +81,9 @@ test: build
 
 BACKEND ?= vxlan
 DATAPLANE ?= ebpf
+PODS ?= cni
 demo: build
-	node dist-test/demo/demo.js --backend=$(BACKEND) --dataplane=$(DATAPLANE)
+	node dist-test/demo/demo.js --backend=$(BACKEND) --dataplane=$(DATAPLANE) --pods=$(PODS)
 
 # BENCH passes options through, e.g. make bench BENCH="--cases underlay,weft-ebpf-ipip --runs 1 --seconds 3".
 BENCH ?=

@@ -10,6 +10,7 @@ import { PROBE } from './probe.js';
 import { readEnvFile } from 'weft/agent/subnet-env.js';
 import { IPNet } from 'weft/core/ipnet.js';
 import { inNetns, run } from './exec.js';
+import { CniNetwork, type Attachment } from './cni.js';
 
 export interface ClusterHostSpec {
   name: string;
@@ -31,6 +32,13 @@ export interface ClusterOptions {
   prefix?: string;
   podsPerHost?: number;
   bridge?: string;
+  /**
+   * How pods are made: 'bridge' (default) a docker0-style bridge from
+   * subnet.env (--bip, --mtu) and veths by ip commands; 'cni' through weft's
+   * CNI plugin (weft install-cni, the conflist, Debian's bridge, host-local
+   * and portmap), as a container runtime makes them.
+   */
+  pods?: 'bridge' | 'cni';
   agentArgs?: string[];
   /** Called with progress lines (the demo shows them). */
   progress?: (line: string) => void;
@@ -40,6 +48,8 @@ export interface Pod {
   ns: Netns;
   ip: string;
   node: ClusterNode;
+  /** For CNI pods: the attachment (container ID, cached result) DEL and CHECK need. */
+  attachment?: Attachment;
 }
 
 export interface ClusterNode {
@@ -49,6 +59,8 @@ export interface ClusterNode {
   flannel: FlannelHost | null;
   env: Record<string, string>;
   pods: Pod[];
+  /** With pods: 'cni': weft's plugin installed on this host. */
+  cni: CniNetwork | null;
 }
 
 export class Cluster {
@@ -74,7 +86,7 @@ export class Cluster {
       await etcd.etcdctl(['put', `${cluster.prefix}/config`, o.config]);
       for (const spec of o.hosts) {
         const host = await lab.addHost(spec.name, { octet: spec.octet, segment: spec.segment });
-        cluster.nodes.push({ spec, host, agent: null, flannel: null, env: {}, pods: [] });
+        cluster.nodes.push({ spec, host, agent: null, flannel: null, env: {}, pods: [], cni: null });
       }
       for (const node of cluster.nodes) await cluster.startNode(node);
       await cluster.wireFlannelHosts();
@@ -121,8 +133,18 @@ export class Cluster {
     }
   }
 
-  /** A docker0-style bridge from subnet.env (--bip=$FLANNEL_SUBNET --mtu=$FLANNEL_MTU) and `count` pods on it. */
+  /** `count` pods: on a docker0-style bridge from subnet.env (--bip=$FLANNEL_SUBNET --mtu=$FLANNEL_MTU), or through CNI, 4 ADDs at a time. */
   async addPods(node: ClusterNode, count: number): Promise<void> {
+    if (this.o.pods === 'cni') {
+      node.cni ??= await CniNetwork.install(node.host);
+      const names = Array.from({ length: count }, (_, i) => `p${node.pods.length + i + 1}`);
+      const made: Pod[] = new Array(count);
+      for (let i = 0; i < count; i += 4) {
+        await Promise.all(names.slice(i, i + 4).map(async (name, k) => (made[i + k] = await this.addCniPod(node, name))));
+      }
+      node.pods.push(...made);
+      return;
+    }
     const gwCidr = node.env.FLANNEL_SUBNET;
     const mtu = Number(node.env.FLANNEL_MTU);
     if (!gwCidr || !mtu) throw new Error(`${node.spec.name}: no subnet.env to build pods from`);
@@ -130,8 +152,21 @@ export class Cluster {
     for (let i = 0; i < count; i++) await this.addPod(node);
   }
 
-  /** One more pod on the node's bridge, with the next free address. */
+  /** A pod namespace attached through CNI ADD (container ID <host>-<pod>); the address is host-local's choice. */
+  private async addCniPod(node: ClusterNode, name: string): Promise<Pod> {
+    const ns = await node.host.addPodNetns(name);
+    node.host.pods.push(ns);
+    const attachment = await node.cni!.add(`${node.spec.name}-${name}`, ns);
+    return { ns, ip: attachment.ip, node, attachment };
+  }
+
+  /** One more pod on the node's bridge (or through CNI), with the next free address. */
   async addPod(node: ClusterNode): Promise<Pod> {
+    if (this.o.pods === 'cni') {
+      const pod = await this.addCniPod(node, `p${node.pods.length + 1}`);
+      node.pods.push(pod);
+      return pod;
+    }
     const subnet = IPNet.parse(node.env.FLANNEL_SUBNET)!;
     const n = node.pods.length;
     const ip = subnet.hostAt(BigInt(2 + n));

@@ -97,15 +97,21 @@ export class LabHost extends Netns {
     await this.ip('link', 'set', name, 'up');
   }
 
-  /** A pod: its own namespace, eth0 on `bridge` with `cidr`, default route via `gateway`. */
-  async addPod(podName: string, opts: { bridge: string; cidr: string; gateway: string; mtu: number }): Promise<Netns> {
+  /** A pod's network namespace, empty but for lo (what a runtime makes before calling CNI ADD); removed with the lab. */
+  async addPodNetns(podName: string): Promise<Netns> {
     const pod = new Netns(`${this.name}-${podName}`);
     await run(['ip', 'netns', 'add', pod.name]);
     this.lab.track(pod);
+    await pod.ip('link', 'set', 'lo', 'up');
+    return pod;
+  }
+
+  /** A pod: its own namespace, eth0 on `bridge` with `cidr`, default route via `gateway`. */
+  async addPod(podName: string, opts: { bridge: string; cidr: string; gateway: string; mtu: number }): Promise<Netns> {
+    const pod = await this.addPodNetns(podName);
     const hostEnd = `v${podName}`.slice(0, 15);
     await this.ip('link', 'add', hostEnd, 'mtu', String(opts.mtu), 'type', 'veth', 'peer', 'name', 'eth0', 'mtu', String(opts.mtu), 'netns', pod.name);
     await this.ip('link', 'set', hostEnd, 'master', opts.bridge, 'up');
-    await pod.ip('link', 'set', 'lo', 'up');
     await pod.ip('addr', 'add', opts.cidr, 'dev', 'eth0');
     await pod.ip('link', 'set', 'eth0', 'up');
     await pod.ip('route', 'add', 'default', 'via', opts.gateway);

@@ -9,6 +9,7 @@ import { bpfCommand, bpfEnvFlags } from './cli/bpf.js';
 import { leasesCommand, leasesEnvFlags } from './cli/leases.js';
 import { uninstallCommand } from './cli/uninstall.js';
 import { monitorCommand, monitorEnvFlags } from './cli/monitor.js';
+import { installCniCommand } from './cli/install-cni.js';
 import { envArgs } from './cli/options.js';
 import { WeftError, exitCodeOf, usageError } from './core/errors.js';
 
@@ -52,6 +53,7 @@ try {
     .command(bpfCommand)
     .command(monitorCommand)
     .command(uninstallCommand)
+    .command(installCniCommand)
     .demandCommand(1, 'name a command: weft <command> --help')
     .strict()
     .help()
