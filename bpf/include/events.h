@@ -32,6 +32,7 @@
 #include "weft_maps.h"
 #include "maps.h"
 #include "parse.h"
+#include "verdict.h"
 #include "vxlan.h"
 
 /* What sending a packet to a peer with this encapsulation was: the action of its trace event. */
@@ -273,7 +274,7 @@ static __always_inline void trace_end(struct weft_event *ev, int ret, __u8 actio
 {
 	if (!ev)
 		return;
-	if (ret < 0) {
+	if (IS_DROP(ret)) {
 		bpf_ringbuf_discard(ev, 0);
 		return;
 	}

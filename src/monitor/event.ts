@@ -19,6 +19,7 @@ import {
   type DropReason,
   type EncapName,
 } from '../dataplane/ebpf/maps.js';
+import { WeftError } from '../core/errors.js';
 
 export type EventKind = (typeof EVENT_KINDS)[number];
 export type TraceAction = (typeof TRACE_ACTIONS)[number];
@@ -82,9 +83,9 @@ function tuple(b: Buffer, off: number, tunInfo: boolean): Tuple {
 
 /** One record of weft_events; throws on a record of another size (another weft version's programs). */
 export function decodeEvent(b: Buffer): MonitorEvent {
-  if (b.length !== EVENT_SIZE) throw new Error(`weft_event: ${b.length} bytes, this weft reads ${EVENT_SIZE}: the programs are another weft version's; restart the agent of this version`);
+  if (b.length !== EVENT_SIZE) throw new WeftError(`weft_event: ${b.length} bytes, this weft reads ${EVENT_SIZE}: the programs are another weft version's; restart the agent of this version`);
   const kind = EVENT_KINDS[b[E.kind]];
-  if (!kind) throw new Error(`weft_event: unknown kind ${b[E.kind]}`);
+  if (!kind) throw new WeftError(`weft_event: unknown kind ${b[E.kind]}: the programs are another weft version's; restart the agent of this version`);
   const code = b[E.code];
   const flags = b[E.flags];
   const peer = b.readUInt32BE(E.peer);
