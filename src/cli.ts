@@ -1,5 +1,9 @@
 #!/usr/bin/env node
 // weft: a flannel-compatible overlay agent with an eBPF dataplane.
+// Only the commands' definitions load here (src/cli/<command>.ts); a command's
+// own modules (etcd and gRPC, protobufjs, pino, the native addon) load when it
+// runs, so --version, --help and `config check` start fast
+// (test/unit/cli-startup.test.ts keeps it so).
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { agentCommand, agentEnvFlags } from './cli/agent.js';
@@ -8,7 +12,7 @@ import { statusCommand, statusEnvFlags } from './cli/status.js';
 import { bpfCommand, bpfEnvFlags } from './cli/bpf.js';
 import { leasesCommand, leasesEnvFlags } from './cli/leases.js';
 import { uninstallCommand } from './cli/uninstall.js';
-import { envArgs } from './cli/options.js';
+import { envArgs, pinDirOption } from './cli/options.js';
 import { WeftError, exitCodeOf, usageError } from './core/errors.js';
 
 /**
@@ -33,7 +37,7 @@ const ENV_FLAGS: Record<string, string[]> = {
   leases: leasesEnvFlags,
   status: statusEnvFlags,
   bpf: bpfEnvFlags,
-  uninstall: ['bpf-pin-dir'],
+  uninstall: Object.keys(pinDirOption),
 };
 
 const args = hideBin(process.argv);
