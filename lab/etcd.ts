@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { Etcd3 } from 'etcd3';
-import { inNetns, run, sleep, startProcess, stopProcess, waitFor, WaitAbort } from './exec.js';
+import { inNetns, run, startProcess, stopProcess, waitFor, WaitAbort } from './exec.js';
 import { SEGMENTS, type Netns } from './netns.js';
 
 export interface LabEtcdOptions {
@@ -129,8 +129,6 @@ export class LabEtcd {
     this.clients = [];
     await this.stop();
     await new Promise<void>((resolve) => (this.forwarder ? this.forwarder.close(() => resolve()) : resolve()));
-    // Give etcd a moment to release files before removing the data dir.
-    await sleep(10);
     fs.rmSync(this.dir, { recursive: true, force: true });
   }
 

@@ -6,7 +6,10 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { ChildProcess, SpawnOptions } from 'node:child_process';
-import { inNetns, run, runSync, startProcess, stopProcess, type RunOptions, type RunResult } from './exec.js';
+import { inNetns, run, runSync, start, startProcess, stopProcess, waitFor, WaitAbort, type RunOptions, type RunResult, type Running } from './exec.js';
+
+/** iperf3's default port: the tests' and the demo's servers listen on it. */
+export const IPERF3_PORT = 5201;
 
 export const LAB_PREFIX = 'wt';
 export const BPFFS = '/sys/fs/bpf';
@@ -24,6 +27,11 @@ export class Netns {
 
   exec(cmd: string[], opts?: RunOptions): Promise<RunResult> {
     return run(inNetns(this.name, cmd), opts);
+  }
+
+  /** exec(), with the output to wait on while the command runs (e.g. tcpdump's "listening on"). */
+  start(cmd: string[], opts?: RunOptions): Running {
+    return start(inNetns(this.name, cmd), opts);
   }
 
   execSync(cmd: string[], opts?: RunOptions): RunResult {
@@ -45,6 +53,26 @@ export class Netns {
     this.children.add(child);
     child.on('exit', () => this.children.delete(child));
     return child;
+  }
+
+  /**
+   * Resolves once a TCP socket in this namespace listens on port: the server is
+   * ready for its client. Fails at once if `server` (the process that should
+   * listen) exits first. Asks the kernel (ss), not the server's output, which
+   * a server may buffer (iperf3 does, into a pipe).
+   */
+  async waitForListening(port: number, server?: ChildProcess, timeoutMs = 10_000): Promise<void> {
+    await waitFor(`a TCP listener on port ${port} in ${this.name}`, async () => {
+      if (server && (server.exitCode !== null || server.signalCode !== null)) throw new WaitAbort(`the server meant to listen on port ${port} in ${this.name} exited (${server.signalCode ?? server.exitCode})`);
+      return (await this.exec(['ss', '-Hltn', `sport = :${port}`])).stdout.trim() !== '';
+    }, timeoutMs);
+  }
+
+  /** `iperf3 -s -1` (serves one test, then exits), listening when this resolves; stopped on teardown. */
+  async iperf3Server(): Promise<ChildProcess> {
+    const server = this.spawn(['iperf3', '-s', '-1', '-p', String(IPERF3_PORT)]);
+    await this.waitForListening(IPERF3_PORT, server);
+    return server;
   }
 
   async stopAll(): Promise<void> {

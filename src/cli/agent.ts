@@ -1,16 +1,10 @@
-// `weft agent`: the per-host daemon, with flanneld's flags.
+// `weft agent`: the per-host daemon, with flanneld's flags. This module is the
+// command's definition only; what the agent needs loads when it runs (agent-run.ts).
 import type { Argv, CommandModule, Options } from 'yargs';
-import { Agent } from '../agent/agent.js';
-import { selectDataplane, type DataplaneChoice } from '../agent/dataplane.js';
-import { selectInterface } from '../agent/iface.js';
-import { snapshotInterfaces } from '../agent/iface-netlink.js';
-import { usageError, WeftError } from '../core/errors.js';
-import { createLogger } from '../core/log.js';
-import { ebpfOptionsFromEnv } from '../dataplane/ebpf/index.js';
-import { etcdFromArgs, etcdOptions, pinDirOption, withOptions, type EtcdArgs } from './options.js';
-import { statusSocketOption } from './status.js';
+import type { DataplaneChoice } from '../agent/dataplane.js';
+import { etcdOptions, pinDirOption, statusSocketOption, withOptions, type EtcdArgs } from './options.js';
 
-interface AgentArgs extends EtcdArgs {
+export interface AgentArgs extends EtcdArgs {
   iface: string[];
   'iface-regex': string[];
   'public-ip'?: string;
@@ -25,23 +19,6 @@ interface AgentArgs extends EtcdArgs {
   'bpf-pin-dir': string;
   'log-level': string;
   'status-socket': string;
-}
-
-function splitList(v: string[] | string | undefined): string[] {
-  const arr = Array.isArray(v) ? v : v ? [v] : [];
-  return arr.flatMap((s) => String(s).split(',')).map((s) => s.trim()).filter(Boolean);
-}
-
-function check(a: AgentArgs): void {
-  const m = a['subnet-lease-renew-margin'];
-  if (!Number.isInteger(m) || m < 1 || m > 1439) {
-    throw usageError(`--subnet-lease-renew-margin ${m}: must be a whole number of minutes from 1 to 1439 (the lease lives 24 h)`);
-  }
-  const p = a['healthz-port'];
-  if (!Number.isInteger(p) || p < 0 || p > 65535) throw usageError(`--healthz-port ${p}: must be 0 (off) to 65535`);
-  const ttl = a['subnet-lease-ttl'];
-  if (!Number.isInteger(ttl) || ttl < 10) throw usageError(`--subnet-lease-ttl ${ttl}: must be at least 10 seconds`);
-  if (m * 60 >= ttl) throw usageError(`--subnet-lease-renew-margin ${m} min is not shorter than the lease TTL (${ttl} s): the lease would be renewed continuously`);
 }
 
 const agentOptions = {
@@ -67,46 +44,5 @@ export const agentCommand: CommandModule<object, AgentArgs> = {
   describe: 'run the per-host agent: lease a subnet, write subnet.env, program the dataplane',
   builder: (y: Argv) =>
     withOptions(y, etcdOptions, pinDirOption, agentOptions, statusSocketOption) as unknown as Argv<AgentArgs>,
-  handler: async (a) => {
-    // Everything a run needs from the command line and the environment is checked before anything is leased or created.
-    check(a);
-    const log = createLogger({ level: a['log-level'] });
-    const selected = selectInterface(snapshotInterfaces(), { iface: splitList(a.iface), ifaceRegex: splitList(a['iface-regex']), publicIP: a['public-ip'] });
-    const makeDataplane = selectDataplane({ choice: a.dataplane, ebpf: ebpfOptionsFromEnv(), probeFail: process.env.WEFT_PROBE_FAIL });
-    const agent = new Agent(
-      {
-        etcd: etcdFromArgs(a),
-        subnetFile: a['subnet-file'],
-        renewMarginMin: a['subnet-lease-renew-margin'],
-        leaseTTLSec: a['subnet-lease-ttl'],
-        ipMasq: a['ip-masq'],
-        publicIPv6: a['public-ipv6'],
-        healthzIP: a['healthz-ip'],
-        healthzPort: a['healthz-port'],
-        dataplane: a.dataplane,
-        bpfPinDir: a['bpf-pin-dir'],
-        statusSocket: a['status-socket'],
-      },
-      selected,
-      log,
-      makeDataplane,
-    );
-    for (const sig of ['SIGTERM', 'SIGINT'] as const) {
-      process.once(sig, () => {
-        log.info({ signal: sig }, 'stopping; the lease stays in etcd for the next start');
-        void agent.stop();
-      });
-    }
-    try {
-      await agent.run();
-    } catch (err) {
-      // Every fatal error reaches the log as one line (and stderr, for a terminal), then exit 1; only a bug carries its stack.
-      if (err instanceof WeftError) log.fatal(err.message);
-      else log.fatal({ stack: (err as Error).stack }, (err as Error).message);
-      await agent.stop().catch((stopErr: unknown) => log.error({ err: (stopErr as Error).message }, 'stopping after the fatal error failed'));
-      if (!process.stdout.isTTY) process.stderr.write(`weft: ${(err as Error).message}\n`);
-      process.exit(1);
-    }
-    process.exit(0);
-  },
+  handler: async (a) => (await import('./agent-run.js')).runAgent(a),
 };

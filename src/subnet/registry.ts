@@ -10,8 +10,6 @@ import { IPAddr, type IPNet } from '../core/ipnet.js';
 import { isWeftError, usageError } from '../core/errors.js';
 import { encodeLeaseAttrs, formatSubnetKey, parseLeaseAttrs, parseSubnetKey, type Lease, type LeaseAttrs, type SubnetKey } from './lease.js';
 
-export const DEFAULT_PREFIX = '/coreos.com/network';
-
 export interface EtcdOptions {
   endpoints: string[];
   prefix: string;
