@@ -1,7 +1,6 @@
 #!/usr/bin/env node
 // weft: a flannel-compatible overlay agent with an eBPF dataplane.
 import yargs from 'yargs';
-import { hideBin } from 'yargs/helpers';
 import { agentCommand, agentEnvFlags } from './cli/agent.js';
 import { configCommand } from './cli/config.js';
 import { statusCommand, statusEnvFlags } from './cli/status.js';
@@ -10,6 +9,7 @@ import { leasesCommand, leasesEnvFlags } from './cli/leases.js';
 import { uninstallCommand } from './cli/uninstall.js';
 import { installCniCommand } from './cli/install-cni.js';
 import { envArgs } from './cli/options.js';
+import { commandLine } from './cli/goflags.js';
 import { WeftError, exitCodeOf, usageError } from './core/errors.js';
 
 /**
@@ -37,11 +37,10 @@ const ENV_FLAGS: Record<string, string[]> = {
   uninstall: ['bpf-pin-dir'],
 };
 
-const args = hideBin(process.argv);
-const command = args.find((a) => !a.startsWith('-')) ?? '';
-args.push(...envArgs(args, ENV_FLAGS[command] ?? []));
-
 try {
+  const args = commandLine(process.argv);
+  const command = args.find((a) => !a.startsWith('-')) ?? '';
+  args.push(...envArgs(args, ENV_FLAGS[command] ?? []));
   await yargs(args)
     .scriptName('weft')
     .command(agentCommand)
