@@ -10,6 +10,7 @@ import { RateLimiter, type Logger } from '../core/log.js';
 import { describePeer, type LocalNetwork } from '../core/model.js';
 import { weftVersion } from '../core/version.js';
 import type { Dataplane } from '../dataplane/types.js';
+import { Firewall, type FamilyNetwork, type FirewallOptions } from '../firewall/firewall.js';
 import type { AgentStatus } from '../status/codec.js';
 import { EtcdRegistry, explainEtcdError, type EtcdOptions } from '../subnet/registry.js';
 import { LeaseSession, type PeerEvent } from '../subnet/session.js';
@@ -37,6 +38,8 @@ export interface AgentOptions {
   bpfPinDir: string;
   /** Unix socket for `weft status`; empty: none. */
   statusSocket?: string;
+  /** --ip-masq and --iptables-forward-rules; absent: the agent leaves the firewall alone. */
+  firewall?: FirewallOptions;
 }
 
 /** Thrown into waits when the agent stops; not an error of anyone's. */
@@ -50,6 +53,7 @@ export class Agent {
   peers: PeerTable | undefined;
   dataplane: Dataplane | null = null;
   dataplaneReason = '';
+  firewall: Firewall | undefined;
   readonly startedAt = Date.now();
   readonly errors: Array<{ atMs: number; message: string }> = [];
   private readonly health = new HealthServer();
@@ -207,6 +211,8 @@ export class Agent {
       }
     }
 
+    await this.startFirewall(config, own);
+
     writeSubnetEnv(this.opts.subnetFile, {
       network: config.ipv4.network,
       subnet: own.subnet,
@@ -227,6 +233,19 @@ export class Agent {
     if (this.opts.healthzPort) await this.health.listen(this.opts.healthzIP, this.opts.healthzPort);
     this.health.ready = true;
     this.log.info({ peers: peers.size, dataplane: dataplane?.kind ?? 'none' }, 'agent ready');
+  }
+
+  /** flannel's masquerade and forward chains, in place before subnet.env says the host is ready for pods. */
+  private async startFirewall(config: NetworkConfig, own: OwnLease): Promise<void> {
+    if (!this.opts.firewall) return;
+    const networks: FamilyNetwork[] = [{ network: config.ipv4.network, subnet: own.subnet }];
+    if (config.ipv6 && own.subnetV6) networks.push({ network: config.ipv6.network, subnet: own.subnetV6 });
+    this.firewall = new Firewall(this.opts.firewall, this.log);
+    try {
+      await this.firewall.start(networks);
+    } catch (err) {
+      throw new WeftError(`cannot put the firewall rules in place (--ip-masq ${this.opts.firewall.ipMasq}, --iptables-forward-rules ${this.opts.firewall.forwardRules}): ${messageOf(err)}`);
+    }
   }
 
   /** One line per peer for a small cluster; for a large one a line each would cost more than the sync (0.5 s at 10,000). */
@@ -348,6 +367,7 @@ export class Agent {
   async stop(): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
+    this.firewall?.stop();
     await this.status.close();
     await this.session?.stop();
     await this.queue;

@@ -7,6 +7,7 @@ import { snapshotInterfaces } from '../agent/iface-netlink.js';
 import { usageError, WeftError } from '../core/errors.js';
 import { createLogger } from '../core/log.js';
 import { ebpfOptionsFromEnv } from '../dataplane/ebpf/index.js';
+import { checkFirewallTools, type FirewallOptions } from '../firewall/firewall.js';
 import { etcdFromArgs, etcdOptions, pinDirOption, withOptions, type EtcdArgs } from './options.js';
 import { statusSocketOption } from './status.js';
 
@@ -118,6 +119,13 @@ export const agentCommand: CommandModule<object, AgentArgs> = {
   handler: async (a) => {
     // Everything a run needs from the command line and the environment is checked before anything is leased or created.
     check(a);
+    const firewall: FirewallOptions = {
+      ipMasq: a['ip-masq'],
+      forwardRules: a['iptables-forward-rules'],
+      randomFully: !a['ip-masq-fully-random-disable'],
+      resyncSec: a['iptables-resync'],
+    };
+    checkFirewallTools(firewall);
     const log = createLogger({ level: a['log-level'] ?? glogLevel(a.v) });
     for (const f of ['logtostderr', 'vmodule', 'log_backtrace_at'] as const) {
       if (a[f] !== undefined) log.debug({ flag: `-${f}` }, "a glog flag of flanneld's, accepted and ignored: weft logs JSON lines to stdout");
@@ -142,6 +150,7 @@ export const agentCommand: CommandModule<object, AgentArgs> = {
         dataplane: a.dataplane,
         bpfPinDir: a['bpf-pin-dir'],
         statusSocket: a['status-socket'],
+        firewall,
       },
       selected,
       log,

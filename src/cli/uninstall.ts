@@ -1,8 +1,9 @@
-// `weft uninstall`: removes every filter, pin, device and route weft created on
-// this host (either dataplane), and nothing else. The agent must be stopped first (it would put them back).
+// `weft uninstall`: removes every filter, pin, device, route and firewall chain
+// weft created on this host (either dataplane), and nothing else. The agent must be stopped first (it would put them back).
 import type { Argv, CommandModule } from 'yargs';
 import { uninstallEbpf } from '../dataplane/ebpf/index.js';
 import { uninstallNetlink } from '../dataplane/netlink/uninstall.js';
+import { uninstallFirewall } from '../firewall/firewall.js';
 import { createLogger } from '../core/log.js';
 import { pinDirOption, withOptions } from './options.js';
 
@@ -18,11 +19,12 @@ export const uninstallCommand: CommandModule<object, UninstallArgs> = {
     withOptions(y, pinDirOption, {
       output: { alias: 'o', choices: ['table', 'json'] as const, default: 'table' as const, describe: 'output format' },
     }) as unknown as Argv<UninstallArgs>,
-  handler: (a) => {
+  handler: async (a) => {
     const log = createLogger({ level: 'warn' });
     const ebpf = uninstallEbpf(a['bpf-pin-dir'], log);
     const netlink = uninstallNetlink(log);
-    const report = { filters: ebpf.filters, devices: [...ebpf.devices, ...netlink.devices], routes: netlink.routes, pins: ebpf.pins };
+    const chains = await uninstallFirewall();
+    const report = { filters: ebpf.filters, devices: [...ebpf.devices, ...netlink.devices], routes: netlink.routes, pins: ebpf.pins, chains };
     if (a.output === 'json') {
       process.stdout.write(JSON.stringify(report, null, 2) + '\n');
       return;
@@ -32,6 +34,7 @@ export const uninstallCommand: CommandModule<object, UninstallArgs> = {
       ...report.devices.map((d) => `deleted device   ${d}`),
       ...report.routes.map((r) => `deleted route    ${r}`),
       ...report.pins.map((p) => `removed pin      ${p}`),
+      ...report.chains.map((c) => `removed chain    ${c}`),
     ];
     process.stdout.write((lines.length ? lines.join('\n') : 'nothing of weft was found on this host') + '\n');
   },
