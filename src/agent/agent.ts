@@ -18,6 +18,7 @@ import type { OwnLease } from '../subnet/manager.js';
 import type { DataplaneChoice, DataplaneFactory } from './dataplane.js';
 import { HealthServer } from './health.js';
 import type { SelectedInterface } from './iface.js';
+import type { Notifier } from './notify.js';
 import { PeerTable, type Peer } from './peers.js';
 import { StatusServer } from './status.js';
 import { previousSubnets, writeSubnetEnv } from './subnet-env.js';
@@ -40,6 +41,8 @@ export interface AgentOptions {
   statusSocket?: string;
   /** --ip-masq and --iptables-forward-rules; absent: the agent leaves the firewall alone. */
   firewall?: FirewallOptions;
+  /** systemd's NOTIFY_SOCKET, when the agent runs in a Type=notify unit. */
+  notify?: Notifier;
 }
 
 /** Thrown into waits when the agent stops; not an error of anyone's. */
@@ -125,6 +128,7 @@ export class Agent {
         if (this.limiter.allow(what)) {
           this.log.error({ err: messageOf(err) }, message);
           this.recordError(message);
+          this.opts.notify?.status(message);
         }
         await this.pause(delay);
       }
@@ -151,6 +155,7 @@ export class Agent {
           : `no network config at ${key}; waiting for it. Write one, e.g.: etcdctl put ${key} '{"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan"}}'`;
         this.log.error(message);
         this.recordError(message);
+        this.opts.notify?.status(`waiting for the network config at ${key} in etcd`);
       }
       await this.pause(1000);
     }
@@ -193,9 +198,11 @@ export class Agent {
       log: this.log,
     }));
     session.on('lost', (err) => this.die(err));
+    this.opts.notify?.status('acquiring a subnet lease');
     const own = await this.withEtcd('acquire a subnet lease', () => session.acquire());
     this.log.info({ subnet: own.subnet.toString(), reservation: own.reservation, backend: backend.type }, 'lease acquired');
 
+    this.opts.notify?.status(`programming the dataplane for ${own.subnet}`);
     const peers = (this.peers = new PeerTable((lease) => backend.peerRoute(lease)));
     const local = this.localNetwork(config, backend, own);
     const { dataplane, reason } = await this.makeDataplane(local, this.log);
@@ -224,6 +231,7 @@ export class Agent {
     this.log.info({ file: this.opts.subnetFile, subnet: own.subnet.toString(), mtu }, 'wrote subnet.env');
 
     session.on('peer', (e) => this.onPeerEvent(e));
+    this.opts.notify?.status(`listing and programming the peers of ${own.subnet}`);
     await this.withEtcd('list the subnet leases', () => session.watch());
     // The full list is in: make the dataplane hold exactly these peers (differences only),
     // and from this tick on apply each change as it comes.
@@ -232,6 +240,7 @@ export class Agent {
     this.logInitialPeers();
     if (this.opts.healthzPort) await this.health.listen(this.opts.healthzIP, this.opts.healthzPort);
     this.health.ready = true;
+    this.opts.notify?.ready(`ready: subnet ${own.subnet}, ${peers.size} peer${peers.size === 1 ? '' : 's'}, dataplane ${dataplane?.kind ?? 'none'}`);
     this.log.info({ peers: peers.size, dataplane: dataplane?.kind ?? 'none' }, 'agent ready');
   }
 
@@ -367,6 +376,7 @@ export class Agent {
   async stop(): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
+    this.opts.notify?.stopping();
     this.firewall?.stop();
     await this.status.close();
     await this.session?.stop();
@@ -374,6 +384,7 @@ export class Agent {
     await this.dataplane?.stop();
     await this.health.close();
     this.registry.close();
+    this.opts.notify?.close();
     this.resolveDone();
   }
 }

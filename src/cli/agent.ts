@@ -8,6 +8,7 @@ import { usageError, WeftError } from '../core/errors.js';
 import { createLogger } from '../core/log.js';
 import { ebpfOptionsFromEnv } from '../dataplane/ebpf/index.js';
 import { checkFirewallTools, type FirewallOptions } from '../firewall/firewall.js';
+import { SystemdNotifier } from '../agent/notify.js';
 import { etcdFromArgs, etcdOptions, pinDirOption, withOptions, type EtcdArgs } from './options.js';
 import { statusSocketOption } from './status.js';
 
@@ -151,6 +152,7 @@ export const agentCommand: CommandModule<object, AgentArgs> = {
         bpfPinDir: a['bpf-pin-dir'],
         statusSocket: a['status-socket'],
         firewall,
+        notify: SystemdNotifier.fromEnv(log) ?? undefined,
       },
       selected,
       log,
