@@ -8,6 +8,7 @@ import { bpfCommand, bpfEnvFlags } from './cli/bpf.js';
 import { leasesCommand, leasesEnvFlags } from './cli/leases.js';
 import { uninstallCommand } from './cli/uninstall.js';
 import { installCniCommand } from './cli/install-cni.js';
+import { mkDockerOptsCommand } from './cli/mk-docker-opts.js';
 import { envArgs } from './cli/options.js';
 import { commandLine } from './cli/goflags.js';
 import { WeftError, exitCodeOf, usageError } from './core/errors.js';
@@ -50,6 +51,7 @@ try {
     .command(bpfCommand)
     .command(uninstallCommand)
     .command(installCniCommand)
+    .command(mkDockerOptsCommand)
     .demandCommand(1, 'name a command: weft <command> --help')
     .strict()
     .help()

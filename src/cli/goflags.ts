@@ -14,6 +14,7 @@ import path from 'node:path';
 import type { Options } from 'yargs';
 import { usageError } from '../core/errors.js';
 import { agentFlags } from './agent.js';
+import { getoptsArgs } from './mk-docker-opts.js';
 
 export type GoFlagKind = 'bool' | 'int' | 'string' | 'list';
 
@@ -125,7 +126,8 @@ const GO_COMMANDS: Record<string, Map<string, GoFlagKind>> = { agent: new Map([.
 /**
  * The arguments yargs gets, from process.argv (and process.argv0, which a
  * launcher sets with `exec -a`): `flanneld ARGS` is `weft agent ARGS`; the
- * agent's flags are read as Go reads them; for other commands a single-dash
+ * agent's flags are read as Go reads them, mk-docker-opts's as bash's getopts
+ * reads the script's; for other commands a single-dash
  * long flag (`-etcd-prefix=/x`) is the double-dash one, as in Go.
  */
 export function commandLine(argv: string[], argv0 = process.argv0): string[] {
@@ -137,6 +139,8 @@ export function commandLine(argv: string[], argv0 = process.argv0): string[] {
   }
   const at = args.findIndex((a) => !a.startsWith('-'));
   const command = at < 0 ? '' : args[at];
+  // flannel's shell script, whose flags are getopts' (-ic, -kKEY), not Go's.
+  if (command === 'mk-docker-opts' && at === 0) return [command, ...getoptsArgs(args.slice(1))];
   const kinds = GO_COMMANDS[command];
   if (kinds && at === 0) {
     const parsed = parseGoFlags(args.slice(1), kinds, command);
