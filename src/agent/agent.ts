@@ -14,6 +14,7 @@ import { Firewall, type FamilyNetwork, type FirewallOptions } from '../firewall/
 import type { AgentStatus } from '../status/codec.js';
 import { EtcdRegistry, explainEtcdError, type EtcdOptions } from '../subnet/registry.js';
 import { LeaseSession, type PeerEvent } from '../subnet/session.js';
+import { etcdRefusal } from '../subnet/etcd-tls.js';
 import type { OwnLease } from '../subnet/manager.js';
 import type { DataplaneChoice, DataplaneFactory } from './dataplane.js';
 import { HealthServer } from './health.js';
@@ -124,6 +125,8 @@ export class Agent {
         return v;
       } catch (err) {
         if (isWeftError(err)) throw err;
+        const refusal = etcdRefusal(err, this.opts.etcd);
+        if (refusal) throw refusal;
         const message = `cannot ${what}: ${explainEtcdError(err as Error, this.opts.etcd.endpoints)}; retrying`;
         if (this.limiter.allow(what)) {
           this.log.error({ err: messageOf(err) }, message);

@@ -3,6 +3,7 @@
 import { WeftError } from '../core/errors.js';
 import type { Argv, CommandModule } from 'yargs';
 import { EtcdRegistry, type LeaseList } from '../subnet/registry.js';
+import { etcdRefusal } from '../subnet/etcd-tls.js';
 import { isReservation, type Lease } from '../subnet/lease.js';
 import { parseNetworkConfig } from '../config/network.js';
 import { etcdFromArgs, etcdOptions, withOptions, type EtcdArgs } from './options.js';
@@ -106,7 +107,7 @@ export async function readLeases(reg: EtcdRegistry): Promise<LeasesReport> {
     [list, configText] = await Promise.all([reg.listLeases(), reg.getConfigText()]);
     ttls = await timeToLive(reg, [...new Set(list.leases.filter((l) => !isReservation(l)).map((l) => l.leaseId))]);
   } catch (err) {
-    throw new WeftError(`cannot read the leases under ${reg.subnetsPrefix}: ${where} is unreachable or failing (${(err as Error).message}). Check --etcd-endpoints and that etcd is running.`, 'unavailable');
+    throw etcdRefusal(err, reg.options) ?? new WeftError(`cannot read the leases under ${reg.subnetsPrefix}: ${where} is unreachable or failing (${(err as Error).message}). Check --etcd-endpoints and that etcd is running.`, 'unavailable');
   }
   let network: string | null = null;
   try {
