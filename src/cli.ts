@@ -9,6 +9,7 @@ import { leasesCommand, leasesEnvFlags } from './cli/leases.js';
 import { uninstallCommand } from './cli/uninstall.js';
 import { installCniCommand } from './cli/install-cni.js';
 import { mkDockerOptsCommand } from './cli/mk-docker-opts.js';
+import { migrateV2Command, migrateEnvFlags } from './cli/migrate-v2.js';
 import { envArgs } from './cli/options.js';
 import { commandLine } from './cli/goflags.js';
 import { WeftError, exitCodeOf, usageError } from './core/errors.js';
@@ -36,6 +37,7 @@ const ENV_FLAGS: Record<string, string[]> = {
   status: statusEnvFlags,
   bpf: bpfEnvFlags,
   uninstall: ['bpf-pin-dir'],
+  'migrate-v2': migrateEnvFlags,
 };
 
 try {
@@ -52,6 +54,7 @@ try {
     .command(uninstallCommand)
     .command(installCniCommand)
     .command(mkDockerOptsCommand)
+    .command(migrateV2Command)
     .demandCommand(1, 'name a command: weft <command> --help')
     .strict()
     .help()

@@ -232,7 +232,7 @@ export class EtcdRegistry {
   }
 }
 
-function httpGet(url: string, o: EtcdOptions): Promise<string | null> {
+export function httpGet(url: string, o: EtcdOptions): Promise<string | null> {
   return new Promise((resolve, reject) => {
     const u = new URL(url);
     const mod = u.protocol === 'https:' ? https : http;
