@@ -267,6 +267,33 @@ export async function connectivity(c: Cluster, protos: Proto[] = ['icmp', 'tcp',
   return out;
 }
 
+/**
+ * The source address `target` sees a TCP connection from `from` arrive with
+ * (masquerading shows here), or null when the connection fails.
+ */
+export async function sourceSeen(from: Netns, target: Netns, address: string, port = 7778): Promise<string | null> {
+  const server = target.spawn([process.execPath, PROBE, 'whoami', String(port)]);
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`whoami server in ${target.name} did not start`)), 5000);
+      server.stdout!.on('data', (d: Buffer) => {
+        if (d.toString().includes('ready')) {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+      server.on('exit', (code) => {
+        clearTimeout(timer);
+        reject(new Error(`whoami server in ${target.name} exited ${code}`));
+      });
+    });
+    const r = await run(inNetns(from.name, [process.execPath, PROBE, 'ask', address, String(port)]), { allowFail: true, timeoutMs: 10_000 });
+    return r.code === 0 ? r.stdout.trim() : null;
+  } finally {
+    server.kill('SIGKILL');
+  }
+}
+
 export function failures(results: Reachability[]): string {
   return results.filter((r) => !r.ok).map((r) => `${r.proto} ${r.from} -> ${r.to}: ${r.detail}`).join('\n');
 }

@@ -90,6 +90,12 @@ export interface HostOptions {
   /** Underlay segment, 0 (192.0.2.0/24, default) or 1 (198.51.100.0/24). */
   segment?: 0 | 1;
   mtu?: number;
+  /**
+   * net.ipv4.ip_forward, on unless false. A fresh host (a newly installed
+   * machine) has it off until something turns it on: docker does, and then
+   * sets the FORWARD policy to DROP.
+   */
+  ipForward?: boolean;
 }
 
 export class LabHost extends Netns {
@@ -227,7 +233,7 @@ export class Lab {
     await host.ip('addr', 'add', `${host.address}/${seg.prefixLen}`, 'dev', 'eth0');
     await host.ip('link', 'set', 'eth0', 'up');
     await host.ip('route', 'add', 'default', 'via', seg.gateway);
-    await host.sysctl('net.ipv4.ip_forward', '1');
+    if (opts.ipForward !== false) await host.sysctl('net.ipv4.ip_forward', '1');
     this.hosts.push(host);
     return host;
   }

@@ -11,7 +11,10 @@ import { bpfCommand, bpfEnvFlags } from './cli/bpf.js';
 import { leasesCommand, leasesEnvFlags } from './cli/leases.js';
 import { uninstallCommand } from './cli/uninstall.js';
 import { installCniCommand } from './cli/install-cni.js';
+import { mkDockerOptsCommand } from './cli/mk-docker-opts.js';
+import { migrateV2Command, migrateEnvFlags } from './cli/migrate-v2.js';
 import { envArgs, pinDirOption } from './cli/options.js';
+import { commandLine } from './cli/goflags.js';
 import { WeftError, exitCodeOf, usageError } from './core/errors.js';
 import { weftVersion } from './core/version.js';
 
@@ -38,9 +41,16 @@ const ENV_FLAGS: Record<string, string[]> = {
   status: statusEnvFlags,
   bpf: bpfEnvFlags,
   uninstall: Object.keys(pinDirOption),
+  'migrate-v2': migrateEnvFlags,
 };
 
-const args = process.argv.slice(2);
+let args: string[];
+try {
+  // flanneld's command line (Go's flag syntax, or weft invoked as flanneld) as yargs reads it.
+  args = commandLine(process.argv);
+} catch (err) {
+  report(err);
+}
 
 // `weft --version`, as scripts and probes ask it, is answered before yargs loads: yargs is most of
 // what is left of a start (its text wrapping builds an Intl.Segmenter when it loads).
@@ -64,6 +74,8 @@ try {
     .command(bpfCommand)
     .command(uninstallCommand)
     .command(installCniCommand)
+    .command(mkDockerOptsCommand)
+    .command(migrateV2Command)
     .demandCommand(1, 'name a command: weft <command> --help')
     .strict()
     .help()

@@ -7,6 +7,8 @@ import { snapshotInterfaces } from '../agent/iface-netlink.js';
 import { usageError, WeftError } from '../core/errors.js';
 import { createLogger } from '../core/log.js';
 import { ebpfOptionsFromEnv } from '../dataplane/ebpf/index.js';
+import { checkFirewallTools, type FirewallOptions } from '../firewall/firewall.js';
+import { SystemdNotifier } from '../agent/notify.js';
 import { etcdFromArgs } from './options.js';
 import type { AgentArgs } from './agent.js';
 
@@ -25,13 +27,41 @@ function check(a: AgentArgs): void {
   const ttl = a['subnet-lease-ttl'];
   if (!Number.isInteger(ttl) || ttl < 10) throw usageError(`--subnet-lease-ttl ${ttl}: must be at least 10 seconds`);
   if (m * 60 >= ttl) throw usageError(`--subnet-lease-renew-margin ${m} min is not shorter than the lease TTL (${ttl} s): the lease would be renewed continuously`);
+  const kube = KUBE_FLAGS.find((f) => a[f] !== undefined && a[f] !== false);
+  if (kube) {
+    throw usageError(`-${kube}: weft leases subnets from etcd, as flanneld does without -kube-subnet-mgr, and does not read the Kubernetes API; remove the Kubernetes flags and give -etcd-endpoints (and -etcd-prefix)`, `--${kube}`);
+  }
+}
+
+/** flanneld's Kubernetes subnet manager and its settings: weft has no such mode, and says so rather than ignore them. */
+const KUBE_FLAGS = ['kube-subnet-mgr', 'kube-api-url', 'kubeconfig-file', 'kube-annotation-prefix', 'net-config-path', 'set-node-network-unavailable'] as const;
+
+/** glog's -v=N as a log level: flanneld's V(1..4) lines are debug detail. */
+function glogLevel(v: number | undefined): string | undefined {
+  if (v === undefined || v <= 0) return undefined;
+  return v >= 5 ? 'trace' : 'debug';
 }
 
 export async function runAgent(a: AgentArgs): Promise<void> {
   // Everything a run needs from the command line and the environment is checked before anything is leased or created.
   check(a);
-  const log = createLogger({ level: a['log-level'] });
-  const selected = selectInterface(snapshotInterfaces(), { iface: splitList(a.iface), ifaceRegex: splitList(a['iface-regex']), publicIP: a['public-ip'] });
+  const firewall: FirewallOptions = {
+    ipMasq: a['ip-masq'],
+    forwardRules: a['iptables-forward-rules'],
+    randomFully: !a['ip-masq-fully-random-disable'],
+    resyncSec: a['iptables-resync'],
+  };
+  checkFirewallTools(firewall);
+  const log = createLogger({ level: a['log-level'] ?? glogLevel(a.v) });
+  for (const f of ['logtostderr', 'vmodule', 'log_backtrace_at'] as const) {
+    if (a[f] !== undefined) log.debug({ flag: `-${f}` }, "a glog flag of flanneld's, accepted and ignored: weft logs JSON lines to stdout");
+  }
+  const selected = selectInterface(snapshotInterfaces(), {
+    iface: splitList(a.iface),
+    ifaceRegex: splitList(a['iface-regex']),
+    ifaceCanReach: a['iface-can-reach'],
+    publicIP: a['public-ip'],
+  });
   const makeDataplane = selectDataplane({ choice: a.dataplane, ebpf: ebpfOptionsFromEnv(), probeFail: process.env.WEFT_PROBE_FAIL });
   const agent = new Agent(
     {
@@ -46,6 +76,8 @@ export async function runAgent(a: AgentArgs): Promise<void> {
       dataplane: a.dataplane,
       bpfPinDir: a['bpf-pin-dir'],
       statusSocket: a['status-socket'],
+      firewall,
+      notify: SystemdNotifier.fromEnv(log) ?? undefined,
     },
     selected,
     log,

@@ -1,6 +1,7 @@
 // `weft leases` when it runs: the subnet leases in etcd under the prefix, with
 // the TTL each has left.
 import { WeftError } from '../core/errors.js';
+import { etcdRefusal } from '../subnet/etcd-tls.js';
 import { EtcdRegistry, type LeaseList } from '../subnet/registry.js';
 import { isReservation, type Lease } from '../subnet/lease.js';
 import { parseNetworkConfig } from '../config/network.js';
@@ -101,7 +102,7 @@ export async function readLeases(reg: EtcdRegistry): Promise<LeasesReport> {
     [list, configText] = await Promise.all([reg.listLeases(), reg.getConfigText()]);
     ttls = await timeToLive(reg, [...new Set(list.leases.filter((l) => !isReservation(l)).map((l) => l.leaseId))]);
   } catch (err) {
-    throw new WeftError(`cannot read the leases under ${reg.subnetsPrefix}: ${where} is unreachable or failing (${(err as Error).message}). Check --etcd-endpoints and that etcd is running.`, 'unavailable');
+    throw etcdRefusal(err, reg.options) ?? new WeftError(`cannot read the leases under ${reg.subnetsPrefix}: ${where} is unreachable or failing (${(err as Error).message}). Check --etcd-endpoints and that etcd is running.`, 'unavailable');
   }
   let network: string | null = null;
   try {

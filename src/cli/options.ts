@@ -33,15 +33,20 @@ export interface EtcdArgs {
   'etcd-password'?: string;
 }
 
+/** A single-valued flag given twice keeps its last value, as Go's flag package does (yargs would make it an array). */
+export function last<T>(v: T | T[]): T {
+  return Array.isArray(v) ? v[v.length - 1] : v;
+}
+
 export function etcdFromArgs(a: EtcdArgs): EtcdOptions {
   return {
-    endpoints: a['etcd-endpoints'].split(',').map((s) => s.trim()).filter(Boolean),
-    prefix: a['etcd-prefix'],
-    caFile: a['etcd-cafile'],
-    certFile: a['etcd-certfile'],
-    keyFile: a['etcd-keyfile'],
-    username: a['etcd-username'],
-    password: a['etcd-password'],
+    endpoints: last(a['etcd-endpoints']).split(',').map((s) => s.trim()).filter(Boolean),
+    prefix: last(a['etcd-prefix']),
+    caFile: last(a['etcd-cafile']),
+    certFile: last(a['etcd-certfile']),
+    keyFile: last(a['etcd-keyfile']),
+    username: last(a['etcd-username']),
+    password: last(a['etcd-password']),
   };
 }
 
@@ -84,7 +89,8 @@ export function envArgs(args: string[], flags: string[], env: NodeJS.ProcessEnv 
   const out: string[] = [];
   for (const flag of flags) {
     const value = env[envName(flag)];
-    if (value === undefined || given.has(flag)) continue;
+    // An empty variable is unset, as flanneld's flagutil.SetFlagsFromEnv reads it.
+    if (!value || given.has(flag)) continue;
     out.push(`--${flag}=${value}`);
   }
   return out;

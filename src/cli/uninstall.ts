@@ -1,5 +1,5 @@
-// `weft uninstall`: removes every filter, pin, device and route weft created on
-// this host (either dataplane), and nothing else. The agent must be stopped first (it would put them back).
+// `weft uninstall`: removes every filter, pin, device, route and firewall chain
+// weft created on this host (either dataplane), and nothing else. The agent must be stopped first (it would put them back).
 // The definition only; uninstall-run.ts (and the addon) load when it runs.
 import type { Argv, CommandModule } from 'yargs';
 import { outputOption, pinDirOption, withOptions } from './options.js';
