@@ -2,6 +2,7 @@
 // network config, one weft agent (or a flannel-style host) per lab host, and
 // on each host a docker-style bridge built from its subnet.env with pods on it.
 // connectivity() runs the matrix every backend must pass.
+import type { ChildProcess } from 'node:child_process';
 import { Lab, type LabHost, type Netns } from './netns.js';
 import { LabEtcd } from './etcd.js';
 import { startAgent, subnetFile, type LabAgent } from './agent.js';
@@ -9,7 +10,7 @@ import { FlannelHost } from './flannel.js';
 import { PROBE } from './probe.js';
 import { readEnvFile } from 'weft/agent/subnet-env.js';
 import { IPNet } from 'weft/core/ipnet.js';
-import { inNetns, run } from './exec.js';
+import { inNetns, Output, run } from './exec.js';
 import { CniNetwork, type Attachment } from './cni.js';
 
 export interface ClusterHostSpec {
@@ -209,29 +210,26 @@ export function subnetOf(node: ClusterNode): string {
   return node.env.FLANNEL_SUBNET.replace(/\.1\//, '.0/');
 }
 
+/** lab/probe.ts's echo server in ns, serving when this resolves; the caller kills it. */
+export async function echoServer(ns: Netns, proto: 'tcp' | 'udp', port: number): Promise<ChildProcess> {
+  const server = ns.spawn([process.execPath, PROBE, 'serve', proto, String(port)]);
+  try {
+    await new Output(server).waitFor(`the ${proto} echo server in ${ns.name}`, /^ready$/m, 5000);
+  } catch (err) {
+    server.kill('SIGKILL');
+    throw err;
+  }
+  return server;
+}
+
 export async function reach(from: Netns, to: string, proto: Proto, target?: Netns, port = 7777): Promise<{ ok: boolean; detail: string }> {
   if (proto === 'icmp') {
     const r = await from.exec(['ping', '-c', '2', '-i', '0.2', '-W', '2', to], { allowFail: true, timeoutMs: 10_000 });
     return { ok: r.code === 0, detail: r.code === 0 ? '' : (r.stdout + r.stderr).trim().split('\n').slice(-2).join(' ') };
   }
   if (!target) throw new Error('tcp/udp checks need the target namespace');
-  const server = target.spawn([process.execPath, PROBE, 'serve', proto, String(port)]);
+  const server = await echoServer(target, proto, port);
   try {
-    await new Promise<void>((resolve, reject) => {
-      let out = '';
-      const timer = setTimeout(() => reject(new Error(`echo server in ${target.name} did not start`)), 5000);
-      server.stdout!.on('data', (d: Buffer) => {
-        out += d.toString();
-        if (out.includes('ready')) {
-          clearTimeout(timer);
-          resolve();
-        }
-      });
-      server.on('exit', (code) => {
-        clearTimeout(timer);
-        reject(new Error(`echo server in ${target.name} exited ${code}`));
-      });
-    });
     const r = await run(inNetns(from.name, [process.execPath, PROBE, 'send', proto, to, String(port), `hello-${proto}`]), { allowFail: true, timeoutMs: 10_000 });
     return { ok: r.code === 0, detail: r.code === 0 ? '' : r.stderr.trim() };
   } finally {
@@ -267,6 +265,33 @@ export async function connectivity(c: Cluster, protos: Proto[] = ['icmp', 'tcp',
     }
   }
   return out;
+}
+
+/**
+ * The source address `target` sees a TCP connection from `from` arrive with
+ * (masquerading shows here), or null when the connection fails.
+ */
+export async function sourceSeen(from: Netns, target: Netns, address: string, port = 7778): Promise<string | null> {
+  const server = target.spawn([process.execPath, PROBE, 'whoami', String(port)]);
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`whoami server in ${target.name} did not start`)), 5000);
+      server.stdout!.on('data', (d: Buffer) => {
+        if (d.toString().includes('ready')) {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+      server.on('exit', (code) => {
+        clearTimeout(timer);
+        reject(new Error(`whoami server in ${target.name} exited ${code}`));
+      });
+    });
+    const r = await run(inNetns(from.name, [process.execPath, PROBE, 'ask', address, String(port)]), { allowFail: true, timeoutMs: 10_000 });
+    return r.code === 0 ? r.stdout.trim() : null;
+  } finally {
+    server.kill('SIGKILL');
+  }
 }
 
 export function failures(results: Reachability[]): string {

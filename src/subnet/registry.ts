@@ -19,9 +19,8 @@ import {
 import { ExponentialBackoff, NoopPolicy, noop, type IBackoff } from 'cockatiel';
 import { IPAddr, type IPNet } from '../core/ipnet.js';
 import { isWeftError, usageError } from '../core/errors.js';
+import { readTlsCredentials } from './etcd-tls.js';
 import { encodeLeaseAttrs, formatSubnetKey, parseLeaseAttrs, parseSubnetKey, type Lease, type LeaseAttrs, type SubnetKey } from './lease.js';
-
-export const DEFAULT_PREFIX = '/coreos.com/network';
 
 export interface EtcdOptions {
   endpoints: string[];
@@ -82,14 +81,6 @@ export function buildClientOptions(o: EtcdOptions): IOptions {
   if (!tls && (o.caFile || o.certFile)) {
     throw usageError('TLS files were given (--etcd-cafile/--etcd-certfile/--etcd-keyfile) but the endpoints are http://; use https:// endpoints for TLS');
   }
-  const read = (flag: string, file?: string): Buffer | undefined => {
-    if (!file) return undefined;
-    try {
-      return fs.readFileSync(file);
-    } catch (err) {
-      throw usageError(`${flag} ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-    }
-  };
   const options: IOptions = {
     hosts,
     dialTimeout: o.callTimeoutMs ?? 5000,
@@ -98,13 +89,8 @@ export function buildClientOptions(o: EtcdOptions): IOptions {
     // etcd3 calls .next() on this factory whenever it (re)starts a backoff sequence; its typing says IBackoff.
     faultHandling: { host: () => noop, global: noop, watchBackoff: new ExponentialBackoff({ initialDelay: 100, maxDelay: 5000 }) as unknown as IBackoff<unknown> },
   };
-  if (tls) {
-    options.credentials = {
-      rootCertificate: read('--etcd-cafile', o.caFile) ?? Buffer.alloc(0),
-      certChain: read('--etcd-certfile', o.certFile),
-      privateKey: read('--etcd-keyfile', o.keyFile),
-    };
-  }
+  // etcd3 types rootCertificate as a Buffer; null (no --etcd-cafile) is grpc's "the system's CAs", where an empty Buffer trusted none.
+  if (tls) options.credentials = readTlsCredentials(o) as NonNullable<IOptions['credentials']>;
   if (o.username || o.password) {
     if (!o.username || !o.password) throw usageError('--etcd-username and --etcd-password go together');
     options.auth = { username: o.username, password: o.password };
@@ -277,7 +263,7 @@ export class EtcdRegistry {
   }
 }
 
-function httpGet(url: string, o: EtcdOptions): Promise<string | null> {
+export function httpGet(url: string, o: EtcdOptions): Promise<string | null> {
   return new Promise((resolve, reject) => {
     const u = new URL(url);
     const mod = u.protocol === 'https:' ? https : http;
