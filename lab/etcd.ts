@@ -17,6 +17,8 @@ export interface LabEtcdOptions {
   netns?: Netns;
   /** Extra etcd flags, e.g. ['--enable-v2']. */
   extraArgs?: string[];
+  /** One member of a cluster (lab/etcd-cluster.ts): its name, its address in `netns`, and every member as name=peerURL. */
+  member?: { name: string; address: string; initialCluster: string };
 }
 
 export class LabEtcd {
@@ -34,7 +36,7 @@ export class LabEtcd {
     readonly opts: LabEtcdOptions,
     private readonly port: number,
   ) {
-    this.endpoint = opts.netns ? `http://${SEGMENTS[0].gateway}:2379` : `http://127.0.0.1:${port}`;
+    this.endpoint = opts.netns ? `http://${opts.member?.address ?? SEGMENTS[0].gateway}:2379` : `http://127.0.0.1:${port}`;
   }
 
   static async start(opts: LabEtcdOptions = {}): Promise<LabEtcd> {
@@ -60,17 +62,20 @@ export class LabEtcd {
   }
 
   private async startProcess(): Promise<void> {
-    const host = this.opts.netns ? SEGMENTS[0].gateway : '127.0.0.1';
+    const member = this.opts.member;
+    const host = this.opts.netns ? (member?.address ?? SEGMENTS[0].gateway) : '127.0.0.1';
     const peerPort = this.opts.netns ? 2380 : await freePort();
+    // A lone etcd keeps its peer port on loopback; a cluster member talks to the others over the underlay.
+    const peerURL = `http://${member ? host : '127.0.0.1'}:${peerPort}`;
     const args = [
       'etcd',
-      '--name', 'lab',
+      '--name', member?.name ?? 'lab',
       '--data-dir', path.join(this.dir, 'data'),
       '--listen-client-urls', `http://${host}:${this.port},unix://localhost:${this.port}`,
       '--advertise-client-urls', `http://${host}:${this.port}`,
-      '--listen-peer-urls', `http://127.0.0.1:${peerPort}`,
-      '--initial-advertise-peer-urls', `http://127.0.0.1:${peerPort}`,
-      '--initial-cluster', `lab=http://127.0.0.1:${peerPort}`,
+      '--listen-peer-urls', peerURL,
+      '--initial-advertise-peer-urls', peerURL,
+      '--initial-cluster', member?.initialCluster ?? `lab=${peerURL}`,
       ...(this.opts.extraArgs ?? []),
     ];
     fs.rmSync(this.socketPath, { force: true });
