@@ -9,13 +9,13 @@ export const addonPath = path.resolve(here, '../../native/build/Release/weft_nat
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Raw = Record<string, any>;
-let cached: { bpf: Raw; netlink: Raw; netns: Raw } | undefined;
+let cached: { bpf: Raw; netlink: Raw; netns: Raw; lock: Raw } | undefined;
 
-export function addon(): { bpf: Raw; netlink: Raw; netns: Raw } {
+export function addon(): { bpf: Raw; netlink: Raw; netns: Raw; lock: Raw } {
   if (!cached) {
     const require = createRequire(import.meta.url);
     try {
-      cached = require(addonPath) as { bpf: Raw; netlink: Raw; netns: Raw };
+      cached = require(addonPath) as { bpf: Raw; netlink: Raw; netns: Raw; lock: Raw };
     } catch (err) {
       throw new Error(`cannot load the native addon ${addonPath}: ${(err as Error).message}; run 'make build'`);
     }
