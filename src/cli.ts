@@ -8,7 +8,7 @@ import { statusCommand, statusEnvFlags } from './cli/status.js';
 import { bpfCommand, bpfEnvFlags } from './cli/bpf.js';
 import { leasesCommand, leasesEnvFlags } from './cli/leases.js';
 import { uninstallCommand } from './cli/uninstall.js';
-import { envArgs } from './cli/options.js';
+import { envArgs, lastWins, oneLineUsage } from './cli/options.js';
 import { WeftError, exitCodeOf, usageError } from './core/errors.js';
 
 /**
@@ -49,13 +49,14 @@ try {
     .command(statusCommand)
     .command(bpfCommand)
     .command(uninstallCommand)
+    .middleware(lastWins, true)
     .demandCommand(1, 'name a command: weft <command> --help')
     .strict()
     .help()
     .wrap(Math.min(110, process.stdout.columns || 110))
     .fail((msg, err) => {
       if (err) throw err;
-      throw usageError(`${msg} (see weft --help)`);
+      throw usageError(`${oneLineUsage(msg)} (see weft --help)`);
     })
     .parseAsync();
 } catch (err) {

@@ -4,7 +4,11 @@ import { Agent } from '../agent/agent.js';
 import { selectDataplane, type DataplaneChoice } from '../agent/dataplane.js';
 import { selectInterface } from '../agent/iface.js';
 import { snapshotInterfaces } from '../agent/iface-netlink.js';
+import { preflight } from '../agent/preflight.js';
+import { checkSubnetFile } from '../agent/subnet-env.js';
 import { usageError, WeftError } from '../core/errors.js';
+import { IPAddr } from '../core/ipnet.js';
+import { ETCD_MAX_LEASE_TTL_SEC } from '../subnet/etcd-client.js';
 import { createLogger } from '../core/log.js';
 import { ebpfOptionsFromEnv } from '../dataplane/ebpf/index.js';
 import { etcdFromArgs, etcdOptions, pinDirOption, withOptions, type EtcdArgs } from './options.js';
@@ -41,7 +45,13 @@ function check(a: AgentArgs): void {
   if (!Number.isInteger(p) || p < 0 || p > 65535) throw usageError(`--healthz-port ${p}: must be 0 (off) to 65535`);
   const ttl = a['subnet-lease-ttl'];
   if (!Number.isInteger(ttl) || ttl < 10) throw usageError(`--subnet-lease-ttl ${ttl}: must be at least 10 seconds`);
+  if (ttl > ETCD_MAX_LEASE_TTL_SEC) throw usageError(`--subnet-lease-ttl ${ttl}: etcd grants leases of at most ${ETCD_MAX_LEASE_TTL_SEC} s; flannel's is 86400 (24 h)`);
   if (m * 60 >= ttl) throw usageError(`--subnet-lease-renew-margin ${m} min is not shorter than the lease TTL (${ttl} s): the lease would be renewed continuously`);
+  if (!IPAddr.parse(a['healthz-ip'])) throw usageError(`--healthz-ip ${a['healthz-ip']}: not an IP address; give the address /healthz listens on, e.g. 0.0.0.0`);
+  for (const f of ['etcd-keepalive-time', 'etcd-keepalive-timeout'] as const) {
+    if (!(a[f] > 0) || !Number.isFinite(a[f])) throw usageError(`--${f} ${a[f]}: give a number of seconds above 0`);
+  }
+  checkSubnetFile(a['subnet-file']);
 }
 
 const agentOptions = {
@@ -71,7 +81,8 @@ export const agentCommand: CommandModule<object, AgentArgs> = {
     // Everything a run needs from the command line and the environment is checked before anything is leased or created.
     check(a);
     const log = createLogger({ level: a['log-level'] });
-    const selected = selectInterface(snapshotInterfaces(), { iface: splitList(a.iface), ifaceRegex: splitList(a['iface-regex']), publicIP: a['public-ip'] });
+    const host = snapshotInterfaces();
+    const selected = selectInterface(host, { iface: splitList(a.iface), ifaceRegex: splitList(a['iface-regex']), publicIP: a['public-ip'] });
     const makeDataplane = selectDataplane({ choice: a.dataplane, ebpf: ebpfOptionsFromEnv(), probeFail: process.env.WEFT_PROBE_FAIL });
     const agent = new Agent(
       {
@@ -86,11 +97,14 @@ export const agentCommand: CommandModule<object, AgentArgs> = {
         dataplane: a.dataplane,
         bpfPinDir: a['bpf-pin-dir'],
         statusSocket: a['status-socket'],
+        host,
       },
       selected,
       log,
       makeDataplane,
     );
+    // The host last: no other agent here, a pin dir that is root's (the flags and etcd options are checked by now).
+    for (const note of preflight({ pinDir: a['bpf-pin-dir'], statusSocket: a['status-socket'], dataplane: a.dataplane }).notes) agent.note(note);
     for (const sig of ['SIGTERM', 'SIGINT'] as const) {
       process.once(sig, () => {
         log.info({ signal: sig }, 'stopping; the lease stays in etcd for the next start');
