@@ -84,9 +84,10 @@ function isBpffsDir(p: string): boolean {
  */
 export function preflight(o: PreflightOptions): Preflight {
   const notes: string[] = [];
-  lockOrRefuse('/proc/self/ns/net', 'this network namespace');
   const wantsBpf = o.dataplane === 'auto' || o.dataplane === 'ebpf';
+  // The pin dir's own problems first: they are the operator's to fix whether or not another agent runs.
   if (wantsBpf) checkPinDirOwnership(o.pinDir);
+  lockOrRefuse('/proc/self/ns/net', 'this network namespace');
   // The pin dir is locked where it exists on a bpffs: an agent about to create it has nothing to share yet.
   if (isBpffsDir(o.pinDir)) lockOrRefuse(o.pinDir, `the pin dir ${o.pinDir}`);
   if (o.statusSocket) {
