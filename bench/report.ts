@@ -7,6 +7,7 @@ import os from 'node:os';
 import { runSync } from '../lab/exec.js';
 import { CASES, type CaseSetup } from './cases.js';
 import type { ControlResult } from './control.js';
+import { cniRows, type CniResult } from './cni.js';
 import { median, spread, type Latency, type Placement, type Throughput } from './measure.js';
 
 export interface Round {
@@ -74,6 +75,8 @@ export interface Results {
   dataplaneError?: string;
   control: ControlResult | null;
   netlink: NetlinkResult | null;
+  /** Absent in results written before the CNI part existed. */
+  cni?: CniResult | null;
   targets: Target[];
 }
 
@@ -246,6 +249,7 @@ export function controlTable(r: Results, markdown = false): string {
   if (nd) rows.push(['netlink dataplane, 10,000 vxlan peers', 'ms' in nd ? Object.entries(nd.ms).map(([k, v]) => `${k}: ${v} ms`).join('; ') : `error: ${nd.error}`, '']);
   const nb = r.netlink?.binding;
   if (nb) rows.push(['raw rtnetlink binding, 10,000 peers', 'rows' in nb ? nb.rows.map((x) => `${x.mode}: ${x.program.toFixed(0)} ms`).join('; ') : `error: ${nb.error}`, '']);
+  if (r.cni) rows.push(...cniRows(r.cni));
   if (c?.error) rows.push(['control plane stopped early', c.error, '']);
   if (r.netlink?.error) rows.push(['netlink part stopped early', r.netlink.error, '']);
   for (const row of rows) if (row[2] === '') row.pop();

@@ -4,14 +4,15 @@
 // targets are printed as met or missed and never fail the run.
 //
 //   node dist-test/bench/run.js [--cases a,b,...] [--runs 3] [--seconds 5]
-//     [--latency-seconds 3] [--streams 4] [--leases 1000,10000] [--puts 200] [--cpu auto|N|none]
+//     [--latency-seconds 3] [--streams 4] [--leases 1000,10000] [--puts 200] [--pods 100] [--cpu auto|N|none]
 //     [--out FILE] [--summary FILE | --no-summary]
 //
 // Dataplane cases run in rounds: every round visits every case (in an order
 // rotated each round), so that drift on a noisy machine hits all cases alike;
 // ratios are taken within a round and their median reported. Case names:
-// see cases.ts; `control` (agent start, put latency, RSS) and `netlink`
-// (programming 10,000 peers) select the non-traffic parts.
+// see cases.ts; `control` (agent start, put latency, RSS), `netlink`
+// (programming 10,000 peers) and `cni` (the CNI plugin's ADD and DEL) select
+// the non-traffic parts.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -20,6 +21,7 @@ import { run } from '../lab/exec.js';
 import { reapStaleLabs } from '../lab/netns.js';
 import { CASES, caseDef, createBench, destroyBench, setupCase, type Bench, type CaseSetup } from './cases.js';
 import { runControl, type ControlResult } from './control.js';
+import { runCni, type CniResult } from './cni.js';
 import { iperf, latency, placeRun, type CpuChoice } from './measure.js';
 import { controlTable, dataplaneTable, machine, machineLine, summarise, targets, targetsTable, type NetlinkResult, type Results, type Round } from './report.js';
 import { writeSummary } from './summary.js';
@@ -31,6 +33,9 @@ interface Options {
   cases: string[];
   control: boolean;
   netlink: boolean;
+  cni: boolean;
+  /** Pods timed through the CNI plugin (and as many through its delegates alone). */
+  pods: number;
   runs: number;
   seconds: number;
   latencySeconds: number;
@@ -44,8 +49,10 @@ interface Options {
   full: boolean;
 }
 
-const USAGE = `usage: node dist-test/bench/run.js [--cases ${[...CASES.map((c) => c.name), 'control', 'netlink'].join(',')}]
-  [--runs 3] [--seconds 5] [--latency-seconds 3] [--streams 4] [--leases 1000,10000] [--puts 200] [--cpu auto|N|none]
+const PARTS = ['control', 'netlink', 'cni'];
+
+const USAGE = `usage: node dist-test/bench/run.js [--cases ${[...CASES.map((c) => c.name), ...PARTS].join(',')}]
+  [--runs 3] [--seconds 5] [--latency-seconds 3] [--streams 4] [--leases 1000,10000] [--puts 200] [--pods 100] [--cpu auto|N|none]
   [--out bench/results/<timestamp>.json] [--summary BENCHMARKS.md | --no-summary]`;
 
 function parseArgs(argv: string[]): Options {
@@ -61,24 +68,26 @@ function parseArgs(argv: string[]): Options {
     if (name.startsWith('no-')) a.set(name, 'true');
     else a.set(name, inline ?? argv[++i] ?? '');
   }
-  const known = ['cases', 'runs', 'seconds', 'latency-seconds', 'streams', 'leases', 'puts', 'cpu', 'out', 'summary', 'no-summary'];
+  const known = ['cases', 'runs', 'seconds', 'latency-seconds', 'streams', 'leases', 'puts', 'pods', 'cpu', 'out', 'summary', 'no-summary'];
   for (const k of a.keys()) if (!known.includes(k)) throw new Error(`unknown option --${k}\n${USAGE}`);
   const num = (k: string, d: number): number => {
     const v = a.has(k) ? Number(a.get(k)) : d;
     if (!Number.isFinite(v) || v < 0) throw new Error(`--${k}: not a number: ${a.get(k)}`);
     return v;
   };
-  const names = a.get('cases')?.split(',').map((s) => s.trim()).filter(Boolean) ?? [...CASES.map((c) => c.name), 'control', 'netlink'];
-  for (const n of names) if (n !== 'control' && n !== 'netlink') caseDef(n);
+  const names = a.get('cases')?.split(',').map((s) => s.trim()).filter(Boolean) ?? [...CASES.map((c) => c.name), ...PARTS];
+  for (const n of names) if (!PARTS.includes(n)) caseDef(n);
   const seconds = num('seconds', 5);
-  const full = !['cases', 'runs', 'seconds', 'latency-seconds', 'streams', 'leases', 'puts', 'cpu'].some((k) => a.has(k));
+  const full = !['cases', 'runs', 'seconds', 'latency-seconds', 'streams', 'leases', 'puts', 'pods', 'cpu'].some((k) => a.has(k));
   const cpu = a.get('cpu') ?? 'auto';
   if (cpu !== 'none' && cpu !== 'auto' && !(Number.isInteger(Number(cpu)) && Number(cpu) >= 0 && Number(cpu) < os.cpus().length)) throw new Error(`--cpu: auto, none, or a CPU number below ${os.cpus().length}`);
   const stamp = new Date().toISOString().replace(/[:.]/g, '-').replace(/-\d{3}Z$/, 'Z');
   return {
-    cases: names.filter((n) => n !== 'control' && n !== 'netlink'),
+    cases: names.filter((n) => !PARTS.includes(n)),
     control: names.includes('control'),
     netlink: names.includes('netlink'),
+    cni: names.includes('cni'),
+    pods: Math.max(1, Math.round(num('pods', 100))),
     runs: Math.max(1, Math.round(num('runs', 3))),
     seconds,
     latencySeconds: num('latency-seconds', Math.min(seconds, 3)),
@@ -173,10 +182,11 @@ async function main(): Promise<void> {
     startedAt: new Date().toISOString(),
     command: `node dist-test/bench/run.js ${process.argv.slice(2).join(' ')}`.trim(),
     machine: machine(),
-    options: { cases: o.cases, control: o.control, netlink: o.netlink, cpu: o.cpu, runs: o.runs, seconds: o.seconds, latencySeconds: o.latencySeconds, streams: o.streams, leases: o.leases, puts: o.puts },
+    options: { cases: o.cases, control: o.control, netlink: o.netlink, cni: o.cni, pods: o.pods, cpu: o.cpu, runs: o.runs, seconds: o.seconds, latencySeconds: o.latencySeconds, streams: o.streams, leases: o.leases, puts: o.puts },
     dataplane: {},
     control: null,
     netlink: null,
+    cni: null,
     targets: [],
   };
   say(`weft benchmark on ${machineLine(res.machine)}`);
@@ -213,6 +223,17 @@ async function main(): Promise<void> {
     }, (msg) => ((control as ControlResult).error = msg));
   }
   if (o.netlink) await part('netlink', () => netlink(res), (msg) => (res.netlink = { ...res.netlink, error: msg }));
+  if (o.cni) {
+    const cni: CniResult = (res.cni = { pods: o.pods, add: null, del: null, delegateAdd: null, delegateDel: null, nodeStart: null, version: null });
+    await part('cni', async () => {
+      const b = await createBench();
+      try {
+        await runCni(b, { pods: o.pods, say }, cni);
+      } finally {
+        await destroyBench(b);
+      }
+    }, (msg) => (cni.error = msg));
+  }
 
   summarise(res.dataplane);
   res.targets = targets(res);
@@ -230,8 +251,8 @@ async function main(): Promise<void> {
     if (res.dataplaneError) console.log(`stopped early: ${res.dataplaneError}`);
     console.log('');
   }
-  if (o.control || o.netlink) {
-    console.log('Control plane');
+  if (o.control || o.netlink || o.cni) {
+    console.log(o.control || o.netlink ? `Control plane${o.cni ? ' and CNI' : ''}` : 'CNI plugin');
     console.log(controlTable(res));
     console.log('');
   }

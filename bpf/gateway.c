@@ -65,17 +65,16 @@ static __always_inline __u32 encap_overhead(__u8 encap)
 	}
 }
 
-SEC("tc")
-int gateway_ingress(struct __sk_buff *skb)
+/* A pod's packet at the gateway device: sent to its peer from here, or left to the kernel's forward path. */
+static __always_inline int from_pods(struct __sk_buff *skb, __u32 len)
 {
 	const struct weft_config *cfg = config_ready();
 	const struct weft_peer *peer;
 	struct plain_flow f;
 	struct ipv4_pkt p;
-	__u32 len = skb->len;
 	int ret;
 
-	if (!cfg || parse_ipv4(skb, &p))
+	if (!cfg || IS_DROP(parse_ipv4(skb, &p)))
 		return TC_ACT_OK;
 	if (!in_prefix(p.ip->daddr, cfg->network, cfg->network_len) || in_prefix(p.ip->daddr, cfg->subnet, cfg->subnet_len))
 		return TC_ACT_OK;
@@ -89,14 +88,21 @@ int gateway_ingress(struct __sk_buff *skb)
 		return TC_ACT_OK;
 
 	ret = decrease_ttl(skb);
-	if (ret)
-		return drop(-ret, len);
+	if (IS_DROP(ret))
+		return ret;
 	/* The TTL store moved the packet out from under the parsed pointers. */
-	if (parse_ipv4(skb, &p))
-		return drop(WEFT_DROP_BAD_HEADER, len);
+	if (IS_DROP(parse_ipv4(skb, &p)))
+		return -WEFT_DROP_BAD_HEADER;
 	ret = to_peer(skb, cfg, peer, &p);
-	if (ret < 0)
-		return drop(-ret, len);
-	count_traffic(WEFT_DIR_EGRESS, peer->encap, len);
+	if (!IS_DROP(ret))
+		count_traffic(WEFT_DIR_EGRESS, peer->encap, len);
 	return ret;
+}
+
+SEC("tc")
+int gateway_ingress(struct __sk_buff *skb)
+{
+	__u32 len = skb->len;
+
+	return verdict(from_pods(skb, len), len);
 }

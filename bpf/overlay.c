@@ -18,78 +18,71 @@
 #include "parse.h"
 #include "counters.h"
 #include "encap.h"
+#include "admit.h"
 #include "forward.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
-SEC("tc")
-int overlay_egress(struct __sk_buff *skb)
+/* A packet routed to the Network: to the peer that holds its destination, as that peer's entry says. */
+static __always_inline int to_network(struct __sk_buff *skb, __u32 len)
 {
 	const struct weft_config *cfg = config_ready();
 	const struct weft_peer *peer;
 	struct ipv4_pkt p;
-	__u32 len = skb->len;
 	__u8 encap;
 	int ret;
 
 	/* Nothing routed here can be delivered before the agent has written the config. */
 	if (!cfg)
-		return drop(WEFT_DROP_NOT_READY, len);
+		return -WEFT_DROP_NOT_READY;
 	ret = parse_ipv4(skb, &p);
-	if (ret)
-		return drop(ret, len);
+	if (IS_DROP(ret))
+		return ret;
 	peer = peer_for(p.ip->daddr);
 	/* A departed peer's traffic stops here; it is never sent to a stale address. */
 	if (!peer || (peer->flags & WEFT_PEER_F_LOCAL))
-		return drop(WEFT_DROP_NO_PEER, len);
+		return -WEFT_DROP_NO_PEER;
 
 	encap = peer->encap;
 	ret = to_peer(skb, cfg, peer, &p);
-	if (ret < 0)
-		return drop(-ret, len);
-	count_traffic(WEFT_DIR_EGRESS, encap, len);
+	if (!IS_DROP(ret))
+		count_traffic(WEFT_DIR_EGRESS, encap, len);
 	return ret;
 }
 
-/*
- * The collect_md vxlan device takes every VNI from every sender; flannel's
- * flannel.<VNI> takes only its own VNI. What the kernel decapsulated is held
- * to the network's VNI and to admit_tunnel()'s rule about its sender, read
- * from the tunnel metadata vxlan_rcv() left on the packet. A packet without
- * that metadata did not come through the tunnel (only BPF_PROG_TEST_RUN
- * makes one) and has nothing to check. Returns WEFT_DROP_NONE or the reason.
- */
-static __always_inline int admit_vxlan(struct __sk_buff *skb, const struct weft_config *cfg)
+SEC("tc")
+int overlay_egress(struct __sk_buff *skb)
 {
-	struct bpf_tunnel_key key = {};
-	struct ipv4_pkt p;
+	__u32 len = skb->len;
 
-	if (bpf_skb_get_tunnel_key(skb, &key, sizeof(key), 0))
-		return WEFT_DROP_NONE;
-	if (key.tunnel_id != cfg->vni)
-		return WEFT_DROP_WRONG_VNI;
-	/* Not IPv4 inside: nothing weft routes, and nothing to hold to the rule. */
-	if (parse_ipv4(skb, &p))
-		return WEFT_DROP_NONE;
-	return admit_tunnel(cfg, bpf_htonl(key.remote_ipv4), p.ip->saddr);
+	return verdict(to_network(skb, len), len);
+}
+
+/*
+ * What the kernel's vxlan receive path decapsulated for us. On weft0 (ipip,
+ * udp) the underlay program has counted (and admitted) the decapsulation
+ * already; the vxlan device's packets are admitted and counted here.
+ */
+static __always_inline int from_overlay(struct __sk_buff *skb, __u32 len)
+{
+	const struct weft_config *cfg = config_ready();
+	int ret;
+
+	if (!cfg)
+		return TC_ACT_OK;
+	if (cfg->backend == WEFT_ENCAP_VXLAN) {
+		ret = admit_vxlan(skb, cfg);
+		if (IS_DROP(ret))
+			return ret;
+		count_traffic(WEFT_DIR_INGRESS, WEFT_ENCAP_VXLAN, len);
+	}
+	return forward_to_pod(skb, cfg, cfg->overlay_ifindex);
 }
 
 SEC("tc")
 int overlay_ingress(struct __sk_buff *skb)
 {
-	const struct weft_config *cfg = config_ready();
 	__u32 len = skb->len;
-	int ret;
 
-	if (!cfg)
-		return TC_ACT_OK;
-	/* On weft0 the underlay program has counted (and admitted) the decapsulation already. */
-	if (cfg->backend == WEFT_ENCAP_VXLAN) {
-		ret = admit_vxlan(skb, cfg);
-		if (ret)
-			return drop(ret, len);
-		count_traffic(WEFT_DIR_INGRESS, WEFT_ENCAP_VXLAN, len);
-	}
-	ret = forward_to_pod(skb, cfg, cfg->overlay_ifindex);
-	return ret < 0 ? drop(-ret, len) : ret;
+	return verdict(from_overlay(skb, len), len);
 }

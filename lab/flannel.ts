@@ -5,6 +5,7 @@
 import fs from 'node:fs';
 import { formatSubnetEnv } from 'weft/agent/subnet-env.js';
 import { IPNet } from 'weft/core/ipnet.js';
+import { DEFAULT_VXLAN_PORT } from 'weft/config/network.js';
 import type { LabEtcd } from './etcd.js';
 import type { LabHost } from './netns.js';
 import { subnetFile } from './agent.js';
@@ -55,7 +56,7 @@ export class FlannelHost {
     fs.writeFileSync(subnetFile(this.host), formatSubnetEnv({ network: IPNet.parse(this.o.network)!, subnet: IPNet.parse(this.o.subnet)!, mtu, ipMasq: false }));
     if (this.o.backend !== 'vxlan') return;
     const h = this.host;
-    await h.ip('link', 'add', this.dev, 'type', 'vxlan', 'id', String(this.o.vni ?? 1), 'local', h.address, 'dev', 'eth0', 'dstport', String(this.o.port ?? 8472), 'nolearning');
+    await h.ip('link', 'add', this.dev, 'type', 'vxlan', 'id', String(this.o.vni ?? 1), 'local', h.address, 'dev', 'eth0', 'dstport', String(this.o.port ?? DEFAULT_VXLAN_PORT), 'nolearning');
     await h.ip('link', 'set', this.dev, 'address', this.vtepMAC, 'mtu', String(mtu), 'up');
     await h.ip('addr', 'add', `${IPNet.parse(this.o.subnet)!.ip}/32`, 'dev', this.dev);
   }

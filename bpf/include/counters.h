@@ -11,6 +11,7 @@
 #include <linux/pkt_cls.h>
 #include <bpf/bpf_helpers.h>
 #include "maps.h"
+#include "verdict.h"
 
 static __always_inline void count_traffic(__u32 dir, __u32 encap, __u32 bytes)
 {
@@ -39,10 +40,16 @@ static __always_inline void count_drop(__u32 reason, __u32 bytes)
 	}
 }
 
-/* The verdict for a drop: counted under its reason, then shot. */
-static __always_inline int drop(__u32 reason, __u32 bytes)
+/*
+ * Every entry program's last step, and the one place it counts drops: a
+ * drop reason negated (verdict.h) is counted under its reason and shot,
+ * any other verdict stands.
+ */
+static __always_inline int verdict(int ret, __u32 bytes)
 {
-	count_drop(reason, bytes);
+	if (!IS_DROP(ret))
+		return ret;
+	count_drop(-ret, bytes);
 	return TC_ACT_SHOT;
 }
 

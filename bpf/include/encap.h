@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
- * One helper per encapsulation. Each returns a TC verdict (>= 0) or a drop
- * reason negated (< 0), so the entry program counts every drop in one place.
+ * Encapsulation towards a peer, one helper per backend, chosen by the peer's
+ * entry (to_peer). Each returns a TC verdict (>= 0) or a drop reason negated
+ * (< 0), so the entry program counts every drop in one place.
  *
  *   encap_vxlan     metadata for the collect_md vxlan device (the kernel encapsulates),
  *                   or with WEFT_CFG_F_VXLAN_PUSH the headers pushed here and sent out
@@ -9,9 +10,6 @@
  *   encap_ipip      outer IPv4, protocol 4, pushed here, sent out of the underlay
  *   encap_udp       outer IPv4 + UDP (flannel's udp wire format), pushed here
  *   forward_direct  host-gw / DirectRouting: the unmodified packet to the peer as next hop
- *   decap_ip        ingress: a udp packet to the kernel's vxlan receive path (handoff.h),
- *                   or an ipip / udp outer header stripped and the inner packet
- *                   delivered on the overlay device
  */
 #ifndef WEFT_ENCAP_H
 #define WEFT_ENCAP_H
@@ -25,46 +23,11 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 #include "weft_maps.h"
+#include "verdict.h"
 #include "parse.h"
 #include "csum.h"
-#include "handoff.h"
-#include "forward.h"
-
-#ifndef AF_INET
-#define AF_INET 2
-#endif
-
-/*
- * Decapsulation flags newer than bookworm's 6.1 uapi header. DECAP_L3_* came
- * with 6.3. DECAP_L4_UDP and DECAP_IPXIP4 also clear skb->encapsulation and
- * the tunnel GSO bits of a decapsulated aggregate; 6.18 does not have them
- * (its BTF stops at DECAP_L3_IPV6) and rejects them with -EINVAL, so pop_outer()
- * falls back. Without them a GSO aggregate stays marked as encapsulated, and
- * a Linux bridge (no hw_enc_features) segments it in software on its way to
- * the pod: ipip and udp receive at a third of vxlan's single-stream rate.
- * That is why the agent gives the udp backend a vxlan overlay device and
- * decap_ip hands packets to it (handoff.h); for ipip no such road exists on
- * 6.18 (handoff.h says why) and stripping here is all there is.
- */
-#define WEFT_ADJ_ROOM_DECAP_L3_IPV4 (1ULL << 7)
-#define WEFT_ADJ_ROOM_DECAP_L4_UDP  (1ULL << 10)
-#define WEFT_ADJ_ROOM_DECAP_IPXIP4  (1ULL << 11)
-
-/*
- * Removes olen bytes of outer headers after the Ethernet header, asking for
- * the newest decapsulation flags first (l4: DECAP_L4_UDP or DECAP_IPXIP4);
- * each older kernel rejects what it does not know with -EINVAL, and a failed
- * attempt leaves the packet as it was. Returns 0, or non-zero when every
- * attempt failed.
- */
-static __always_inline int pop_outer(struct __sk_buff *skb, __u32 olen, __u64 l4)
-{
-	__u64 base = BPF_F_ADJ_ROOM_FIXED_GSO;
-
-	return bpf_skb_adjust_room(skb, -(__s32)olen, BPF_ADJ_ROOM_MAC, base | WEFT_ADJ_ROOM_DECAP_L3_IPV4 | l4) &&
-	       bpf_skb_adjust_room(skb, -(__s32)olen, BPF_ADJ_ROOM_MAC, base | WEFT_ADJ_ROOM_DECAP_L3_IPV4) &&
-	       bpf_skb_adjust_room(skb, -(__s32)olen, BPF_ADJ_ROOM_MAC, base);
-}
+#include "vxlan.h"
+#include "fib.h"
 
 #define WEFT_TTL 64
 #define INET_ECN_MASK 3
@@ -78,75 +41,6 @@ static __always_inline __u8 outer_tos(__u8 inner_tos)
 
 	return ecn == INET_ECN_CE ? INET_ECN_ECT0 : ecn;
 }
-
-/*
- * Sends a packet whose Ethernet payload is ready out of the underlay towards
- * next_hop. With check_onlink, a next hop the FIB would reach through a
- * gateway is refused: host-gw only works between hosts on one L2 segment.
- */
-static __always_inline int redirect_underlay(struct __sk_buff *skb, const struct weft_config *cfg,
-					     __be32 next_hop, int check_onlink)
-{
-	struct bpf_fib_lookup fib = {};
-	struct bpf_redir_neigh nh = {};
-	__u8 macs[2 * ETH_ALEN];
-	long rc;
-
-	fib.family = AF_INET;
-	fib.ipv4_dst = next_hop;
-	fib.ifindex = cfg->underlay_ifindex;
-	/* OUTPUT: route as a packet sent from this host out of the chosen underlay. */
-	rc = bpf_fib_lookup(skb, &fib, sizeof(fib), BPF_FIB_LOOKUP_OUTPUT);
-	if (check_onlink && (rc == BPF_FIB_LKUP_RET_SUCCESS || rc == BPF_FIB_LKUP_RET_NO_NEIGH) &&
-	    fib.ipv4_dst != next_hop)
-		return -WEFT_DROP_FIB_FAILED;
-	switch (rc) {
-	case BPF_FIB_LKUP_RET_SUCCESS:
-		__builtin_memcpy(macs, fib.dmac, ETH_ALEN);
-		__builtin_memcpy(macs + ETH_ALEN, fib.smac, ETH_ALEN);
-		if (bpf_skb_store_bytes(skb, 0, macs, sizeof(macs), 0))
-			return -WEFT_DROP_ENCAP_FAILED;
-		return bpf_redirect(fib.ifindex, 0);
-	case BPF_FIB_LKUP_RET_NO_NEIGH:
-		/*
-		 * The kernel resolves the neighbour and queues the packet meanwhile.
-		 * A queued packet is sent again through the neighbour of the skb's
-		 * route, which is still the overlay route when a next hop is given
-		 * here: it would leave with the overlay device's MACs. Without a next
-		 * hop the kernel routes the outer destination and replaces that route,
-		 * so tunnels (whose outer destination is the peer) give none. A direct
-		 * peer needs the next hop; its first packets are lost until the
-		 * neighbour resolves, which is why the loader keeps managed neighbour
-		 * entries for direct peers.
-		 */
-		if (check_onlink) {
-			nh.nh_family = AF_INET;
-			nh.ipv4_nh = fib.ipv4_dst;
-			rc = bpf_redirect_neigh(fib.ifindex, &nh, sizeof(nh), 0);
-		} else {
-			rc = bpf_redirect_neigh(fib.ifindex, 0, 0, 0);
-		}
-		return rc == TC_ACT_REDIRECT ? TC_ACT_REDIRECT : -WEFT_DROP_FIB_FAILED;
-	case BPF_FIB_LKUP_RET_FRAG_NEEDED:
-		return -WEFT_DROP_TOO_BIG;
-	default:
-		return -WEFT_DROP_FIB_FAILED;
-	}
-}
-
-struct vxlan_outer {
-	struct iphdr ip;
-	struct udphdr udp;
-	struct vxlan_eth vx;
-} __attribute__((packed)); /* 50 bytes */
-
-/*
- * The source port range of the kernel's vxlan (the local port range's
- * default), and its spreading of the flow hash over it (udp_flow_src_port):
- * peers and the underlay's ECMP see the same entropy either way.
- */
-#define WEFT_VXLAN_SPORT_MIN 32768
-#define WEFT_VXLAN_SPORT_MAX 60999
 
 /*
  * What the collect_md vxlan device would put on the wire, pushed here: outer
@@ -200,7 +94,7 @@ static __always_inline int push_vxlan(struct __sk_buff *skb, const struct weft_c
 	h.vx.proto = bpf_htons(ETH_P_IP);
 	if (bpf_skb_store_bytes(skb, ETH_HLEN, &h, sizeof(h), 0))
 		return -WEFT_DROP_ENCAP_FAILED;
-	return WEFT_DROP_NONE;
+	return TC_ACT_OK;
 }
 
 static __always_inline int encap_vxlan(struct __sk_buff *skb, const struct weft_config *cfg,
@@ -209,11 +103,11 @@ static __always_inline int encap_vxlan(struct __sk_buff *skb, const struct weft_
 	struct bpf_tunnel_key key = {};
 	__be32 dst = peer->public_ip;
 	__u8 macs[2 * ETH_ALEN];
-	int err;
+	int ret;
 
 	if (cfg->flags & WEFT_CFG_F_VXLAN_PUSH) {
-		err = push_vxlan(skb, cfg, peer, p);
-		return err ? err : redirect_underlay(skb, cfg, dst, 0);
+		ret = push_vxlan(skb, cfg, peer, p);
+		return IS_DROP(ret) ? ret : redirect_underlay(skb, cfg, dst, 0);
 	}
 
 	key.remote_ipv4 = bpf_ntohl(peer->public_ip);
@@ -288,57 +182,31 @@ static __always_inline int push_outer(struct __sk_buff *skb, const struct weft_c
 	}
 	if (bpf_skb_store_bytes(skb, ETH_HLEN, &h, olen, 0))
 		return -WEFT_DROP_ENCAP_FAILED;
-	return WEFT_DROP_NONE;
+	return TC_ACT_OK;
 }
 
 static __always_inline int encap_ipip(struct __sk_buff *skb, const struct weft_config *cfg,
 				      const struct weft_peer *peer, const struct ipv4_pkt *p)
 {
 	__be32 dst = peer->public_ip;
-	int err = push_outer(skb, cfg, peer, p, 0);
+	int ret = push_outer(skb, cfg, peer, p, 0);
 
-	return err ? err : redirect_underlay(skb, cfg, dst, 0);
+	return IS_DROP(ret) ? ret : redirect_underlay(skb, cfg, dst, 0);
 }
 
 static __always_inline int encap_udp(struct __sk_buff *skb, const struct weft_config *cfg,
 				     const struct weft_peer *peer, const struct ipv4_pkt *p)
 {
 	__be32 dst = peer->public_ip;
-	int err = push_outer(skb, cfg, peer, p, 1);
+	int ret = push_outer(skb, cfg, peer, p, 1);
 
-	return err ? err : redirect_underlay(skb, cfg, dst, 0);
+	return IS_DROP(ret) ? ret : redirect_underlay(skb, cfg, dst, 0);
 }
 
 static __always_inline int forward_direct(struct __sk_buff *skb, const struct weft_config *cfg,
 					  const struct weft_peer *peer)
 {
 	return redirect_underlay(skb, cfg, peer->public_ip, 1);
-}
-
-/*
- * The rule for a tunnel packet we received (outer source outer_src, inner
- * source inner_src): an inner source in the Network must belong to a peer's
- * subnet, and that peer's lease must name outer_src as its PublicIP.
- * Otherwise someone who is not that peer speaks for its pods (or for ours),
- * and the packet is dropped as WEFT_DROP_UNKNOWN_PEER; a peer whose lease
- * has not reached us yet is dropped too, as its replies would be (no_peer).
- * An inner source outside the Network passes: a peer host may forward
- * traffic it did not translate, and flannel's devices accept it as well.
- * WEFT_CFG_F_ANY_SENDER turns the rule off, for peers whose packets leave
- * from another address than their lease's PublicIP (flanneld with a
- * --public-ip that its interface does not hold, and no NAT in between).
- * Returns WEFT_DROP_NONE or the reason.
- */
-static __always_inline int admit_tunnel(const struct weft_config *cfg, __be32 outer_src, __be32 inner_src)
-{
-	const struct weft_peer *peer;
-
-	if ((cfg->flags & WEFT_CFG_F_ANY_SENDER) || !in_prefix(inner_src, cfg->network, cfg->network_len))
-		return WEFT_DROP_NONE;
-	peer = peer_for(inner_src);
-	if (!peer || (peer->flags & WEFT_PEER_F_LOCAL) || peer->public_ip != outer_src)
-		return WEFT_DROP_UNKNOWN_PEER;
-	return WEFT_DROP_NONE;
 }
 
 /* What a peer needs, by its entry: a TC verdict, or a drop reason negated. */
@@ -357,100 +225,6 @@ static __always_inline int to_peer(struct __sk_buff *skb, const struct weft_conf
 	default:
 		return -WEFT_DROP_NO_PEER;
 	}
-}
-
-/*
- * Takes an ipip or udp packet addressed to us. With WEFT_CFG_F_KERNEL_DECAP
- * the kernel's vxlan receive path decapsulates a udp packet (handoff.h).
- * Otherwise olen bytes of outer headers after the Ethernet header are
- * stripped here, and the inner packet goes straight to its pod's port when
- * forward.h can take it (the port, a veth, takes an aggregate still marked
- * encapsulated whole), or to the overlay device's ingress, as if a tunnel
- * device had received it: rp_filter, tcpdump and routing see it there.
- */
-static __always_inline int decap_ip(struct __sk_buff *skb, const struct weft_config *cfg,
-				    const struct ipv4_pkt *p, __u32 olen, int with_udp)
-{
-	__be32 outer_src = p->ip->saddr;
-	struct pod_hop hop;
-	__be32 inner_src;
-	__u8 inner_ver;
-	int direct;
-	int ret;
-
-	if (bpf_skb_load_bytes(skb, ETH_HLEN + olen, &inner_ver, 1))
-		return -WEFT_DROP_BAD_HEADER;
-	if ((inner_ver >> 4) != 4)
-		return -WEFT_DROP_UNSUPPORTED;
-	if (skb->len < ETH_HLEN + olen + sizeof(struct iphdr))
-		return -WEFT_DROP_BAD_HEADER;
-	if (bpf_skb_load_bytes(skb, ETH_HLEN + olen + offsetof(struct iphdr, saddr), &inner_src, sizeof(inner_src)))
-		return -WEFT_DROP_BAD_HEADER;
-	ret = admit_tunnel(cfg, outer_src, inner_src);
-	if (ret)
-		return -ret;
-	if ((cfg->flags & WEFT_CFG_F_KERNEL_DECAP) && with_udp) {
-		ret = handoff_to_vxlan(skb, cfg, p);
-		if (ret != WEFT_HANDOFF_DECLINED)
-			return ret;
-	}
-	/* Asked before stripping: the answer must not depend on a packet already changed. */
-	direct = pod_hop(skb, cfg, ETH_HLEN + olen, cfg->overlay_ifindex, &hop);
-	if (pop_outer(skb, olen, with_udp ? WEFT_ADJ_ROOM_DECAP_L4_UDP : WEFT_ADJ_ROOM_DECAP_IPXIP4))
-		return -WEFT_DROP_ENCAP_FAILED;
-	if (direct)
-		return to_pod(skb, &hop);
-	if (bpf_skb_store_bytes(skb, offsetof(struct ethhdr, h_dest), cfg->overlay_mac, ETH_ALEN, 0))
-		return -WEFT_DROP_ENCAP_FAILED;
-	return bpf_redirect(cfg->overlay_ifindex, BPF_F_INGRESS);
-}
-
-static __always_inline int mac_eq(const __u8 *a, const __u8 *b)
-{
-#pragma unroll
-	for (int i = 0; i < ETH_ALEN; i++)
-		if (a[i] != b[i])
-			return 0;
-	return 1;
-}
-
-/*
- * A vxlan packet for one of our pods, taken at the underlay's ingress: all
- * outer headers and the inner Ethernet header stripped, and the inner packet
- * handed to the pod's port (forward.h), skipping the host's IP and UDP
- * receive, the vxlan device and its GRO cell (a NAPI round of its own). Only
- * the plain case is taken here: the network's VNI without GBP, for our
- * VtepMAC, from the lease holder of the inner source (admit_tunnel), a flow
- * pod_hop() accepts. Everything else, held to the same rules or not, goes
- * to the kernel's vxlan device untouched, whose overlay_ingress counts and
- * drops what it must. Returns a TC verdict, or a drop reason negated.
- */
-static __always_inline int vxlan_to_pod(struct __sk_buff *skb, const struct weft_config *cfg, const struct ipv4_pkt *p)
-{
-	__u32 olen = p->ip_len + sizeof(struct udphdr) + sizeof(struct vxlan_eth);
-	__be32 outer_src = p->ip->saddr;
-	struct vxlan_eth vx;
-	struct pod_hop hop;
-	__be32 inner_src;
-
-	if (!(cfg->flags & WEFT_CFG_F_POD_FORWARD) || is_fragment(p->ip))
-		return TC_ACT_OK;
-	if (udp_dport(skb, p) != cfg->port)
-		return TC_ACT_OK;
-	if (bpf_skb_load_bytes(skb, ETH_HLEN + p->ip_len + sizeof(struct udphdr), &vx, sizeof(vx)))
-		return TC_ACT_OK;
-	if ((vx.vx_flags & bpf_htonl(WEFT_VXLAN_F_VNI | WEFT_VXLAN_F_GBP)) != bpf_htonl(WEFT_VXLAN_F_VNI) ||
-	    bpf_ntohl(vx.vx_vni) >> 8 != cfg->vni || vx.proto != bpf_htons(ETH_P_IP) || !mac_eq(vx.dst, cfg->vtep_mac))
-		return TC_ACT_OK;
-	if (bpf_skb_load_bytes(skb, ETH_HLEN + olen + offsetof(struct iphdr, saddr), &inner_src, sizeof(inner_src)) ||
-	    admit_tunnel(cfg, outer_src, inner_src))
-		return TC_ACT_OK;
-	if (!pod_hop(skb, cfg, ETH_HLEN + olen, cfg->overlay_ifindex, &hop))
-		return TC_ACT_OK;
-	/* Untouched when it fails: the vxlan device takes it as it came. */
-	if (pop_outer(skb, olen, WEFT_ADJ_ROOM_DECAP_L4_UDP))
-		return TC_ACT_OK;
-	return to_pod(skb, &hop);
 }
 
 #endif /* WEFT_ENCAP_H */

@@ -38,6 +38,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 #include "weft_maps.h"
+#include "verdict.h"
 #include "maps.h"
 #include "parse.h"
 #include "conntrack.h"
@@ -164,7 +165,7 @@ static __always_inline int decrease_ttl(struct __sk_buff *skb)
 	if (bpf_l3_csum_replace(skb, ETH_HLEN + offsetof(struct iphdr, check), oldw, neww, sizeof(neww)) ||
 	    bpf_skb_store_bytes(skb, ETH_HLEN + offsetof(struct iphdr, ttl), &ttl, 1, 0))
 		return -WEFT_DROP_ENCAP_FAILED;
-	return WEFT_DROP_NONE;
+	return TC_ACT_OK;
 }
 
 /*
@@ -179,10 +180,10 @@ static __always_inline int decrease_ttl(struct __sk_buff *skb)
  */
 static __always_inline int to_pod(struct __sk_buff *skb, const struct pod_hop *hop)
 {
-	int err = decrease_ttl(skb);
+	int ret = decrease_ttl(skb);
 
-	if (err)
-		return err;
+	if (IS_DROP(ret))
+		return ret;
 	if (bpf_skb_store_bytes(skb, 0, hop->macs, sizeof(hop->macs), 0))
 		return -WEFT_DROP_ENCAP_FAILED;
 	if (hop->port_flags & WEFT_PORT_F_PEER)

@@ -39,18 +39,7 @@
 #include "weft_maps.h"
 #include "parse.h"
 #include "csum.h"
-
-#define WEFT_VXLAN_F_VNI 0x08000000 /* the I flag: a VNI is present */
-#define WEFT_VXLAN_F_GBP 0x80000000 /* the G flag: a group policy id follows (GBP) */
-
-/* VXLAN's header after the outer UDP one, and the inner Ethernet header after it. */
-struct vxlan_eth {
-	__be32 vx_flags;
-	__be32 vx_vni;
-	__u8   dst[ETH_ALEN];
-	__u8   src[ETH_ALEN];
-	__be16 proto;
-} __attribute__((packed)); /* 22 bytes */
+#include "vxlan.h"
 
 struct handoff_hdr {
 	struct udphdr udp;
@@ -59,20 +48,21 @@ struct handoff_hdr {
 
 #define WEFT_HANDOFF_GROW (sizeof(struct handoff_hdr) - sizeof(struct udphdr))
 
-/* The packet cannot be rewritten (outer options, a BIG TCP length); the caller decapsulates it itself. */
-#define WEFT_HANDOFF_DECLINED 1
+/* What handoff_room() keeps of the packet for handoff_to_vxlan(). */
+struct handoff {
+	struct iphdr ip;       /* the outer IPv4 header as it arrived */
+	struct handoff_hdr h;  /* what replaces the outer UDP header */
+};
 
 /*
- * A udp-backend packet (outer IPv4 + UDP, raw inner IPv4): returns TC_ACT_OK
- * (the stack takes the rewritten packet), WEFT_HANDOFF_DECLINED with the
- * packet untouched, or a drop reason negated.
+ * Makes room for VXLAN + Ethernet after the outer UDP header of a
+ * udp-backend packet (outer IPv4 + UDP, raw inner IPv4), keeping in hh what
+ * the rewrite needs. Returns 0, or non-zero with the packet untouched when
+ * it cannot be rewritten (outer options, a BIG TCP length, a packet the
+ * kernel does not grow): the caller then decapsulates it itself.
  */
-static __always_inline int handoff_to_vxlan(struct __sk_buff *skb, const struct weft_config *cfg,
-					    const struct ipv4_pkt *p)
+static __always_inline int handoff_room(struct __sk_buff *skb, const struct ipv4_pkt *p, struct handoff *hh)
 {
-	__u32 grow = WEFT_HANDOFF_GROW;
-	struct handoff_hdr h = {};
-	struct iphdr ip;
 	__u32 tot;
 
 	/*
@@ -81,31 +71,42 @@ static __always_inline int handoff_to_vxlan(struct __sk_buff *skb, const struct 
 	 * old UDP header after them are then overwritten: UDP, VXLAN, Ethernet.
 	 */
 	if (p->ip_len != sizeof(struct iphdr))
-		return WEFT_HANDOFF_DECLINED;
+		return 1;
 	tot = bpf_ntohs(p->ip->tot_len);
-	if (tot == 0 || tot + grow > 0xffff)
-		return WEFT_HANDOFF_DECLINED;
-	__builtin_memcpy(&ip, p->ip, sizeof(ip));
-	__builtin_memcpy(h.vx.src, p->eth->h_source, ETH_ALEN);
+	if (tot == 0 || tot + WEFT_HANDOFF_GROW > 0xffff)
+		return 1;
+	__builtin_memset(&hh->h, 0, sizeof(hh->h));
+	__builtin_memcpy(&hh->ip, p->ip, sizeof(hh->ip));
+	__builtin_memcpy(hh->h.vx.src, p->eth->h_source, ETH_ALEN);
 	/* FIXED_GSO: an aggregate's segments are the inner ones, whatever the outer headers become. */
-	if (bpf_skb_adjust_room(skb, grow, BPF_ADJ_ROOM_NET, BPF_F_ADJ_ROOM_FIXED_GSO))
-		return WEFT_HANDOFF_DECLINED;
+	return bpf_skb_adjust_room(skb, WEFT_HANDOFF_GROW, BPF_ADJ_ROOM_NET, BPF_F_ADJ_ROOM_FIXED_GSO) ? 1 : 0;
+}
 
-	tot += grow;
-	h.udp.source = bpf_htons(cfg->decap_port);
-	h.udp.dest = bpf_htons(cfg->decap_port);
-	h.udp.len = bpf_htons(tot - sizeof(ip));
+/*
+ * After handoff_room(): writes the headers. Returns TC_ACT_OK (the stack
+ * takes the rewritten packet to the overlay device's vxlan receive path) or
+ * a drop reason negated.
+ */
+static __always_inline int handoff_to_vxlan(struct __sk_buff *skb, const struct weft_config *cfg, struct handoff *hh)
+{
+	struct handoff_hdr *h = &hh->h;
+	struct iphdr *ip = &hh->ip;
+	__u32 tot = bpf_ntohs(ip->tot_len) + WEFT_HANDOFF_GROW;
+
+	h->udp.source = bpf_htons(cfg->decap_port);
+	h->udp.dest = bpf_htons(cfg->decap_port);
+	h->udp.len = bpf_htons(tot - sizeof(*ip));
 	/* Checksum 0: the inner packet keeps its own; the sender's, if any, covered other bytes. */
-	h.udp.check = 0;
-	h.vx.vx_flags = bpf_htonl(WEFT_VXLAN_F_VNI);
-	__builtin_memcpy(h.vx.dst, cfg->overlay_mac, ETH_ALEN);
-	h.vx.proto = bpf_htons(ETH_P_IP);
-	ip.tot_len = bpf_htons(tot);
-	ip.check = 0;
-	ip.check = ipv4_csum(&ip);
+	h->udp.check = 0;
+	h->vx.vx_flags = bpf_htonl(WEFT_VXLAN_F_VNI);
+	__builtin_memcpy(h->vx.dst, cfg->overlay_mac, ETH_ALEN);
+	h->vx.proto = bpf_htons(ETH_P_IP);
+	ip->tot_len = bpf_htons(tot);
+	ip->check = 0;
+	ip->check = ipv4_csum(ip);
 	/* RECOMPUTE_CSUM keeps a CHECKSUM_COMPLETE skb's sum true to the new bytes. */
-	if (bpf_skb_store_bytes(skb, ETH_HLEN, &ip, sizeof(ip), BPF_F_RECOMPUTE_CSUM) ||
-	    bpf_skb_store_bytes(skb, ETH_HLEN + sizeof(ip), &h, sizeof(h), BPF_F_RECOMPUTE_CSUM))
+	if (bpf_skb_store_bytes(skb, ETH_HLEN, ip, sizeof(*ip), BPF_F_RECOMPUTE_CSUM) ||
+	    bpf_skb_store_bytes(skb, ETH_HLEN + sizeof(*ip), h, sizeof(*h), BPF_F_RECOMPUTE_CSUM))
 		return -WEFT_DROP_ENCAP_FAILED;
 	return TC_ACT_OK;
 }

@@ -45,6 +45,7 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } weft_drops SEC(".maps");
 
+/* The bridges' forwarding database for the programs (forward.h): pinned only while the objects load, so that both share it. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, WEFT_PORTS_MAX);
@@ -52,6 +53,12 @@ struct {
 	__type(value, struct weft_port);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } weft_ports SEC(".maps");
+
+/*
+ * In a section of its own, which libbpf loads as no map: only its type
+ * matters, in the BTF (weft_maps.h says why).
+ */
+struct weft_contract weft_contract SEC("weft_btf");
 
 /* The local facts, or NULL until the agent has marked them READY. */
 static __always_inline const struct weft_config *config_ready(void)

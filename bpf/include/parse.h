@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * Bounds-checked parsing of the headers weft looks at: Ethernet, IPv4 and,
- * for the udp backend, the UDP ports. Each parser returns WEFT_DROP_NONE or
- * the reason the packet cannot be handled; the entry program decides whether
- * that reason is a drop (overlay: the packet was routed to us) or a pass
- * (underlay: the stack owns everything that is not our tunnel).
+ * for the udp backend, the UDP ports. Each parser returns TC_ACT_OK or the
+ * reason the packet cannot be handled, negated (verdict.h); the entry
+ * program decides whether that reason is a drop (overlay: the packet was
+ * routed to us) or a pass (underlay: the stack owns everything that is not
+ * our tunnel).
  */
 #ifndef WEFT_PARSE_H
 #define WEFT_PARSE_H
@@ -17,6 +18,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 #include "weft_maps.h"
+#include "verdict.h"
 
 #define IP_DF     0x4000
 #define IP_MF     0x2000
@@ -32,11 +34,11 @@ struct ipv4_pkt {
 static __always_inline int pull_linear(struct __sk_buff *skb, __u32 len)
 {
 	if (skb->len < len)
-		return WEFT_DROP_BAD_HEADER;
+		return -WEFT_DROP_BAD_HEADER;
 	if ((void *)(long)skb->data + len > (void *)(long)skb->data_end &&
 	    bpf_skb_pull_data(skb, len))
-		return WEFT_DROP_BAD_HEADER;
-	return WEFT_DROP_NONE;
+		return -WEFT_DROP_BAD_HEADER;
+	return TC_ACT_OK;
 }
 
 /*
@@ -50,30 +52,30 @@ static __always_inline int parse_ipv4(struct __sk_buff *skb, struct ipv4_pkt *p)
 	__u32 tot_len;
 
 	if (skb->len < ETH_HLEN)
-		return WEFT_DROP_BAD_HEADER;
+		return -WEFT_DROP_BAD_HEADER;
 	if (skb->protocol != bpf_htons(ETH_P_IP))
-		return WEFT_DROP_UNSUPPORTED;
-	if (pull_linear(skb, ETH_HLEN + sizeof(struct iphdr)))
-		return WEFT_DROP_BAD_HEADER;
+		return -WEFT_DROP_UNSUPPORTED;
+	if (IS_DROP(pull_linear(skb, ETH_HLEN + sizeof(struct iphdr))))
+		return -WEFT_DROP_BAD_HEADER;
 	data = (void *)(long)skb->data;
 	data_end = (void *)(long)skb->data_end;
 	p->eth = data;
 	if ((void *)(p->eth + 1) > data_end)
-		return WEFT_DROP_BAD_HEADER;
+		return -WEFT_DROP_BAD_HEADER;
 	if (p->eth->h_proto != bpf_htons(ETH_P_IP))
-		return WEFT_DROP_UNSUPPORTED;
+		return -WEFT_DROP_UNSUPPORTED;
 	p->ip = (void *)(p->eth + 1);
 	if ((void *)(p->ip + 1) > data_end)
-		return WEFT_DROP_BAD_HEADER;
+		return -WEFT_DROP_BAD_HEADER;
 	if (p->ip->version != 4 || p->ip->ihl < 5)
-		return WEFT_DROP_BAD_HEADER;
+		return -WEFT_DROP_BAD_HEADER;
 	p->ip_len = p->ip->ihl * 4;
 	tot_len = bpf_ntohs(p->ip->tot_len);
 	if (tot_len == 0 && skb->gso_size)
-		return WEFT_DROP_NONE;
+		return TC_ACT_OK;
 	if (tot_len < p->ip_len || tot_len > skb->len - ETH_HLEN)
-		return WEFT_DROP_BAD_HEADER;
-	return WEFT_DROP_NONE;
+		return -WEFT_DROP_BAD_HEADER;
+	return TC_ACT_OK;
 }
 
 static __always_inline int is_fragment(const struct iphdr *ip)

@@ -8,6 +8,12 @@
  *
  * Addresses are IPv4 in network byte order (__be32); everything else is in
  * host byte order unless its name says otherwise.
+ *
+ * Every constant the agent shares with the programs is an enum member here,
+ * never a #define: bpf/gen-contract.mjs writes them into
+ * src/dataplane/ebpf/contract.ts (with each member's comment), and
+ * struct weft_contract brings every enum into the objects' BTF, where
+ * test/bpf/schema.test.ts compares them with that file by name.
  */
 #ifndef WEFT_MAPS_H
 #define WEFT_MAPS_H
@@ -30,28 +36,35 @@ struct weft_lpm_key {
 	__be32 addr;           /* subnet address, network byte order */
 };                             /* 8 bytes */
 
-#define WEFT_PEER_F_LOCAL          (1 << 0) /* our own subnet */
-#define WEFT_PEER_F_DIRECT_ROUTING (1 << 1) /* tunnel backend, but the peer shares our L2 segment */
+/* weft_peer.flags */
+enum weft_peer_flag {
+	WEFT_PEER_F_LOCAL          = 1 << 0, /* our own subnet */
+	WEFT_PEER_F_DIRECT_ROUTING = 1 << 1, /* tunnel backend, but the peer shares our L2 segment */
+};
 
 struct weft_peer {
 	__be32 public_ip;      /* outer destination (tunnels) or next hop (direct) */
 	__u32  vni;            /* vxlan: VNI from the peer's BackendData */
 	__u8   vtep_mac[6];    /* vxlan: inner destination MAC (the peer's VtepMAC) */
 	__u8   encap;          /* enum weft_encap */
-	__u8   flags;          /* WEFT_PEER_F_* */
+	__u8   flags;          /* enum weft_peer_flag */
 };                             /* 16 bytes */
 
-/* weft_config: array of one, written by the agent before traffic flows. */
-#define WEFT_CFG_F_READY        (1 << 0)
-/* Packets from peers for our pods go straight to the device that holds the pod (bpf/include/forward.h). */
-#define WEFT_CFG_F_POD_FORWARD  (1 << 1)
-/* udp: the overlay device is a collect_md vxlan device on decap_port that decapsulates for us (handoff.h). */
-#define WEFT_CFG_F_KERNEL_DECAP (1 << 2)
-/* vxlan: the program pushes the VXLAN headers and sends to the underlay itself (encap.h push_vxlan). */
-#define WEFT_CFG_F_VXLAN_PUSH   (1 << 3)
-/* Tunnel packets are not held to the lease holder of their inner source (admit_tunnel); the VNI still is. */
-#define WEFT_CFG_F_ANY_SENDER   (1 << 4)
+/* weft_config.flags */
+enum weft_cfg_flag {
+	/* The agent has written the config: the programs act on it. */
+	WEFT_CFG_F_READY        = 1 << 0,
+	/* Packets from peers for our pods go straight to the device that holds the pod (forward.h). */
+	WEFT_CFG_F_POD_FORWARD  = 1 << 1,
+	/* udp: the overlay device is a collect_md vxlan device on decap_port that decapsulates for us (handoff.h). */
+	WEFT_CFG_F_KERNEL_DECAP = 1 << 2,
+	/* vxlan: the program pushes the VXLAN headers and sends to the underlay itself (encap.h push_vxlan). */
+	WEFT_CFG_F_VXLAN_PUSH   = 1 << 3,
+	/* Tunnel packets are not held to the lease holder of their inner source (admit.h admit_tunnel); the VNI still is. */
+	WEFT_CFG_F_ANY_SENDER   = 1 << 4,
+};
 
+/* weft_config: array of one, written by the agent before traffic flows. */
 struct weft_config {
 	__be32 public_ip;        /* our underlay address: outer source */
 	__be32 subnet;           /* our lease */
@@ -59,7 +72,7 @@ struct weft_config {
 	__u8   subnet_len;
 	__u8   network_len;
 	__u8   backend;          /* enum weft_encap of the configured backend */
-	__u8   flags;            /* WEFT_CFG_F_* */
+	__u8   flags;            /* enum weft_cfg_flag */
 	__u32  vni;              /* vxlan */
 	__u16  port;             /* vxlan / udp destination port, host byte order */
 	__u16  mtu;              /* underlay MTU */
@@ -83,7 +96,6 @@ struct weft_counter {
 	__u64 bytes;
 };                             /* 16 bytes */
 
-#define WEFT_STATS_ENTRIES (WEFT_DIR_MAX * WEFT_ENCAP_MAX)
 static inline __u32 weft_stats_index(__u32 dir, __u32 encap)
 {
 	return dir * WEFT_ENCAP_MAX + encap;
@@ -91,7 +103,7 @@ static inline __u32 weft_stats_index(__u32 dir, __u32 encap)
 
 /* weft_drops: per-CPU array indexed by reason; `weft bpf drops` prints the names. */
 enum weft_drop_reason {
-	WEFT_DROP_NONE         = 0,
+	WEFT_DROP_NONE         = 0, /* not a drop (unknown reasons are counted here) */
 	WEFT_DROP_NO_PEER      = 1, /* destination in the Network but no lease for it */
 	WEFT_DROP_BAD_HEADER   = 2, /* truncated or malformed packet */
 	WEFT_DROP_TOO_BIG      = 3, /* encapsulated packet would exceed the underlay MTU */
@@ -103,8 +115,6 @@ enum weft_drop_reason {
 	WEFT_DROP_UNKNOWN_PEER = 9, /* tunnel packet from a cluster address whose lease names another PublicIP, or none */
 	WEFT_DROP_MAX          = 10,
 };
-
-#define WEFT_PEERS_MAX 65536
 
 /*
  * weft_ports: hash, (bridge, MAC) -> the bridge port that holds the MAC: the
@@ -118,14 +128,37 @@ struct weft_port_key {
 	__u8   _pad[2];
 };                             /* 12 bytes */
 
-/* The port is a veth whose other end is in another network namespace (a pod's). */
-#define WEFT_PORT_F_PEER (1 << 0)
+/* weft_port.flags */
+enum weft_port_flag {
+	/* The port is a veth whose other end is in another network namespace (a pod's): bpf_redirect_peer() takes it there. */
+	WEFT_PORT_F_PEER = 1 << 0,
+};
 
 struct weft_port {
 	__u32  ifindex;        /* the port the MAC was learned on */
-	__u32  flags;          /* WEFT_PORT_F_* */
+	__u32  flags;          /* enum weft_port_flag */
 };                             /* 8 bytes */
 
-#define WEFT_PORTS_MAX 4096
+/* max_entries of the maps (maps.h) whose size is not 1. */
+enum weft_map_size {
+	WEFT_PEERS_MAX     = 65536, /* weft_peers: leases in one Network */
+	WEFT_STATS_ENTRIES = WEFT_DIR_MAX * WEFT_ENCAP_MAX, /* weft_stats: one counter per direction and encapsulation */
+	WEFT_PORTS_MAX     = 4096, /* weft_ports: MACs on the bridges that hold our subnet */
+};
+
+/*
+ * Never used by a program: its one instance (maps.h) names every enum above,
+ * which is what brings them into the objects' BTF (clang emits the types of
+ * variables, not of constants). gen-contract.mjs refuses an enum missing here.
+ */
+struct weft_contract {
+	enum weft_encap        encap;
+	enum weft_peer_flag    peer_flag;
+	enum weft_cfg_flag     cfg_flag;
+	enum weft_dir          dir;
+	enum weft_drop_reason  drop_reason;
+	enum weft_port_flag    port_flag;
+	enum weft_map_size     map_size;
+};
 
 #endif /* WEFT_MAPS_H */

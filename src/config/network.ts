@@ -5,11 +5,15 @@ import type { BackendType } from '../core/model.js';
 import { configError } from '../core/errors.js';
 
 
+/** flannel's ports when a config's Backend.Port is 0 or absent; what a 0 port means everywhere in weft. */
+export const DEFAULT_VXLAN_PORT = 8472;
+export const DEFAULT_UDP_PORT = 8285;
+
 export interface BackendConfig {
   type: BackendType;
   /** vxlan */
   vni: number;
-  /** vxlan (default 8472) and udp (default 8285) */
+  /** vxlan and udp: never 0 once parsed (DEFAULT_VXLAN_PORT, DEFAULT_UDP_PORT) */
   port: number;
   gbp: boolean;
   learning: boolean;
@@ -141,7 +145,7 @@ function parseRange(obj: Json, family: Family): SubnetRange {
 
 function parseBackend(raw: unknown): { backend: BackendConfig; defaulted: boolean; unknown: string[] } {
   if (raw === undefined || raw === null) {
-    return { backend: { type: 'udp', vni: 0, port: 8285, gbp: false, learning: false, directRouting: false, mtu: 0 }, defaulted: true, unknown: [] };
+    return { backend: { type: 'udp', vni: 0, port: DEFAULT_UDP_PORT, gbp: false, learning: false, directRouting: false, mtu: 0 }, defaulted: true, unknown: [] };
   }
   if (!isObject(raw)) throw configError('Backend', `must be an object such as {"Type": "vxlan"}, got ${JSON.stringify(raw)}`);
   const typeText = optString(raw, 'Type', 'Backend.Type');
@@ -155,7 +159,7 @@ function parseBackend(raw: unknown): { backend: BackendConfig; defaulted: boolea
   if (type === 'vxlan') {
     b.vni = optInt(raw, 'VNI', 'Backend.VNI', 0, 0xffffff) ?? 1;
     const port = optInt(raw, 'Port', 'Backend.Port', 0, 65535) ?? 0;
-    b.port = port === 0 ? 8472 : port;
+    b.port = port === 0 ? DEFAULT_VXLAN_PORT : port;
     b.gbp = optBool(raw, 'GBP', 'Backend.GBP') ?? false;
     b.learning = optBool(raw, 'Learning', 'Backend.Learning') ?? false;
     b.directRouting = optBool(raw, 'DirectRouting', 'Backend.DirectRouting') ?? false;
@@ -166,7 +170,7 @@ function parseBackend(raw: unknown): { backend: BackendConfig; defaulted: boolea
     b.directRouting = optBool(raw, 'DirectRouting', 'Backend.DirectRouting') ?? false;
   } else if (type === 'udp') {
     const port = optInt(raw, 'Port', 'Backend.Port', 0, 65535) ?? 0;
-    b.port = port === 0 ? 8285 : port;
+    b.port = port === 0 ? DEFAULT_UDP_PORT : port;
   }
   return { backend: b, defaulted: false, unknown };
 }

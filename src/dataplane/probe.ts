@@ -6,9 +6,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { BpfObject, isErrnoError, progInfo, tcHookCreate, tcHookDestroy } from '../native/bpf.js';
 import { WeftError } from '../core/errors.js';
+import { CORE_OBJECTS, OBJECT_DIR } from './ebpf/loader.js';
 
 export const PROBE_STEPS = ['bpf', 'verifier', 'clsact', 'bpffs'] as const;
 export type ProbeStep = (typeof PROBE_STEPS)[number];
@@ -19,10 +19,6 @@ export const PROBE_FAIL_ENV = 'WEFT_PROBE_FAIL';
 export const BPF_FS_MAGIC = 0xcafe4a11;
 export const BPFFS_MOUNT = '/sys/fs/bpf';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-/** Where `make build` puts the BPF objects (WEFT_BPF_DIR overrides, as for the eBPF loader). */
-export const DEFAULT_OBJECT_DIR = process.env.WEFT_BPF_DIR ?? path.resolve(here, '../../build/bpf');
-const OBJECTS = ['overlay.o', 'underlay.o'];
 
 export type ProbeResult =
   | { ok: true; createdQdisc: boolean; checks: string[] }
@@ -64,7 +60,7 @@ function checkBpfSyscall(): string | null {
 }
 
 function checkVerifier(dir: string): string | null {
-  for (const name of OBJECTS) {
+  for (const name of CORE_OBJECTS) {
     const file = path.join(dir, name);
     if (!fs.existsSync(file)) return `${file} is missing (run make build, or set WEFT_BPF_DIR)`;
     try {
@@ -132,7 +128,7 @@ export function probeEbpf(o: ProbeOptions): ProbeResult {
   checks.push('bpf() permitted');
 
   if (forced === 'verifier') return fail('verifier', forcedReason('verifier'));
-  reason = checkVerifier(o.objectDir ?? DEFAULT_OBJECT_DIR);
+  reason = checkVerifier(o.objectDir ?? OBJECT_DIR);
   if (reason) return fail('verifier', reason);
   checks.push('sched_cls programs pass the verifier');
 

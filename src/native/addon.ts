@@ -9,13 +9,14 @@ export const addonPath = path.resolve(here, '../../native/build/Release/weft_nat
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Raw = Record<string, any>;
-let cached: { bpf: Raw; netlink: Raw; netns: Raw; lock: Raw } | undefined;
+type Addon = { bpf: Raw; netlink: Raw; netns: Raw; lock: Raw; notify: Raw };
+let cached: Addon | undefined;
 
-export function addon(): { bpf: Raw; netlink: Raw; netns: Raw; lock: Raw } {
+export function addon(): Addon {
   if (!cached) {
     const require = createRequire(import.meta.url);
     try {
-      cached = require(addonPath) as { bpf: Raw; netlink: Raw; netns: Raw; lock: Raw };
+      cached = require(addonPath) as Addon;
     } catch (err) {
       throw new Error(`cannot load the native addon ${addonPath}: ${(err as Error).message}; run 'make build'`);
     }

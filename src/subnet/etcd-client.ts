@@ -25,9 +25,7 @@ import { InterceptingCall, type Interceptor } from '@grpc/grpc-js';
 import { GRPCDeadlineExceededError, GRPCUnavailableError, isRecoverableError } from 'etcd3';
 import { IPAddr } from '../core/ipnet.js';
 
-/** Defaults near etcd's own clients (etcdctl pings every 2 s and waits 6 s; etcd accepts pings every 5 s at most). */
-export const DEFAULT_KEEPALIVE_TIME_MS = 10_000;
-export const DEFAULT_KEEPALIVE_TIMEOUT_MS = 5_000;
+export { DEFAULT_KEEPALIVE_TIME_MS, DEFAULT_KEEPALIVE_TIMEOUT_MS } from './etcd-defaults.js';
 export const DEFAULT_CALL_TIMEOUT_MS = 5_000;
 /** etcd refuses lease grants beyond this (lease.MaxLeaseTTL, in seconds). */
 export const ETCD_MAX_LEASE_TTL_SEC = 9_000_000_000;

@@ -10,9 +10,8 @@ import { ConstantBackoff, handleWhen, noop, retry } from 'cockatiel';
 import { DEFAULT_CALL_TIMEOUT_MS, DEFAULT_KEEPALIVE_TIME_MS, DEFAULT_KEEPALIVE_TIMEOUT_MS, MAX_LEASE_VALUE_BYTES, PAGE_BYTES, PAGE_KEYS, isEndpointFailure, requireLeader } from './etcd-client.js';
 import { IPAddr, type IPNet } from '../core/ipnet.js';
 import { isWeftError, usageError } from '../core/errors.js';
+import { readTlsCredentials } from './etcd-tls.js';
 import { encodeLeaseAttrs, formatSubnetKey, parseLeaseAttrs, parseSubnetKey, type Lease, type LeaseAttrs, type SubnetKey } from './lease.js';
-
-export const DEFAULT_PREFIX = '/coreos.com/network';
 
 export interface EtcdOptions {
   endpoints: string[];
@@ -81,14 +80,6 @@ export function buildClientOptions(o: EtcdOptions, only?: string[]): IOptions {
   if (!tls && (o.caFile || o.certFile)) {
     throw usageError('TLS files were given (--etcd-cafile/--etcd-certfile/--etcd-keyfile) but the endpoints are http://; use https:// endpoints for TLS');
   }
-  const read = (flag: string, file?: string): Buffer | undefined => {
-    if (!file) return undefined;
-    try {
-      return fs.readFileSync(file);
-    } catch (err) {
-      throw usageError(`${flag} ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-    }
-  };
   const timeout = o.callTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS;
   const dial = only ?? hosts;
   const options: IOptions = {
@@ -109,13 +100,8 @@ export function buildClientOptions(o: EtcdOptions, only?: string[]): IOptions {
       global: retry(handleWhen(isEndpointFailure), { maxAttempts: dial.length - 1, backoff: new ConstantBackoff(0) }),
     },
   };
-  if (tls) {
-    options.credentials = {
-      rootCertificate: read('--etcd-cafile', o.caFile) ?? Buffer.alloc(0),
-      certChain: read('--etcd-certfile', o.certFile),
-      privateKey: read('--etcd-keyfile', o.keyFile),
-    };
-  }
+  // etcd3 types rootCertificate as a Buffer; null (no --etcd-cafile) is grpc's "the system's CAs", where an empty Buffer trusted none.
+  if (tls) options.credentials = readTlsCredentials(o) as NonNullable<IOptions['credentials']>;
   if (o.username || o.password) {
     if (!o.username || !o.password) throw usageError('--etcd-username and --etcd-password go together');
     options.auth = { username: o.username, password: o.password };
@@ -335,7 +321,7 @@ function prefixEnd(prefix: Buffer): Buffer {
   return Buffer.from([0]);
 }
 
-function httpGet(url: string, o: EtcdOptions): Promise<string | null> {
+export function httpGet(url: string, o: EtcdOptions): Promise<string | null> {
   return new Promise((resolve, reject) => {
     const u = new URL(url);
     const mod = u.protocol === 'https:' ? https : http;

@@ -30,6 +30,7 @@ import {
   type EncapName,
 } from 'weft/dataplane/ebpf/maps.js';
 import type { BackendType, LocalNetwork } from 'weft/core/model.js';
+import type { ProgramName } from 'weft/dataplane/ebpf/loader.js';
 import { addr, localNetwork, net, route, type RouteText } from '../../lab/model.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
@@ -58,7 +59,7 @@ export interface Fixture {
   routerMAC: string;
   overlayMAC: string;
   overlayIfindex: number;
-  run(obj: BpfObject, prog: string, data: Buffer): { retval: number; data: Buffer };
+  run(obj: BpfObject, prog: ProgramName, data: Buffer): { retval: number; data: Buffer };
   configure(backend: BackendType, opts?: { ready?: boolean; udpPort?: number; podForward?: boolean; decapPort?: number; anySender?: boolean }): void;
   local(backend: BackendType, udpPort?: number): LocalNetwork;
   setPeer(route: RouteText): void;

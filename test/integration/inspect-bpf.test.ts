@@ -185,9 +185,9 @@ test('weft bpf programs: filters with ids and tags, the pins, and what is stale'
 
   const ns = `/run/netns/${fx.host.name}`;
   withNetns(ns, () => {
-    attach(fx.overlayIfindex, 'egress', fx.overlay, 'overlay_egress');
-    attach(fx.overlayIfindex, 'ingress', fx.overlay, 'overlay_ingress');
-    attach(fx.ethIfindex, 'ingress', fx.underlay, 'underlay_decap');
+    attach(fx.overlayIfindex, fx.overlay, 'overlay_egress');
+    attach(fx.overlayIfindex, fx.overlay, 'overlay_ingress');
+    attach(fx.ethIfindex, fx.underlay, 'underlay_decap');
   });
   r = await weftJson<Programs>(['bpf', 'programs']);
   const progs = { overlay_egress: fx.overlay.program('overlay_egress'), overlay_ingress: fx.overlay.program('overlay_ingress'), underlay_decap: fx.underlay.program('underlay_decap') };
@@ -208,7 +208,7 @@ test('weft bpf programs: filters with ids and tags, the pins, and what is stale'
   try {
     withNetns(ns, () => {
       tcAttach({ ifindex: fx.overlayIfindex, hook: 'egress', progFd: progs.overlay_egress.fd, handle: 7, priority: 2 });
-      attach(other, 'ingress', fx.underlay, 'underlay_decap');
+      attach(other, fx.underlay, 'underlay_decap');
     });
     stray.program('overlay_egress').pin(path.join(pinDir, 'stray_prog'));
     r = await weftJson<Programs>(['bpf', 'programs']);

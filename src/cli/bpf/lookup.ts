@@ -1,8 +1,8 @@
 // `weft bpf lookup <ip>`: the entry of weft_peers a destination matches
 // (longest prefix, as the trie does) and what overlay_egress would do with
 // a packet to it. Pure: the command feeds it what it read from the pins.
-import type { DecodedConfig } from '../../dataplane/ebpf/maps.js';
-import { DEFAULT_UDP_PORT, DEFAULT_VXLAN_PORT } from '../../dataplane/ebpf/maps.js';
+import type { DecodedConfig, DropReason } from '../../dataplane/ebpf/maps.js';
+import { DEFAULT_UDP_PORT, DEFAULT_VXLAN_PORT } from '../../config/network.js';
 import type { PeerEntry } from './pins.js';
 import { IPNet, parseIP } from '../../core/ipnet.js';
 
@@ -24,7 +24,7 @@ export interface LookupResult {
   /** Outer UDP destination port (vxlan, udp). */
   port: number | null;
   /** For drop: the reason name the program counts it under (weft bpf drops). */
-  dropReason: string | null;
+  dropReason: DropReason | null;
   /** One sentence for a person. */
   says: string;
 }

@@ -6,17 +6,17 @@ import path from 'node:path';
 import { BpfMap, BpfProgram, progInfo, tcFilters, type TcHook } from '../../native/bpf.js';
 import { NetlinkHandle } from '../../native/netlink.js';
 import { MAP_CONFIG, type DecodedConfig } from '../../dataplane/ebpf/maps.js';
-import { TC_HANDLE, WEFT_PROGRAMS } from '../../dataplane/ebpf/loader.js';
+import { PROGRAMS, TC_HANDLE, WEFT_PROGRAMS, type ProgramName, type ProgramOf } from '../../dataplane/ebpf/loader.js';
 import { MAP_NAMES, PinnedMaps, noPinsError, type MapName } from './pins.js';
 
 const HOOKS: TcHook[] = ['ingress', 'egress'];
 
-/** Where the loader attaches each program (src/dataplane/ebpf/index.ts). */
-const EXPECTED: Array<{ role: 'overlay' | 'underlay'; hook: TcHook; program: string }> = [
-  { role: 'overlay', hook: 'egress', program: 'overlay_egress' },
-  { role: 'overlay', hook: 'ingress', program: 'overlay_ingress' },
-  { role: 'underlay', hook: 'ingress', program: 'underlay_decap' },
-];
+/** The device each object's programs run on (src/dataplane/ebpf/index.ts); the hooks are the loader's PROGRAMS. */
+const ROLE = { 'overlay.o': 'overlay', 'underlay.o': 'underlay' } as const;
+type Expected = ProgramOf<keyof typeof ROLE>;
+const EXPECTED = (Object.keys(ROLE) as Array<keyof typeof ROLE>).flatMap((file) =>
+  Object.entries(PROGRAMS[file]).map(([program, hook]) => ({ role: ROLE[file], hook: hook as TcHook, program: program as Expected })),
+);
 
 export interface AttachedFilter {
   ifindex: number;
@@ -178,7 +178,7 @@ function foreignMaps(filters: AttachedFilter[], pins: PinEntry[]): Finding[] {
   return out;
 }
 
-const WHY_EXPECTED: Record<string, string> = {
+const WHY_EXPECTED: Record<Expected, string> = {
   overlay_egress: 'packets routed to the Network are not forwarded to peers',
   overlay_ingress: 'decapsulated vxlan traffic is not counted, not held to the VNI and sender rule, and not handed to pods directly',
   underlay_decap: 'ipip and udp tunnels are not decapsulated, direct traffic not counted',
@@ -204,7 +204,7 @@ export function inspectPrograms(pinDir: string): ProgramsReport {
     for (const hook of HOOKS) {
       for (const f of tcFilters(l.index, hook)) {
         const name = f.progId === undefined ? null : programName(f.progId);
-        const weft = (name !== null && WEFT_PROGRAMS.includes(name)) || (f.progId !== undefined && pinnedProgIds.has(f.progId));
+        const weft = (name !== null && WEFT_PROGRAMS.includes(name as ProgramName)) || (f.progId !== undefined && pinnedProgIds.has(f.progId));
         filters.push({
           ifindex: l.index,
           ifname: l.name,

@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import { NetlinkHandle, type Link } from '../../native/netlink.js';
 import { RTPROT_WEFT } from '../types.js';
 import type { LocalNetwork } from '../../core/model.js';
-import { DEFAULT_UDP_PORT } from './maps.js';
+import { DEFAULT_UDP_PORT } from '../../config/network.js';
 import type { Logger } from '../../core/log.js';
 
 export const VXLAN_DEVICE = 'weft.vxlan';

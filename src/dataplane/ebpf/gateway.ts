@@ -7,7 +7,7 @@
 import { NetlinkHandle, type Link } from '../../native/netlink.js';
 import { tcFilters, type BpfProgram } from '../../native/bpf.js';
 import { subnetHolders } from './ports.js';
-import { attachProgram, detach, TC_HANDLE, TC_PRIORITY } from './loader.js';
+import { attachProgram, detach, hookOf, TC_HANDLE, TC_PRIORITY } from './loader.js';
 import type { LocalNetwork } from '../../core/model.js';
 import type { IPNet } from '../../core/ipnet.js';
 import type { Logger } from '../../core/log.js';
@@ -17,6 +17,9 @@ export function findGatewayDevice(nl: NetlinkHandle, subnet: IPNet, exclude: num
   const [first] = subnetHolders(nl, subnet, exclude);
   return first === undefined ? null : nl.link(first);
 }
+
+/** Where gateway_ingress runs on the gateway device. */
+const HOOK = hookOf('gateway_ingress');
 
 export class GatewayHook {
   private ifindex: number | null = null;
@@ -34,14 +37,14 @@ export class GatewayHook {
     const dev = findGatewayDevice(this.nl, this.local.subnet, this.exclude);
     if (this.ifindex !== null && this.ifindex !== dev?.index) {
       const old = this.nl.link(this.ifindex);
-      if (old) detach(old.index, 'ingress');
+      if (old) detach(old.index, HOOK);
       this.log.info({ device: old?.name ?? this.ifindex }, 'the gateway device changed: pods\' traffic to peers takes the forward path there');
       this.ifindex = null;
     }
     if (!dev) return;
-    const ours = tcFilters(dev.index, 'ingress').some((f) => f.handle === TC_HANDLE && f.priority === TC_PRIORITY && f.progId === this.prog.id);
+    const ours = tcFilters(dev.index, HOOK).some((f) => f.handle === TC_HANDLE && f.priority === TC_PRIORITY && f.progId === this.prog.id);
     if (ours && this.ifindex === dev.index) return;
-    attachProgram(dev.index, 'ingress', this.prog.fd);
+    attachProgram(dev.index, HOOK, this.prog.fd);
     this.ifindex = dev.index;
     this.log.info({ device: dev.name, subnet: this.local.subnet.toString() }, 'gateway_ingress attached: pods\' traffic to peers is sent from the gateway device');
   }

@@ -11,7 +11,7 @@ import type { Dataplane, DataplaneStatus, PeerSource } from '../types.js';
 import { isDirect, type LocalNetwork, type PeerRoute } from '../../core/model.js';
 import type { Logger } from '../../core/log.js';
 import { CONFIG_KEY, decodeConfig, encodeConfig, encodeLocalPeer, encodeLpmKey, encodePeer, hostOrderCheck, MAP_CONFIG } from './maps.js';
-import { attach, detach, loadObjects, unpinMaps, TC_HANDLE, type LoadedMaps } from './loader.js';
+import { ALL_PROGRAMS, attach, detach, loadObjects, unpinMaps, TC_HANDLE, type LoadedMaps } from './loader.js';
 import { ensureOverlay, removeOverlays, writeSysctl, type OverlayDevice } from './device.js';
 import { BridgePorts } from './ports.js';
 import { GatewayHook } from './gateway.js';
@@ -30,7 +30,7 @@ export interface EbpfOptions {
   podForward: boolean;
   /** gateway_ingress on the pods' gateway device (bpf/gateway.c; WEFT_EBPF_GATEWAY, off: see gateway.ts). */
   gateway: boolean;
-  /** Tunnel packets are held to the lease holder of their inner source (encap.h admit_tunnel; WEFT_EBPF_SENDER_CHECK, on). */
+  /** Tunnel packets are held to the lease holder of their inner source (admit.h admit_tunnel; WEFT_EBPF_SENDER_CHECK, on). */
   senderCheck: boolean;
   /** vxlan without GBP: headers pushed by the program (encap.h push_vxlan; WEFT_EBPF_VXLAN_PUSH, on). */
   vxlanPush: boolean;
@@ -106,9 +106,9 @@ export class EbpfDataplane implements Dataplane {
       encodeConfig(local, { overlayIfindex: this.overlay.index, overlayMAC: this.overlay.mac, podForward, decapPort: this.overlay.decapPort, vxlanPush, anySender }),
     );
     const ids = {
-      overlayEgress: attach(this.overlay.index, 'egress', loaded.overlay, 'overlay_egress'),
-      overlayIngress: attach(this.overlay.index, 'ingress', loaded.overlay, 'overlay_ingress'),
-      underlay: attach(local.iface.index, 'ingress', loaded.underlay, 'underlay_decap'),
+      overlayEgress: attach(this.overlay.index, loaded.overlay, 'overlay_egress'),
+      overlayIngress: attach(this.overlay.index, loaded.overlay, 'overlay_ingress'),
+      underlay: attach(local.iface.index, loaded.underlay, 'underlay_decap'),
     };
     loaded.overlay.close();
     loaded.underlay.close();
@@ -269,12 +269,13 @@ export interface UninstallReport {
  */
 export function uninstallEbpf(pinDir: string, log: Logger): UninstallReport {
   const report: UninstallReport = { filters: [], devices: [], pins: [] };
+  const weftFilter = new RegExp(`^(${ALL_PROGRAMS.join('|')})`);
   const nl = NetlinkHandle.open();
   try {
     // weft's filters sit in weft's TC slot; look on every interface (the underlay may have been renamed).
     for (const link of nl.links()) {
       for (const hook of ['ingress', 'egress'] as const) {
-        const ours = tcFilters(link.index, hook).some((f) => f.handle === TC_HANDLE && /^(overlay_egress|overlay_ingress|underlay_decap|gateway_ingress)/.test(f.name ?? ''));
+        const ours = tcFilters(link.index, hook).some((f) => f.handle === TC_HANDLE && weftFilter.test(f.name ?? ''));
         if (ours && detach(link.index, hook)) report.filters.push(`${link.name} ${hook}`);
       }
     }

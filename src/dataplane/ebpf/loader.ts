@@ -18,7 +18,34 @@ export const OBJECT_DIR = process.env.WEFT_BPF_DIR ?? path.resolve(here, '../../
 export const TC_HANDLE = 0x77656674; // "weft"
 export const TC_PRIORITY = 1;
 
-export const WEFT_PROGRAMS = ['overlay_egress', 'overlay_ingress', 'underlay_decap'];
+/**
+ * Every program weft attaches, by object: program -> the TC hook it runs at.
+ * The loader, uninstallEbpf, `weft bpf programs` and the tests read it;
+ * test/bpf/schema.test.ts checks it against the programs each object holds.
+ */
+export const PROGRAMS = {
+  'overlay.o': { overlay_egress: 'egress', overlay_ingress: 'ingress' },
+  'underlay.o': { underlay_decap: 'ingress' },
+  /** Only with WEFT_EBPF_GATEWAY=1, on the pods' gateway device (gateway.ts). */
+  'gateway.o': { gateway_ingress: 'ingress' },
+} as const satisfies Record<string, Record<string, TcHook>>;
+export type ObjectFile = keyof typeof PROGRAMS;
+/** The programs of one object (or of several). */
+export type ProgramOf<O extends ObjectFile> = { [K in O]: keyof (typeof PROGRAMS)[K] }[O];
+export type ProgramName = ProgramOf<ObjectFile>;
+
+const programsOf = (files: readonly ObjectFile[]): ProgramName[] => files.flatMap((f) => Object.keys(PROGRAMS[f]) as ProgramName[]);
+/** Every program in PROGRAMS: what uninstallEbpf removes. */
+export const ALL_PROGRAMS = programsOf(Object.keys(PROGRAMS) as ObjectFile[]);
+/** The objects every eBPF dataplane loads (the gateway hook is opt-in). */
+export const CORE_OBJECTS = ['overlay.o', 'underlay.o'] as const satisfies readonly ObjectFile[];
+/** Their programs: what every eBPF dataplane attaches. */
+export const WEFT_PROGRAMS = programsOf(CORE_OBJECTS);
+
+const HOOK_OF = Object.assign({}, ...Object.values(PROGRAMS)) as Record<ProgramName, TcHook>;
+/** The hook a program runs at. */
+export const hookOf = (program: ProgramName): TcHook => HOOK_OF[program];
+
 export const WEFT_MAPS: string[] = [...PINNED_MAPS];
 /** Pinned only while the objects load (a crash in between can leave it; uninstall removes it then). */
 const TRANSIENT_MAPS = [MAP_PORTS];
@@ -42,7 +69,7 @@ export interface Loaded {
   gateway?: BpfProgram;
 }
 
-export function objectPath(name: string): string {
+export function objectPath(name: ObjectFile): string {
   return path.join(OBJECT_DIR, name);
 }
 
@@ -60,7 +87,7 @@ export function checkPinDir(pinDir: string): void {
   }
 }
 
-function loadPinned(file: string, pinDir: string, log: Logger): BpfObject {
+function loadPinned(file: ObjectFile, pinDir: string, log: Logger): BpfObject {
   try {
     return BpfObject.load(objectPath(file), { pinRoot: pinDir });
   } catch (err) {
@@ -85,7 +112,7 @@ export function loadObjects(pinDir: string, log: Logger, opts: { gateway?: boole
   let gateway: BpfProgram | undefined;
   if (opts.gateway) {
     const obj = loadPinned('gateway.o', pinDir, log);
-    gateway = obj.program('gateway_ingress');
+    gateway = obj.program('gateway_ingress' satisfies ProgramName);
     obj.close();
   }
   const ports = overlay.map(MAP_PORTS);
@@ -106,8 +133,9 @@ export function openPinnedMaps(pinDir: string): LoadedMaps {
   return { peers: open(MAP_PEERS), config: open(MAP_CONFIG), stats: open(MAP_STATS), drops: open(MAP_DROPS) };
 }
 
-export function attach(ifindex: number, hook: TcHook, obj: BpfObject, program: string): number {
-  return attachProgram(ifindex, hook, obj.program(program).fd);
+/** Attaches one of the loaded object's programs at the hook PROGRAMS names for it. */
+export function attach(ifindex: number, obj: BpfObject, program: ProgramName): number {
+  return attachProgram(ifindex, hookOf(program), obj.program(program).fd);
 }
 
 export function attachProgram(ifindex: number, hook: TcHook, progFd: number): number {

@@ -1,6 +1,8 @@
-// Codecs for the BPF maps: the TypeScript mirror of bpf/include/weft_maps.h,
-// the only other place their layout is written. test/bpf/schema.test.ts loads
-// the objects and checks every size and type here against the kernel's view.
+// Codecs for the BPF maps: the TypeScript mirror of bpf/include/weft_maps.h.
+// Its constants (enums, flags, map names and sizes) come from the header
+// through the generated contract.ts; the struct layouts are written once more
+// here, in LAYOUT, and test/bpf/schema.test.ts loads the objects and checks
+// every offset and size against their BTF and the kernel's view.
 //
 // Byte order: addresses are network order (as in the packets); every other
 // integer is in the host's order, which for BPF is the CPU's own. weft runs on
@@ -8,53 +10,33 @@
 import os from 'node:os';
 import { IPAddr, IPNet } from '../../core/ipnet.js';
 import type { BackendType, Encap, LocalNetwork, PeerRoute } from '../../core/model.js';
+import {
+  CFG_F_ANY_SENDER,
+  CFG_F_KERNEL_DECAP,
+  CFG_F_POD_FORWARD,
+  CFG_F_READY,
+  CFG_F_VXLAN_PUSH,
+  DIR,
+  DROP_REASONS,
+  ENCAP,
+  ENCAP_MAX,
+  MAP_CONFIG,
+  MAP_DEFS,
+  MAP_DROPS,
+  MAP_PEERS,
+  MAP_STATS,
+  PEER_F_DIRECT_ROUTING,
+  PEER_F_LOCAL,
+  PORT_F_PEER,
+} from './contract.js';
+import { DEFAULT_UDP_PORT, DEFAULT_VXLAN_PORT } from '../../config/network.js';
 
-export const MAP_PEERS = 'weft_peers';
-export const MAP_CONFIG = 'weft_config';
-export const MAP_STATS = 'weft_stats';
-export const MAP_DROPS = 'weft_drops';
-/** The bridges' FDB for the programs (bpf/include/forward.h). Rebuilt by every agent, so pinned only while the objects load. */
-export const MAP_PORTS = 'weft_ports';
+export * from './contract.js';
 
-/** enum weft_encap */
-export const ENCAP = { none: 0, vxlan: 1, ipip: 2, udp: 3, direct: 4 } as const;
-export const ENCAP_MAX = 5;
 export type EncapName = keyof typeof ENCAP;
 const ENCAP_NAMES = Object.keys(ENCAP) as EncapName[];
-
-/** enum weft_dir */
-export const DIR = { egress: 0, ingress: 1 } as const;
-export const DIR_MAX = 2;
 export type DirName = keyof typeof DIR;
-
-/** enum weft_drop_reason, by value; `weft bpf drops` prints these names. */
-export const DROP_REASONS = ['none', 'no_peer', 'bad_header', 'too_big', 'not_ready', 'encap_failed', 'fib_failed', 'unsupported', 'wrong_vni', 'unknown_peer'] as const;
 export type DropReason = (typeof DROP_REASONS)[number];
-export const DROP_MAX = DROP_REASONS.length;
-export const DROP_DESCRIPTIONS: Record<DropReason, string> = {
-  none: 'not a drop (unknown reasons are counted here)',
-  no_peer: 'destination in the Network but no lease for it',
-  bad_header: 'truncated or malformed packet',
-  too_big: 'encapsulated packet would exceed the underlay MTU',
-  not_ready: 'config map not written yet',
-  encap_failed: 'bpf_skb_adjust_room / store failed',
-  fib_failed: 'no route / neighbour to the next hop',
-  unsupported: 'not IPv4, or an option we do not handle',
-  wrong_vni: 'vxlan packet with a VNI other than the network\'s',
-  unknown_peer: 'tunnel packet from a cluster address whose lease names another PublicIP, or none',
-};
-
-export const PEER_F_LOCAL = 1 << 0;
-export const PEER_F_DIRECT_ROUTING = 1 << 1;
-export const CFG_F_READY = 1 << 0;
-/** Peer traffic for our pods goes straight to the pod's device (bpf/include/forward.h). */
-export const CFG_F_POD_FORWARD = 1 << 1;
-/** udp packets are handed to the overlay device's vxlan receive path on decap_port (bpf/include/handoff.h). */
-export const CFG_F_KERNEL_DECAP = 1 << 2;
-/** vxlan: the program pushes the VXLAN headers and sends to the underlay itself (bpf/include/encap.h push_vxlan). */
-export const CFG_F_VXLAN_PUSH = 1 << 3;
-/** Tunnel packets are not held to the lease holder of their inner source (bpf/include/encap.h admit_tunnel). */
-export const CFG_F_ANY_SENDER = 1 << 4;
 
 /**
  * Byte offsets of every field, named as in weft_maps.h. The codecs below
@@ -86,18 +68,15 @@ export const LPM_KEY_SIZE = LAYOUT.weft_lpm_key.size;
 export const PEER_SIZE = LAYOUT.weft_peer.size;
 export const CONFIG_SIZE = LAYOUT.weft_config.size;
 export const COUNTER_SIZE = LAYOUT.weft_counter.size;
-export const STATS_ENTRIES = DIR_MAX * ENCAP_MAX;
-export const PEERS_MAX = 65536;
-export const PORTS_MAX = 4096;
 
-/** What each map must look like in the kernel (type names as libbpf prints them). */
-export const MAP_SCHEMA = {
-  [MAP_PEERS]: { type: 'lpm_trie', keySize: LPM_KEY_SIZE, valueSize: PEER_SIZE, maxEntries: PEERS_MAX },
-  [MAP_CONFIG]: { type: 'array', keySize: 4, valueSize: CONFIG_SIZE, maxEntries: 1 },
-  [MAP_STATS]: { type: 'percpu_array', keySize: 4, valueSize: COUNTER_SIZE, maxEntries: STATS_ENTRIES },
-  [MAP_DROPS]: { type: 'percpu_array', keySize: 4, valueSize: COUNTER_SIZE, maxEntries: DROP_MAX },
-  [MAP_PORTS]: { type: 'hash', keySize: LAYOUT.weft_port_key.size, valueSize: LAYOUT.weft_port.size, maxEntries: PORTS_MAX },
-} as const;
+type MapName = keyof typeof MAP_DEFS;
+type TypeName = (typeof MAP_DEFS)[MapName]['key' | 'value'];
+const typeSize = (t: TypeName): number => (t === '__u32' ? 4 : LAYOUT[t].size);
+
+/** What each map must look like in the kernel (type names as libbpf prints them), from maps.h and LAYOUT. */
+export const MAP_SCHEMA = Object.fromEntries(
+  Object.entries(MAP_DEFS).map(([name, d]) => [name, { type: d.type, keySize: typeSize(d.key), valueSize: typeSize(d.value), maxEntries: d.maxEntries }]),
+) as { readonly [M in MapName]: { readonly type: (typeof MAP_DEFS)[M]['type']; readonly keySize: number; readonly valueSize: number; readonly maxEntries: number } };
 
 /** The maps that stay pinned under --bpf-pin-dir while weft runs (weft_ports is unpinned once the objects are loaded). */
 export const PINNED_MAPS = [MAP_PEERS, MAP_CONFIG, MAP_STATS, MAP_DROPS] as const;
@@ -212,8 +191,6 @@ export function decodePeer(key: Buffer, value: Buffer): DecodedPeer {
 // --- weft_config ---------------------------------------------------------------
 
 const BACKEND_ENCAP: Record<BackendType, number> = { vxlan: ENCAP.vxlan, ipip: ENCAP.ipip, udp: ENCAP.udp, 'host-gw': ENCAP.direct };
-export const DEFAULT_VXLAN_PORT = 8472;
-export const DEFAULT_UDP_PORT = 8285;
 
 /** What the loader knows beyond LocalNetwork: the overlay device it made or adopted, and what the programs may do with it. */
 export interface ConfigDevices {
@@ -374,9 +351,6 @@ export function decodePortKey(b: Buffer): { bridgeIfindex: number; mac: string }
   checkSize(b, LAYOUT.weft_port_key.size, 'weft_port_key');
   return { bridgeIfindex: b.readUInt32LE(PK.bridge_ifindex), mac: macString(b, PK.mac) };
 }
-
-/** WEFT_PORT_F_PEER: a veth whose other end is in another namespace; the programs use bpf_redirect_peer(). */
-export const PORT_F_PEER = 1 << 0;
 
 export interface BridgePort {
   ifindex: number;
