@@ -13,7 +13,7 @@ import { LabEtcdCluster, type ClusterMember } from '../../lab/etcd-cluster.js';
 import { CLI, startAgent, statusSocket, subnetFile, type LabAgent } from '../../lab/agent.js';
 import { sleep, waitFor } from '../../lab/exec.js';
 import { readEnvFile } from 'weft/agent/subnet-env.js';
-import { readLeases } from 'weft/cli/leases.js';
+import { readLeases } from 'weft/cli/leases-run.js';
 import { EtcdRegistry } from 'weft/subnet/registry.js';
 import { IPNet } from 'weft/core/ipnet.js';
 

@@ -52,7 +52,8 @@ const BEFORE: Bad[] = [
 
 before(async () => {
   c = await Cluster.start({
-    config: JSON.stringify({ Network: NETWORK, Backend: { Type: 'vxlan' } }),
+    // The hosts lease below 10.244.64.0, so that the table's subnets (10.244.90.0 and up) are never their own.
+    config: JSON.stringify({ Network: NETWORK, SubnetMax: '10.244.63.0', Backend: { Type: 'vxlan' } }),
     hosts: [
       { name: 'h1', octet: 11, dataplane: 'netlink' },
       { name: 'h2', octet: 12, dataplane: 'ebpf' },
