@@ -1,10 +1,14 @@
 // flannel's health endpoints: /healthz is 200 while the agent runs, /readyz
-// is 200 once subnet.env is written and the dataplane is programmed.
+// is 200 once subnet.env is written and the dataplane is programmed. The body
+// of /readyz is the agent's phase: what it waits for ("etcd unreachable: ...")
+// or, once ready, whether etcd is reachable now.
 import http from 'node:http';
 
 export class HealthServer {
   private server: http.Server | undefined;
   ready = false;
+
+  constructor(private readonly phase: () => string = () => (this.ready ? 'ready' : 'not ready')) {}
 
   async listen(ip: string, port: number): Promise<void> {
     const server = http.createServer((req, res) => {
@@ -12,7 +16,8 @@ export class HealthServer {
       if (path === '/healthz') {
         res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
       } else if (path === '/readyz') {
-        res.writeHead(this.ready ? 200 : 503, { 'content-type': 'text/plain' }).end(this.ready ? 'ready\n' : 'not ready\n');
+        const phase = this.phase();
+        res.writeHead(this.ready ? 200 : 503, { 'content-type': 'text/plain' }).end(`${this.ready ? '' : 'not ready: '}${phase}\n`);
       } else {
         res.writeHead(404).end();
       }
