@@ -150,6 +150,21 @@ Napi::Object ProgInfoObject(Napi::Env env, int fd, const std::string& label) {
   o.Set("name", std::string(pi.name));
   o.Set("tag", Hex(pi.tag, sizeof(pi.tag)));
   o.Set("type", TypeName(libbpf_bpf_prog_type_str(static_cast<bpf_prog_type>(pi.type)), pi.type));
+  // The maps it uses: a second query with room for their ids (`weft bpf programs` compares them with the pins).
+  std::vector<__u32> ids(pi.nr_map_ids);
+  if (!ids.empty()) {
+    struct bpf_prog_info q;
+    memset(&q, 0, sizeof(q));
+    q.nr_map_ids = ids.size();
+    q.map_ids = reinterpret_cast<__u64>(ids.data());
+    __u32 qlen = sizeof(q);
+    ret = bpf_obj_get_info_by_fd(fd, &q, &qlen);
+    if (ret) ThrowErrno(env, "bpf_obj_get_info_by_fd(" + label + ", map ids)", -ret);
+    if (q.nr_map_ids < ids.size()) ids.resize(q.nr_map_ids);
+  }
+  Napi::Array maps = Napi::Array::New(env, ids.size());
+  for (size_t i = 0; i < ids.size(); i++) maps.Set(i, ids[i]);
+  o.Set("mapIds", maps);
   return o;
 }
 

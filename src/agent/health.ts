@@ -1,7 +1,8 @@
 // flannel's health endpoints: /healthz is 200 while the agent runs, /readyz
-// is 200 once subnet.env is written and the dataplane is programmed; and
-// /metrics, Prometheus's text, on the same address (or alone on its own
-// port, --metrics-port).
+// is 200 once subnet.env is written and the dataplane is programmed. The body
+// of /readyz is the agent's phase: what it waits for ("etcd unreachable: ...")
+// or, once ready, whether etcd is reachable now. And /metrics, Prometheus's
+// text, on the same address (or alone on its own port, --metrics-port).
 import http from 'node:http';
 import { WeftError } from '../core/errors.js';
 
@@ -12,10 +13,14 @@ export class HealthServer {
   private server: http.Server | undefined;
   ready = false;
 
-  /** health: serve /healthz and /readyz (false: only the pages, as the --metrics-port server). */
+  /**
+   * pages: served by path (/metrics); health: serve /healthz and /readyz (false: only the pages, as the
+   * --metrics-port server); phase: /readyz's body.
+   */
   constructor(
     private readonly pages: Record<string, Page> = {},
     private readonly health = true,
+    private readonly phase: () => string = () => (this.ready ? 'ready' : 'not ready'),
   ) {}
 
   /** flags: how the user named the address and port, for the error when they cannot be listened on. */
@@ -26,7 +31,8 @@ export class HealthServer {
       if (this.health && path === '/healthz') {
         res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
       } else if (this.health && path === '/readyz') {
-        res.writeHead(this.ready ? 200 : 503, { 'content-type': 'text/plain' }).end(this.ready ? 'ready\n' : 'not ready\n');
+        const phase = this.phase();
+        res.writeHead(this.ready ? 200 : 503, { 'content-type': 'text/plain' }).end(`${this.ready ? '' : 'not ready: '}${phase}\n`);
       } else if (page) {
         page().then(
           (p) => res.writeHead(200, { 'content-type': p.contentType }).end(p.body),

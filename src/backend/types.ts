@@ -5,8 +5,12 @@ import type { BackendType, PeerRoute, UnderlayInterface } from '../core/model.js
 import type { IPAddr } from '../core/ipnet.js';
 import type { Lease, LeaseAttrs } from '../subnet/lease.js';
 
-/** Why a peer is skipped, in one word each: the label value of weft_peers{state="skipped"} (src/metrics). */
-export const SKIP_REASONS = ['backend_mismatch', 'not_on_link', 'bad_vtep_mac'] as const;
+/**
+ * Why a peer is skipped, in one word each: the label value of weft_peers{state="skipped"} (src/metrics).
+ * The backend's three, and the peer table's two (agent/peers.ts): a lease the policy refuses, and a newer
+ * lease for a subnet another live lease holds.
+ */
+export const SKIP_REASONS = ['backend_mismatch', 'not_on_link', 'bad_vtep_mac', 'lease_refused', 'subnet_held'] as const;
 export type SkipReason = (typeof SKIP_REASONS)[number];
 
 /** A peer the backend cannot serve: what to tell the operator, and the reason's name. */

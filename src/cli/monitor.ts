@@ -2,8 +2,7 @@
 // from the ring buffer pinned under --bpf-pin-dir (works with the agent
 // stopped). The definition only; monitor-run.ts (and the addon) load when it runs.
 import type { Argv, CommandModule } from 'yargs';
-import { bpfPinDirOption } from './bpf.js';
-import { outputOption } from './options.js';
+import { bpfPinDirOption, outputOption } from './options.js';
 import type { OutputArgs } from './table.js';
 
 export interface MonitorArgs extends OutputArgs {

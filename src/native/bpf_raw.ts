@@ -19,6 +19,8 @@ export interface ProgInfo {
   tag: string;
   /** libbpf's name for the program type, e.g. "sched_cls". */
   type: string;
+  /** Ids of the maps the program uses. */
+  mapIds: number[];
 }
 
 export interface MapInfo {

@@ -112,7 +112,7 @@ test('weft monitor: mistakes exit 2 with what to fix, before anything is opened;
     [['--count', '-1'], /^weft: --count -1: give a whole number, 0 for no limit/],
     [['--address', 'pods'], /^weft: --address pods: not an IPv4 address or CIDR/],
     [['--reason', 'lost'], /^weft: --reason lost: not a drop reason or trace action/],
-    [['--type', 'everything'], /Invalid values:/],
+    [['--type', 'everything'], /--type "everything": choose one of drop, trace, all/],
   ];
   for (const [args, re] of cases) {
     const r = weft(['monitor', '--pin-dir', '/nonexistent', ...args]);
