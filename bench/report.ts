@@ -56,6 +56,9 @@ export interface NetlinkResult {
   error?: string;
 }
 
+/** bench/events.js: what weft monitor's events cost overlay_egress per packet (BPF_PROG_TEST_RUN). */
+export type EventsResult = { packets: number; rows: Array<{ mode: string; nsPerPacket: number; events: number; lost: number }> } | { error: string };
+
 export interface Target {
   what: string;
   goal: string;
@@ -77,6 +80,7 @@ export interface Results {
   netlink: NetlinkResult | null;
   /** Absent in results written before the CNI part existed. */
   cni?: CniResult | null;
+  events?: EventsResult | null;
   targets: Target[];
 }
 
@@ -203,7 +207,7 @@ function table(head: string[], rows: string[][], markdown: boolean): string {
 }
 
 export function dataplaneTable(r: Results, markdown = false): string {
-  const head = ['case', 'MTU', '1 stream Gbit/s', 'min–max', `${r.options.streams} streams`, 'RTT p50 µs', 'RTT p99 µs', 'CPU s/GB', 'x underlay', 'x flannel (same kind)'];
+  const head = ['case', 'MTU', '1 stream Gbit/s', 'min–max', `${r.options.streams} streams`, 'RTT p50 µs', 'RTT p99 µs', 'CPU s/GB', 'x underlay', 'x reference'];
   const rows = Object.entries(r.dataplane).map(([name, c]) => {
     const s = c.summary;
     if (!s) return [name, String(c.mtu ?? ''), c.status === 'ready' ? 'no data' : c.status, '', '', '', '', '', '', c.reason ? c.reason.slice(0, 60) : ''];
@@ -260,4 +264,14 @@ export function controlTable(r: Results, markdown = false): string {
 
 export function machineLine(m: Machine): string {
   return `${m.cpu}, ${m.cores} cores, ${m.memoryGB} GB, kernel ${m.kernel}, ${m.os}, node ${m.node}, ${m.iperf3}, sockperf ${m.sockperf}`;
+}
+
+/** The cost of weft monitor's events per forwarded packet, beside the programs built without them. */
+export function eventsTable(r: Results, markdown = false): string {
+  const e = r.events;
+  if (!e) return '';
+  if ('error' in e) return `events part failed: ${e.error}`;
+  const base = e.rows[0]?.nsPerPacket;
+  const rows = e.rows.map((x) => [x.mode, f(x.nsPerPacket, 0), base ? `${x.nsPerPacket - base >= 0 ? '+' : ''}${f(x.nsPerPacket - base, 0)}` : '', x.events || x.lost ? `${x.events} read, ${x.lost} lost` : '']);
+  return table(['overlay_egress, a pod\'s UDP packet to a vxlan peer', 'ns/packet', 'vs without', 'events'], rows, markdown);
 }

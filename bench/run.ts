@@ -11,7 +11,8 @@
 // rotated each round), so that drift on a noisy machine hits all cases alike;
 // ratios are taken within a round and their median reported. Case names:
 // see cases.ts; `control` (agent start, put latency, RSS), `netlink`
-// (programming 10,000 peers) and `cni` (the CNI plugin's ADD and DEL) select
+// (programming 10,000 peers), `cni` (the CNI plugin's ADD and DEL) and
+// `events` (what weft monitor's events cost a packet, bench/events.ts) select
 // the non-traffic parts.
 import fs from 'node:fs';
 import os from 'node:os';
@@ -23,7 +24,7 @@ import { CASES, caseDef, createBench, destroyBench, setupCase, type Bench, type 
 import { runControl, type ControlResult } from './control.js';
 import { runCni, type CniResult } from './cni.js';
 import { iperf, latency, placeRun, type CpuChoice } from './measure.js';
-import { controlTable, dataplaneTable, machine, machineLine, summarise, targets, targetsTable, type NetlinkResult, type Results, type Round } from './report.js';
+import { controlTable, dataplaneTable, eventsTable, machine, machineLine, summarise, targets, targetsTable, type EventsResult, type NetlinkResult, type Results, type Round } from './report.js';
 import { writeSummary } from './summary.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -36,6 +37,7 @@ interface Options {
   cni: boolean;
   /** Pods timed through the CNI plugin (and as many through its delegates alone). */
   pods: number;
+  events: boolean;
   runs: number;
   seconds: number;
   latencySeconds: number;
@@ -49,7 +51,8 @@ interface Options {
   full: boolean;
 }
 
-const PARTS = ['control', 'netlink', 'cni'];
+/** The parts that are not dataplane cases. */
+const PARTS = ['control', 'netlink', 'cni', 'events'];
 
 const USAGE = `usage: node dist-test/bench/run.js [--cases ${[...CASES.map((c) => c.name), ...PARTS].join(',')}]
   [--runs 3] [--seconds 5] [--latency-seconds 3] [--streams 4] [--leases 1000,10000] [--puts 200] [--pods 100] [--cpu auto|N|none]
@@ -88,6 +91,7 @@ function parseArgs(argv: string[]): Options {
     netlink: names.includes('netlink'),
     cni: names.includes('cni'),
     pods: Math.max(1, Math.round(num('pods', 100))),
+    events: names.includes('events'),
     runs: Math.max(1, Math.round(num('runs', 3))),
     seconds,
     latencySeconds: num('latency-seconds', Math.min(seconds, 3)),
@@ -182,7 +186,7 @@ async function main(): Promise<void> {
     startedAt: new Date().toISOString(),
     command: `node dist-test/bench/run.js ${process.argv.slice(2).join(' ')}`.trim(),
     machine: machine(),
-    options: { cases: o.cases, control: o.control, netlink: o.netlink, cni: o.cni, pods: o.pods, cpu: o.cpu, runs: o.runs, seconds: o.seconds, latencySeconds: o.latencySeconds, streams: o.streams, leases: o.leases, puts: o.puts },
+    options: { cases: o.cases, control: o.control, netlink: o.netlink, cni: o.cni, pods: o.pods, events: o.events, cpu: o.cpu, runs: o.runs, seconds: o.seconds, latencySeconds: o.latencySeconds, streams: o.streams, leases: o.leases, puts: o.puts },
     dataplane: {},
     control: null,
     netlink: null,
@@ -234,6 +238,10 @@ async function main(): Promise<void> {
       }
     }, (msg) => (cni.error = msg));
   }
+  if (o.events) {
+    say("events: what weft monitor's events cost overlay_egress per packet (bench/events)");
+    res.events = (await script('events.js', [])) as EventsResult | undefined;
+  }
 
   summarise(res.dataplane);
   res.targets = targets(res);
@@ -254,6 +262,11 @@ async function main(): Promise<void> {
   if (o.control || o.netlink || o.cni) {
     console.log(o.control || o.netlink ? `Control plane${o.cni ? ' and CNI' : ''}` : 'CNI plugin');
     console.log(controlTable(res));
+    console.log('');
+  }
+  if (res.events) {
+    console.log("weft monitor's events: overlay_egress per packet, timed by the kernel (BPF_PROG_TEST_RUN), median of 7 batches");
+    console.log(eventsTable(res));
     console.log('');
   }
   console.log("Targets (issue 6; reported, never enforced)");

@@ -10,6 +10,7 @@ import { statusCommand, statusEnvFlags } from './cli/status.js';
 import { bpfCommand, bpfEnvFlags } from './cli/bpf.js';
 import { leasesCommand, leasesEnvFlags } from './cli/leases.js';
 import { uninstallCommand } from './cli/uninstall.js';
+import { monitorCommand, monitorEnvFlags } from './cli/monitor.js';
 import { installCniCommand } from './cli/install-cni.js';
 import { mkDockerOptsCommand } from './cli/mk-docker-opts.js';
 import { migrateV2Command, migrateEnvFlags } from './cli/migrate-v2.js';
@@ -40,6 +41,7 @@ const ENV_FLAGS: Record<string, string[]> = {
   leases: leasesEnvFlags,
   status: statusEnvFlags,
   bpf: bpfEnvFlags,
+  monitor: monitorEnvFlags,
   uninstall: Object.keys(pinDirOption),
   'migrate-v2': migrateEnvFlags,
 };
@@ -72,6 +74,7 @@ try {
     .command(leasesCommand)
     .command(statusCommand)
     .command(bpfCommand)
+    .command(monitorCommand)
     .command(uninstallCommand)
     .command(installCniCommand)
     .command(mkDockerOptsCommand)

@@ -268,6 +268,7 @@ Napi::Object InitBpf(Napi::Env env, Napi::Object exports) {
   InitBpfObject(env, exports);
   InitBpfMap(env, exports);
   InitBpfTc(env, exports);
+  InitBpfRingbuf(env, exports);
   return exports;
 }
 

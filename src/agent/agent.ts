@@ -21,7 +21,8 @@ import type { OwnLease } from '../subnet/manager.js';
 import type { ConfigChange } from '../subnet/watch.js';
 import type { DataplaneChoice, DataplaneFactory } from './dataplane.js';
 import { ConfigFollower } from './config-change.js';
-import { HealthServer } from './health.js';
+import { HealthServer, type Page } from './health.js';
+import { AgentMetrics, type MetricsSource, type SyncOp } from '../metrics/metrics.js';
 import { refuseNetworkConflict } from './host-check.js';
 import type { IfaceSnapshot, SelectedInterface } from './iface.js';
 import { LeasePolicy } from './lease-policy.js';
@@ -41,6 +42,8 @@ export interface AgentOptions {
   publicIPv6?: string;
   healthzIP: string;
   healthzPort: number;
+  /** A port of its own for /metrics (at healthzIP); 0: /metrics only on the health port. */
+  metricsPort?: number;
   /** What --dataplane asked for (the factory decides; the status shows both). */
   dataplane: DataplaneChoice;
   bpfPinDir: string;
@@ -68,7 +71,9 @@ export class Agent {
   firewall: Firewall | undefined;
   readonly startedAt = Date.now();
   readonly errors: Array<{ atMs: number; message: string }> = [];
-  private readonly health = new HealthServer(() => this.phase());
+  readonly metrics: AgentMetrics;
+  private readonly health: HealthServer;
+  private readonly metricsServer: HealthServer | undefined;
   private readonly status = new StatusServer(() => this.snapshot());
   private queue: Promise<void> = Promise.resolve();
   private stopping = false;
@@ -91,6 +96,22 @@ export class Agent {
     private readonly makeDataplane: DataplaneFactory,
   ) {
     this.registry = new EtcdRegistry(opts.etcd);
+    this.metrics = new AgentMetrics(this.metricsSource(), log);
+    this.metrics.watchRegistry(this.registry);
+    const metricsPage: Page = async () => ({ contentType: this.metrics.contentType, body: await this.metrics.render() });
+    this.health = new HealthServer({ '/metrics': metricsPage }, true, () => this.phase());
+    if (opts.metricsPort) this.metricsServer = new HealthServer({ '/metrics': metricsPage }, false);
+  }
+
+  /** What /metrics reads at scrape time: the agent's own state, nothing copied. */
+  private metricsSource(): MetricsSource {
+    return {
+      lease: () => this.own,
+      peers: () => this.peers?.values() ?? [],
+      etcd: () => ({ connected: this.session?.connected ?? false, revision: this.session?.revision ?? '0' }),
+      dataplane: () => ({ requested: this.opts.dataplane, kind: this.dataplane?.kind ?? 'none', reason: this.dataplaneReason, pinDir: this.opts.bpfPinDir }),
+      dataplaneStatus: async () => (this.dataplane ? this.dataplane.status() : null),
+    };
   }
 
   /** Something the operator should fix that does not stop the agent (the CLI's pre-flight finds these): logged, and shown by the status. */
@@ -111,8 +132,10 @@ export class Agent {
   /** Runs until stop() (resolves) or a fatal error (rejects). */
   async run(): Promise<void> {
     await this.listenStatus();
-    // From the start too: /readyz says what the agent waits for (etcd unreachable, no config) before it is ready.
+    // Before anything is leased: a port in use is the user's to fix, and /healthz, /readyz and /metrics answer
+    // while the agent starts (/readyz says what it waits for: etcd unreachable, no config).
     if (this.opts.healthzPort) await this.health.listen(this.opts.healthzIP, this.opts.healthzPort);
+    if (this.opts.metricsPort) await this.metricsServer!.listen(this.opts.healthzIP, this.opts.metricsPort, '--healthz-ip IP --metrics-port PORT');
     this.start().catch((err: unknown) => {
       if (!(err instanceof Stopping)) this.die(err as Error);
     });
@@ -234,6 +257,7 @@ export class Agent {
       log: this.log,
     }));
     session.on('lost', (err) => this.die(err));
+    this.metrics.watchSession(session);
     this.opts.notify?.status('acquiring a subnet lease');
     const own = await this.withEtcd('acquire a subnet lease', () => session.acquire());
     this.log.info({ subnet: own.subnet.toString(), reservation: own.reservation, backend: backend.type }, 'lease acquired');
@@ -281,7 +305,7 @@ export class Agent {
     // The full list is in: make the dataplane hold exactly these peers (differences only),
     // and from this tick on apply each change as it comes.
     this.peersSynced = true;
-    await this.enqueue(() => this.dataplane?.syncPeers());
+    await this.enqueue('full', (dp) => dp.syncPeers());
     this.logInitialPeers();
     this.health.ready = true;
     this.opts.notify?.ready(`ready: subnet ${own.subnet}, ${peers.size} peer${peers.size === 1 ? '' : 's'}, dataplane ${dataplane?.kind ?? 'none'}`);
@@ -322,8 +346,8 @@ export class Agent {
     }
     if (!this.peersSynced) return; // the initial list is programmed in one syncPeers
     for (const change of changes) {
-      if (change.kind === 'upsert') void this.enqueue(() => this.dataplane?.upsertPeer(change.route, change.previous));
-      else if (change.kind === 'remove') void this.enqueue(() => this.dataplane?.removePeer(change.route));
+      if (change.kind === 'upsert') void this.enqueue('upsert', (dp) => dp.upsertPeer(change.route, change.previous));
+      else if (change.kind === 'remove') void this.enqueue('remove', (dp) => dp.removePeer(change.route));
     }
   }
 
@@ -348,11 +372,13 @@ export class Agent {
     this.recordError(n.fields.err ? `${n.message}: ${String(n.fields.err)}` : n.message);
   }
 
-  /** Dataplane changes apply in the order the leases changed. */
-  private enqueue(fn: () => Promise<void> | undefined): Promise<void> {
+  /** Dataplane changes apply in the order the leases changed (timed for /metrics). */
+  private enqueue(op: SyncOp, fn: (dp: Dataplane) => Promise<void>): Promise<void> {
     this.queue = this.queue.then(async () => {
+      const dp = this.dataplane;
+      if (!dp) return;
       try {
-        await fn();
+        await this.metrics.timeSync(op, () => fn(dp));
       } catch (err) {
         const message = `dataplane: ${messageOf(err)}`;
         this.log.error(message);
@@ -457,6 +483,7 @@ export class Agent {
     await this.queue;
     await this.dataplane?.stop();
     await this.health.close();
+    await this.metricsServer?.close();
     this.registry.close();
     this.opts.notify?.close();
     this.resolveDone();

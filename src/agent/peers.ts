@@ -8,7 +8,7 @@
 // sane at all), then the subnet's holder (two live leases for one subnet: the
 // first created keeps it, the newcomer is refused until the first goes), then
 // the backend (can it serve this peer).
-import type { PeerDecision } from '../backend/types.js';
+import type { PeerDecision, SkipReason } from '../backend/types.js';
 import type { PeerRoute } from '../core/model.js';
 import type { PeerSource } from '../dataplane/types.js';
 import type { Lease } from '../subnet/lease.js';
@@ -20,6 +20,8 @@ export interface Peer {
   route?: PeerRoute;
   /** Why it is not programmed. */
   skipped?: string;
+  /** Why, in one word (weft_peers' reason label). */
+  skipReason?: SkipReason;
   /** Skipped because the lease itself is refused (policy or a subnet held by another), not because the backend cannot serve it. */
   refused?: boolean;
 }
@@ -100,7 +102,7 @@ export class PeerTable implements PeerSource {
     for (const n of names) {
       const peer = this.byName.get(n)!;
       const reason = this.policy.check(peer.lease);
-      if (reason) this.byName.set(n, { lease: peer.lease, skipped: reason, refused: true });
+      if (reason) this.byName.set(n, { lease: peer.lease, skipped: reason, skipReason: 'lease_refused', refused: true });
       else sane.push(peer);
     }
     if (sane.length === 0) return;
@@ -111,13 +113,14 @@ export class PeerTable implements PeerSource {
         const decision = this.decide(p.lease);
         // Keep the same route object when nothing changed, so that callers can tell "no change" by identity.
         const route = 'skip' in decision ? undefined : prev.route && sameRoute(prev.route, decision) ? prev.route : decision;
-        this.byName.set(p.lease.name, 'skip' in decision ? { lease: p.lease, skipped: decision.skip } : { lease: p.lease, route });
+        this.byName.set(p.lease.name, 'skip' in decision ? { lease: p.lease, skipped: decision.skip, skipReason: decision.reason } : { lease: p.lease, route });
         continue;
       }
       const h = holder.lease;
       this.byName.set(p.lease.name, {
         lease: p.lease,
         refused: true,
+        skipReason: 'subnet_held',
         skipped: `subnet ${subnet} is held by ${h.attrs.PublicIP} (key ${h.name}, written first, at revision ${h.createRevision}); this newer lease for it is refused while that one lives`,
       });
     }

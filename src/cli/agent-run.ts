@@ -28,6 +28,9 @@ function check(a: AgentArgs): void {
   }
   const p = a['healthz-port'];
   if (!Number.isInteger(p) || p < 0 || p > 65535) throw usageError(`--healthz-port ${p}: must be 0 (off) to 65535`);
+  const mp = a['metrics-port'];
+  if (!Number.isInteger(mp) || mp < 0 || mp > 65535) throw usageError(`--metrics-port ${mp}: must be 0 (/metrics on the health port only) to 65535`);
+  if (mp && mp === p) throw usageError(`--metrics-port ${mp} is --healthz-port too: /metrics is served there already; give another port, or leave --metrics-port 0`);
   const ttl = a['subnet-lease-ttl'];
   if (!Number.isInteger(ttl) || ttl < 10) throw usageError(`--subnet-lease-ttl ${ttl}: must be at least 10 seconds`);
   if (ttl > ETCD_MAX_LEASE_TTL_SEC) throw usageError(`--subnet-lease-ttl ${ttl}: etcd grants leases of at most ${ETCD_MAX_LEASE_TTL_SEC} s; flannel's is 86400 (24 h)`);
@@ -84,6 +87,7 @@ export async function runAgent(a: AgentArgs): Promise<void> {
       publicIPv6: a['public-ipv6'],
       healthzIP: a['healthz-ip'],
       healthzPort: a['healthz-port'],
+      metricsPort: a['metrics-port'],
       dataplane: a.dataplane,
       bpfPinDir: a['bpf-pin-dir'],
       statusSocket: a['status-socket'],

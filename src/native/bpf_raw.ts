@@ -80,6 +80,7 @@ export interface RawBpf {
   tcDetach(ifindex: number, hook: TcHook, handle: number, priority: number): void;
   tcQuery(ifindex: number, hook: TcHook, handle: number, priority: number): number | null;
   tcFilters(ifindex: number, hook: TcHook): TcFilter[];
+  ringBufferOpen(mapFd: number, cb: (err: Error | null, batch?: Buffer, count?: number) => void, label: string): { consume(): number; close(): void };
 }
 
 export const raw = (): RawBpf => addon().bpf as RawBpf;

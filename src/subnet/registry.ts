@@ -5,8 +5,20 @@
 import fs from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
-import { Etcd3, type IKeyValue, type IOptions, type IRangeResponse } from 'etcd3';
-import { ConstantBackoff, handleWhen, noop, retry } from 'cockatiel';
+import {
+  Etcd3,
+  EtcdAuthenticationFailedError,
+  EtcdInvalidAuthTokenError,
+  EtcdLeaseInvalidError,
+  EtcdPermissionDeniedError,
+  GRPCDeadlineExceededError,
+  GRPCUnauthenticatedError,
+  GRPCUnavailableError,
+  type IKeyValue,
+  type IOptions,
+  type IRangeResponse,
+} from 'etcd3';
+import { ConstantBackoff, NoopPolicy, handleWhen, noop, retry, wrap, type IPolicy } from 'cockatiel';
 import { DEFAULT_CALL_TIMEOUT_MS, DEFAULT_KEEPALIVE_TIME_MS, DEFAULT_KEEPALIVE_TIMEOUT_MS, MAX_LEASE_VALUE_BYTES, PAGE_BYTES, PAGE_KEYS, isEndpointFailure, requireLeader } from './etcd-client.js';
 import { IPAddr, type IPNet } from '../core/ipnet.js';
 import { isWeftError, usageError } from '../core/errors.js';
@@ -121,9 +133,23 @@ export function explainEtcdError(err: Error, endpoints: string[]): string {
   return `${at} is unreachable or failing (${m}); check --etcd-endpoints and that etcd is running`;
 }
 
+/** A failed etcd request in one word (the label of weft_etcd_request_errors_total): a bounded set. */
+export const ETCD_ERROR_KINDS = ['unavailable', 'deadline', 'auth', 'lease', 'other'] as const;
+export type EtcdErrorKind = (typeof ETCD_ERROR_KINDS)[number];
+
+export function etcdErrorKind(err: Error): EtcdErrorKind {
+  if (err instanceof GRPCUnavailableError) return 'unavailable';
+  if (err instanceof GRPCDeadlineExceededError) return 'deadline';
+  if (err instanceof EtcdAuthenticationFailedError || err instanceof EtcdPermissionDeniedError || err instanceof EtcdInvalidAuthTokenError || err instanceof GRPCUnauthenticatedError) return 'auth';
+  if (err instanceof EtcdLeaseInvalidError) return 'lease';
+  return 'other';
+}
+
 export class EtcdRegistry {
   readonly client: Etcd3;
   readonly prefix: string;
+  /** Every unary request passes this registry's own policy once, around the failover: its failures are the requests that failed. */
+  private readonly requests = new NoopPolicy();
   /** `host:port` of each endpoint, in the order given. */
   readonly hosts: string[];
 
@@ -131,7 +157,14 @@ export class EtcdRegistry {
     this.prefix = options.prefix.replace(/\/+$/, '');
     const o = buildClientOptions(options);
     this.hosts = o.hosts as string[];
-    this.client = new Etcd3(o);
+    this.client = new Etcd3({ ...o, faultHandling: { ...o.faultHandling, global: wrap(this.requests, o.faultHandling!.global as IPolicy) } });
+  }
+
+  /** Calls fn with the error of every failed etcd request (not the watch stream's), e.g. for metrics. */
+  onRequestError(fn: (err: Error) => void): void {
+    this.requests.onFailure(({ reason }) => {
+      if ('error' in reason) fn(reason.error);
+    });
   }
 
   /** A client of its own on one endpoint (the watch's: it chooses the endpoint, not etcd3's pool). */

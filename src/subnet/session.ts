@@ -22,6 +22,11 @@ export interface LeaseSessionEvents {
   peer: [PeerEvent];
   /** Our lease is gone and cannot be taken back (taken over by another host): the agent must stop. */
   lost: [WeftError];
+  /** For the agent's metrics: our lease renewed, or taken back after it vanished. */
+  renewed: [OwnLease];
+  reacquired: [OwnLease];
+  /** The watch's connection to etcd went up (true) or down. */
+  connection: [boolean];
   /** <prefix>/config was written or deleted while the session ran. */
   config: [ConfigChange];
 }
@@ -41,6 +46,9 @@ export class LeaseSession extends EventEmitter<LeaseSessionEvents> {
     this.manager = new LeaseManager(o);
     this.watcher = new LeaseWatcher(o.registry, o.log);
     this.manager.on('lost', (err) => this.emit('lost', err));
+    this.manager.on('renewed', (l) => this.emit('renewed', l));
+    this.manager.on('reacquired', (l) => this.emit('reacquired', l));
+    this.watcher.on('connection', (up) => this.emit('connection', up));
     this.watcher.on('event', (e) => this.route(e));
     this.watcher.on('config', (c) => this.emit('config', c));
   }

@@ -49,6 +49,8 @@ export class NetlinkDataplane implements Dataplane {
   private monitor: Monitor | undefined;
   private timer: NodeJS.Timeout | undefined;
   private pending: NodeJS.Timeout | undefined;
+  /** What status() reports of the reconcile loop (the agent's metrics read it). */
+  private readonly reconciles = { runs: 0, repairs: 0, failures: 0 };
   private guard = new RouteGuard([]);
   /** Refusals already logged (subnet and reason), so that a reconcile every 10 s does not repeat them. */
   private readonly refusals = new Set<string>();
@@ -226,13 +228,16 @@ export class NetlinkDataplane implements Dataplane {
   /** Restores what is missing or was changed; never removes (only syncPeers knows what is stale). */
   reconcile(trigger: string): void {
     if (!this.nl) return;
+    this.reconciles.runs++;
     try {
       const r = this.ensureDevice();
       const repairs = (r?.changes ?? []).map((c) => `device ${this.overlayName}: ${c}`);
       if (this.synced) repairs.push(...this.runPlan(false).map((c) => `${c.what} (${c.kind === 'add' ? 'was missing' : 'was changed'})`));
+      this.reconciles.repairs += repairs.length;
       repairs.slice(0, REPAIRS_LOGGED).forEach((repair) => this.log.warn({ repair, trigger }, 'reconcile: restored what the kernel lost'));
       if (repairs.length > REPAIRS_LOGGED) this.log.warn({ more: repairs.length - REPAIRS_LOGGED, trigger }, 'reconcile: restored more entries than logged one by one');
     } catch (err) {
+      this.reconciles.failures++;
       this.log.error({ trigger }, `reconcile failed: ${(err as Error).message}`);
     }
   }
@@ -272,7 +277,7 @@ export class NetlinkDataplane implements Dataplane {
       const ip = parseIP(r.dst.split('/')[0]);
       return isWeftPeerRoute(r) && ip !== null && net.containsIP(ip.value);
     }).length;
-    return { peersInKernel: n };
+    return { peersInKernel: n, reconciles: { ...this.reconciles } };
   }
 
   async stop(): Promise<void> {
