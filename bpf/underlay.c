@@ -69,7 +69,7 @@ int underlay_decap(struct __sk_buff *skb)
 	int ret;
 
 	if (!cfg || IS_DROP(parse_ipv4(skb, &p)))
-		return TC_ACT_OK;
+		return verdict(TC_ACT_OK, len);
 	what = classify(skb, cfg, &p);
 	switch (what) {
 	case ARRIVAL_DIRECT:
@@ -94,7 +94,7 @@ int underlay_decap(struct __sk_buff *skb)
 		ret = -WEFT_DROP_UNSUPPORTED;
 		break;
 	default:
-		return TC_ACT_OK;
+		return verdict(TC_ACT_OK, len);
 	}
 	return verdict(ret, len);
 }

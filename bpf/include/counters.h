@@ -42,11 +42,18 @@ static __always_inline void count_drop(__u32 reason, __u32 bytes)
 
 /*
  * Every entry program's last step, and the one place it counts drops: a
- * drop reason negated (verdict.h) is counted under its reason and shot,
- * any other verdict stands.
+ * drop reason negated (verdict.h) is counted under its reason and shot.
+ * TC_ACT_OK, "carry on", leaves as TC_ACT_UNSPEC (tcx's TCX_NEXT): the
+ * packet goes on to whatever else runs at the hook, other tcx programs and
+ * then classic filters, and the kernel passes it when nothing else is there,
+ * as it would TC_ACT_OK; TC_ACT_OK itself would end the hook's chain and
+ * starve programs that others attached beside weft's (attach.ts). Any other
+ * verdict stands.
  */
 static __always_inline int verdict(int ret, __u32 bytes)
 {
+	if (ret == TC_ACT_OK)
+		return TC_ACT_UNSPEC;
 	if (!IS_DROP(ret))
 		return ret;
 	count_drop(-ret, bytes);

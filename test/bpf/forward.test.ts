@@ -11,7 +11,7 @@ import {
   IPPROTO_IPIP,
   IPPROTO_TCP,
   IPPROTO_UDP,
-  TC_ACT_OK,
+  TC_ACT_UNSPEC,
   TC_ACT_REDIRECT,
   TC_ACT_SHOT,
   eth,
@@ -64,7 +64,7 @@ describe('forward to a local pod', () => {
 
   function expectPassed(run: (d: Buffer) => { retval: number; data: Buffer }, frame: Buffer, why: string): void {
     const out = run(frame);
-    assert.equal(out.retval, TC_ACT_OK, why);
+    assert.equal(out.retval, TC_ACT_UNSPEC, why);
     assert.deepEqual(out.data, frame, `${why}: untouched`);
   }
 
@@ -196,7 +196,7 @@ describe('udp: handoff to the vxlan receive path', () => {
       () => fx.stats('ingress', 'udp'),
       () => {
         const out = decap(wire);
-        assert.equal(out.retval, TC_ACT_OK);
+        assert.equal(out.retval, TC_ACT_UNSPEC);
         // Outer IPv4 as it came (id, DF, TTL), with the new length; UDP to the device's port, checksum 0;
         // VXLAN with the I flag; an Ethernet header to the device's MAC from the sender's.
         const vxlan = Buffer.concat([VXLAN, eth(fx.overlayMAC, PEER_MAC, ETH_P_IP), pkt]);
@@ -211,7 +211,7 @@ describe('udp: handoff to the vxlan receive path', () => {
     fx.configure('udp', { udpPort: 9000, decapPort: 9001 });
     const pkt = inner();
     const out = decap(fromPeer(ipv4({ src: PEER_IP, dst: fx.host.address, protocol: IPPROTO_UDP }, udp(9000, 9000, pkt))));
-    assert.equal(out.retval, TC_ACT_OK);
+    assert.equal(out.retval, TC_ACT_UNSPEC);
     assert.equal(out.data.readUInt16BE(14 + 20), 9001, 'source port');
     assert.equal(out.data.readUInt16BE(14 + 22), 9001, 'destination port');
   });
