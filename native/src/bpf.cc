@@ -1,6 +1,7 @@
 // The libbpf half of weft_native: version facts, fd plumbing and info
 // queries here; objects and test runs in bpf_object.cc, map access in
-// bpf_map.cc, TC attachment in bpf_tc.cc. Everything is synchronous and every
+// bpf_map.cc, TC attachment in bpf_tc.cc (clsact) and
+// bpf_tcx.cc (bpf links). Everything is synchronous and every
 // failure is an ErrnoError naming the call and the object.
 #include <fcntl.h>
 #include <unistd.h>
@@ -253,6 +254,7 @@ Napi::Object InitBpf(Napi::Env env, Napi::Object exports) {
   InitBpfObject(env, exports);
   InitBpfMap(env, exports);
   InitBpfTc(env, exports);
+  InitBpfTcx(env, exports);
   return exports;
 }
 

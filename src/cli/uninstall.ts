@@ -22,13 +22,14 @@ export const uninstallCommand: CommandModule<object, UninstallArgs> = {
     const log = createLogger({ level: 'warn' });
     const ebpf = uninstallEbpf(a['bpf-pin-dir'], log);
     const netlink = uninstallNetlink(log);
-    const report = { filters: ebpf.filters, devices: [...ebpf.devices, ...netlink.devices], routes: netlink.routes, pins: ebpf.pins };
+    const report = { filters: ebpf.filters, links: ebpf.links, devices: [...ebpf.devices, ...netlink.devices], routes: netlink.routes, pins: ebpf.pins };
     if (a.output === 'json') {
       process.stdout.write(JSON.stringify(report, null, 2) + '\n');
       return;
     }
     const lines = [
       ...report.filters.map((f) => `detached filter  ${f}`),
+      ...report.links.map((l) => `detached link    ${l}`),
       ...report.devices.map((d) => `deleted device   ${d}`),
       ...report.routes.map((r) => `deleted route    ${r}`),
       ...report.pins.map((p) => `removed pin      ${p}`),

@@ -23,6 +23,7 @@ import { isErrnoError, raw, type ErrnoError, type MapInfo, type ProgInfo, type R
 
 export { isErrnoError, type ErrnoError, type MapInfo, type ProgInfo, type TcFilter, type TcHook } from './bpf_raw.js';
 export * from './bpf_tc.js';
+export * from './bpf_tcx.js';
 
 export function libbpfVersion(): string {
   return raw().libbpfVersion();

@@ -34,6 +34,16 @@ export interface MapInfo {
 
 export type TcHook = 'ingress' | 'egress';
 
+export interface LinkInfo {
+  /** 'tcx', or 'type N' for kinds this binding does not name. */
+  type: string;
+  id: number;
+  progId: number;
+  /** tcx: the device; 0 once it is gone (the link is then defunct). */
+  ifindex?: number;
+  hook?: TcHook;
+}
+
 export interface TcFilter {
   handle: number;
   priority: number;
@@ -78,6 +88,12 @@ export interface RawBpf {
   tcDetach(ifindex: number, hook: TcHook, handle: number, priority: number): void;
   tcQuery(ifindex: number, hook: TcHook, handle: number, priority: number): number | null;
   tcFilters(ifindex: number, hook: TcHook): TcFilter[];
+  tcxAttach(ifindex: number, hook: TcHook, progFd: number, first: boolean): number;
+  linkUpdate(linkFd: number, progFd: number): void;
+  linkInfoByFd(fd: number, label?: string): LinkInfo;
+  tcxQuery(ifindex: number, hook: TcHook): { revision: number; programs: Array<{ progId: number; linkId: number }> };
+  linkGetFdById(id: number): number;
+  linkDetach(linkFd: number): void;
 }
 
 export const raw = (): RawBpf => addon().bpf as RawBpf;
