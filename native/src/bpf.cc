@@ -151,6 +151,9 @@ Napi::Object ProgInfoObject(Napi::Env env, int fd, const std::string& label) {
   o.Set("name", std::string(pi.name));
   o.Set("tag", Hex(pi.tag, sizeof(pi.tag)));
   o.Set("type", TypeName(libbpf_bpf_prog_type_str(static_cast<bpf_prog_type>(pi.type)), pi.type));
+  // Counted only while someone holds BPF_ENABLE_STATS (enableRunStats).
+  o.Set("runTimeNs", Napi::Number::New(env, static_cast<double>(pi.run_time_ns)));
+  o.Set("runCnt", Napi::Number::New(env, static_cast<double>(pi.run_cnt)));
   return o;
 }
 
@@ -175,6 +178,13 @@ Napi::Object MapInfoObject(Napi::Env env, int fd, const std::string& label) {
 }  // namespace bpfutil
 
 using namespace bpfutil;
+
+// enableRunStats() -> fd: the kernel counts every program's run time and runs while it is open.
+static Napi::Value EnableRunStats(const Napi::CallbackInfo& info) {
+  int fd = bpf_enable_stats(BPF_STATS_RUN_TIME);
+  if (fd < 0) ThrowErrno(info.Env(), "BPF_ENABLE_STATS(BPF_STATS_RUN_TIME)", -fd);
+  return Napi::Number::New(info.Env(), fd);
+}
 
 static Napi::Value LibbpfVersion(const Napi::CallbackInfo& info) {
   return Napi::String::New(info.Env(), libbpf_version_string());
@@ -242,6 +252,7 @@ static Napi::Value MapInfoByFd(const Napi::CallbackInfo& info) {
 Napi::Object InitBpf(Napi::Env env, Napi::Object exports) {
   InstallPrintCallback();
   exports.Set("libbpfVersion", Napi::Function::New(env, LibbpfVersion, "libbpfVersion"));
+  exports.Set("enableRunStats", Napi::Function::New(env, EnableRunStats, "enableRunStats"));
   exports.Set("numPossibleCpus", Napi::Function::New(env, NumPossibleCpus, "numPossibleCpus"));
   exports.Set("closeFd", Napi::Function::New(env, CloseFd, "closeFd"));
   exports.Set("dupFd", Napi::Function::New(env, DupFd, "dupFd"));

@@ -25,6 +25,12 @@ export { isErrnoError, type ErrnoError, type MapInfo, type ProgInfo, type TcFilt
 export * from './bpf_tc.js';
 export * from './bpf_tcx.js';
 
+/** Turns on the kernel's per-program run time and run counts (ProgInfo.runTimeNs, runCnt) until the returned function is called. */
+export function enableRunStats(): () => void {
+  const fd = raw().enableRunStats();
+  return () => raw().closeFd(fd);
+}
+
 export function libbpfVersion(): string {
   return raw().libbpfVersion();
 }

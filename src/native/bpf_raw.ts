@@ -19,6 +19,9 @@ export interface ProgInfo {
   tag: string;
   /** libbpf's name for the program type, e.g. "sched_cls". */
   type: string;
+  /** Time spent in the program and runs, counted while run statistics are on (enableRunStats). */
+  runTimeNs: number;
+  runCnt: number;
 }
 
 export interface MapInfo {
@@ -66,6 +69,7 @@ export interface RawObject {
 
 export interface RawBpf {
   libbpfVersion(): string;
+  enableRunStats(): number;
   numPossibleCpus(): number;
   closeFd(fd: number): void;
   dupFd(fd: number): number;

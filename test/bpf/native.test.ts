@@ -224,7 +224,7 @@ test('testRun: sched_cls verdicts, packet rewrite, ctx and per-CPU counters', (t
   const prog = obj.program('fx_classify');
   assert.equal(prog.type, 'sched_cls');
   assert.match(prog.tag, /^[0-9a-f]{16}$/);
-  assert.deepEqual(progInfo(prog.id), { id: prog.id, name: 'fx_classify', tag: prog.tag, type: 'sched_cls' });
+  assert.deepEqual(progInfo(prog.id), { id: prog.id, name: 'fx_classify', tag: prog.tag, type: 'sched_cls', runTimeNs: 0, runCnt: 0 });
   obj.map('fx_lpm').update(lpmKey('10.244.1.0/24'), peer(42, [0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0x01]));
 
   const hit = ipv4Frame('10.244.1.2');
