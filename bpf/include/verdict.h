@@ -9,7 +9,7 @@
  * (verdict() in counters.h), which also turns "carry on" into
  * TC_ACT_UNSPEC so that other programs on the hook still run.
  *
- * Helpers that only answer a question (pod_hop, plain_flow, ct_tracked)
+ * Helpers that only answer a question (pod_hop, plain_flow, ct_may_skip)
  * return a truth value, and wrappers of one kernel call (pop_outer,
  * handoff_room) its 0-or-error.
  */

@@ -62,6 +62,8 @@ enum weft_cfg_flag {
 	WEFT_CFG_F_VXLAN_PUSH   = 1 << 3,
 	/* Tunnel packets are not held to the lease holder of their inner source (admit.h admit_tunnel); the VNI still is. */
 	WEFT_CFG_F_ANY_SENDER   = 1 << 4,
+	/* Conntrack follows flows on this host: a packet of a flow it has no entry for is the host's to judge (conntrack.h). */
+	WEFT_CFG_F_CT_FOLLOWS   = 1 << 5,
 };
 
 /* weft_config: array of one, written by the agent before traffic flows. */
@@ -82,7 +84,8 @@ struct weft_config {
 	__u8   overlay_mac[6];   /* MAC of the overlay device (ingress redirects) */
 	__u8   underlay_mac[6];
 	__u16  decap_port;       /* WEFT_CFG_F_KERNEL_DECAP: the overlay device's UDP port, host byte order */
-};                               /* 52 bytes */
+	__u32  ct_timeout_ms;    /* conntrack's established TCP timeout here; 0: tracked flows never take the fast path (conntrack.h) */
+};                               /* 56 bytes */
 
 /* weft_stats: per-CPU array indexed by weft_stats_index(dir, encap). */
 enum weft_dir {
@@ -139,11 +142,27 @@ struct weft_port {
 	__u32  flags;          /* enum weft_port_flag */
 };                             /* 8 bytes */
 
+/*
+ * weft_ct_wanted: LRU hash, established TCP flows the fast path would take
+ * once conntrack tracks their windows liberally (conntrack.h), as the packet
+ * that found them saw them; the agent marks them in conntrack and deletes them
+ * (src/dataplane/ebpf/fastpath.ts). Filled by the programs, not pinned.
+ */
+struct weft_ct_tuple {
+	__be32 saddr;
+	__be32 daddr;
+	__be16 sport;
+	__be16 dport;
+	__u8   proto;
+	__u8   _pad[3];
+};                             /* 16 bytes */
+
 /* max_entries of the maps (maps.h) whose size is not 1. */
 enum weft_map_size {
 	WEFT_PEERS_MAX     = 65536, /* weft_peers: leases in one Network */
 	WEFT_STATS_ENTRIES = WEFT_DIR_MAX * WEFT_ENCAP_MAX, /* weft_stats: one counter per direction and encapsulation */
 	WEFT_PORTS_MAX     = 4096, /* weft_ports: MACs on the bridges that hold our subnet */
+	WEFT_CT_WANTED_MAX = 1024, /* weft_ct_wanted: flows waiting for the agent */
 };
 
 /*

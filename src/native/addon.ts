@@ -1,5 +1,5 @@
 // Loads the compiled addon (native/build/Release/weft_native.node). The typed
-// wrappers in bpf.ts and netlink.ts are the only modules that touch it.
+// wrappers in bpf.ts, netlink.ts and conntrack.ts are the only modules that touch it.
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
@@ -9,13 +9,14 @@ export const addonPath = path.resolve(here, '../../native/build/Release/weft_nat
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Raw = Record<string, any>;
-let cached: { bpf: Raw; netlink: Raw; netns: Raw } | undefined;
+type Addon = { bpf: Raw; netlink: Raw; netns: Raw; conntrack: Raw };
+let cached: Addon | undefined;
 
-export function addon(): { bpf: Raw; netlink: Raw; netns: Raw } {
+export function addon(): Addon {
   if (!cached) {
     const require = createRequire(import.meta.url);
     try {
-      cached = require(addonPath) as { bpf: Raw; netlink: Raw; netns: Raw };
+      cached = require(addonPath) as Addon;
     } catch (err) {
       throw new Error(`cannot load the native addon ${addonPath}: ${(err as Error).message}; run 'make build'`);
     }

@@ -23,6 +23,7 @@ export const C_ENUMS = {
     WEFT_CFG_F_KERNEL_DECAP: 4,
     WEFT_CFG_F_VXLAN_PUSH: 8,
     WEFT_CFG_F_ANY_SENDER: 16,
+    WEFT_CFG_F_CT_FOLLOWS: 32,
   },
   weft_dir: {
     WEFT_DIR_EGRESS: 0,
@@ -49,6 +50,7 @@ export const C_ENUMS = {
     WEFT_PEERS_MAX: 65536,
     WEFT_STATS_ENTRIES: 10,
     WEFT_PORTS_MAX: 4096,
+    WEFT_CT_WANTED_MAX: 1024,
   },
 } as const;
 
@@ -85,6 +87,8 @@ export const CFG_F_KERNEL_DECAP = C_ENUMS.weft_cfg_flag.WEFT_CFG_F_KERNEL_DECAP;
 export const CFG_F_VXLAN_PUSH = C_ENUMS.weft_cfg_flag.WEFT_CFG_F_VXLAN_PUSH;
 /** Tunnel packets are not held to the lease holder of their inner source (admit.h admit_tunnel); the VNI still is. */
 export const CFG_F_ANY_SENDER = C_ENUMS.weft_cfg_flag.WEFT_CFG_F_ANY_SENDER;
+/** Conntrack follows flows on this host: a packet of a flow it has no entry for is the host's to judge (conntrack.h). */
+export const CFG_F_CT_FOLLOWS = C_ENUMS.weft_cfg_flag.WEFT_CFG_F_CT_FOLLOWS;
 
 // enum weft_dir
 /** weft_stats: per-CPU array indexed by weft_stats_index(dir, encap). */
@@ -148,6 +152,8 @@ export const PEERS_MAX = C_ENUMS.weft_map_size.WEFT_PEERS_MAX;
 export const STATS_ENTRIES = C_ENUMS.weft_map_size.WEFT_STATS_ENTRIES;
 /** weft_ports: MACs on the bridges that hold our subnet */
 export const PORTS_MAX = C_ENUMS.weft_map_size.WEFT_PORTS_MAX;
+/** weft_ct_wanted: flows waiting for the agent */
+export const CT_WANTED_MAX = C_ENUMS.weft_map_size.WEFT_CT_WANTED_MAX;
 
 /** The map instances of maps.h: libbpf's map type, max_entries, and the key and value types by name. */
 export const MAP_DEFS = {
@@ -157,9 +163,12 @@ export const MAP_DEFS = {
   weft_drops: { type: 'percpu_array', maxEntries: C_ENUMS.weft_drop_reason.WEFT_DROP_MAX, key: '__u32', value: 'weft_counter' },
   /** The bridges' forwarding database for the programs (forward.h): pinned only while the objects load, so that both share it. */
   weft_ports: { type: 'hash', maxEntries: C_ENUMS.weft_map_size.WEFT_PORTS_MAX, key: 'weft_port_key', value: 'weft_port' },
+  /** Flows the fast path waits to take (weft_maps.h, conntrack.h): shared like weft_ports, read by the agent. */
+  weft_ct_wanted: { type: 'lru_hash', maxEntries: C_ENUMS.weft_map_size.WEFT_CT_WANTED_MAX, key: 'weft_ct_tuple', value: '__u32' },
 } as const;
 export const MAP_PEERS = 'weft_peers';
 export const MAP_CONFIG = 'weft_config';
 export const MAP_STATS = 'weft_stats';
 export const MAP_DROPS = 'weft_drops';
 export const MAP_PORTS = 'weft_ports';
+export const MAP_CT_WANTED = 'weft_ct_wanted';

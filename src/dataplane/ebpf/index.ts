@@ -13,6 +13,7 @@ import type { Logger } from '../../core/log.js';
 import { CONFIG_KEY, decodeConfig, encodeConfig, encodeLocalPeer, encodeLpmKey, encodePeer, hostOrderCheck, MAP_CONFIG } from './maps.js';
 import { ALL_PROGRAMS, detach, loadObjects, unpinMaps, TC_HANDLE, type LoadedMaps } from './loader.js';
 import { attachHook, attachMode, detachLinkById, linkPins, removeLinkPin, weftLinks } from './attach.js';
+import { ConntrackFastPath } from './fastpath.js';
 import { ensureOverlay, removeOverlays, writeSysctl, type OverlayDevice } from './device.js';
 import { BridgePorts } from './ports.js';
 import { GatewayHook } from './gateway.js';
@@ -37,6 +38,8 @@ export interface EbpfOptions {
   vxlanPush: boolean;
   /** Programs held by pinned tcx links where the kernel has tcx (attach.ts; WEFT_EBPF_TCX, on), else classic TC filters. */
   tcx: boolean;
+  /** Established flows conntrack follows skip the host's forward path once marked liberal (fastpath.ts; WEFT_EBPF_CT_FASTPATH, on). */
+  ctFastPath: boolean;
 }
 
 /** An on/off switch from the environment, on unless set to 0, false, off or no. */
@@ -53,6 +56,7 @@ export function ebpfOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): EbpfOp
     senderCheck: envSwitch('WEFT_EBPF_SENDER_CHECK', env),
     vxlanPush: envSwitch('WEFT_EBPF_VXLAN_PUSH', env),
     tcx: envSwitch('WEFT_EBPF_TCX', env),
+    ctFastPath: envSwitch('WEFT_EBPF_CT_FASTPATH', env),
   };
 }
 
@@ -71,6 +75,7 @@ export class EbpfDataplane implements Dataplane {
   private portsMap: BpfMap | undefined;
   private gateway: GatewayHook | undefined;
   private watch: HostWatch | undefined;
+  private fastPath: ConntrackFastPath | undefined;
   private peers: PeerSource | undefined;
   /** The managed neighbour entries this process added (the next hops of direct peers). */
   private readonly managed = new Set<string>();
@@ -104,11 +109,11 @@ export class EbpfDataplane implements Dataplane {
     this.watch = new HostWatch(nl, tasks, this.log);
     // The bridges' ports before the programs that use them, so that a restart keeps the shortcut.
     this.ports?.sync();
+    const devices = { overlayIfindex: this.overlay.index, overlayMAC: this.overlay.mac, podForward, decapPort: this.overlay.decapPort, vxlanPush, anySender };
+    const config = this.maps.config;
+    const fastPath = (this.fastPath = new ConntrackFastPath(loaded.ctWanted, this.o.ctFastPath, (ct) => config.update(CONFIG_KEY, encodeConfig(local, { ...devices, ctFollows: ct.follows, ctTimeoutMs: ct.timeoutMs })), this.log));
     // The config first: programs attached before it is READY would drop what they see.
-    this.maps.config.update(
-      CONFIG_KEY,
-      encodeConfig(local, { overlayIfindex: this.overlay.index, overlayMAC: this.overlay.mac, podForward, decapPort: this.overlay.decapPort, vxlanPush, anySender }),
-    );
+    config.update(CONFIG_KEY, encodeConfig(local, { ...devices, ctFollows: fastPath.current.follows, ctTimeoutMs: fastPath.current.timeoutMs }));
     const mode = attachMode(this.o.tcx);
     const on = (ifindex: number, obj: typeof loaded.overlay, program: 'overlay_egress' | 'overlay_ingress' | 'underlay_decap'): number =>
       attachHook(local.pinDir, ifindex, program, obj.program(program).fd, mode).progId;
@@ -132,6 +137,7 @@ export class EbpfDataplane implements Dataplane {
         podPorts: this.ports?.size,
         vxlanPush,
         senderCheck: !anySender,
+        ctFastPath: this.o.ctFastPath,
         decapPort: this.overlay.decapPort || undefined,
         gateway: this.gateway ? (this.gateway.device ?? 'none yet') : undefined,
       },
@@ -244,6 +250,8 @@ export class EbpfDataplane implements Dataplane {
   }
 
   async stop(): Promise<void> {
+    this.fastPath?.close();
+    this.fastPath = undefined;
     this.watch?.close();
     this.watch = undefined;
     this.gateway?.close();
