@@ -86,6 +86,8 @@ export function buildClientOptions(o: EtcdOptions): IOptions {
     // Retries and backoff are the lease manager's and the watcher's; etcd3's own circuit breaker would hide outages.
     // etcd3 calls .next() on this factory whenever it (re)starts a backoff sequence; its typing says IBackoff.
     faultHandling: { host: () => noop, global: noop, watchBackoff: new ExponentialBackoff({ initialDelay: 100, maxDelay: 5000 }) as unknown as IBackoff<unknown> },
+    // One list of 65,536 leases is 11.6 MB, past grpc-js's 4 MiB default answer; paged range reads (issue 13) bound each answer.
+    grpcOptions: { 'grpc.max_receive_message_length': 64 * 1024 * 1024 },
   };
   if (tls) {
     options.credentials = {
