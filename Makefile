@@ -7,7 +7,7 @@ SHELL := /bin/bash
 DEB_PACKAGES := clang llvm libbpf-dev libelf-dev zlib1g-dev linux-libc-dev bpftool \
 	etcd-server etcd-client iproute2 iperf3 sockperf qperf tcpdump ethtool iptables \
 	libnl-3-dev libnl-route-3-dev pkg-config python3 make g++ util-linux procps iputils-ping \
-	conntrack linux-perf
+	containernetworking-plugins fping openssl docker.io busybox-static conntrack linux-perf
 
 CLANG ?= clang
 BPF_CFLAGS := -O2 -g -target bpf -D__TARGET_ARCH_x86 -Wall -Werror -Wno-unused-function \
@@ -27,7 +27,7 @@ TEST_SRC := $(shell find lab test bench demo -name "*.ts" 2>/dev/null) tsconfig.
 CONTRACT_TS := src/dataplane/ebpf/contract.ts
 CONTRACT_SRC := bpf/gen-contract.mjs bpf/include/weft_maps.h bpf/include/maps.h
 
-.PHONY: setup build bpf contract native ts test demo bench clean
+.PHONY: setup build bpf contract native ts test demo bench clean install uninstall
 
 # Debian packages only when one is missing; npm ci only when the lock file changed.
 setup: .setup-stamp
@@ -76,13 +76,50 @@ test: build
 
 BACKEND ?= vxlan
 DATAPLANE ?= ebpf
+PODS ?= cni
 demo: build
-	node dist-test/demo/demo.js --backend=$(BACKEND) --dataplane=$(DATAPLANE)
+	node dist-test/demo/demo.js --backend=$(BACKEND) --dataplane=$(DATAPLANE) --pods=$(PODS)
 
 # BENCH passes options through, e.g. make bench BENCH="--cases underlay,weft-ebpf-ipip --runs 1 --seconds 3".
 BENCH ?=
 bench: build
 	node dist-test/bench/run.js $(BENCH)
+
+# make install [PREFIX=/usr/local] [DESTDIR=] [FLANNELD_LINK=yes]: the built tree under
+# $(PREFIX)/lib/weft (production node_modules only), the weft launcher in $(PREFIX)/bin (and a
+# flanneld link to it when asked), the systemd unit and the options-file example.
+# make uninstall (same variables) removes exactly those.
+PREFIX ?= /usr/local
+DESTDIR ?=
+FLANNELD_LINK ?=
+NODE ?= $(shell command -v node)
+LIBDIR := $(DESTDIR)$(PREFIX)/lib/weft
+BINDIR := $(DESTDIR)$(PREFIX)/bin
+UNITDIR := $(DESTDIR)$(PREFIX)/lib/systemd/system
+DOCDIR := $(DESTDIR)$(PREFIX)/share/doc/weft
+
+install: build
+	rm -rf $(LIBDIR)
+	install -d $(LIBDIR)/dist $(LIBDIR)/build/bpf $(LIBDIR)/native/build/Release $(LIBDIR)/node_modules $(BINDIR) $(UNITDIR) $(DOCDIR)
+	cp -R dist/. $(LIBDIR)/dist/ && rm -f $(LIBDIR)/dist/.stamp && find $(LIBDIR)/dist -name '*.d.ts' -delete
+	install -m 0644 build/bpf/*.o $(LIBDIR)/build/bpf/
+	install -m 0755 $(NATIVE) $(LIBDIR)/native/build/Release/
+	install -m 0644 package.json $(LIBDIR)/
+	@# The production dependencies only (npm ls lists them, nested ones included): no compiler, no TypeScript.
+	npm ls --omit=dev --all --parseable | sed -n 's|^$(CURDIR)/node_modules/||p' | while read -r pkg; do \
+		mkdir -p "$(LIBDIR)/node_modules/$$pkg" && cp -R "node_modules/$$pkg/." "$(LIBDIR)/node_modules/$$pkg/" || exit 1; \
+	done
+	sed 's|@NODE@|$(NODE)|' packaging/weft.in > $(BINDIR)/weft && chmod 0755 $(BINDIR)/weft
+	$(if $(filter yes,$(FLANNELD_LINK)),ln -sfn weft $(BINDIR)/flanneld)
+	sed 's|@BINDIR@|$(PREFIX)/bin|g' packaging/weft.service > $(UNITDIR)/weft.service && chmod 0644 $(UNITDIR)/weft.service
+	install -m 0644 packaging/flanneld.sysconfig.example $(DOCDIR)/
+
+uninstall:
+	rm -rf $(LIBDIR)
+	rm -f $(BINDIR)/weft $(UNITDIR)/weft.service $(DOCDIR)/flanneld.sysconfig.example
+	@# The flanneld link only when it is ours (a real flanneld there stays).
+	if [ "$$(readlink $(BINDIR)/flanneld)" = weft ]; then rm -f $(BINDIR)/flanneld; fi
+	-rmdir $(DOCDIR) 2>/dev/null
 
 clean:
 	rm -rf build dist dist-test native/build .setup-stamp

@@ -3,7 +3,7 @@
 // every case in turn. All pairs share one lab (one underlay segment, one
 // router) and one etcd; each weft pair has its own etcd prefix and network
 // config, so the pairs never see each other's leases.
-import { Lab, type LabHost, type Netns } from '../lab/netns.js';
+import { IPERF3_PORT, Lab, type LabHost, type Netns } from '../lab/netns.js';
 import { LabEtcd } from '../lab/etcd.js';
 import { startAgent, subnetFile, type LabAgent } from '../lab/agent.js';
 import { FlannelHost } from '../lab/flannel.js';
@@ -11,7 +11,7 @@ import { waitFor } from '../lab/exec.js';
 import { readEnvFile } from 'weft/agent/subnet-env.js';
 import { IPNet } from 'weft/core/ipnet.js';
 import { applyProfile, type HostProfile } from '../lab/profiles.js';
-import { IPERF_PORT, startServers } from './measure.js';
+import { startServers } from './measure.js';
 
 export type Backend = 'vxlan' | 'host-gw' | 'ipip' | 'udp';
 
@@ -149,7 +149,7 @@ export async function setupCase(b: Bench, def: CaseDef, profile: HostProfile, in
       // The same rules on both hosts; kube's services lead to the server pod's iperf3.
       for (const h of [h1, h2]) {
         const env = readEnvFile(subnetFile(h))!;
-        await applyProfile(h, profile, { network: env.FLANNEL_NETWORK, subnet: env.FLANNEL_SUBNET, bridge: 'docker0', endpoints: [{ ip: z.ip, port: IPERF_PORT }] });
+        await applyProfile(h, profile, { network: env.FLANNEL_NETWORK, subnet: env.FLANNEL_SUBNET, bridge: 'docker0', endpoints: [{ ip: z.ip, port: IPERF3_PORT }] });
       }
     }
     s.sockperfPid = (await startServers(s.server!)).sockperfPid;

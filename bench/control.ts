@@ -319,8 +319,10 @@ async function putLatency(client: Etcd3, prefix: string, agent: LabAgent, pinDir
     // Leases arrive one at a time in life; let the agent settle before the next.
     await sleep(10);
   }
-  // The agent's log lines may reach us after the map entry does: read them once all puts are done.
-  await sleep(500);
+  // The agent's log lines may reach us after the map entry does: read them once the last put's has come
+  // (the log is in order). A line that never comes leaves its put out of the split, as a missing one did.
+  const last = marks.at(-1);
+  if (last) await agent.waitForLog(`the last put's peer added`, (l) => l.msg === 'peer added' && l.subnet === last.subnet, 5000, last.from).catch(() => undefined);
   for (const m of marks) {
     const line = agent.lines.slice(m.from).find((l) => l.msg === 'peer added' && l.subnet === m.subnet);
     const t = typeof line?.time === 'string' ? Date.parse(line.time) : typeof line?.time === 'number' ? line.time : NaN;

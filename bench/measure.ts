@@ -4,9 +4,8 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import { runSync } from '../lab/exec.js';
-import type { Netns } from '../lab/netns.js';
+import { IPERF3_PORT, type Netns } from '../lab/netns.js';
 
-export const IPERF_PORT = 5201;
 export const SOCKPERF_PORT = 11111;
 
 /** Clock ticks per second for /proc/stat (USER_HZ; 100 on every Linux build that matters, asked once). */
@@ -158,7 +157,7 @@ export interface IperfOptions {
 export async function iperf(client: Netns, serverIP: string, seconds: number, o: IperfOptions = {}): Promise<Throughput> {
   const streams = o.streams ?? 1;
   const cpu = o.cpu ?? null;
-  const cmd = ['iperf3', '-c', serverIP, '-p', String(IPERF_PORT), '-t', String(seconds), '-P', String(streams), '-J', '--connect-timeout', '3000'];
+  const cmd = ['iperf3', '-c', serverIP, '-p', String(IPERF3_PORT), '-t', String(seconds), '-P', String(streams), '-J', '--connect-timeout', '3000'];
   if (cpu !== null) cmd.push('-A', `${cpu},${cpu}`);
   if (o.rateBps) cmd.push('-b', String(Math.round(o.rateBps)));
   const before = sampleCpu(o.ours ?? null);
@@ -222,29 +221,10 @@ const pin = (cpu: number | null): string[] => (cpu === null ? [] : ['taskset', '
 
 /** iperf3 and sockperf servers in the receiving namespace, for the whole benchmark; stopped with the lab. Returns the sockperf server's pid (nsenter execs it, so the spawned pid is sockperf's). */
 export async function startServers(server: Netns): Promise<{ sockperfPid: number }> {
-  const started = (child: ReturnType<Netns['spawn']>, what: string, ready: RegExp): Promise<void> =>
-    new Promise((resolve, reject) => {
-      let out = '';
-      const timer = setTimeout(() => resolve(), 1500); // neither prints reliably on every version: a listening socket is what counts
-      const on = (d: Buffer): void => {
-        out += d.toString();
-        if (ready.test(out)) {
-          clearTimeout(timer);
-          resolve();
-        }
-      };
-      child.stdout?.on('data', on);
-      child.stderr?.on('data', on);
-      child.once('exit', (code) => {
-        clearTimeout(timer);
-        reject(new Error(`${what} in ${server.name} exited ${code}: ${out.trim().slice(0, 300)}`));
-      });
-    });
   const sockperf = server.spawn(['sockperf', 'server', '--tcp', '-i', '0.0.0.0', '-p', String(SOCKPERF_PORT)]);
-  await Promise.all([
-    started(server.spawn(['iperf3', '-s', '-p', String(IPERF_PORT)]), 'iperf3 -s', /listening/i),
-    started(sockperf, 'sockperf server', /waiting|listen/i),
-  ]);
+  const iperf = server.spawn(['iperf3', '-s', '-p', String(IPERF3_PORT)]);
+  // Ready when they listen: neither says so reliably into a pipe.
+  await Promise.all([server.waitForListening(IPERF3_PORT, iperf), server.waitForListening(SOCKPERF_PORT, sockperf)]);
   return { sockperfPid: sockperf.pid! };
 }
 

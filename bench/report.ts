@@ -8,6 +8,7 @@ import { runSync } from '../lab/exec.js';
 import { CASES, setupKey, type CaseSetup } from './cases.js';
 import { PROFILES, type HostProfile } from '../lab/profiles.js';
 import type { ControlResult } from './control.js';
+import { cniRows, type CniResult } from './cni.js';
 import { median, spread, type Latency, type Placement, type Throughput } from './measure.js';
 
 export interface Round {
@@ -91,6 +92,8 @@ export interface Results {
   dataplaneError?: string;
   control: ControlResult | null;
   netlink: NetlinkResult | null;
+  /** Absent in results written before the CNI part existed. */
+  cni?: CniResult | null;
   targets: Target[];
 }
 
@@ -252,6 +255,7 @@ export function controlTable(r: Results, markdown = false): string {
   if (nd) rows.push([`netlink dataplane, ${'peers' in nd ? nd.peers : '?'} vxlan peers`, 'ms' in nd ? Object.entries(nd.ms).map(([k, v]) => `${k}: ${v} ms`).join('; ') : `error: ${nd.error}`, '']);
   const nb = r.netlink?.binding;
   if (nb) rows.push([`raw rtnetlink binding, ${'peers' in nb ? nb.peers : '?'} peers`, 'rows' in nb ? nb.rows.map((x) => `${x.mode}: ${x.program.toFixed(0)} ms`).join('; ') : `error: ${nb.error}`, '']);
+  if (r.cni) rows.push(...cniRows(r.cni));
   if (c?.error) rows.push(['control plane stopped early', c.error, '']);
   if (r.netlink?.error) rows.push(['netlink part stopped early', r.netlink.error, '']);
   for (const row of rows) if (row[2] === '') row.pop();

@@ -6,7 +6,7 @@
 //   node dist-test/bench/run.js [--profiles bare,docker,kube] [--cases a,b,...]
 //     [--runs 3] [--max-runs 6] [--seconds 5] [--latency-seconds 3] [--streams 4]
 //     [--rate auto|GBITS] [--leases 1000,10000,65536] [--puts 200] [--netlink-peers 65535]
-//     [--cpu auto|N|none] [--out FILE] [--summary FILE | --no-summary]
+//     [--pods 100] [--cpu auto|N|none] [--out FILE] [--summary FILE | --no-summary]
 //
 // Dataplane cases run on host profiles (lab/profiles.ts: bare, docker, kube;
 // every case on bare, the targets' four on the others) and in rounds: every
@@ -15,8 +15,8 @@
 // a case and flannel's path on the same profile, and their median reported. A
 // profile whose key ratios still spread widely after --runs rounds gets more,
 // up to --max-runs. Case names: see cases.ts; `control` (agent start, put
-// latency, RSS, weft leases) and `netlink` (programming peers) select the
-// non-traffic parts.
+// latency, RSS, weft leases), `netlink` (programming peers) and `cni` (the CNI
+// plugin's ADD and DEL) select the non-traffic parts.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -25,6 +25,7 @@ import { run } from '../lab/exec.js';
 import { reapStaleLabs } from '../lab/netns.js';
 import { CASES, PROFILE_CASES, caseDef, createBench, destroyBench, setupCase, setupKey, type Bench, type CaseSetup } from './cases.js';
 import { MAX_LEASES, runControl, type ControlResult } from './control.js';
+import { runCni, type CniResult } from './cni.js';
 import { iperf, latency, netnsInodes, placeRun, spread, type CpuChoice } from './measure.js';
 import { controlTable, dataplaneTable, machine, machineLine, profilesIn, summarise, targetsTable, type NetlinkResult, type Results, type Round } from './report.js';
 import { targets } from './targets.js';
@@ -40,6 +41,9 @@ interface Options {
   cases: string[] | null;
   control: boolean;
   netlink: boolean;
+  cni: boolean;
+  /** Pods timed through the CNI plugin (and as many through its delegates alone). */
+  pods: number;
   runs: number;
   maxRuns: number;
   seconds: number;
@@ -57,9 +61,11 @@ interface Options {
   full: boolean;
 }
 
-const USAGE = `usage: node dist-test/bench/run.js [--profiles ${PROFILES.join(',')}] [--cases ${[...CASES.map((c) => c.name), 'control', 'netlink'].join(',')}]
+const PARTS = ['control', 'netlink', 'cni'];
+
+const USAGE = `usage: node dist-test/bench/run.js [--profiles ${PROFILES.join(',')}] [--cases ${[...CASES.map((c) => c.name), ...PARTS].join(',')}]
   [--runs 3] [--max-runs 6] [--seconds 5] [--latency-seconds 3] [--streams 4] [--rate auto|GBITS]
-  [--leases 1000,10000,${MAX_LEASES}] [--puts 200] [--netlink-peers ${MAX_LEASES - 1}] [--cpu auto|N|none]
+  [--leases 1000,10000,${MAX_LEASES}] [--puts 200] [--netlink-peers ${MAX_LEASES - 1}] [--pods 100] [--cpu auto|N|none]
   [--out bench/results/<timestamp>.json] [--summary BENCHMARKS.md | --no-summary]`;
 
 function parseArgs(argv: string[]): Options {
@@ -75,7 +81,7 @@ function parseArgs(argv: string[]): Options {
     if (name.startsWith('no-')) a.set(name, 'true');
     else a.set(name, inline ?? argv[++i] ?? '');
   }
-  const known = ['profiles', 'cases', 'runs', 'max-runs', 'seconds', 'latency-seconds', 'streams', 'rate', 'leases', 'puts', 'netlink-peers', 'cpu', 'out', 'summary', 'no-summary'];
+  const known = ['profiles', 'cases', 'runs', 'max-runs', 'seconds', 'latency-seconds', 'streams', 'rate', 'leases', 'puts', 'netlink-peers', 'pods', 'cpu', 'out', 'summary', 'no-summary'];
   for (const k of a.keys()) if (!known.includes(k)) throw new Error(`unknown option --${k}\n${USAGE}`);
   const num = (k: string, d: number): number => {
     const v = a.has(k) ? Number(a.get(k)) : d;
@@ -83,11 +89,11 @@ function parseArgs(argv: string[]): Options {
     return v;
   };
   const names = a.get('cases')?.split(',').map((t) => t.trim()).filter(Boolean) ?? null;
-  for (const n of names ?? []) if (n !== 'control' && n !== 'netlink') caseDef(n);
+  for (const n of names ?? []) if (!PARTS.includes(n)) caseDef(n);
   const profiles = (a.get('profiles') ?? PROFILES.join(',')).split(',').map((t) => t.trim()).filter(Boolean);
   for (const p of profiles) if (!isProfile(p)) throw new Error(`--profiles: no profile ${p}; profiles: ${PROFILES.join(', ')}`);
   const seconds = num('seconds', 5);
-  const full = !['profiles', 'cases', 'runs', 'max-runs', 'seconds', 'latency-seconds', 'streams', 'rate', 'leases', 'puts', 'netlink-peers', 'cpu'].some((k) => a.has(k));
+  const full = !['profiles', 'cases', 'runs', 'max-runs', 'seconds', 'latency-seconds', 'streams', 'rate', 'leases', 'puts', 'netlink-peers', 'pods', 'cpu'].some((k) => a.has(k));
   const cpu = a.get('cpu') ?? 'auto';
   if (cpu !== 'none' && cpu !== 'auto' && !(Number.isInteger(Number(cpu)) && Number(cpu) >= 0 && Number(cpu) < os.cpus().length)) throw new Error(`--cpu: auto, none, or a CPU number below ${os.cpus().length}`);
   const rate = a.get('rate') ?? 'auto';
@@ -96,9 +102,11 @@ function parseArgs(argv: string[]): Options {
   const stamp = new Date().toISOString().replace(/[:.]/g, '-').replace(/-\d{3}Z$/, 'Z');
   return {
     profiles: profiles as HostProfile[],
-    cases: names === null ? null : names.filter((n) => n !== 'control' && n !== 'netlink'),
+    cases: names === null ? null : names.filter((n) => !PARTS.includes(n)),
     control: names === null || names.includes('control'),
     netlink: names === null || names.includes('netlink'),
+    cni: names === null || names.includes('cni'),
+    pods: Math.max(1, Math.round(num('pods', 100))),
     runs,
     maxRuns: Math.max(runs, Math.round(num('max-runs', a.has('runs') ? runs : 6))),
     seconds,
@@ -253,10 +261,11 @@ async function main(): Promise<void> {
     startedAt: new Date().toISOString(),
     command: `node dist-test/bench/run.js ${process.argv.slice(2).join(' ')}`.trim(),
     machine: machine(),
-    options: { profiles: o.profiles, cases: o.cases, control: o.control, netlink: o.netlink, cpu: o.cpu, runs: o.runs, maxRuns: o.maxRuns, seconds: o.seconds, latencySeconds: o.latencySeconds, streams: o.streams, rate: o.rate, leases: o.leases, puts: o.puts, netlinkPeers: o.netlinkPeers },
+    options: { profiles: o.profiles, cases: o.cases, control: o.control, netlink: o.netlink, cni: o.cni, pods: o.pods, cpu: o.cpu, runs: o.runs, maxRuns: o.maxRuns, seconds: o.seconds, latencySeconds: o.latencySeconds, streams: o.streams, rate: o.rate, leases: o.leases, puts: o.puts, netlinkPeers: o.netlinkPeers },
     dataplane: {},
     control: null,
     netlink: null,
+    cni: null,
     targets: [],
   };
   say(`weft benchmark on ${machineLine(res.machine)}`);
@@ -294,6 +303,17 @@ async function main(): Promise<void> {
     }, (msg) => (control.error = msg));
   }
   if (o.netlink) await part('netlink', () => netlink(res, o.netlinkPeers), (msg) => (res.netlink = { ...res.netlink, error: msg }));
+  if (o.cni) {
+    const cni: CniResult = (res.cni = { pods: o.pods, add: null, del: null, delegateAdd: null, delegateDel: null, nodeStart: null, version: null });
+    await part('cni', async () => {
+      const b = await createBench();
+      try {
+        await runCni(b, { pods: o.pods, say }, cni);
+      } finally {
+        await destroyBench(b);
+      }
+    }, (msg) => (cni.error = msg));
+  }
 
   summarise(res.dataplane);
   res.targets = targets(res);
@@ -314,8 +334,8 @@ async function main(): Promise<void> {
     if (res.dataplaneError) console.log(`stopped early: ${res.dataplaneError}`);
     console.log('');
   }
-  if (o.control || o.netlink) {
-    console.log('Control plane');
+  if (o.control || o.netlink || o.cni) {
+    console.log(o.control || o.netlink ? `Control plane${o.cni ? ' and CNI' : ''}` : 'CNI plugin');
     console.log(controlTable(res));
     console.log('');
   }

@@ -1,35 +1,45 @@
 // `make demo`: the whole system on one machine in a minute. A local etcd and
 // three simulated hosts (network namespaces on one underlay segment), a
-// network config put with etcdctl, one weft agent per host, a docker-style
-// bridge and two pods per host built from its subnet.env; then the leases,
-// the subnet.env files, a pod-to-pod ping matrix, iperf3 across hosts and
-// the dataplane's view. Everything is torn down at the end and on Ctrl-C.
+// network config put with etcdctl, one weft agent per host, and two pods per
+// host made through weft's CNI plugin as a container runtime makes them
+// (--pods=bridge: a docker-style bridge built from subnet.env instead); then
+// the leases, the subnet.env files, a pod-to-pod ping matrix, iperf3 across
+// hosts and the dataplane's view. Everything is torn down at the end and on Ctrl-C.
 //
-//   node dist-test/demo/demo.js [--backend vxlan|host-gw|ipip|udp] [--dataplane ebpf|netlink|auto]
+//   node dist-test/demo/demo.js [--backend vxlan|host-gw|ipip|udp] [--dataplane ebpf|netlink|auto] [--pods cni|bridge]
 import fs from 'node:fs';
 import path from 'node:path';
 import { Lab, BPFFS, reapStaleLabs, type LabHost } from '../lab/netns.js';
 import { LabEtcd } from '../lab/etcd.js';
 import { CLI, startAgent, subnetFile, type LabAgent } from '../lab/agent.js';
 import { runSync } from '../lab/exec.js';
+import { CniNetwork, SYSTEM_CNI_DIR } from '../lab/cni.js';
 import { readEnvFile } from 'weft/agent/subnet-env.js';
 import { IPNet } from 'weft/core/ipnet.js';
-import { bold, dim, FAIL, info, OK, red, setSteps, shell, step, waiting, yellow } from './ui.js';
+import { bold, dim, FAIL, info, OK, output, red, setSteps, shell, step, waiting, yellow } from './ui.js';
 import { pingMatrix, iperfAcross, showDataplane, showLeases, type DemoPod } from './show.js';
 
 const BACKENDS = ['vxlan', 'host-gw', 'ipip', 'udp'];
 const DATAPLANES = ['ebpf', 'netlink', 'auto'];
+const PODS = ['cni', 'bridge'];
 const PREFIX = '/coreos.com/network';
 
-function parseArgs(argv: string[]): { backend: string; dataplane: string } {
-  const o = { backend: 'vxlan', dataplane: 'ebpf' };
+interface Options {
+  backend: string;
+  dataplane: string;
+  pods: string;
+}
+
+function parseArgs(argv: string[]): Options {
+  const o: Options = { backend: 'vxlan', dataplane: 'ebpf', pods: 'cni' };
   for (const a of argv) {
-    const m = /^--(backend|dataplane)=(.*)$/.exec(a);
+    const m = /^--(backend|dataplane|pods)=(.*)$/.exec(a);
     if (!m) throw new UsageError(`unknown argument ${a}`);
-    o[m[1] as 'backend' | 'dataplane'] = m[2].toLowerCase();
+    o[m[1] as keyof Options] = m[2].toLowerCase();
   }
   if (!BACKENDS.includes(o.backend)) throw new UsageError(`--backend=${o.backend}: choose one of ${BACKENDS.join(', ')}`);
   if (!DATAPLANES.includes(o.dataplane)) throw new UsageError(`--dataplane=${o.dataplane}: choose one of ${DATAPLANES.join(', ')}`);
+  if (!PODS.includes(o.pods)) throw new UsageError(`--pods=${o.pods}: choose one of ${PODS.join(', ')}`);
   return o;
 }
 
@@ -71,11 +81,12 @@ function onSignal(sig: NodeJS.Signals): void {
   process.exit(130);
 }
 
-function preflight(): void {
+function preflight(o: Options): void {
   if (process.getuid?.() !== 0) throw new UsageError('the demo needs root: it creates network namespaces and loads BPF programs (sudo make demo)');
-  for (const tool of ['ip', 'etcd', 'etcdctl', 'iperf3', 'ping', 'nsenter']) {
+  for (const tool of ['ip', 'etcd', 'etcdctl', 'iperf3', 'ping', 'nsenter', 'iptables']) {
     if (runSync(['sh', '-c', `command -v ${tool}`], { allowFail: true }).code !== 0) throw new UsageError(`${tool} is not installed: run make setup`);
   }
+  if (o.pods === 'cni' && !fs.existsSync(path.join(SYSTEM_CNI_DIR, 'bridge'))) throw new UsageError(`no CNI plugins in ${SYSTEM_CNI_DIR}: run make setup (Debian's containernetworking-plugins), or make demo PODS=bridge`);
   const reaped = reapStaleLabs();
   if (reaped.length) info(dim(`removed ${reaped.length} namespaces left by an earlier, killed run`));
 }
@@ -88,7 +99,7 @@ function untilReady(agent: LabAgent, timeoutMs = 30_000): Promise<unknown> {
   ]);
 }
 
-async function startHosts(backend: string, dataplane: string): Promise<{ hosts: LabHost[]; pods: DemoPod[] }> {
+async function startHosts({ backend, dataplane, pods: podMode }: Options): Promise<{ hosts: LabHost[]; pods: DemoPod[] }> {
   const lab = state.lab!;
   const etcd = state.etcd!;
   step('Three simulated hosts on one underlay segment (192.0.2.0/24)');
@@ -98,10 +109,13 @@ async function startHosts(backend: string, dataplane: string): Promise<{ hosts: 
     return out;
   }, (hs) => `hosts ${hs.map((h) => `${h.hostName} ${h.address}`).join(', ')}, behind a router at 192.0.2.1`);
 
+  // As kube-flannel runs flanneld: the CNI bridge then leaves pod-to-pod traffic untranslated.
+  const masq = podMode === 'cni' ? ['--ip-masq'] : [];
   step(`A weft agent on each host (--dataplane=${dataplane})`);
-  shell(`weft agent --etcd-endpoints ${etcd.endpoint} --subnet-file <host>/subnet.env --bpf-pin-dir ${BPFFS}/<lab>/<host> --dataplane ${dataplane}`);
+  shell(`weft agent --etcd-endpoints ${etcd.endpoint} --subnet-file <host>/subnet.env --bpf-pin-dir ${BPFFS}/<lab>/<host> --dataplane ${dataplane}${masq.map((f) => ` ${f}`).join('')}`);
+  if (masq.length) info(dim('--ip-masq as kube-flannel runs flanneld: FLANNEL_IPMASQ=true, so the CNI bridge does not masquerade pod traffic'));
   for (const h of hosts) {
-    const agent = startAgent(h, { etcdEndpoint: etcd.endpoint, dataplane });
+    const agent = startAgent(h, { etcdEndpoint: etcd.endpoint, dataplane, extra: masq });
     state.agents.push(agent);
     await waiting(`${h.hostName}: starting the agent`, async () => {
       try {
@@ -117,6 +131,36 @@ async function startHosts(backend: string, dataplane: string): Promise<{ hosts: 
     });
   }
 
+  const pods = podMode === 'cni' ? await cniPods(hosts) : await bridgePods(hosts);
+  return { hosts, pods };
+}
+
+/** Two pods per host through weft's CNI plugin, invoked as a container runtime invokes it (lab/cni.ts). */
+async function cniPods(hosts: LabHost[]): Promise<DemoPod[]> {
+  step("weft's CNI plugin on each host, and two pods through it");
+  shell(`weft install-cni --bin-dir <host>/cni/bin --conf-dir <host>/cni/net.d --subnet-file <host>/subnet.env`);
+  const nets: CniNetwork[] = [];
+  for (const h of hosts) nets.push(await CniNetwork.install(h));
+  info(dim(`the conflist it wrote (kube-flannel's, with the lab's dataDir for flannel and host-local), ${nets[0].confFile}:`));
+  output(fs.readFileSync(nets[0].confFile, 'utf8'));
+  info(dim('each pod: ip netns add, then CNI ADD through the conflist (flannel -> bridge + host-local, then portmap), with CNI_COMMAND, CNI_CONTAINERID, CNI_NETNS, CNI_IFNAME, CNI_PATH and the config on stdin'));
+  const pods: DemoPod[] = [];
+  for (const [i, h] of hosts.entries()) {
+    for (const n of [1, 2]) {
+      const name = `p${n}`;
+      const a = await waiting(`${h.hostName}/${name}: CNI ADD`, async () => {
+        const ns = await h.addPodNetns(name);
+        const t0 = Date.now();
+        return { att: await nets[i].add(`${h.hostName}-${name}`, ns), ms: Date.now() - t0 };
+      }, ({ att, ms }) => `${h.hostName}/${name}: ${(att.result.ips as Array<{ address: string }>)[0].address} on cni0, gateway ${(att.result.ips as Array<{ gateway?: string }>)[0].gateway ?? '-'} (ADD ${ms} ms)`);
+      pods.push({ name: `${h.hostName}/${name}`, ns: a.att.netns, ip: a.att.ip, host: h });
+    }
+  }
+  return pods;
+}
+
+/** docker0 from subnet.env, as docker builds it with --bip=$FLANNEL_SUBNET --mtu=$FLANNEL_MTU, and two pods on it. */
+async function bridgePods(hosts: LabHost[]): Promise<DemoPod[]> {
   step("Each host's docker0 bridge and two pods, from its subnet.env");
   info(dim('as docker does with --bip=$FLANNEL_SUBNET --mtu=$FLANNEL_MTU'));
   const pods: DemoPod[] = [];
@@ -133,15 +177,15 @@ async function startHosts(backend: string, dataplane: string): Promise<{ hosts: 
       }
     }, () => `${h.hostName}: docker0 ${env.FLANNEL_SUBNET} mtu ${mtu}, pods ${pods.filter((p) => p.host === h).map((p) => p.ip).join(' and ')}`);
   }
-  return { hosts, pods };
+  return pods;
 }
 
 async function main(): Promise<number> {
   const o = parseArgs(process.argv.slice(2));
   for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, onSignal);
   const t0 = Date.now();
-  console.log(bold(`weft demo: ${o.backend} backend, ${o.dataplane} dataplane`) + dim('  (Ctrl-C tears everything down)'));
-  preflight();
+  console.log(bold(`weft demo: ${o.backend} backend, ${o.dataplane} dataplane, pods through ${o.pods === 'cni' ? "weft's CNI plugin" : 'a docker-style bridge'}`) + dim('  (Ctrl-C tears everything down)'));
+  preflight(o);
   setSteps(10);
   try {
     step('A local etcd');
@@ -153,7 +197,7 @@ async function main(): Promise<number> {
     shell(`ETCDCTL_API=3 etcdctl --endpoints ${state.etcd.endpoint} put ${PREFIX}/config '${config}'`);
     info((await state.etcd.etcdctl(['put', `${PREFIX}/config`, config])).trim());
 
-    const { hosts, pods } = await startHosts(o.backend, o.dataplane);
+    const { hosts, pods } = await startHosts(o);
 
     step('The leases in etcd');
     await showLeases(state.etcd, PREFIX);
@@ -195,7 +239,7 @@ main().then(
   (code) => process.exit(code),
   (err: unknown) => {
     if (err instanceof UsageError) {
-      console.error(`demo: ${err.message}\nusage: make demo [BACKEND=vxlan|host-gw|ipip|udp] [DATAPLANE=ebpf|netlink|auto]`);
+      console.error(`demo: ${err.message}\nusage: make demo [BACKEND=vxlan|host-gw|ipip|udp] [DATAPLANE=ebpf|netlink|auto] [PODS=cni|bridge]`);
       process.exit(2);
     }
     console.error(`demo failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}`);

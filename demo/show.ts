@@ -4,7 +4,6 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { LabHost, Netns } from '../lab/netns.js';
 import type { LabEtcd } from '../lab/etcd.js';
-import { sleep } from '../lab/exec.js';
 import { bold, dim, FAIL, green, info, output, red, shell, table, waiting } from './ui.js';
 
 export interface DemoPod {
@@ -51,8 +50,7 @@ export async function pingMatrix(pods: DemoPod[]): Promise<boolean> {
 export async function iperfAcross(a: DemoPod, b: DemoPod): Promise<void> {
   shell(`iperf3 -s -1                      ${dim(`# in ${b.name} (${b.ip})`)}`);
   shell(`iperf3 -c ${b.ip} -t 3 -i 1        ${dim(`# in ${a.name} (${a.ip})`)}`);
-  const server = b.ns.spawn(['iperf3', '-s', '-1']);
-  await sleep(300);
+  const server = await b.ns.iperf3Server();
   const client = a.ns.spawn(['iperf3', '-c', b.ip, '-t', '3', '-i', '1', '-f', 'g', '--forceflush']);
   let buf = '';
   let summary = '';

@@ -2,6 +2,7 @@
 // network config, one weft agent (or a flannel-style host) per lab host, and
 // on each host a docker-style bridge built from its subnet.env with pods on it.
 // connectivity() runs the matrix every backend must pass.
+import type { ChildProcess } from 'node:child_process';
 import { Lab, type LabHost, type Netns } from './netns.js';
 import { LabEtcd } from './etcd.js';
 import { startAgent, subnetFile, type LabAgent } from './agent.js';
@@ -9,7 +10,8 @@ import { FlannelHost } from './flannel.js';
 import { PROBE } from './probe.js';
 import { readEnvFile } from 'weft/agent/subnet-env.js';
 import { IPNet } from 'weft/core/ipnet.js';
-import { inNetns, run } from './exec.js';
+import { inNetns, Output, run } from './exec.js';
+import { CniNetwork, type Attachment } from './cni.js';
 
 export interface ClusterHostSpec {
   name: string;
@@ -31,6 +33,13 @@ export interface ClusterOptions {
   prefix?: string;
   podsPerHost?: number;
   bridge?: string;
+  /**
+   * How pods are made: 'bridge' (default) a docker0-style bridge from
+   * subnet.env (--bip, --mtu) and veths by ip commands; 'cni' through weft's
+   * CNI plugin (weft install-cni, the conflist, Debian's bridge, host-local
+   * and portmap), as a container runtime makes them.
+   */
+  pods?: 'bridge' | 'cni';
   agentArgs?: string[];
   /** Called with progress lines (the demo shows them). */
   progress?: (line: string) => void;
@@ -40,6 +49,8 @@ export interface Pod {
   ns: Netns;
   ip: string;
   node: ClusterNode;
+  /** For CNI pods: the attachment (container ID, cached result) DEL and CHECK need. */
+  attachment?: Attachment;
 }
 
 export interface ClusterNode {
@@ -49,6 +60,8 @@ export interface ClusterNode {
   flannel: FlannelHost | null;
   env: Record<string, string>;
   pods: Pod[];
+  /** With pods: 'cni': weft's plugin installed on this host. */
+  cni: CniNetwork | null;
 }
 
 export class Cluster {
@@ -74,7 +87,7 @@ export class Cluster {
       await etcd.etcdctl(['put', `${cluster.prefix}/config`, o.config]);
       for (const spec of o.hosts) {
         const host = await lab.addHost(spec.name, { octet: spec.octet, segment: spec.segment });
-        cluster.nodes.push({ spec, host, agent: null, flannel: null, env: {}, pods: [] });
+        cluster.nodes.push({ spec, host, agent: null, flannel: null, env: {}, pods: [], cni: null });
       }
       for (const node of cluster.nodes) await cluster.startNode(node);
       await cluster.wireFlannelHosts();
@@ -121,8 +134,18 @@ export class Cluster {
     }
   }
 
-  /** A docker0-style bridge from subnet.env (--bip=$FLANNEL_SUBNET --mtu=$FLANNEL_MTU) and `count` pods on it. */
+  /** `count` pods: on a docker0-style bridge from subnet.env (--bip=$FLANNEL_SUBNET --mtu=$FLANNEL_MTU), or through CNI, 4 ADDs at a time. */
   async addPods(node: ClusterNode, count: number): Promise<void> {
+    if (this.o.pods === 'cni') {
+      node.cni ??= await CniNetwork.install(node.host);
+      const names = Array.from({ length: count }, (_, i) => `p${node.pods.length + i + 1}`);
+      const made: Pod[] = new Array(count);
+      for (let i = 0; i < count; i += 4) {
+        await Promise.all(names.slice(i, i + 4).map(async (name, k) => (made[i + k] = await this.addCniPod(node, name))));
+      }
+      node.pods.push(...made);
+      return;
+    }
     const gwCidr = node.env.FLANNEL_SUBNET;
     const mtu = Number(node.env.FLANNEL_MTU);
     if (!gwCidr || !mtu) throw new Error(`${node.spec.name}: no subnet.env to build pods from`);
@@ -130,8 +153,21 @@ export class Cluster {
     for (let i = 0; i < count; i++) await this.addPod(node);
   }
 
-  /** One more pod on the node's bridge, with the next free address. */
+  /** A pod namespace attached through CNI ADD (container ID <host>-<pod>); the address is host-local's choice. */
+  private async addCniPod(node: ClusterNode, name: string): Promise<Pod> {
+    const ns = await node.host.addPodNetns(name);
+    node.host.pods.push(ns);
+    const attachment = await node.cni!.add(`${node.spec.name}-${name}`, ns);
+    return { ns, ip: attachment.ip, node, attachment };
+  }
+
+  /** One more pod on the node's bridge (or through CNI), with the next free address. */
   async addPod(node: ClusterNode): Promise<Pod> {
+    if (this.o.pods === 'cni') {
+      const pod = await this.addCniPod(node, `p${node.pods.length + 1}`);
+      node.pods.push(pod);
+      return pod;
+    }
     const subnet = IPNet.parse(node.env.FLANNEL_SUBNET)!;
     const n = node.pods.length;
     const ip = subnet.hostAt(BigInt(2 + n));
@@ -174,29 +210,26 @@ export function subnetOf(node: ClusterNode): string {
   return node.env.FLANNEL_SUBNET.replace(/\.1\//, '.0/');
 }
 
+/** lab/probe.ts's echo server in ns, serving when this resolves; the caller kills it. */
+export async function echoServer(ns: Netns, proto: 'tcp' | 'udp', port: number): Promise<ChildProcess> {
+  const server = ns.spawn([process.execPath, PROBE, 'serve', proto, String(port)]);
+  try {
+    await new Output(server).waitFor(`the ${proto} echo server in ${ns.name}`, /^ready$/m, 5000);
+  } catch (err) {
+    server.kill('SIGKILL');
+    throw err;
+  }
+  return server;
+}
+
 export async function reach(from: Netns, to: string, proto: Proto, target?: Netns, port = 7777): Promise<{ ok: boolean; detail: string }> {
   if (proto === 'icmp') {
     const r = await from.exec(['ping', '-c', '2', '-i', '0.2', '-W', '2', to], { allowFail: true, timeoutMs: 10_000 });
     return { ok: r.code === 0, detail: r.code === 0 ? '' : (r.stdout + r.stderr).trim().split('\n').slice(-2).join(' ') };
   }
   if (!target) throw new Error('tcp/udp checks need the target namespace');
-  const server = target.spawn([process.execPath, PROBE, 'serve', proto, String(port)]);
+  const server = await echoServer(target, proto, port);
   try {
-    await new Promise<void>((resolve, reject) => {
-      let out = '';
-      const timer = setTimeout(() => reject(new Error(`echo server in ${target.name} did not start`)), 5000);
-      server.stdout!.on('data', (d: Buffer) => {
-        out += d.toString();
-        if (out.includes('ready')) {
-          clearTimeout(timer);
-          resolve();
-        }
-      });
-      server.on('exit', (code) => {
-        clearTimeout(timer);
-        reject(new Error(`echo server in ${target.name} exited ${code}`));
-      });
-    });
     const r = await run(inNetns(from.name, [process.execPath, PROBE, 'send', proto, to, String(port), `hello-${proto}`]), { allowFail: true, timeoutMs: 10_000 });
     return { ok: r.code === 0, detail: r.code === 0 ? '' : r.stderr.trim() };
   } finally {
@@ -232,6 +265,33 @@ export async function connectivity(c: Cluster, protos: Proto[] = ['icmp', 'tcp',
     }
   }
   return out;
+}
+
+/**
+ * The source address `target` sees a TCP connection from `from` arrive with
+ * (masquerading shows here), or null when the connection fails.
+ */
+export async function sourceSeen(from: Netns, target: Netns, address: string, port = 7778): Promise<string | null> {
+  const server = target.spawn([process.execPath, PROBE, 'whoami', String(port)]);
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`whoami server in ${target.name} did not start`)), 5000);
+      server.stdout!.on('data', (d: Buffer) => {
+        if (d.toString().includes('ready')) {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+      server.on('exit', (code) => {
+        clearTimeout(timer);
+        reject(new Error(`whoami server in ${target.name} exited ${code}`));
+      });
+    });
+    const r = await run(inNetns(from.name, [process.execPath, PROBE, 'ask', address, String(port)]), { allowFail: true, timeoutMs: 10_000 });
+    return r.code === 0 ? r.stdout.trim() : null;
+  } finally {
+    server.kill('SIGKILL');
+  }
 }
 
 export function failures(results: Reachability[]): string {

@@ -9,14 +9,28 @@ import os from 'node:os';
 import path from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { Etcd3 } from 'etcd3';
-import { inNetns, run, sleep, startProcess, stopProcess, waitFor, WaitAbort } from './exec.js';
+import { inNetns, run, startProcess, stopProcess, waitFor, WaitAbort } from './exec.js';
 import { SEGMENTS, type Netns } from './netns.js';
+
+export interface LabEtcdTls {
+  /** The CA that signed the server's certificate (and the clients', with clientCertAuth). */
+  ca: string;
+  serverCert: string;
+  serverKey: string;
+  /** --client-cert-auth: clients must show a certificate signed by ca. */
+  clientCertAuth?: boolean;
+  /** What etcdctl shows etcd (needed with clientCertAuth). */
+  clientCert?: string;
+  clientKey?: string;
+}
 
 export interface LabEtcdOptions {
   /** Run inside this namespace (the lab router) and listen on its underlay address. */
   netns?: Netns;
   /** Extra etcd flags, e.g. ['--enable-v2']. */
   extraArgs?: string[];
+  /** Serve clients over TLS (https:// endpoint); the test process's own unix socket stays plain. */
+  tls?: LabEtcdTls;
 }
 
 export class LabEtcd {
@@ -24,17 +38,24 @@ export class LabEtcd {
   private forwarder: net.Server | undefined;
   private clients: Etcd3[] = [];
   private log = '';
+  /** root's password once enableAuth() ran: etcdctl and client() then log in as root. */
+  private rootPassword: string | undefined;
   /** Endpoint for agents (inside the lab) or for anything in the root namespace (no lab). */
-  readonly endpoint: string;
+  endpoint: string;
   /** Endpoint for the test process itself. */
   clientEndpoint = '';
 
   private constructor(
     readonly dir: string,
-    readonly opts: LabEtcdOptions,
+    public opts: LabEtcdOptions,
     private readonly port: number,
   ) {
-    this.endpoint = opts.netns ? `http://${SEGMENTS[0].gateway}:2379` : `http://127.0.0.1:${port}`;
+    this.endpoint = this.clientURL();
+  }
+
+  private clientURL(): string {
+    const scheme = this.opts.tls ? 'https' : 'http';
+    return this.opts.netns ? `${scheme}://${SEGMENTS[0].gateway}:2379` : `${scheme}://127.0.0.1:${this.port}`;
   }
 
   static async start(opts: LabEtcdOptions = {}): Promise<LabEtcd> {
@@ -62,12 +83,17 @@ export class LabEtcd {
   private async startProcess(): Promise<void> {
     const host = this.opts.netns ? SEGMENTS[0].gateway : '127.0.0.1';
     const peerPort = this.opts.netns ? 2380 : await freePort();
+    const tls = this.opts.tls;
+    this.endpoint = this.clientURL();
     const args = [
       'etcd',
       '--name', 'lab',
       '--data-dir', path.join(this.dir, 'data'),
-      '--listen-client-urls', `http://${host}:${this.port},unix://localhost:${this.port}`,
-      '--advertise-client-urls', `http://${host}:${this.port}`,
+      '--listen-client-urls', `${this.endpoint},unix://localhost:${this.port}`,
+      '--advertise-client-urls', this.endpoint,
+      ...(tls ? ['--cert-file', tls.serverCert, '--key-file', tls.serverKey] : []),
+      // etcd requires client certificates whenever it has a --trusted-ca-file, --client-cert-auth or not.
+      ...(tls?.clientCertAuth ? ['--client-cert-auth', '--trusted-ca-file', tls.ca] : []),
       '--listen-peer-urls', `http://127.0.0.1:${peerPort}`,
       '--initial-advertise-peer-urls', `http://127.0.0.1:${peerPort}`,
       '--initial-cluster', `lab=http://127.0.0.1:${peerPort}`,
@@ -92,7 +118,15 @@ export class LabEtcd {
 
   /** etcdctl against this etcd (v3 API unless api is '2'), run where etcd runs; returns stdout (and stderr when allowFail). */
   async etcdctl(args: string[], allowFail = false, api: '2' | '3' = '3'): Promise<string> {
-    const cmd = ['etcdctl', '--endpoints', this.endpoint, ...args];
+    const tls = this.opts.tls;
+    const cmd = [
+      'etcdctl',
+      '--endpoints', this.endpoint,
+      ...(tls ? (api === '2' ? ['--ca-file', tls.ca] : ['--cacert', tls.ca]) : []),
+      ...(tls?.clientCert && tls.clientKey ? (api === '2' ? ['--cert-file', tls.clientCert, '--key-file', tls.clientKey] : ['--cert', tls.clientCert, '--key', tls.clientKey]) : []),
+      ...(this.rootPassword ? ['--user', `root:${this.rootPassword}`] : []),
+      ...args,
+    ];
     const r = await run(inNetns(this.opts.netns?.name ?? null, cmd), {
       env: { ...process.env, ETCDCTL_API: api },
       allowFail,
@@ -101,9 +135,19 @@ export class LabEtcd {
     return r.stdout + (allowFail ? r.stderr : '');
   }
 
+  /**
+   * Turns etcd's authentication on, with a root user (who may do anything):
+   * etcdctl and client() log in as root from then on.
+   */
+  async enableAuth(rootPassword: string): Promise<void> {
+    await this.etcdctl(['user', 'add', `root:${rootPassword}`]);
+    await this.etcdctl(['auth', 'enable']);
+    this.rootPassword = rootPassword;
+  }
+
   /** An etcd3 client for the test process; closed on destroy. */
   client(): Etcd3 {
-    const c = new Etcd3({ hosts: this.clientEndpoint });
+    const c = new Etcd3({ hosts: this.clientEndpoint, ...(this.rootPassword ? { auth: { username: 'root', password: this.rootPassword } } : {}) });
     this.clients.push(c);
     return c;
   }
@@ -119,8 +163,10 @@ export class LabEtcd {
     if (!this.child || this.child.exitCode !== null || this.child.signalCode !== null) await this.startProcess();
   }
 
-  async restart(): Promise<void> {
+  /** Restarts etcd, with changed options if given (its data, users and roles stay). */
+  async restart(changes: Partial<LabEtcdOptions> = {}): Promise<void> {
     await this.stop();
+    this.opts = { ...this.opts, ...changes };
     await this.startProcess();
   }
 
@@ -129,8 +175,6 @@ export class LabEtcd {
     this.clients = [];
     await this.stop();
     await new Promise<void>((resolve) => (this.forwarder ? this.forwarder.close(() => resolve()) : resolve()));
-    // Give etcd a moment to release files before removing the data dir.
-    await sleep(10);
     fs.rmSync(this.dir, { recursive: true, force: true });
   }
 

@@ -28,17 +28,58 @@ export class CommandError extends Error {
   }
 }
 
-export function run(cmd: string[], opts: RunOptions = {}): Promise<RunResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd[0], cmd.slice(1), {
-      stdio: ['pipe', 'pipe', 'pipe'],
-      env: opts.env ?? process.env,
-      cwd: opts.cwd,
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+/**
+ * What a process started by the lab says, kept as it arrives, so that a caller
+ * can wait for a line (a server's "ready", tcpdump's "listening on") instead of
+ * waiting a while.
+ */
+export class Output {
+  stdout = '';
+  stderr = '';
+  /** Exited with its output read to the end ('close', not 'exit': what it said last may still be in the pipe at exit). */
+  private closed = false;
+
+  constructor(readonly child: ChildProcess) {
+    child.stdout?.setEncoding('utf8').on('data', (d: string) => (this.stdout += d));
+    child.stderr?.setEncoding('utf8').on('data', (d: string) => (this.stderr += d));
+    child.on('close', () => (this.closed = true));
+  }
+
+  /** Resolves with the first match of re in stdout or stderr; fails at once if the process exits without saying it. */
+  waitFor(what: string, re: RegExp, timeoutMs = 10_000): Promise<RegExpExecArray> {
+    return waitFor(
+      what,
+      () => {
+        const m = re.exec(this.stdout) ?? re.exec(this.stderr);
+        if (m) return m;
+        if (this.closed) {
+          const said = (this.stderr.trim() || this.stdout.trim()).split('\n').slice(-3).join(' | ');
+          throw new WaitAbort(`${what}: the process exited (${this.child.signalCode ?? this.child.exitCode}) without it${said ? `: ${said}` : ''}`);
+        }
+        return undefined;
+      },
+      timeoutMs,
+      20,
+    );
+  }
+}
+
+/** A command started with run()'s bounds, whose output can be waited on while it runs. */
+export interface Running {
+  readonly child: ChildProcess;
+  readonly output: Output;
+  /** Settles as run() does: the result, or a CommandError for a non-zero exit unless allowFail. */
+  readonly result: Promise<RunResult>;
+}
+
+export function start(cmd: string[], opts: RunOptions = {}): Running {
+  const child = spawn(cmd[0], cmd.slice(1), {
+    stdio: ['pipe', 'pipe', 'pipe'],
+    env: opts.env ?? process.env,
+    cwd: opts.cwd,
+  });
+  const output = new Output(child);
+  const result = new Promise<RunResult>((resolve, reject) => {
     const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 30_000);
     child.on('error', (err) => {
       clearTimeout(timer);
@@ -46,13 +87,20 @@ export function run(cmd: string[], opts: RunOptions = {}): Promise<RunResult> {
     });
     child.on('close', (code, signal) => {
       clearTimeout(timer);
-      const result = { code, signal, stdout, stderr };
-      if (code !== 0 && !opts.allowFail) reject(new CommandError(cmd, result));
-      else resolve(result);
+      const r = { code, signal, stdout: output.stdout, stderr: output.stderr };
+      if (code !== 0 && !opts.allowFail) reject(new CommandError(cmd, r));
+      else resolve(r);
     });
-    child.stdin!.on('error', () => undefined);
-    child.stdin!.end(opts.input ?? '');
   });
+  // A caller that stops waiting on the output (it failed) may never read the result: that is no crash of its own.
+  result.catch(() => undefined);
+  child.stdin!.on('error', () => undefined);
+  child.stdin!.end(opts.input ?? '');
+  return { child, output, result };
+}
+
+export function run(cmd: string[], opts: RunOptions = {}): Promise<RunResult> {
+  return start(cmd, opts).result;
 }
 
 export function runSync(cmd: string[], opts: RunOptions = {}): RunResult {

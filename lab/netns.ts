@@ -6,7 +6,10 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { ChildProcess, SpawnOptions } from 'node:child_process';
-import { inNetns, run, runSync, startProcess, stopProcess, type RunOptions, type RunResult } from './exec.js';
+import { inNetns, run, runSync, start, startProcess, stopProcess, waitFor, WaitAbort, type RunOptions, type RunResult, type Running } from './exec.js';
+
+/** iperf3's default port: the tests' and the demo's servers listen on it. */
+export const IPERF3_PORT = 5201;
 
 export const LAB_PREFIX = 'wt';
 export const BPFFS = '/sys/fs/bpf';
@@ -24,6 +27,11 @@ export class Netns {
 
   exec(cmd: string[], opts?: RunOptions): Promise<RunResult> {
     return run(inNetns(this.name, cmd), opts);
+  }
+
+  /** exec(), with the output to wait on while the command runs (e.g. tcpdump's "listening on"). */
+  start(cmd: string[], opts?: RunOptions): Running {
+    return start(inNetns(this.name, cmd), opts);
   }
 
   execSync(cmd: string[], opts?: RunOptions): RunResult {
@@ -47,6 +55,26 @@ export class Netns {
     return child;
   }
 
+  /**
+   * Resolves once a TCP socket in this namespace listens on port: the server is
+   * ready for its client. Fails at once if `server` (the process that should
+   * listen) exits first. Asks the kernel (ss), not the server's output, which
+   * a server may buffer (iperf3 does, into a pipe).
+   */
+  async waitForListening(port: number, server?: ChildProcess, timeoutMs = 10_000): Promise<void> {
+    await waitFor(`a TCP listener on port ${port} in ${this.name}`, async () => {
+      if (server && (server.exitCode !== null || server.signalCode !== null)) throw new WaitAbort(`the server meant to listen on port ${port} in ${this.name} exited (${server.signalCode ?? server.exitCode})`);
+      return (await this.exec(['ss', '-Hltn', `sport = :${port}`])).stdout.trim() !== '';
+    }, timeoutMs);
+  }
+
+  /** `iperf3 -s -1` (serves one test, then exits), listening when this resolves; stopped on teardown. */
+  async iperf3Server(): Promise<ChildProcess> {
+    const server = this.spawn(['iperf3', '-s', '-1', '-p', String(IPERF3_PORT)]);
+    await this.waitForListening(IPERF3_PORT, server);
+    return server;
+  }
+
   async stopAll(): Promise<void> {
     await Promise.all([...this.children].map((c) => stopProcess(c, 3000)));
   }
@@ -62,6 +90,12 @@ export interface HostOptions {
   /** Underlay segment, 0 (192.0.2.0/24, default) or 1 (198.51.100.0/24). */
   segment?: 0 | 1;
   mtu?: number;
+  /**
+   * net.ipv4.ip_forward, on unless false. A fresh host (a newly installed
+   * machine) has it off until something turns it on: docker does, and then
+   * sets the FORWARD policy to DROP.
+   */
+  ipForward?: boolean;
 }
 
 export class LabHost extends Netns {
@@ -97,15 +131,21 @@ export class LabHost extends Netns {
     await this.ip('link', 'set', name, 'up');
   }
 
-  /** A pod: its own namespace, eth0 on `bridge` with `cidr`, default route via `gateway`. */
-  async addPod(podName: string, opts: { bridge: string; cidr: string; gateway: string; mtu: number }): Promise<Netns> {
+  /** A pod's network namespace, empty but for lo (what a runtime makes before calling CNI ADD); removed with the lab. */
+  async addPodNetns(podName: string): Promise<Netns> {
     const pod = new Netns(`${this.name}-${podName}`);
     await run(['ip', 'netns', 'add', pod.name]);
     this.lab.track(pod);
+    await pod.ip('link', 'set', 'lo', 'up');
+    return pod;
+  }
+
+  /** A pod: its own namespace, eth0 on `bridge` with `cidr`, default route via `gateway`. */
+  async addPod(podName: string, opts: { bridge: string; cidr: string; gateway: string; mtu: number }): Promise<Netns> {
+    const pod = await this.addPodNetns(podName);
     const hostEnd = `v${podName}`.slice(0, 15);
     await this.ip('link', 'add', hostEnd, 'mtu', String(opts.mtu), 'type', 'veth', 'peer', 'name', 'eth0', 'mtu', String(opts.mtu), 'netns', pod.name);
     await this.ip('link', 'set', hostEnd, 'master', opts.bridge, 'up');
-    await pod.ip('link', 'set', 'lo', 'up');
     await pod.ip('addr', 'add', opts.cidr, 'dev', 'eth0');
     await pod.ip('link', 'set', 'eth0', 'up');
     await pod.ip('route', 'add', 'default', 'via', opts.gateway);
@@ -193,7 +233,7 @@ export class Lab {
     await host.ip('addr', 'add', `${host.address}/${seg.prefixLen}`, 'dev', 'eth0');
     await host.ip('link', 'set', 'eth0', 'up');
     await host.ip('route', 'add', 'default', 'via', seg.gateway);
-    await host.sysctl('net.ipv4.ip_forward', '1');
+    if (opts.ipForward !== false) await host.sysctl('net.ipv4.ip_forward', '1');
     this.hosts.push(host);
     return host;
   }

@@ -1,15 +1,22 @@
 #!/usr/bin/env node
 // weft: a flannel-compatible overlay agent with an eBPF dataplane.
-import yargs from 'yargs';
-import { hideBin } from 'yargs/helpers';
+// Only the commands' definitions load here (src/cli/<command>.ts); a command's
+// own modules (etcd and gRPC, protobufjs, pino, the native addon) load when it
+// runs, so --version, --help and `config check` start fast
+// (test/unit/cli-startup.test.ts keeps it so).
 import { agentCommand, agentEnvFlags } from './cli/agent.js';
 import { configCommand } from './cli/config.js';
 import { statusCommand, statusEnvFlags } from './cli/status.js';
 import { bpfCommand, bpfEnvFlags } from './cli/bpf.js';
 import { leasesCommand, leasesEnvFlags } from './cli/leases.js';
 import { uninstallCommand } from './cli/uninstall.js';
-import { envArgs } from './cli/options.js';
+import { installCniCommand } from './cli/install-cni.js';
+import { mkDockerOptsCommand } from './cli/mk-docker-opts.js';
+import { migrateV2Command, migrateEnvFlags } from './cli/migrate-v2.js';
+import { envArgs, pinDirOption } from './cli/options.js';
+import { commandLine } from './cli/goflags.js';
 import { WeftError, exitCodeOf, usageError } from './core/errors.js';
+import { weftVersion } from './core/version.js';
 
 /**
  * The one place an error ends a command: a WeftError is the user's to act on
@@ -33,22 +40,42 @@ const ENV_FLAGS: Record<string, string[]> = {
   leases: leasesEnvFlags,
   status: statusEnvFlags,
   bpf: bpfEnvFlags,
-  uninstall: ['bpf-pin-dir'],
+  uninstall: Object.keys(pinDirOption),
+  'migrate-v2': migrateEnvFlags,
 };
 
-const args = hideBin(process.argv);
+let args: string[];
+try {
+  // flanneld's command line (Go's flag syntax, or weft invoked as flanneld) as yargs reads it.
+  args = commandLine(process.argv);
+} catch (err) {
+  report(err);
+}
+
+// `weft --version`, as scripts and probes ask it, is answered before yargs loads: yargs is most of
+// what is left of a start (its text wrapping builds an Intl.Segmenter when it loads).
+if (args.length === 1 && args[0] === '--version') {
+  process.stdout.write(`${weftVersion()}\n`);
+  process.exit(0);
+}
+const { default: yargs } = await import('yargs');
+
 const command = args.find((a) => !a.startsWith('-')) ?? '';
 args.push(...envArgs(args, ENV_FLAGS[command] ?? []));
 
 try {
   await yargs(args)
     .scriptName('weft')
+    .version(weftVersion())
     .command(agentCommand)
     .command(configCommand)
     .command(leasesCommand)
     .command(statusCommand)
     .command(bpfCommand)
     .command(uninstallCommand)
+    .command(installCniCommand)
+    .command(mkDockerOptsCommand)
+    .command(migrateV2Command)
     .demandCommand(1, 'name a command: weft <command> --help')
     .strict()
     .help()

@@ -10,13 +10,16 @@ import { RateLimiter, type Logger } from '../core/log.js';
 import { describePeer, type LocalNetwork } from '../core/model.js';
 import { weftVersion } from '../core/version.js';
 import type { Dataplane } from '../dataplane/types.js';
+import { Firewall, type FamilyNetwork, type FirewallOptions } from '../firewall/firewall.js';
 import type { AgentStatus } from '../status/codec.js';
 import { EtcdRegistry, explainEtcdError, type EtcdOptions } from '../subnet/registry.js';
 import { LeaseSession, type PeerEvent } from '../subnet/session.js';
+import { etcdRefusal } from '../subnet/etcd-tls.js';
 import type { OwnLease } from '../subnet/manager.js';
 import type { DataplaneChoice, DataplaneFactory } from './dataplane.js';
 import { HealthServer } from './health.js';
 import type { SelectedInterface } from './iface.js';
+import type { Notifier } from './notify.js';
 import { PeerTable, type Peer } from './peers.js';
 import { StatusServer } from './status.js';
 import { previousSubnets, writeSubnetEnv } from './subnet-env.js';
@@ -37,6 +40,10 @@ export interface AgentOptions {
   bpfPinDir: string;
   /** Unix socket for `weft status`; empty: none. */
   statusSocket?: string;
+  /** --ip-masq and --iptables-forward-rules; absent: the agent leaves the firewall alone. */
+  firewall?: FirewallOptions;
+  /** systemd's NOTIFY_SOCKET, when the agent runs in a Type=notify unit. */
+  notify?: Notifier;
 }
 
 /** Thrown into waits when the agent stops; not an error of anyone's. */
@@ -50,6 +57,7 @@ export class Agent {
   peers: PeerTable | undefined;
   dataplane: Dataplane | null = null;
   dataplaneReason = '';
+  firewall: Firewall | undefined;
   readonly startedAt = Date.now();
   readonly errors: Array<{ atMs: number; message: string }> = [];
   private readonly health = new HealthServer();
@@ -117,10 +125,13 @@ export class Agent {
         return v;
       } catch (err) {
         if (isWeftError(err)) throw err;
+        const refusal = etcdRefusal(err, this.opts.etcd);
+        if (refusal) throw refusal;
         const message = `cannot ${what}: ${explainEtcdError(err as Error, this.opts.etcd.endpoints)}; retrying`;
         if (this.limiter.allow(what)) {
           this.log.error({ err: messageOf(err) }, message);
           this.recordError(message);
+          this.opts.notify?.status(message);
         }
         await this.pause(delay);
       }
@@ -147,6 +158,7 @@ export class Agent {
           : `no network config at ${key}; waiting for it. Write one, e.g.: etcdctl put ${key} '{"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan"}}'`;
         this.log.error(message);
         this.recordError(message);
+        this.opts.notify?.status(`waiting for the network config at ${key} in etcd`);
       }
       await this.pause(1000);
     }
@@ -189,9 +201,11 @@ export class Agent {
       log: this.log,
     }));
     session.on('lost', (err) => this.die(err));
+    this.opts.notify?.status('acquiring a subnet lease');
     const own = await this.withEtcd('acquire a subnet lease', () => session.acquire());
     this.log.info({ subnet: own.subnet.toString(), reservation: own.reservation, backend: backend.type }, 'lease acquired');
 
+    this.opts.notify?.status(`programming the dataplane for ${own.subnet}`);
     const peers = (this.peers = new PeerTable((lease) => backend.peerRoute(lease)));
     const local = this.localNetwork(config, backend, own);
     const { dataplane, reason } = await this.makeDataplane(local, this.log);
@@ -207,6 +221,8 @@ export class Agent {
       }
     }
 
+    await this.startFirewall(config, own);
+
     writeSubnetEnv(this.opts.subnetFile, {
       network: config.ipv4.network,
       subnet: own.subnet,
@@ -218,6 +234,7 @@ export class Agent {
     this.log.info({ file: this.opts.subnetFile, subnet: own.subnet.toString(), mtu }, 'wrote subnet.env');
 
     session.on('peer', (e) => this.onPeerEvent(e));
+    this.opts.notify?.status(`listing and programming the peers of ${own.subnet}`);
     await this.withEtcd('list the subnet leases', () => session.watch());
     // The full list is in: make the dataplane hold exactly these peers (differences only),
     // and from this tick on apply each change as it comes.
@@ -226,7 +243,21 @@ export class Agent {
     this.logInitialPeers();
     if (this.opts.healthzPort) await this.health.listen(this.opts.healthzIP, this.opts.healthzPort);
     this.health.ready = true;
+    this.opts.notify?.ready(`ready: subnet ${own.subnet}, ${peers.size} peer${peers.size === 1 ? '' : 's'}, dataplane ${dataplane?.kind ?? 'none'}`);
     this.log.info({ peers: peers.size, dataplane: dataplane?.kind ?? 'none' }, 'agent ready');
+  }
+
+  /** flannel's masquerade and forward chains, in place before subnet.env says the host is ready for pods. */
+  private async startFirewall(config: NetworkConfig, own: OwnLease): Promise<void> {
+    if (!this.opts.firewall) return;
+    const networks: FamilyNetwork[] = [{ network: config.ipv4.network, subnet: own.subnet }];
+    if (config.ipv6 && own.subnetV6) networks.push({ network: config.ipv6.network, subnet: own.subnetV6 });
+    this.firewall = new Firewall(this.opts.firewall, this.log);
+    try {
+      await this.firewall.start(networks);
+    } catch (err) {
+      throw new WeftError(`cannot put the firewall rules in place (--ip-masq ${this.opts.firewall.ipMasq}, --iptables-forward-rules ${this.opts.firewall.forwardRules}): ${messageOf(err)}`);
+    }
   }
 
   /** One line per peer for a small cluster; for a large one a line each would cost more than the sync (0.5 s at 10,000). */
@@ -348,12 +379,15 @@ export class Agent {
   async stop(): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
+    this.opts.notify?.stopping();
+    this.firewall?.stop();
     await this.status.close();
     await this.session?.stop();
     await this.queue;
     await this.dataplane?.stop();
     await this.health.close();
     this.registry.close();
+    this.opts.notify?.close();
     this.resolveDone();
   }
 }

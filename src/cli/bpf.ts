@@ -1,132 +1,41 @@
 // `weft bpf ...`: read straight from the pinned maps and the kernel's TC
 // filters, so every subcommand works while the agent is stopped. Read-only.
-import { usageError } from '../core/errors.js';
-import type { Argv, CommandModule, Options } from 'yargs';
-import { MAP_CONFIG, MAP_DROPS, MAP_PEERS, MAP_STATS, decodePeer, encodeLpmKey } from '../dataplane/ebpf/maps.js';
-import { DEFAULT_PIN_DIR } from './options.js';
-import { dash, keyValues, outputOption, print, table, toJson, type OutputArgs } from './table.js';
-import { PinnedMaps, type PeerEntry } from './bpf/pins.js';
-import { ipv4Value, lookup, type LookupResult } from './bpf/lookup.js';
-import { IPNet } from '../core/ipnet.js';
-import { showCounters } from './bpf/counters.js';
-import { inspectPrograms, slot, type ProgramsReport } from './bpf/programs.js';
-
-export const bpfPinDirOption = {
-  'bpf-pin-dir': { alias: 'pin-dir', type: 'string', default: DEFAULT_PIN_DIR, describe: 'bpffs directory of the pinned maps (the agent\'s --bpf-pin-dir)' },
-} satisfies Record<string, Options>;
+// The definitions only; bpf-run.ts (and the addon) load when one runs.
+import type { Argv, CommandModule } from 'yargs';
+import { bpfPinDirOption, outputOption } from './options.js';
+import type { OutputArgs } from './table.js';
 
 /** FLANNELD_BPF_PIN_DIR works as for the agent. */
 export const bpfEnvFlags = Object.keys(bpfPinDirOption);
 
-interface BpfArgs extends OutputArgs {
+export interface BpfArgs extends OutputArgs {
   'bpf-pin-dir': string;
 }
 
-function withMaps<T>(dir: string, names: Parameters<typeof PinnedMaps.open>[1], fn: (m: PinnedMaps) => T): T {
-  const maps = PinnedMaps.open(dir, names);
-  try {
-    return fn(maps);
-  } finally {
-    maps.close();
-  }
+export interface LookupArgs extends BpfArgs {
+  ip: string;
 }
 
-/**
- * The backend a peer entry stands for. DirectRouting entries are forwarded
- * directly like host-gw ones; the flag, and the VtepMAC vxlan keeps, tell
- * which tunnel backend they belong to.
- */
-function peerBackend(e: PeerEntry): string | null {
-  if (e.local) return null;
-  if (e.route.directRouting) return e.route.vtepMAC ? 'vxlan' : 'ipip';
-  if (e.route.encap === 'direct') return 'host-gw';
-  return e.route.encap;
+export interface CounterArgs extends BpfArgs {
+  watch: boolean;
+  interval: number;
+  count: number;
 }
 
-function peerJson(e: PeerEntry): Record<string, unknown> {
-  return {
-    subnet: e.subnet,
-    local: e.local,
-    backend: peerBackend(e),
-    encap: e.local ? 'none' : e.route.encap,
-    publicIP: e.route.publicIP.toString(),
-    vni: e.route.vni ?? null,
-    vtepMAC: e.route.vtepMAC ?? null,
-    directRouting: e.route.directRouting,
-  };
-}
+const run = (): Promise<typeof import('./bpf-run.js')> => import('./bpf-run.js');
 
 const peers: CommandModule<object, BpfArgs> = {
   command: 'peers',
   describe: 'every subnet in weft_peers: backend, PublicIP, VNI, VtepMAC, flags',
-  handler: (a) =>
-    withMaps(a['bpf-pin-dir'], [MAP_PEERS, MAP_CONFIG], (m) => {
-      const cfg = m.config();
-      const { entries, bad } = m.peers();
-      if (a.output === 'json') {
-        print(toJson({ pinDir: m.dir, config: cfg, peers: entries.map(peerJson), unreadable: bad }));
-        return;
-      }
-      const about = cfg ? `our subnet ${cfg.subnet}, Network ${cfg.network}, backend ${cfg.backend === 'direct' ? 'host-gw' : cfg.backend}${cfg.ready ? '' : ', NOT READY'}` : 'weft_config not written yet';
-      let out = `${entries.length} entr${entries.length === 1 ? 'y' : 'ies'} in ${m.dir}/${MAP_PEERS} (${about})\n\n`;
-      out += table(
-        ['SUBNET', 'BACKEND', 'VIA', 'VNI', 'VTEP MAC', 'FLAGS'],
-        entries.map((e) => [
-          e.subnet,
-          e.local ? 'local' : dash(peerBackend(e)),
-          e.route.publicIP.toString(),
-          dash(e.route.vni),
-          dash(e.route.vtepMAC),
-          [e.local ? 'local' : '', e.route.directRouting ? 'direct-routing' : ''].filter(Boolean).join(',') || '-',
-        ]),
-      );
-      for (const b of bad) out += `unreadable entry ${b.subnet}: ${b.error} (value ${b.value})\n`;
-      print(out);
-    }),
+  handler: async (a) => (await run()).showPeers(a),
 };
-
-interface LookupArgs extends BpfArgs {
-  ip: string;
-}
 
 const lookupCmd: CommandModule<object, LookupArgs> = {
   command: 'lookup <ip>',
   describe: 'which weft_peers entry an address matches, and what the program does with a packet to it',
   builder: (y: Argv) => y.positional('ip', { type: 'string', demandOption: true, describe: 'IPv4 destination address' }) as unknown as Argv<LookupArgs>,
-  handler: (a) => {
-    const ip = String(a.ip);
-    if (ipv4Value(ip) === null) throw usageError(`"${ip}" is not an IPv4 address (e.g. weft bpf lookup 10.244.3.7)`);
-    withMaps(a['bpf-pin-dir'], [MAP_PEERS, MAP_CONFIG], (m) => {
-      const r = lookup(ip, m.config(), m.peers().entries);
-      // The trie itself answers the same question; say so if it disagrees with the longest match computed here.
-      const host = encodeLpmKey(IPNet.v4(`${ip}/32`));
-      const k = m.map(MAP_PEERS).lookup(host);
-      const kernel = k ? decodePeer(host, k).route : null;
-      const agrees = r.match === null ? kernel === null : kernel !== null && kernel.publicIP.toString() === r.match.publicIP && (kernel.vtepMAC ?? null) === r.match.vtepMAC;
-      if (a.output === 'json') print(toJson({ pinDir: m.dir, ...r, kernelAgrees: agrees }));
-      else print(formatLookup(r, agrees));
-    });
-  },
+  handler: async (a) => (await run()).showLookup(a),
 };
-
-function formatLookup(r: LookupResult, agrees: boolean): string {
-  const m = r.match;
-  const pairs: Array<[string, string]> = [
-    ['address', r.address],
-    ['network', r.network ? `${r.network} (${r.inNetwork ? 'inside' : 'outside'})` : 'unknown (weft_config not written)'],
-    ['matches', m ? `${m.subnet}${m.local ? ' (our own subnet)' : ` via ${m.publicIP}`}` : 'no entry'],
-    ['action', r.action + (r.dropReason ? ` (${r.dropReason})` : '')],
-    ['so', r.says],
-  ];
-  if (!agrees) pairs.push(['WARNING', 'the kernel\'s trie lookup answers with a different entry than the longest match of the listed entries: the map changed while it was read; run it again']);
-  return keyValues(pairs);
-}
-
-interface CounterArgs extends BpfArgs {
-  watch: boolean;
-  interval: number;
-  count: number;
-}
 
 function countersCmd(kind: 'counters' | 'drops'): CommandModule<object, CounterArgs> {
   return {
@@ -138,44 +47,14 @@ function countersCmd(kind: 'counters' | 'drops'): CommandModule<object, CounterA
         interval: { type: 'number', default: 1, describe: 'seconds between refreshes with --watch' },
         count: { type: 'number', default: 0, describe: 'with --watch: stop after this many refreshes (0: until Ctrl-C)' },
       }) as unknown as Argv<CounterArgs>,
-    handler: async (a) => {
-      if (!(a.interval > 0)) throw usageError(`--interval ${a.interval}: give seconds above 0, e.g. --interval 0.5`);
-      if (!Number.isInteger(a.count) || a.count < 0) throw usageError(`--count ${a.count}: give a whole number, 0 for no limit`);
-      const maps = PinnedMaps.open(a['bpf-pin-dir'], [kind === 'counters' ? MAP_STATS : MAP_DROPS]);
-      try {
-        await showCounters(maps, kind, { watch: a.watch, intervalSec: a.interval, count: a.count, output: a.output });
-      } finally {
-        maps.close();
-      }
-    },
+    handler: async (a) => (await run()).showCounterMap(kind, a),
   };
-}
-
-function formatPrograms(r: ProgramsReport): string {
-  const c = r.config;
-  const name = (n: string | null, i: number): string => `${n ?? '(gone)'} (ifindex ${i})`;
-  let out = `pin dir ${r.pinDir}; ` + (c ? `weft_config: underlay ${name(c.underlayIfname, c.underlayIfindex)}, overlay ${name(c.overlayIfname, c.overlayIfindex)}, backend ${c.backend === 'direct' ? 'host-gw' : c.backend}${c.ready ? '' : ', NOT READY'}` : 'no weft_config written') + '\n\n';
-  out += r.filters.length
-    ? table(
-        ['INTERFACE', 'ROLE', 'HOOK', 'PROGRAM', 'PROG ID', 'TAG', 'ATTACHED', 'WEFT'],
-        r.filters.map((f) => [f.ifname, dash(f.role), f.hook, dash(f.name ?? f.kind), dash(f.progId), dash(f.tag), slot(f), f.weft ? 'yes' : 'no']),
-      )
-    : 'no programs on the interfaces weft uses, and no weft program attached anywhere in this network namespace\n';
-  out += '\n';
-  out += r.pins.length
-    ? table(['PIN', 'KIND', 'ID', 'NAME', 'TYPE', 'TAG'], r.pins.map((p) => [p.path, p.kind, dash(p.id), dash(p.objectName), dash(p.type), dash(p.tag)]))
-    : `no pins in ${r.pinDir}\n`;
-  out += '\n' + (r.findings.length ? `problems:\n${r.findings.map((f) => `  ${f.severity}: ${f.message}`).join('\n')}\n` : 'no problems found\n');
-  return out;
 }
 
 const programs: CommandModule<object, BpfArgs> = {
   command: 'programs',
   describe: 'programs attached on weft\'s interfaces (tcx links and TC filters: ids, names, tags), the pins, and anything stale',
-  handler: (a) => {
-    const r = inspectPrograms(a['bpf-pin-dir']);
-    print(a.output === 'json' ? toJson(r) : formatPrograms(r));
-  },
+  handler: async (a) => (await run()).showPrograms(a),
 };
 
 export const bpfCommand: CommandModule<object, BpfArgs> = {

@@ -1,155 +1,14 @@
 // `weft leases`: the subnet leases in etcd under the prefix, from any machine
-// that can reach etcd, with the TTL each has left.
-import { WeftError } from '../core/errors.js';
+// that can reach etcd, with the TTL each has left. The definition only;
+// leases-run.ts (and etcd) load when it runs.
 import type { Argv, CommandModule } from 'yargs';
-import { EtcdRegistry, type LeaseList } from '../subnet/registry.js';
-import { isReservation, type Lease } from '../subnet/lease.js';
-import { parseNetworkConfig } from '../config/network.js';
-import { etcdFromArgs, etcdOptions, withOptions, type EtcdArgs } from './options.js';
-import { dash, duration, outputOption, print, table, toJson, type OutputArgs } from './table.js';
+import { etcdOptions, outputOption, withOptions, type EtcdArgs } from './options.js';
+import type { OutputArgs } from './table.js';
 
-type LeasesArgs = EtcdArgs & OutputArgs;
+export type LeasesArgs = EtcdArgs & OutputArgs;
 
 /** The flags FLANNELD_<FLAG> variables may set for `weft leases`: the agent's etcd flags. */
 export const leasesEnvFlags = Object.keys(etcdOptions);
-
-export interface LeaseRow {
-  key: string;
-  subnet: string;
-  subnetV6: string | null;
-  publicIP: string;
-  publicIPv6: string | null;
-  /** BackendType as written; null when the lease has none (flannel's udp leases, and most reservations). */
-  backend: string | null;
-  vni: number | null;
-  vtepMAC: string | null;
-  backendData: unknown;
-  /** Written without an etcd lease: never expires, and only its PublicIP may take it. */
-  reservation: boolean;
-  /** Decimal etcd lease id; null for a reservation. */
-  leaseId: string | null;
-  /** Seconds left (etcd LeaseTimeToLive); null for a reservation, and for a lease etcd no longer has. */
-  ttlSeconds: number | null;
-  grantedTTLSeconds: number | null;
-  expiresAt: string | null;
-  /** The etcd lease is gone (expired between the list and the TTL query). */
-  expired: boolean;
-  modRevision: string;
-}
-
-export interface MalformedRow {
-  key: string;
-  reason: string;
-  /** The subnet the key names, when only the value is bad (the allocator still counts it as taken). */
-  subnet: string | null;
-}
-
-export interface LeasesReport {
-  prefix: string;
-  endpoints: string[];
-  revision: string;
-  /** The Network of the config under the prefix; null when there is none (or it does not parse). */
-  network: string | null;
-  leases: LeaseRow[];
-  malformed: MalformedRow[];
-}
-
-function backendField(data: unknown, field: string): unknown {
-  return typeof data === 'object' && data !== null ? (data as Record<string, unknown>)[field] : undefined;
-}
-
-export function leaseRow(l: Lease, key: string, ttl: { ttl: number; granted: number } | null, now: number): LeaseRow {
-  const reservation = isReservation(l);
-  const vni = backendField(l.attrs.BackendData, 'VNI');
-  const mac = backendField(l.attrs.BackendData, 'VtepMAC');
-  const alive = ttl !== null && ttl.ttl >= 0;
-  return {
-    key,
-    subnet: l.subnet.toString(),
-    subnetV6: l.subnetV6?.toString() ?? null,
-    publicIP: l.attrs.PublicIP,
-    publicIPv6: l.attrs.PublicIPv6,
-    backend: l.attrs.BackendType ?? null,
-    vni: typeof vni === 'number' ? vni : null,
-    vtepMAC: typeof mac === 'string' ? mac : null,
-    backendData: l.attrs.BackendData ?? null,
-    reservation,
-    leaseId: reservation ? null : l.leaseId,
-    ttlSeconds: alive ? ttl.ttl : null,
-    grantedTTLSeconds: alive ? ttl.granted : null,
-    expiresAt: alive ? new Date(now + ttl.ttl * 1000).toISOString() : null,
-    expired: !reservation && !alive,
-    modRevision: l.modRevision,
-  };
-}
-
-async function timeToLive(reg: EtcdRegistry, ids: string[]): Promise<Map<string, { ttl: number; granted: number }>> {
-  const out = new Map<string, { ttl: number; granted: number }>();
-  // A few at a time: a cluster of hundreds of hosts should not open hundreds of calls at once.
-  for (let i = 0; i < ids.length; i += 16) {
-    await Promise.all(
-      ids.slice(i, i + 16).map(async (id) => {
-        const r = await reg.client.leaseClient.leaseTimeToLive({ ID: id, keys: false });
-        out.set(id, { ttl: Number(r.TTL), granted: Number(r.grantedTTL) });
-      }),
-    );
-  }
-  return out;
-}
-
-export async function readLeases(reg: EtcdRegistry): Promise<LeasesReport> {
-  const where = `etcd at ${reg.options.endpoints.join(',')}`;
-  let list: LeaseList;
-  let configText: string | null;
-  let ttls: Map<string, { ttl: number; granted: number }>;
-  try {
-    [list, configText] = await Promise.all([reg.listLeases(), reg.getConfigText()]);
-    ttls = await timeToLive(reg, [...new Set(list.leases.filter((l) => !isReservation(l)).map((l) => l.leaseId))]);
-  } catch (err) {
-    throw new WeftError(`cannot read the leases under ${reg.subnetsPrefix}: ${where} is unreachable or failing (${(err as Error).message}). Check --etcd-endpoints and that etcd is running.`, 'unavailable');
-  }
-  let network: string | null = null;
-  try {
-    if (configText !== null) network = parseNetworkConfig(configText).ipv4.network.toString();
-  } catch {
-    // A broken config is `weft config check`'s business; the leases are still worth listing.
-  }
-  const now = Date.now();
-  const leases = list.leases
-    .sort((x, y) => (x.subnet.network < y.subnet.network ? -1 : x.subnet.network > y.subnet.network ? 1 : 0))
-    .map((l) => leaseRow(l, reg.subnetsPrefix + l.name, ttls.get(l.leaseId) ?? null, now));
-  const malformed = list.malformed.map((m) => ({ key: m.key, reason: m.reason, subnet: m.subnet?.toString() ?? null }));
-  return { prefix: reg.prefix, endpoints: reg.options.endpoints, revision: list.revision, network, leases, malformed };
-}
-
-function expiry(r: LeaseRow): string {
-  if (r.reservation) return 'reservation';
-  if (r.expired) return 'expired';
-  return duration((r.ttlSeconds ?? 0) * 1000);
-}
-
-export function formatLeases(rep: LeasesReport): string {
-  const v6 = rep.leases.some((r) => r.subnetV6 || r.publicIPv6);
-  const headers = ['SUBNET', ...(v6 ? ['SUBNET (IPv6)'] : []), 'PUBLIC IP', ...(v6 ? ['PUBLIC IPv6'] : []), 'BACKEND', 'VNI', 'VTEP MAC', 'EXPIRES IN', 'ETCD LEASE'];
-  const rows = rep.leases.map((r) => [
-    r.subnet,
-    ...(v6 ? [dash(r.subnetV6)] : []),
-    r.publicIP,
-    ...(v6 ? [dash(r.publicIPv6)] : []),
-    dash(r.backend),
-    dash(r.vni),
-    dash(r.vtepMAC),
-    expiry(r),
-    dash(r.leaseId),
-  ]);
-  let out = `${rep.leases.length} lease${rep.leases.length === 1 ? '' : 's'} under ${rep.prefix}/subnets/ (Network ${rep.network ?? 'unknown: no config'}, etcd revision ${rep.revision})\n`;
-  if (rep.leases.length) out += '\n' + table(headers, rows);
-  if (rep.malformed.length) {
-    out += `\n${rep.malformed.length} malformed (skipped by agents; a key that names a subnet still keeps it taken):\n\n`;
-    out += table(['KEY', 'SUBNET', 'PROBLEM'], rep.malformed.map((m) => [m.key, dash(m.subnet), m.reason]));
-  }
-  return out;
-}
 
 export const leasesCommand: CommandModule<object, LeasesArgs> = {
   command: 'leases',
@@ -158,16 +17,5 @@ export const leasesCommand: CommandModule<object, LeasesArgs> = {
     withOptions(y, etcdOptions, outputOption).epilogue(
       'Exit codes: 0 listed (also when there are none), 1 failed, 2 usage error, 3 etcd unreachable.',
     ) as unknown as Argv<LeasesArgs>,
-  handler: async (a) => {
-    const reg = new EtcdRegistry(etcdFromArgs(a));
-    try {
-      const rep = await readLeases(reg);
-      print(a.output === 'json' ? toJson(rep) : formatLeases(rep));
-      if (rep.leases.length === 0 && rep.malformed.length === 0 && rep.network === null) {
-        process.stderr.write(`note: nothing under ${rep.prefix} (no config, no leases): is --etcd-prefix right? flannel's default is /coreos.com/network\n`);
-      }
-    } finally {
-      reg.close();
-    }
-  },
+  handler: async (a) => (await import('./leases-run.js')).runLeases(a),
 };

@@ -2,9 +2,14 @@
 // also read from FLANNELD_<FLAG> (upper case, '-' -> '_') when the flag is absent
 // (see envArgs: only the flags of the command being run are taken from the
 // environment, so a FLANNELD_ variable meant for flanneld alone is ignored, not fatal).
+// Light on purpose: every command's definition imports this module, and so
+// does `weft --version`; nothing here may load etcd, gRPC or the addon
+// (test/unit/cli-startup.test.ts).
 import type { Argv, Options } from 'yargs';
-import { DEFAULT_PREFIX, type EtcdOptions } from '../subnet/registry.js';
+import type { EtcdOptions } from '../subnet/registry.js';
 
+/** flannel's default etcd prefix: `<prefix>/config` and `<prefix>/subnets/` live under it. */
+export const DEFAULT_PREFIX = '/coreos.com/network';
 export const DEFAULT_PIN_DIR = '/sys/fs/bpf/weft';
 export const DEFAULT_STATUS_SOCKET = '/run/weft/weft.sock';
 
@@ -28,20 +33,34 @@ export interface EtcdArgs {
   'etcd-password'?: string;
 }
 
+/** A single-valued flag given twice keeps its last value, as Go's flag package does (yargs would make it an array). */
+export function last<T>(v: T | T[]): T {
+  return Array.isArray(v) ? v[v.length - 1] : v;
+}
+
 export function etcdFromArgs(a: EtcdArgs): EtcdOptions {
   return {
-    endpoints: a['etcd-endpoints'].split(',').map((s) => s.trim()).filter(Boolean),
-    prefix: a['etcd-prefix'],
-    caFile: a['etcd-cafile'],
-    certFile: a['etcd-certfile'],
-    keyFile: a['etcd-keyfile'],
-    username: a['etcd-username'],
-    password: a['etcd-password'],
+    endpoints: last(a['etcd-endpoints']).split(',').map((s) => s.trim()).filter(Boolean),
+    prefix: last(a['etcd-prefix']),
+    caFile: last(a['etcd-cafile']),
+    certFile: last(a['etcd-certfile']),
+    keyFile: last(a['etcd-keyfile']),
+    username: last(a['etcd-username']),
+    password: last(a['etcd-password']),
   };
 }
 
 export const pinDirOption = {
   'bpf-pin-dir': { type: 'string', default: DEFAULT_PIN_DIR, describe: 'bpffs directory of the pinned maps' },
+} satisfies Record<string, Options>;
+
+/** `weft bpf ...` names the agent's pin dir the same way, and takes --pin-dir for short. */
+export const bpfPinDirOption = {
+  'bpf-pin-dir': { ...pinDirOption['bpf-pin-dir'], alias: 'pin-dir', describe: "bpffs directory of the pinned maps (the agent's --bpf-pin-dir)" },
+} satisfies Record<string, Options>;
+
+export const statusSocketOption = {
+  'status-socket': { type: 'string', default: DEFAULT_STATUS_SOCKET, describe: "unix socket of the agent's status API (mode 0600)" },
 } satisfies Record<string, Options>;
 
 export const outputOption = {
@@ -70,7 +89,8 @@ export function envArgs(args: string[], flags: string[], env: NodeJS.ProcessEnv 
   const out: string[] = [];
   for (const flag of flags) {
     const value = env[envName(flag)];
-    if (value === undefined || given.has(flag)) continue;
+    // An empty variable is unset, as flanneld's flagutil.SetFlagsFromEnv reads it.
+    if (!value || given.has(flag)) continue;
     out.push(`--${flag}=${value}`);
   }
   return out;

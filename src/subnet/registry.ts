@@ -8,9 +8,8 @@ import { Etcd3, type IKeyValue, type IOptions } from 'etcd3';
 import { ExponentialBackoff, noop, type IBackoff } from 'cockatiel';
 import { IPAddr, type IPNet } from '../core/ipnet.js';
 import { isWeftError, usageError } from '../core/errors.js';
+import { readTlsCredentials } from './etcd-tls.js';
 import { encodeLeaseAttrs, formatSubnetKey, parseLeaseAttrs, parseSubnetKey, type Lease, type LeaseAttrs, type SubnetKey } from './lease.js';
-
-export const DEFAULT_PREFIX = '/coreos.com/network';
 
 export interface EtcdOptions {
   endpoints: string[];
@@ -71,14 +70,6 @@ export function buildClientOptions(o: EtcdOptions): IOptions {
   if (!tls && (o.caFile || o.certFile)) {
     throw usageError('TLS files were given (--etcd-cafile/--etcd-certfile/--etcd-keyfile) but the endpoints are http://; use https:// endpoints for TLS');
   }
-  const read = (flag: string, file?: string): Buffer | undefined => {
-    if (!file) return undefined;
-    try {
-      return fs.readFileSync(file);
-    } catch (err) {
-      throw usageError(`${flag} ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-    }
-  };
   const options: IOptions = {
     hosts,
     dialTimeout: o.callTimeoutMs ?? 5000,
@@ -89,13 +80,8 @@ export function buildClientOptions(o: EtcdOptions): IOptions {
     // One list of 65,536 leases is 11.6 MB, past grpc-js's 4 MiB default answer; paged range reads (issue 13) bound each answer.
     grpcOptions: { 'grpc.max_receive_message_length': 64 * 1024 * 1024 },
   };
-  if (tls) {
-    options.credentials = {
-      rootCertificate: read('--etcd-cafile', o.caFile) ?? Buffer.alloc(0),
-      certChain: read('--etcd-certfile', o.certFile),
-      privateKey: read('--etcd-keyfile', o.keyFile),
-    };
-  }
+  // etcd3 types rootCertificate as a Buffer; null (no --etcd-cafile) is grpc's "the system's CAs", where an empty Buffer trusted none.
+  if (tls) options.credentials = readTlsCredentials(o) as NonNullable<IOptions['credentials']>;
   if (o.username || o.password) {
     if (!o.username || !o.password) throw usageError('--etcd-username and --etcd-password go together');
     options.auth = { username: o.username, password: o.password };
@@ -246,7 +232,7 @@ export class EtcdRegistry {
   }
 }
 
-function httpGet(url: string, o: EtcdOptions): Promise<string | null> {
+export function httpGet(url: string, o: EtcdOptions): Promise<string | null> {
   return new Promise((resolve, reject) => {
     const u = new URL(url);
     const mod = u.protocol === 'https:' ? https : http;

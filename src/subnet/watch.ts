@@ -31,6 +31,8 @@ export class LeaseWatcher extends EventEmitter<LeaseWatcherEvents> {
   revision = '0';
   connected = false;
   private watcher: Watcher | undefined;
+  /** A watch created but not yet connected (the first attempt, or after a re-list). */
+  private connecting: Watcher | undefined;
   private stopped = false;
   private relisting = false;
   private backoffMs = BACKOFF_MIN_MS;
@@ -59,10 +61,12 @@ export class LeaseWatcher extends EventEmitter<LeaseWatcherEvents> {
 
   async stop(): Promise<void> {
     this.stopped = true;
-    const w = this.watcher;
-    this.watcher = undefined;
-    // Cancelling tells etcd we are gone; if etcd is unreachable the watch dies with the client anyway.
-    if (w) await w.cancel().catch(() => undefined);
+    const ws = [this.watcher, this.connecting];
+    this.watcher = this.connecting = undefined;
+    // A watch still connecting must be cancelled too: etcd3 retries a watcher it holds forever, even after
+    // the client is closed (its timers kept a stopped agent's process alive). A failed cancel of a
+    // connected one only means etcd learns we are gone when the connection closes.
+    for (const w of ws) if (w) await w.cancel().catch(() => undefined);
   }
 
   private setConnected(up: boolean): void {
@@ -93,6 +97,7 @@ export class LeaseWatcher extends EventEmitter<LeaseWatcherEvents> {
       this.limiter.reset('disconnected');
       this.setConnected(true);
     });
+    this.connecting = w;
     w.on('error', (err: Error) => {
       // A cancelled watch (compaction, or etcd dropping it) cannot resume: re-list.
       if (this.watcher !== w) return;
@@ -100,10 +105,14 @@ export class LeaseWatcher extends EventEmitter<LeaseWatcherEvents> {
       this.log.warn({ err: err.message, revision: this.revision }, 'etcd watch cancelled; re-listing leases');
       void this.relist();
     });
-    await new Promise<void>((resolve, reject) => {
-      w.once('connected', () => resolve());
-      w.once('error', reject);
-    });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        w.once('connected', () => resolve());
+        w.once('error', reject);
+      });
+    } finally {
+      if (this.connecting === w) this.connecting = undefined;
+    }
     if (this.stopped) {
       // Stopped while connecting: the same as stop() (a failed cancel leaves nothing behind once the client closes).
       await w.cancel().catch(() => undefined);

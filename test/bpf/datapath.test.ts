@@ -181,10 +181,11 @@ describe('datapath: programs attached in lab hosts', () => {
     await startWeft(a, 'vxlan', [b]);
     await startFlannelVxlan(b, a);
 
-    const capture = b.host.exec(['tcpdump', '-i', 'eth0', '-c', '1', '-nn', '-x', 'udp dst port 8472 and src host 192.0.2.11'], { timeoutMs: 10_000 });
-    await new Promise((r) => setTimeout(r, 500));
+    const capture = b.host.start(['tcpdump', '-i', 'eth0', '-c', '1', '-nn', '-x', 'udp dst port 8472 and src host 192.0.2.11'], { timeoutMs: 10_000 });
+    // tcpdump says so on stderr once its filter is attached: from then on it sees the packet.
+    await capture.output.waitFor('tcpdump to capture on eth0', /^listening on eth0/m);
     await ping(a.pod, b.podIP);
-    const hex = (await capture).stdout
+    const hex = (await capture.result).stdout
       .split('\n')
       .filter((l) => /^\s+0x[0-9a-f]+:/.test(l))
       .map((l) => l.replace(/^\s+0x[0-9a-f]+:\s+/, '').replace(/\s+/g, ''))

@@ -2,6 +2,7 @@
 // packets took: the receiving host's IP forwarding counters, ICMP it sent,
 // and what a pod's interface received, around a burst of UDP datagrams.
 import type { Netns } from '../../lab/netns.js';
+import type { Running } from '../../lab/exec.js';
 
 /** A value from /proc/net/snmp in the namespace, e.g. ('Ip', 'ForwDatagrams'). */
 export async function snmp(ns: Netns, group: string, field: string): Promise<number> {
@@ -20,41 +21,38 @@ export async function rxStats(ns: Netns, dev: string): Promise<{ packets: number
   return { packets: l.stats64.rx.packets, bytes: l.stats64.rx.bytes };
 }
 
+// The sink counts datagrams until the first end marker, then prints the count and exits.
 const SINK = `const s = require('dgram').createSocket('udp4'); let n = 0;
-s.on('message', () => n++);
-s.bind(Number(process.argv[1]), () => console.log('ready'));
-process.stdin.on('data', () => { console.log(String(n)); process.exit(0); });`;
+s.on('message', (m) => { if (m.toString() === 'end') { console.log(String(n)); process.exit(0); } n++; });
+s.bind(Number(process.argv[1]), () => console.log('ready'));`;
 
+// count datagrams with the given TTL, 2 ms apart, then end markers with the default TTL every 20 ms until killed.
 const SOURCE = `const [ip, port, count, ttl] = process.argv.slice(1).map((x, i) => (i ? Number(x) : x));
 const s = require('dgram').createSocket('udp4'); let i = 0;
-s.bind(() => { s.setTTL(ttl); const next = () => { if (i++ >= count) return s.close(); s.send(Buffer.alloc(512, 7), port, ip, () => setTimeout(next, 2)); }; next(); });`;
+const end = () => s.send('end', port, ip, () => setTimeout(end, 20));
+s.bind(() => { s.setTTL(ttl); const next = () => { if (i++ >= count) { s.setTTL(64); return end(); } s.send(Buffer.alloc(512, 7), port, ip, () => setTimeout(next, 2)); }; next(); });`;
 
 /**
  * Sends count datagrams from one namespace to ip:port (with the given IP
  * TTL), 2 ms apart, and returns how many a sink in the target namespace
- * counted. Bounded by the count and the timeouts.
+ * counted. The count is taken when the sink receives the end marker the
+ * source sends after the last datagram, on the same socket, so on the same
+ * path and in order: a datagram that has not arrived by then never will, and
+ * one that was dropped is proven dropped, without waiting a while. (The
+ * marker goes with the default TTL, so it arrives when the burst's TTL is
+ * meant not to.) Bounded by the timeouts.
  */
 export async function udpBurst(from: Netns, to: Netns, ip: string, count: number, opts: { port?: number; ttl?: number } = {}): Promise<number> {
-  const port = opts.port ?? 9999;
-  const sink = to.spawn(['node', '-e', SINK, String(port)], { stdio: ['pipe', 'pipe', 'inherit'] });
-  let out = '';
-  sink.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  const port = String(opts.port ?? 9999);
+  const sink = to.start(['node', '-e', SINK, port], { timeoutMs: 30_000, allowFail: true });
+  let source: Running | undefined;
   try {
-    await waitOutput(() => out.includes('ready'), 5000, `UDP sink in ${to.name}`);
-    await from.exec(['node', '-e', SOURCE, ip, String(port), String(count), String(opts.ttl ?? 64)], { timeoutMs: 20_000 });
-    await new Promise((r) => setTimeout(r, 300));
-    sink.stdin!.write('x');
-    await waitOutput(() => /\d+\s*$/.test(out.replace('ready', '')), 5000, `UDP sink in ${to.name} to report`);
-    return Number(out.replace('ready', '').trim());
+    await sink.output.waitFor(`the UDP sink in ${to.name}`, /^ready$/m, 5000);
+    source = from.start(['node', '-e', SOURCE, ip, port, String(count), String(opts.ttl ?? 64)], { timeoutMs: 20_000, allowFail: true });
+    const [, n] = await sink.output.waitFor(`the UDP sink in ${to.name} to receive the end marker`, /^(\d+)$/m, 20_000);
+    return Number(n);
   } finally {
-    sink.kill('SIGKILL');
-  }
-}
-
-async function waitOutput(ok: () => boolean, ms: number, what: string): Promise<void> {
-  const end = Date.now() + ms;
-  while (!ok()) {
-    if (Date.now() > end) throw new Error(`${what}: no answer in ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 20));
+    source?.child.kill('SIGKILL');
+    sink.child.kill('SIGKILL');
   }
 }

@@ -158,9 +158,9 @@ function vxlanLease(ip: string, mac: string): string {
 const put = (prefix: string, subnet: string, value: string): Promise<string> => etcd.etcdctl(['put', `${prefix}/subnets/${subnet.replace('/', '-')}`, value]);
 const del = (prefix: string, subnet: string): Promise<string> => etcd.etcdctl(['del', `${prefix}/subnets/${subnet.replace('/', '-')}`]);
 
-/** The calls from `from` on, once `want` of them have arrived. */
-async function callsAfter(r: Run, from: number, want: number): Promise<string[]> {
-  return waitFor(`${want} dataplane calls after #${from}`, () => (r.dp.calls.length >= from + want ? r.dp.calls.slice(from) : undefined));
+/** The calls from `from` on, once `want` of them have arrived (a reconnection backs off for up to 30 s). */
+async function callsAfter(r: Run, from: number, want: number, timeoutMs = 10_000): Promise<string[]> {
+  return waitFor(`${want} dataplane calls after #${from}`, () => (r.dp.calls.length >= from + want ? r.dp.calls.slice(from) : undefined), timeoutMs);
 }
 
 test('the dataplane hears start, one sync of the listed peers, then each change in the order etcd made it', async () => {
@@ -220,7 +220,7 @@ test('after etcd was lost and compacted, the re-list hands the dataplane only th
     await etcd.etcdctl(['compact', String(rev)]);
     const mark = r.dp.calls.length;
     relay.up();
-    const calls = await callsAfter(r, mark, 2);
+    const calls = await callsAfter(r, mark, 2, 45_000);
     assert.deepEqual([...calls].sort(), ['remove 10.244.70.0/24', 'upsert 10.244.72.0/24 via 192.0.2.72']);
     // The unchanged peer is not touched; what came back is the whole table.
     assert.deepEqual((await r.agent.snapshot()).peers.routed, 2);

@@ -3,9 +3,9 @@
 // talk across hosts with real packets, in every backend.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Cluster, connectivity, failures, reach, subnetOf, type ClusterNode, type Pod } from '../../lab/cluster.js';
+import { Cluster, connectivity, echoServer, failures, reach, subnetOf, type ClusterNode, type Pod } from '../../lab/cluster.js';
 import { startAgent, CLI } from '../../lab/agent.js';
-import { sleep, waitFor } from '../../lab/exec.js';
+import { waitFor } from '../../lab/exec.js';
 import { withNetns } from 'weft/native/addon.js';
 import { tcFilters, tcxPrograms, tcxSupported, type TcHook } from 'weft/native/bpf.js';
 import { NetlinkHandle } from 'weft/native/netlink.js';
@@ -85,8 +85,7 @@ for (const backend of ['vxlan', 'host-gw', 'ipip', 'udp']) {
     assert.notEqual(tooBig.code, 0);
     // A TCP stream through the overlay negotiates its MSS through it and does not stall.
     const rx0 = await rxStats(b.ns, 'eth0');
-    const srv = b.ns.spawn(['iperf3', '-s', '-1']);
-    await sleep(300);
+    const srv = await b.ns.iperf3Server();
     const r = await a.ns.exec(['iperf3', '-c', b.ip, '-t', '2', '-J'], { timeoutMs: 20_000 });
     srv.kill('SIGKILL');
     const j = JSON.parse(r.stdout) as { end: { sum_received: { bytes: number } }; intervals: Array<{ sum: { bytes: number } }> };
@@ -123,11 +122,8 @@ const SERVICE_IP = '10.96.0.10';
  */
 async function throughService(via: ClusterNode, a: Pod, b: Pod): Promise<void> {
   await via.host.exec(['iptables', '-t', 'nat', '-A', 'PREROUTING', '-d', SERVICE_IP, '-p', 'tcp', '--dport', '80', '-j', 'DNAT', '--to-destination', `${b.ip}:7777`]);
-  const srv = b.ns.spawn([process.execPath, PROBE, 'serve', 'tcp', '7777']);
-  let said = '';
-  srv.stdout!.on('data', (d: Buffer) => (said += d.toString()));
+  const srv = await echoServer(b.ns, 'tcp', 7777);
   try {
-    await waitFor('the echo server in b', () => said.includes('ready'), 5000, 20);
     const r = await a.ns.exec([process.execPath, PROBE, 'send', 'tcp', SERVICE_IP, '80', 'through-a-service'], { allowFail: true, timeoutMs: 10_000 });
     assert.equal(r.code, 0, `TCP through the service address failed: ${r.stderr}`);
     assert.equal(r.stdout, 'through-a-service');
@@ -149,8 +145,7 @@ for (const backend of ['vxlan', 'host-gw']) {
       const one = await reach(from.ns, to.ip, 'tcp', to.ns);
       assert.ok(one.ok, `tcp ${from.ip} -> ${to.ip}: ${one.detail}`);
     }
-    const iperf = b.ns.spawn(['iperf3', '-s', '-1']);
-    await sleep(300);
+    const iperf = await b.ns.iperf3Server();
     const j = JSON.parse((await a.ns.exec(['iperf3', '-c', b.ip, '-t', '1', '-J'], { timeoutMs: 20_000 })).stdout) as { end: { sum_received: { bytes: number } } };
     iperf.kill('SIGKILL');
     assert.ok(j.end.sum_received.bytes > 1_000_000, `a TCP stream through INVALID-dropping hosts moved ${j.end.sum_received.bytes} bytes`);
@@ -212,12 +207,15 @@ test('kill -9 during iperf3 loses no connection; the restarted agent adopts maps
   const mapId = openPinnedMaps(h1.host.pinDir).peers.id;
   const hooks = [['eth0', 'ingress'], ['weft.vxlan', 'egress'], ['weft.vxlan', 'ingress']] as const;
   const attached = hooks.map(([dev, hook]) => programsOn(h1, dev, hook));
-  const srv = h2.pods[0].ns.spawn(['iperf3', '-s', '-1']);
-  await sleep(300);
+  const srv = await h2.pods[0].ns.iperf3Server();
+  const received = async (): Promise<number> => (await rxStats(h2.pods[0].ns, 'eth0')).bytes;
+  const rx0 = await received();
   const client = h1.pods[0].ns.exec(['iperf3', '-c', h2.pods[0].ip, '-t', '6', '-i', '0.5', '-J'], { timeoutMs: 30_000 });
-  await sleep(1500);
+  // The agent dies while the stream runs, and the stream goes on without it before it is back.
+  await waitFor('the stream to be moving data', async () => (await received()) - rx0 > 10_000_000, 10_000, 20);
   await h1.agent!.kill9();
-  await sleep(1000);
+  const rxKilled = await received();
+  await waitFor('the stream to move data with the agent dead', async () => (await received()) - rxKilled > 10_000_000, 10_000, 20);
   h1.agent = startAgent(h1.host, { etcdEndpoint: c.etcd.endpoint, dataplane: 'ebpf' });
   await h1.agent.waitForMsg('agent ready', 20_000);
   const j = JSON.parse((await client).stdout) as { end: { sum_received: { bytes: number } }; intervals: Array<{ sum: { bytes: number } }> };

@@ -51,3 +51,17 @@ test('mistakes get errors that say what exists', () => {
   assert.throws(() => selectInterface({ ...snap, routes: [] }, { iface: [], ifaceRegex: [] }), /no default route/);
   assert.throws(() => selectInterface(snap, { iface: ['eth0'], ifaceRegex: [], publicIP: 'x' }), /--public-ip x: not an IPv4 address/);
 });
+
+test("flanneld's order: --iface, then --iface-regex, then --iface-can-reach (the route's interface and source)", () => {
+  assert.equal(selectInterface(snap, { iface: ['eth9'], ifaceRegex: ['^ens'] }).iface.name, 'ens5', 'no --iface matched: the regex is tried');
+  assert.equal(selectInterface(snap, { iface: [], ifaceRegex: [], ifaceCanReach: '192.0.2.200' }).iface.name, 'eth0', 'on a connected network');
+  const viaDefault = selectInterface(snap, { iface: [], ifaceRegex: [], ifaceCanReach: '203.0.113.5' });
+  assert.equal(viaDefault.iface.name, 'ens5', 'through the default route');
+  assert.equal(viaDefault.publicIP, '198.51.100.7', "the address on the gateway's network");
+  assert.equal(selectInterface(snap, { iface: ['eth9'], ifaceRegex: ['^nope'], ifaceCanReach: '192.0.2.5' }).iface.name, 'eth0');
+  assert.throws(
+    () => selectInterface({ ...snap, routes: [] }, { iface: ['eth9'], ifaceRegex: ['^nope'], ifaceCanReach: '203.0.113.5' }),
+    /^.*--iface eth9: no interface has that name or address; --iface-regex \^nope: no interface name or IPv4 address matches; --iface-can-reach 203.0.113.5: no route leads there \(interfaces here: lo, eth0, ens5, cni0\)$/,
+  );
+  assert.throws(() => selectInterface(snap, { iface: [], ifaceRegex: [], ifaceCanReach: 'eth0' }), /--iface-can-reach eth0: not an IPv4 address/);
+});

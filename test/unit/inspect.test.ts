@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { FrameReader, MAX_MESSAGE_BYTES, decodeReply, decodeRequest, encodeErrorReply, encodeStatusReply, encodeStatusRequest, protoPath, type AgentStatus } from 'weft/status/codec.js';
 import { lookup, longestMatch, ipv4Value } from 'weft/cli/bpf/lookup.js';
 import { withRates } from 'weft/cli/bpf/counters.js';
-import { leaseRow } from 'weft/cli/leases.js';
+import { leaseRow } from 'weft/cli/leases-run.js';
 import { duration, keyValues, table, toJson } from 'weft/cli/table.js';
 import { decodeConfig, decodePeer, encodeConfig, encodeLocalPeer, encodeLpmKey, encodePeer } from 'weft/dataplane/ebpf/maps.js';
 import type { BackendType, LocalNetwork, PeerRoute } from 'weft/core/model.js';

@@ -1,0 +1,109 @@
+// The iptables tools of this host, run as processes: whichever backend the
+// host's `iptables` is (Debian's is iptables-nft), docker and kube-proxy use
+// the same one, so our rules land in the same tables and chains as theirs.
+import { execFile } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { WeftError } from '../core/errors.js';
+import type { Family } from '../core/ipnet.js';
+import type { ChainState, Table } from './rules.js';
+
+/** Where the tools live on Debian and most distributions, whether or not PATH names sbin (a user's shell often does not). */
+const SBIN = ['/usr/sbin', '/sbin', '/usr/local/sbin'];
+
+/** The absolute path of a tool, or null when neither PATH nor the sbin directories hold it. */
+export function findTool(name: string, envPath = process.env.PATH ?? ''): string | null {
+  for (const dir of [...envPath.split(':').filter(Boolean), ...SBIN]) {
+    const p = path.join(dir, name);
+    try {
+      fs.accessSync(p, fs.constants.X_OK);
+      return p;
+    } catch {
+      // Not in this directory; try the next.
+    }
+  }
+  return null;
+}
+
+interface Output {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+function run(file: string, args: string[], input?: string): Promise<Output> {
+  return new Promise((resolve, reject) => {
+    const child = execFile(file, args, { timeout: 15_000, maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
+      const code = err ? (typeof (err as NodeJS.ErrnoException).code === 'number' ? Number((err as NodeJS.ErrnoException).code) : -1) : 0;
+      if (err && (err as NodeJS.ErrnoException).code === 'ENOENT') reject(new WeftError(`${file}: not found`, 'failed'));
+      else resolve({ code, stdout, stderr });
+    });
+    child.stdin?.on('error', () => undefined);
+    child.stdin?.end(input ?? '');
+  });
+}
+
+export class Iptables {
+  readonly iptables: string;
+  readonly restoreTool: string;
+  readonly saveTool: string;
+
+  private constructor(
+    readonly family: Family,
+    tools: { iptables: string; restore: string; save: string },
+  ) {
+    this.iptables = tools.iptables;
+    this.restoreTool = tools.restore;
+    this.saveTool = tools.save;
+  }
+
+  /** The tools for one family, or null when this host lacks any of them. */
+  static find(family: Family): Iptables | null {
+    const prefix = family === 4 ? 'iptables' : 'ip6tables';
+    const iptables = findTool(prefix);
+    const restore = findTool(`${prefix}-restore`);
+    const save = findTool(`${prefix}-save`);
+    return iptables && restore && save ? new Iptables(family, { iptables, restore, save }) : null;
+  }
+
+  get name(): string {
+    return path.basename(this.iptables);
+  }
+
+  /** `iptables -S chain` as its `-A` lines; null when the chain does not exist. */
+  async listChain(table: Table, chain: string): Promise<string[] | null> {
+    const r = await run(this.iptables, ['-w', '5', '-t', table, '-S', chain]);
+    if (r.code !== 0) {
+      // A missing chain is an answer; anything else (no permission, no netfilter) is an error.
+      if (/No chain|does not exist|incompatible|by that name/i.test(r.stderr)) return null;
+      throw new WeftError(`${this.name} -t ${table} -S ${chain}: ${r.stderr.trim() || `exit ${r.code}`}`, 'failed');
+    }
+    return r.stdout.split('\n').filter((l) => l.startsWith('-A '));
+  }
+
+  /** A chain and the jumps to it from its parent. */
+  async state(table: Table, chain: string, parent: string): Promise<ChainState> {
+    const [rules, parentRules] = await Promise.all([this.listChain(table, chain), this.listChain(table, parent)]);
+    return { rules, jumps: (parentRules ?? []).filter((l) => l.endsWith(` -j ${chain}`)) };
+  }
+
+  /** Every rule of a table, as iptables-save prints them (for uninstall, which looks everywhere). */
+  async save(table: Table): Promise<string[]> {
+    const r = await run(this.saveTool, ['-t', table]);
+    if (r.code !== 0) throw new WeftError(`${path.basename(this.saveTool)} -t ${table}: ${r.stderr.trim() || `exit ${r.code}`}`, 'failed');
+    return r.stdout.split('\n');
+  }
+
+  /**
+   * One transaction: iptables-restore --noflush applies all of `tables` or
+   * nothing (with the nft backend all tables in one batch), and leaves every
+   * chain it is not told about alone.
+   */
+  async restore(tables: Map<Table, string[]>): Promise<void> {
+    let input = '';
+    for (const [table, lines] of tables) if (lines.length) input += `*${table}\n${lines.join('\n')}\nCOMMIT\n`;
+    if (!input) return;
+    const r = await run(this.restoreTool, ['--noflush', '--wait=5'], input);
+    if (r.code !== 0) throw new WeftError(`${path.basename(this.restoreTool)} --noflush: ${r.stderr.trim() || `exit ${r.code}`}`, 'failed');
+  }
+}
