@@ -7,13 +7,15 @@ SHELL := /bin/bash
 DEB_PACKAGES := clang llvm libbpf-dev libelf-dev zlib1g-dev linux-libc-dev bpftool \
 	etcd-server etcd-client iproute2 iperf3 sockperf qperf tcpdump ethtool iptables \
 	libnl-3-dev libnl-route-3-dev pkg-config python3 make g++ util-linux procps iputils-ping \
-	containernetworking-plugins fping openssl docker.io busybox-static conntrack linux-perf
+	containernetworking-plugins fping openssl docker.io busybox-static prometheus conntrack linux-perf
 
 CLANG ?= clang
 BPF_CFLAGS := -O2 -g -target bpf -D__TARGET_ARCH_x86 -Wall -Werror -Wno-unused-function \
 	-I bpf/include -I /usr/include/$(shell uname -m)-linux-gnu
 BPF_SRC := $(wildcard bpf/*.c)
 BPF_OBJ := $(patsubst bpf/%.c,build/bpf/%.o,$(BPF_SRC))
+# The same programs without weft monitor's events (-DWEFT_NO_EVENTS): the baseline `make bench` compares with.
+BPF_NOEV_OBJ := $(patsubst bpf/%.c,build/bpf-noevents/%.o,$(BPF_SRC))
 BPF_HDR := $(wildcard bpf/include/*.h)
 # Small programs for the native binding's tests (test/bpf/native.test.ts).
 BPF_TEST_SRC := $(wildcard test/fixtures/bpf/*.c)
@@ -42,10 +44,13 @@ setup: .setup-stamp
 
 build: setup bpf native ts
 
-bpf: $(BPF_OBJ) $(BPF_TEST_OBJ)
+bpf: $(BPF_OBJ) $(BPF_NOEV_OBJ) $(BPF_TEST_OBJ)
 build/bpf/%.o: bpf/%.c $(BPF_HDR)
 	@mkdir -p build/bpf
 	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+build/bpf-noevents/%.o: bpf/%.c $(BPF_HDR)
+	@mkdir -p build/bpf-noevents
+	$(CLANG) $(BPF_CFLAGS) -DWEFT_NO_EVENTS -c $< -o $@
 build/test-bpf/%.o: test/fixtures/bpf/%.c $(BPF_HDR)
 	@mkdir -p build/test-bpf
 	$(CLANG) $(BPF_CFLAGS) -c $< -o $@

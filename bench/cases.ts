@@ -12,6 +12,24 @@ import { readEnvFile } from 'weft/agent/subnet-env.js';
 import { IPNet } from 'weft/core/ipnet.js';
 import { applyProfile, type HostProfile } from '../lab/profiles.js';
 import { startServers } from './measure.js';
+import { OBJECT_DIR } from 'weft/dataplane/ebpf/loader.js';
+import path from 'node:path';
+import fs from 'node:fs';
+import { CLI } from '../lab/agent.js';
+
+/** The programs built with -DWEFT_NO_EVENTS (the Makefile's BPF_NOEV_OBJ), beside the usual ones. */
+const NO_EVENTS_DIR = path.resolve(OBJECT_DIR, '../bpf-noevents');
+
+/** A weft monitor in host for the whole case (stopped with the host's processes), once it listens. */
+async function startMonitor(host: LabHost): Promise<void> {
+  const child = host.spawn([process.execPath, CLI, 'monitor', '--bpf-pin-dir', host.pinDir, '--type', 'all', '--sample', '100', '-o', 'json'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d));
+  await waitFor(`weft monitor in ${host.hostName} to listen`, () => {
+    if (child.exitCode !== null) throw new Error(`weft monitor exited ${child.exitCode}: ${err.trim()}`);
+    return err.includes('listening for');
+  });
+}
 
 export type Backend = 'vxlan' | 'host-gw' | 'ipip' | 'udp';
 
@@ -23,6 +41,11 @@ export interface CaseDef {
   dataplane?: 'ebpf' | 'netlink';
   /** The flannel kernel path this case is compared with (the issue's targets: ipip and udp against vxlan). */
   ref?: string;
+  /**
+   * weft monitor's events (issue 14): 'compiled-out' runs the programs built without them (build/bpf-noevents), the
+   * baseline for what the idle check costs; 'monitor' runs a weft monitor on both hosts for the whole case.
+   */
+  events?: 'compiled-out' | 'monitor';
 }
 
 export const CASES: CaseDef[] = [
@@ -33,6 +56,8 @@ export const CASES: CaseDef[] = [
   { name: 'weft-ebpf-host-gw', label: 'weft eBPF host-gw', kind: 'weft', backend: 'host-gw', dataplane: 'ebpf', ref: 'flannel-host-gw' },
   { name: 'weft-ebpf-ipip', label: 'weft eBPF ipip', kind: 'weft', backend: 'ipip', dataplane: 'ebpf', ref: 'flannel-vxlan' },
   { name: 'weft-ebpf-udp', label: 'weft eBPF udp', kind: 'weft', backend: 'udp', dataplane: 'ebpf', ref: 'flannel-vxlan' },
+  { name: 'weft-ebpf-vxlan-noevents', label: 'weft eBPF vxlan, programs built without events', kind: 'weft', backend: 'vxlan', dataplane: 'ebpf', ref: 'weft-ebpf-vxlan', events: 'compiled-out' },
+  { name: 'weft-ebpf-vxlan-monitor', label: 'weft eBPF vxlan, weft monitor --type all --sample 100 listening', kind: 'weft', backend: 'vxlan', dataplane: 'ebpf', ref: 'weft-ebpf-vxlan', events: 'monitor' },
   { name: 'weft-netlink-vxlan', label: 'weft netlink vxlan', kind: 'weft', backend: 'vxlan', dataplane: 'netlink', ref: 'flannel-vxlan' },
   { name: 'weft-netlink-host-gw', label: 'weft netlink host-gw', kind: 'weft', backend: 'host-gw', dataplane: 'netlink', ref: 'flannel-host-gw' },
 ];
@@ -128,8 +153,12 @@ export async function setupCase(b: Bench, def: CaseDef, profile: HostProfile, in
     } else {
       const prefix = `/bench/${profile}/${def.name}/network`;
       await b.etcd.etcdctl(['put', `${prefix}/config`, config(def.backend!)]);
+      if (def.events === 'compiled-out' && !fs.existsSync(path.join(NO_EVENTS_DIR, 'overlay.o'))) {
+        return { ...s, status: 'unavailable', reason: `no programs built without events in ${NO_EVENTS_DIR} (make build makes them)` };
+      }
+      const env = def.events === 'compiled-out' ? { WEFT_BPF_DIR: NO_EVENTS_DIR } : undefined;
       for (const h of [h1, h2]) {
-        const agent = startAgent(h, { etcdEndpoint: b.etcd.endpoint, dataplane: def.dataplane, extra: ['--etcd-prefix', prefix] });
+        const agent = startAgent(h, { etcdEndpoint: b.etcd.endpoint, dataplane: def.dataplane, extra: ['--etcd-prefix', prefix], env });
         s.agents.push(agent);
         try {
           // The lab's waitForMsg notices an agent's exit only at its deadline: race the exit.
@@ -152,6 +181,7 @@ export async function setupCase(b: Bench, def: CaseDef, profile: HostProfile, in
         await applyProfile(h, profile, { network: env.FLANNEL_NETWORK, subnet: env.FLANNEL_SUBNET, bridge: 'docker0', endpoints: [{ ip: z.ip, port: IPERF3_PORT }] });
       }
     }
+    if (def.events === 'monitor') for (const h of [h1, h2]) await startMonitor(h);
     s.sockperfPid = (await startServers(s.server!)).sockperfPid;
     await waitFor(
       `${def.name}: ${s.client!.name} to reach ${s.serverIP}`,

@@ -71,6 +71,9 @@ export interface NetlinkResult {
   error?: string;
 }
 
+/** bench/events.js: what weft monitor's events cost overlay_egress per packet (BPF_PROG_TEST_RUN). */
+export type EventsResult = { packets: number; rows: Array<{ mode: string; nsPerPacket: number; events: number; lost: number }> } | { error: string };
+
 export interface Target {
   what: string;
   goal: string;
@@ -94,6 +97,7 @@ export interface Results {
   netlink: NetlinkResult | null;
   /** Absent in results written before the CNI part existed. */
   cni?: CniResult | null;
+  events?: EventsResult | null;
   targets: Target[];
 }
 
@@ -266,4 +270,14 @@ export function controlTable(r: Results, markdown = false): string {
 
 export function machineLine(m: Machine): string {
   return `${m.cpu}, ${m.cores} cores, ${m.memoryGB} GB, kernel ${m.kernel}, ${m.os}, node ${m.node}, ${m.iperf3}, sockperf ${m.sockperf}`;
+}
+
+/** The cost of weft monitor's events per forwarded packet, beside the programs built without them. */
+export function eventsTable(r: Results, markdown = false): string {
+  const e = r.events;
+  if (!e) return '';
+  if ('error' in e) return `events part failed: ${e.error}`;
+  const base = e.rows[0]?.nsPerPacket;
+  const rows = e.rows.map((x) => [x.mode, f(x.nsPerPacket, 0), base ? `${x.nsPerPacket - base >= 0 ? '+' : ''}${f(x.nsPerPacket - base, 0)}` : '', x.events || x.lost ? `${x.events} read, ${x.lost} lost` : '']);
+  return table(['overlay_egress, a pod\'s UDP packet to a vxlan peer', 'ns/packet', 'vs without', 'events'], rows, markdown);
 }

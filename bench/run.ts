@@ -15,8 +15,9 @@
 // a case and flannel's path on the same profile, and their median reported. A
 // profile whose key ratios still spread widely after --runs rounds gets more,
 // up to --max-runs. Case names: see cases.ts; `control` (agent start, put
-// latency, RSS, weft leases), `netlink` (programming peers) and `cni` (the CNI
-// plugin's ADD and DEL) select the non-traffic parts.
+// latency, RSS, weft leases), `netlink` (programming peers), `cni` (the CNI
+// plugin's ADD and DEL) and `events` (what weft monitor's events cost a
+// packet, bench/events.ts) select the non-traffic parts.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -27,7 +28,7 @@ import { CASES, PROFILE_CASES, caseDef, createBench, destroyBench, setupCase, se
 import { MAX_LEASES, runControl, type ControlResult } from './control.js';
 import { runCni, type CniResult } from './cni.js';
 import { iperf, latency, netnsInodes, placeRun, spread, type CpuChoice } from './measure.js';
-import { controlTable, dataplaneTable, machine, machineLine, profilesIn, summarise, targetsTable, type NetlinkResult, type Results, type Round } from './report.js';
+import { controlTable, dataplaneTable, eventsTable, machine, machineLine, profilesIn, summarise, targetsTable, type EventsResult, type NetlinkResult, type Results, type Round } from './report.js';
 import { targets } from './targets.js';
 import { PROFILES, isProfile, type HostProfile } from '../lab/profiles.js';
 import { writeSummary } from './summary.js';
@@ -44,6 +45,7 @@ interface Options {
   cni: boolean;
   /** Pods timed through the CNI plugin (and as many through its delegates alone). */
   pods: number;
+  events: boolean;
   runs: number;
   maxRuns: number;
   seconds: number;
@@ -61,7 +63,8 @@ interface Options {
   full: boolean;
 }
 
-const PARTS = ['control', 'netlink', 'cni'];
+/** The parts that are not dataplane cases. */
+const PARTS = ['control', 'netlink', 'cni', 'events'];
 
 const USAGE = `usage: node dist-test/bench/run.js [--profiles ${PROFILES.join(',')}] [--cases ${[...CASES.map((c) => c.name), ...PARTS].join(',')}]
   [--runs 3] [--max-runs 6] [--seconds 5] [--latency-seconds 3] [--streams 4] [--rate auto|GBITS]
@@ -107,6 +110,7 @@ function parseArgs(argv: string[]): Options {
     netlink: names === null || names.includes('netlink'),
     cni: names === null || names.includes('cni'),
     pods: Math.max(1, Math.round(num('pods', 100))),
+    events: names === null || names.includes('events'),
     runs,
     maxRuns: Math.max(runs, Math.round(num('max-runs', a.has('runs') ? runs : 6))),
     seconds,
@@ -261,7 +265,7 @@ async function main(): Promise<void> {
     startedAt: new Date().toISOString(),
     command: `node dist-test/bench/run.js ${process.argv.slice(2).join(' ')}`.trim(),
     machine: machine(),
-    options: { profiles: o.profiles, cases: o.cases, control: o.control, netlink: o.netlink, cni: o.cni, pods: o.pods, cpu: o.cpu, runs: o.runs, maxRuns: o.maxRuns, seconds: o.seconds, latencySeconds: o.latencySeconds, streams: o.streams, rate: o.rate, leases: o.leases, puts: o.puts, netlinkPeers: o.netlinkPeers },
+    options: { profiles: o.profiles, cases: o.cases, control: o.control, netlink: o.netlink, cni: o.cni, pods: o.pods, events: o.events, cpu: o.cpu, runs: o.runs, maxRuns: o.maxRuns, seconds: o.seconds, latencySeconds: o.latencySeconds, streams: o.streams, rate: o.rate, leases: o.leases, puts: o.puts, netlinkPeers: o.netlinkPeers },
     dataplane: {},
     control: null,
     netlink: null,
@@ -314,6 +318,10 @@ async function main(): Promise<void> {
       }
     }, (msg) => (cni.error = msg));
   }
+  if (o.events) {
+    say("events: what weft monitor's events cost overlay_egress per packet (bench/events)");
+    res.events = (await script('events.js', [])) as EventsResult | undefined;
+  }
 
   summarise(res.dataplane);
   res.targets = targets(res);
@@ -337,6 +345,11 @@ async function main(): Promise<void> {
   if (o.control || o.netlink || o.cni) {
     console.log(o.control || o.netlink ? `Control plane${o.cni ? ' and CNI' : ''}` : 'CNI plugin');
     console.log(controlTable(res));
+    console.log('');
+  }
+  if (res.events) {
+    console.log("weft monitor's events: overlay_egress per packet, timed by the kernel (BPF_PROG_TEST_RUN), median of 7 batches");
+    console.log(eventsTable(res));
     console.log('');
   }
   console.log('Targets (issue 15; reported, never enforced)');

@@ -66,9 +66,8 @@ static __always_inline __u32 encap_overhead(__u8 encap)
 }
 
 /* A pod's packet at the gateway device: sent to its peer from here, or left to the kernel's forward path. */
-static __always_inline int from_pods(struct __sk_buff *skb, __u32 len)
+static __always_inline int from_pods(struct __sk_buff *skb, const struct weft_config *cfg, __u32 len)
 {
-	const struct weft_config *cfg = config_ready();
 	const struct weft_peer *peer;
 	struct plain_flow f;
 	struct ipv4_pkt p;
@@ -94,15 +93,19 @@ static __always_inline int from_pods(struct __sk_buff *skb, __u32 len)
 	if (IS_DROP(parse_ipv4(skb, &p)))
 		return -WEFT_DROP_BAD_HEADER;
 	ret = to_peer(skb, cfg, peer, &p);
-	if (!IS_DROP(ret))
+	if (!IS_DROP(ret)) {
 		count_traffic(WEFT_DIR_EGRESS, peer->encap, len);
+		emit_trace(skb, cfg, sent_action(cfg, peer->encap), len, WEFT_PROG_GATEWAY_INGRESS, WEFT_DIR_EGRESS,
+			   peer->public_ip, peer->encap);
+	}
 	return ret;
 }
 
 SEC("tc")
 int gateway_ingress(struct __sk_buff *skb)
 {
+	const struct weft_config *cfg = config_ready();
 	__u32 len = skb->len;
 
-	return verdict(from_pods(skb, len), len);
+	return verdict(skb, cfg, from_pods(skb, cfg, len), len, WEFT_PROG_GATEWAY_INGRESS, WEFT_DIR_EGRESS);
 }

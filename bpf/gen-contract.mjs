@@ -26,6 +26,10 @@ const INDEXED = {
   weft_encap: { record: 'ENCAP' },
   weft_dir: { record: 'DIR' },
   weft_drop_reason: { record: 'DROP', list: 'DROP_REASONS', descriptions: 'DROP_DESCRIPTIONS' },
+  weft_event_kind: { record: 'EVENT', list: 'EVENT_KINDS' },
+  weft_trace_action: { record: 'TRACE', list: 'TRACE_ACTIONS', descriptions: 'TRACE_DESCRIPTIONS' },
+  weft_prog: { record: 'PROG', list: 'PROG_NAMES' },
+  weft_monitor_slot: { record: 'MON' },
 };
 
 class HeaderError extends Error {}
@@ -118,7 +122,13 @@ export function parseMaps(text, enums, file = 'maps.h') {
     if (/^\d+$/.test(max)) maxEntries = { literal: Number(max) };
     else if (members[max]) maxEntries = { enumName: members[max], member: max };
     else fail(file, line, `map ${name}: max_entries "${max}" is neither a number nor a member of an enum in weft_maps.h`);
+    // A ring buffer has neither key nor value: its records are the programs' business (struct weft_event).
+    const keyless = type[1] === 'RINGBUF';
     const typeName = (t, what) => {
+      if (keyless) {
+        if (t !== undefined) fail(file, line, `map ${name}: a ring buffer takes no __type(${what}, ...)`);
+        return null;
+      }
       const s = /^(?:struct )?(\w+)$/.exec(t ?? '');
       if (!s) fail(file, line, `map ${name}: no __type(${what}, ...)`);
       return s[1];
@@ -194,7 +204,8 @@ export const C_ENUMS = {
   out += '\n/** The map instances of maps.h: libbpf\'s map type, max_entries, and the key and value types by name. */\nexport const MAP_DEFS = {\n';
   for (const m of maps) {
     const max = m.maxEntries.literal !== undefined ? String(m.maxEntries.literal) : `C_ENUMS.${m.maxEntries.enumName}.${m.maxEntries.member}`;
-    out += `${doc(m.doc, '  ')}  ${m.name}: { type: ${q(m.type)}, maxEntries: ${max}, key: ${q(m.key)}, value: ${q(m.value)} },\n`;
+    const t = (x) => (x === null ? 'null' : q(x));
+    out += `${doc(m.doc, '  ')}  ${m.name}: { type: ${q(m.type)}, maxEntries: ${max}, key: ${t(m.key)}, value: ${t(m.value)} },\n`;
   }
   out += '} as const;\n';
   for (const m of maps) out += `export const MAP_${m.name.replace(/^weft_/, '').toUpperCase()} = ${q(m.name)};\n`;

@@ -24,11 +24,11 @@
 char LICENSE[] SEC("license") = "GPL";
 
 /* A packet routed to the Network: to the peer that holds its destination, as that peer's entry says. */
-static __always_inline int to_network(struct __sk_buff *skb, __u32 len)
+static __always_inline int to_network(struct __sk_buff *skb, const struct weft_config *cfg, __u32 len)
 {
-	const struct weft_config *cfg = config_ready();
 	const struct weft_peer *peer;
 	struct ipv4_pkt p;
+	__be32 dst;
 	__u8 encap;
 	int ret;
 
@@ -44,18 +44,22 @@ static __always_inline int to_network(struct __sk_buff *skb, __u32 len)
 		return -WEFT_DROP_NO_PEER;
 
 	encap = peer->encap;
+	dst = peer->public_ip;
 	ret = to_peer(skb, cfg, peer, &p);
-	if (!IS_DROP(ret))
+	if (!IS_DROP(ret)) {
 		count_traffic(WEFT_DIR_EGRESS, encap, len);
+		emit_trace(skb, cfg, sent_action(cfg, encap), len, WEFT_PROG_OVERLAY_EGRESS, WEFT_DIR_EGRESS, dst, encap);
+	}
 	return ret;
 }
 
 SEC("tc")
 int overlay_egress(struct __sk_buff *skb)
 {
+	const struct weft_config *cfg = config_ready();
 	__u32 len = skb->len;
 
-	return verdict(to_network(skb, len), len);
+	return verdict(skb, cfg, to_network(skb, cfg, len), len, WEFT_PROG_OVERLAY_EGRESS, WEFT_DIR_EGRESS);
 }
 
 /*
@@ -63,9 +67,8 @@ int overlay_egress(struct __sk_buff *skb)
  * udp) the underlay program has counted (and admitted) the decapsulation
  * already; the vxlan device's packets are admitted and counted here.
  */
-static __always_inline int from_overlay(struct __sk_buff *skb, __u32 len)
+static __always_inline int from_overlay(struct __sk_buff *skb, const struct weft_config *cfg, __u32 len)
 {
-	const struct weft_config *cfg = config_ready();
 	int ret;
 
 	if (!cfg)
@@ -76,13 +79,18 @@ static __always_inline int from_overlay(struct __sk_buff *skb, __u32 len)
 			return ret;
 		count_traffic(WEFT_DIR_INGRESS, WEFT_ENCAP_VXLAN, len);
 	}
-	return forward_to_pod(skb, cfg, cfg->overlay_ifindex);
+	ret = forward_to_pod(skb, cfg, cfg->overlay_ifindex);
+	if (!IS_DROP(ret))
+		emit_trace(skb, cfg, ret == TC_ACT_REDIRECT ? WEFT_TRACE_TO_POD : WEFT_TRACE_TO_KERNEL, len,
+			   WEFT_PROG_OVERLAY_INGRESS, WEFT_DIR_INGRESS, 0, cfg->backend);
+	return ret;
 }
 
 SEC("tc")
 int overlay_ingress(struct __sk_buff *skb)
 {
+	const struct weft_config *cfg = config_ready();
 	__u32 len = skb->len;
 
-	return verdict(from_overlay(skb, len), len);
+	return verdict(skb, cfg, from_overlay(skb, cfg, len), len, WEFT_PROG_OVERLAY_INGRESS, WEFT_DIR_INGRESS);
 }

@@ -59,18 +59,43 @@ static __always_inline enum arrival classify(struct __sk_buff *skb, const struct
 	return ARRIVAL_HOST;
 }
 
+/*
+ * What was done with a packet of ours (for its trace event, asked only when
+ * one is wanted): a redirect from the ipip or udp decapsulation went to the
+ * overlay device when it carries the device's MAC, else to a pod's port.
+ */
+static __always_inline __u8 arrival_action(struct __sk_buff *skb, const struct weft_config *cfg, enum arrival what, int ret)
+{
+	__u8 dst[ETH_ALEN];
+
+	if (what != ARRIVAL_IPIP && what != ARRIVAL_UDP)
+		return ret == TC_ACT_REDIRECT ? WEFT_TRACE_TO_POD : WEFT_TRACE_TO_KERNEL;
+	if (ret != TC_ACT_REDIRECT)
+		return WEFT_TRACE_HANDOFF;
+	if (!bpf_skb_load_bytes(skb, offsetof(struct ethhdr, h_dest), dst, ETH_ALEN) &&
+	    mac_eq(dst, cfg->overlay_mac))
+		return WEFT_TRACE_TO_OVERLAY;
+	return WEFT_TRACE_TO_POD;
+}
+
 SEC("tc")
 int underlay_decap(struct __sk_buff *skb)
 {
 	const struct weft_config *cfg = config_ready();
 	__u32 len = skb->len;
+	struct weft_event *ev;
 	struct ipv4_pkt p;
 	enum arrival what;
 	int ret;
 
+	/* Not ours: carry on to whatever else runs at this hook (TCX_NEXT, see verdict()). */
 	if (!cfg || IS_DROP(parse_ipv4(skb, &p)))
-		return verdict(TC_ACT_OK, len);
+		return TC_ACT_UNSPEC;
 	what = classify(skb, cfg, &p);
+	if (what == ARRIVAL_HOST)
+		return TC_ACT_UNSPEC;
+	/* Described as it arrived: decapsulation takes the outer headers away. */
+	ev = trace_begin(skb, cfg, len, WEFT_PROG_UNDERLAY_DECAP, WEFT_DIR_INGRESS);
 	switch (what) {
 	case ARRIVAL_DIRECT:
 		/* Counted as received, whether it is forwarded here or left to the stack. */
@@ -94,7 +119,9 @@ int underlay_decap(struct __sk_buff *skb)
 		ret = -WEFT_DROP_UNSUPPORTED;
 		break;
 	default:
-		return verdict(TC_ACT_OK, len);
+		ret = TC_ACT_OK;
+		break;
 	}
-	return verdict(ret, len);
+	trace_end(ev, ret, ev ? arrival_action(skb, cfg, what, ret) : 0);
+	return verdict(skb, cfg, ret, len, WEFT_PROG_UNDERLAY_DECAP, WEFT_DIR_INGRESS);
 }

@@ -4,7 +4,8 @@
 // host made through weft's CNI plugin as a container runtime makes them
 // (--pods=bridge: a docker-style bridge built from subnet.env instead); then
 // the leases, the subnet.env files, a pod-to-pod ping matrix, iperf3 across
-// hosts and the dataplane's view. Everything is torn down at the end and on Ctrl-C.
+// hosts, the dataplane's view, and weft monitor watching a flow and a drop.
+// Everything is torn down at the end and on Ctrl-C.
 //
 //   node dist-test/demo/demo.js [--backend vxlan|host-gw|ipip|udp] [--dataplane ebpf|netlink|auto] [--pods cni|bridge]
 import fs from 'node:fs';
@@ -18,6 +19,7 @@ import { readEnvFile } from 'weft/agent/subnet-env.js';
 import { IPNet } from 'weft/core/ipnet.js';
 import { bold, dim, FAIL, info, OK, output, red, setSteps, shell, step, waiting, yellow } from './ui.js';
 import { pingMatrix, iperfAcross, showDataplane, showLeases, type DemoPod } from './show.js';
+import { showMonitor } from './monitor.js';
 
 const BACKENDS = ['vxlan', 'host-gw', 'ipip', 'udp'];
 const DATAPLANES = ['ebpf', 'netlink', 'auto'];
@@ -186,7 +188,7 @@ async function main(): Promise<number> {
   const t0 = Date.now();
   console.log(bold(`weft demo: ${o.backend} backend, ${o.dataplane} dataplane, pods through ${o.pods === 'cni' ? "weft's CNI plugin" : 'a docker-style bridge'}`) + dim('  (Ctrl-C tears everything down)'));
   preflight(o);
-  setSteps(10);
+  setSteps(11);
   try {
     step('A local etcd');
     state.lab = await Lab.create();
@@ -216,6 +218,9 @@ async function main(): Promise<number> {
 
     step(o.dataplane === 'netlink' ? "The dataplane on h1: what netlink mode programmed" : 'weft bpf peers on h1: the eBPF peer map');
     await showDataplane(hosts[0], o.dataplane, path.relative(process.cwd(), CLI));
+
+    step('weft monitor on h1: a flow to h2 and a ping to an address no lease holds');
+    await showMonitor(hosts[0], pods.find((p) => p.host === hosts[0])!, pods.find((p) => p.host === hosts[1])!, path.relative(process.cwd(), CLI));
 
     if (!allOk) info(red('some pods did not reach each other: see the matrix above'));
     return allOk ? 0 : 1;

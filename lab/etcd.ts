@@ -29,6 +29,8 @@ export interface LabEtcdOptions {
   netns?: Netns;
   /** Extra etcd flags, e.g. ['--enable-v2']. */
   extraArgs?: string[];
+  /** One member of a cluster (lab/etcd-cluster.ts): its name, its address in `netns`, and every member as name=peerURL. */
+  member?: { name: string; address: string; initialCluster: string };
   /** Serve clients over TLS (https:// endpoint); the test process's own unix socket stays plain. */
   tls?: LabEtcdTls;
 }
@@ -55,7 +57,8 @@ export class LabEtcd {
 
   private clientURL(): string {
     const scheme = this.opts.tls ? 'https' : 'http';
-    return this.opts.netns ? `${scheme}://${SEGMENTS[0].gateway}:2379` : `${scheme}://127.0.0.1:${this.port}`;
+    const host = this.opts.netns ? (this.opts.member?.address ?? SEGMENTS[0].gateway) : '127.0.0.1';
+    return this.opts.netns ? `${scheme}://${host}:2379` : `${scheme}://${host}:${this.port}`;
   }
 
   static async start(opts: LabEtcdOptions = {}): Promise<LabEtcd> {
@@ -81,22 +84,25 @@ export class LabEtcd {
   }
 
   private async startProcess(): Promise<void> {
-    const host = this.opts.netns ? SEGMENTS[0].gateway : '127.0.0.1';
+    const member = this.opts.member;
+    const host = this.opts.netns ? (member?.address ?? SEGMENTS[0].gateway) : '127.0.0.1';
     const peerPort = this.opts.netns ? 2380 : await freePort();
+    // A lone etcd keeps its peer port on loopback; a cluster member talks to the others over the underlay.
+    const peerURL = `http://${member ? host : '127.0.0.1'}:${peerPort}`;
     const tls = this.opts.tls;
     this.endpoint = this.clientURL();
     const args = [
       'etcd',
-      '--name', 'lab',
+      '--name', member?.name ?? 'lab',
       '--data-dir', path.join(this.dir, 'data'),
       '--listen-client-urls', `${this.endpoint},unix://localhost:${this.port}`,
       '--advertise-client-urls', this.endpoint,
       ...(tls ? ['--cert-file', tls.serverCert, '--key-file', tls.serverKey] : []),
       // etcd requires client certificates whenever it has a --trusted-ca-file, --client-cert-auth or not.
       ...(tls?.clientCertAuth ? ['--client-cert-auth', '--trusted-ca-file', tls.ca] : []),
-      '--listen-peer-urls', `http://127.0.0.1:${peerPort}`,
-      '--initial-advertise-peer-urls', `http://127.0.0.1:${peerPort}`,
-      '--initial-cluster', `lab=http://127.0.0.1:${peerPort}`,
+      '--listen-peer-urls', peerURL,
+      '--initial-advertise-peer-urls', peerURL,
+      '--initial-cluster', member?.initialCluster ?? `lab=${peerURL}`,
       ...(this.opts.extraArgs ?? []),
     ];
     fs.rmSync(this.socketPath, { force: true });

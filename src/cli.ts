@@ -10,10 +10,11 @@ import { statusCommand, statusEnvFlags } from './cli/status.js';
 import { bpfCommand, bpfEnvFlags } from './cli/bpf.js';
 import { leasesCommand, leasesEnvFlags } from './cli/leases.js';
 import { uninstallCommand } from './cli/uninstall.js';
+import { monitorCommand, monitorEnvFlags } from './cli/monitor.js';
 import { installCniCommand } from './cli/install-cni.js';
 import { mkDockerOptsCommand } from './cli/mk-docker-opts.js';
 import { migrateV2Command, migrateEnvFlags } from './cli/migrate-v2.js';
-import { envArgs, pinDirOption } from './cli/options.js';
+import { envArgs, lastWins, oneLineUsage, pinDirOption } from './cli/options.js';
 import { commandLine } from './cli/goflags.js';
 import { WeftError, exitCodeOf, usageError } from './core/errors.js';
 import { weftVersion } from './core/version.js';
@@ -40,6 +41,7 @@ const ENV_FLAGS: Record<string, string[]> = {
   leases: leasesEnvFlags,
   status: statusEnvFlags,
   bpf: bpfEnvFlags,
+  monitor: monitorEnvFlags,
   uninstall: Object.keys(pinDirOption),
   'migrate-v2': migrateEnvFlags,
 };
@@ -72,17 +74,19 @@ try {
     .command(leasesCommand)
     .command(statusCommand)
     .command(bpfCommand)
+    .command(monitorCommand)
     .command(uninstallCommand)
     .command(installCniCommand)
     .command(mkDockerOptsCommand)
     .command(migrateV2Command)
+    .middleware(lastWins, true)
     .demandCommand(1, 'name a command: weft <command> --help')
     .strict()
     .help()
     .wrap(Math.min(110, process.stdout.columns || 110))
     .fail((msg, err) => {
       if (err) throw err;
-      throw usageError(`${msg} (see weft --help)`);
+      throw usageError(`${oneLineUsage(msg)} (see weft --help)`);
     })
     .parseAsync();
 } catch (err) {

@@ -148,7 +148,7 @@ static __always_inline enum ct_verdict ct_judge(struct nf_conn *ct, __u8 proto, 
 /* Leaves a flow for the agent to mark liberal (weft_ct_wanted), once: a flow already there is not rewritten. */
 static __always_inline void ct_want(const struct iphdr *ip, __be16 sport, __be16 dport)
 {
-	struct weft_ct_tuple t = {};
+	struct weft_tuple t = {};
 	__u32 one = 1;
 
 	t.saddr = ip->saddr;

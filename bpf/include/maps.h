@@ -45,6 +45,22 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } weft_drops SEC(".maps");
 
+/* What the programs tell `weft monitor` (events.h); pinned, so a monitor reads it with the agent stopped. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, WEFT_EVENTS_BYTES);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} weft_events SEC(".maps");
+
+/* Whether anyone listens, and how many events were lost: enum weft_monitor_slot. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, WEFT_MON_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} weft_monitor SEC(".maps");
+
 /* The bridges' forwarding database for the programs (forward.h): pinned only while the objects load, so that both share it. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -58,7 +74,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, WEFT_CT_WANTED_MAX);
-	__type(key, struct weft_ct_tuple);
+	__type(key, struct weft_tuple);
 	__type(value, __u32);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } weft_ct_wanted SEC(".maps");

@@ -143,19 +143,94 @@ struct weft_port {
 };                             /* 8 bytes */
 
 /*
- * weft_ct_wanted: LRU hash, established TCP flows the fast path would take
- * once conntrack tracks their windows liberally (conntrack.h), as the packet
- * that found them saw them; the agent marks them in conntrack and deletes them
- * (src/dataplane/ebpf/fastpath.ts). Filled by the programs, not pinned.
+ * weft_ct_wanted: LRU hash of struct weft_tuple (below), established TCP flows the
+ * fast path would take once conntrack tracks their windows liberally (conntrack.h),
+ * as the packet that found them saw them; the agent marks them in conntrack and
+ * deletes them (src/dataplane/ebpf/fastpath.ts). Filled by the programs, not pinned.
  */
-struct weft_ct_tuple {
+
+/* A flow's addresses and ports as on the wire (network order): weft_ct_wanted's key, weft_event's outer and inner. */
+struct weft_tuple {
 	__be32 saddr;
 	__be32 daddr;
-	__be16 sport;
+	__be16 sport;          /* TCP / UDP; 0 for other protocols and later fragments */
 	__be16 dport;
-	__u8   proto;
+	__u8   proto;          /* IP protocol; 0: no IPv4 header */
 	__u8   _pad[3];
 };                             /* 16 bytes */
+
+/*
+ * Events for `weft monitor`, through weft_events (a ring buffer pinned beside
+ * the other maps, so a monitor reads it with the agent stopped). Nothing is
+ * emitted unless a monitor holds a deadline in weft_monitor (events.h).
+ */
+enum weft_event_kind {
+	WEFT_EVENT_DROP  = 0, /* a packet dropped, with its reason */
+	WEFT_EVENT_TRACE = 1, /* a forwarding decision, sampled */
+	WEFT_EVENT_MAX   = 2,
+};
+
+/* weft_event.code of a trace event: what the program did with the packet. */
+enum weft_trace_action {
+	WEFT_TRACE_ENCAP      = 0, /* encapsulated here and sent out of the underlay to the peer */
+	WEFT_TRACE_TUNNEL_KEY = 1, /* tunnel metadata set: the vxlan device encapsulates it for the peer */
+	WEFT_TRACE_DIRECT     = 2, /* sent unencapsulated to the peer as next hop (host-gw, DirectRouting) */
+	WEFT_TRACE_TO_POD     = 3, /* sent straight to the pod's bridge port (the shortcut past the host's forward path) */
+	WEFT_TRACE_TO_OVERLAY = 4, /* decapsulated here and handed to the overlay device */
+	WEFT_TRACE_HANDOFF    = 5, /* rewritten for the kernel's vxlan receive path (udp backend) */
+	WEFT_TRACE_TO_KERNEL  = 6, /* left to the kernel: the vxlan device, or the host's forward path */
+	WEFT_TRACE_MAX        = 7,
+};
+
+/* weft_event.prog: the entry program that emitted the event (PROGRAMS in loader.ts names the same four). */
+enum weft_prog {
+	WEFT_PROG_OVERLAY_EGRESS  = 0, /* overlay.o, the overlay device's egress */
+	WEFT_PROG_OVERLAY_INGRESS = 1, /* overlay.o, the overlay device's ingress */
+	WEFT_PROG_UNDERLAY_DECAP  = 2, /* underlay.o, the underlay interface's ingress */
+	WEFT_PROG_GATEWAY_INGRESS = 3, /* gateway.o, the pods' gateway device's ingress */
+	WEFT_PROG_MAX             = 4,
+};
+
+/* weft_event.flags: which parts of the event are filled. */
+enum weft_event_flag {
+	WEFT_EVENT_F_OUTER    = 1 << 0, /* outer: the tunnel packet's headers */
+	WEFT_EVENT_F_INNER    = 1 << 1, /* inner: the pod packet's headers (the packet itself when it is not tunnelled) */
+	WEFT_EVENT_F_VNI      = 1 << 2, /* vni is the packet's (vxlan) */
+	WEFT_EVENT_F_TUNINFO  = 1 << 3, /* outer comes from the kernel's tunnel metadata: no ports (the vxlan device keeps none for programs) */
+};
+
+/* One record in weft_events. */
+struct weft_event {
+	__u64  ts_ns;            /* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
+	__u8   kind;             /* enum weft_event_kind */
+	__u8   code;             /* drop: enum weft_drop_reason; trace: enum weft_trace_action */
+	__u8   prog;             /* enum weft_prog */
+	__u8   dir;              /* enum weft_dir */
+	__u8   flags;            /* enum weft_event_flag */
+	__u8   encap;            /* enum weft_encap: the peer's (egress) or the tunnel's it came through (ingress) */
+	__u16  _pad;
+	__u32  ifindex;          /* the device the program runs on */
+	__u32  len;              /* skb->len when the program started */
+	__u32  vni;              /* with WEFT_EVENT_F_VNI */
+	__be32 peer;             /* the peer host's PublicIP, when known; 0 otherwise */
+	struct weft_tuple outer; /* with WEFT_EVENT_F_OUTER */
+	struct weft_tuple inner; /* with WEFT_EVENT_F_INNER */
+};                               /* 64 bytes */
+
+/*
+ * weft_monitor: array of __u64 written by `weft monitor`, indexed by slot.
+ * Deadlines rather than a count of listeners, so that a monitor killed
+ * outright costs nothing a few seconds later: it renews its deadline every
+ * second and the programs stop emitting when it lapses.
+ */
+enum weft_monitor_slot {
+	WEFT_MON_DROPS_UNTIL  = 0, /* drop events are emitted while bpf_ktime_get_ns() is below this; 0: nobody listens */
+	WEFT_MON_TRACE_UNTIL  = 1, /* trace events, the same way */
+	WEFT_MON_TRACE_SAMPLE = 2, /* trace one forwarding decision in this many (0 or 1: every one) */
+	WEFT_MON_OWNER        = 3, /* pid of the monitor holding the deadlines (the programs never read it) */
+	WEFT_MON_LOST         = 4, /* events weft_events had no room for, counted by the programs */
+	WEFT_MON_MAX          = 5,
+};
 
 /* max_entries of the maps (maps.h) whose size is not 1. */
 enum weft_map_size {
@@ -163,6 +238,7 @@ enum weft_map_size {
 	WEFT_STATS_ENTRIES = WEFT_DIR_MAX * WEFT_ENCAP_MAX, /* weft_stats: one counter per direction and encapsulation */
 	WEFT_PORTS_MAX     = 4096, /* weft_ports: MACs on the bridges that hold our subnet */
 	WEFT_CT_WANTED_MAX = 1024, /* weft_ct_wanted: flows waiting for the agent */
+	WEFT_EVENTS_BYTES  = 1 << 18, /* weft_events: 256 KiB of ring buffer, about 3,600 events */
 };
 
 /*
@@ -178,6 +254,13 @@ struct weft_contract {
 	enum weft_drop_reason  drop_reason;
 	enum weft_port_flag    port_flag;
 	enum weft_map_size     map_size;
+	enum weft_event_kind   event_kind;
+	enum weft_trace_action trace_action;
+	enum weft_prog         prog;
+	enum weft_event_flag   event_flag;
+	enum weft_monitor_slot monitor_slot;
+	/* The event layout, in every object's BTF even where no program emits (WEFT_NO_EVENTS). */
+	struct weft_event      event;
 };
 
 #endif /* WEFT_MAPS_H */

@@ -154,6 +154,21 @@ Napi::Object ProgInfoObject(Napi::Env env, int fd, const std::string& label) {
   // Counted only while someone holds BPF_ENABLE_STATS (enableRunStats).
   o.Set("runTimeNs", Napi::Number::New(env, static_cast<double>(pi.run_time_ns)));
   o.Set("runCnt", Napi::Number::New(env, static_cast<double>(pi.run_cnt)));
+  // The maps it uses: a second query with room for their ids (`weft bpf programs` compares them with the pins).
+  std::vector<__u32> ids(pi.nr_map_ids);
+  if (!ids.empty()) {
+    struct bpf_prog_info q;
+    memset(&q, 0, sizeof(q));
+    q.nr_map_ids = ids.size();
+    q.map_ids = reinterpret_cast<__u64>(ids.data());
+    __u32 qlen = sizeof(q);
+    ret = bpf_obj_get_info_by_fd(fd, &q, &qlen);
+    if (ret) ThrowErrno(env, "bpf_obj_get_info_by_fd(" + label + ", map ids)", -ret);
+    if (q.nr_map_ids < ids.size()) ids.resize(q.nr_map_ids);
+  }
+  Napi::Array maps = Napi::Array::New(env, ids.size());
+  for (size_t i = 0; i < ids.size(); i++) maps.Set(i, ids[i]);
+  o.Set("mapIds", maps);
   return o;
 }
 
@@ -266,6 +281,7 @@ Napi::Object InitBpf(Napi::Env env, Napi::Object exports) {
   InitBpfMap(env, exports);
   InitBpfTc(env, exports);
   InitBpfTcx(env, exports);
+  InitBpfRingbuf(env, exports);
   return exports;
 }
 

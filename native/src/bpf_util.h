@@ -48,5 +48,6 @@ Napi::Object InitBpfMap(Napi::Env env, Napi::Object exports);
 Napi::Object InitBpfTc(Napi::Env env, Napi::Object exports);
 Napi::Object InitBpfObject(Napi::Env env, Napi::Object exports);
 Napi::Object InitBpfTcx(Napi::Env env, Napi::Object exports);
+Napi::Object InitBpfRingbuf(Napi::Env env, Napi::Object exports);
 
 }  // namespace weft

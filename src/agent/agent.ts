@@ -4,6 +4,7 @@
 import os from 'node:os';
 import { createBackend, type Backend } from '../backend/index.js';
 import { parseNetworkConfig, type NetworkConfig } from '../config/network.js';
+import { Backoff } from '../core/backoff.js';
 import { WeftError, isWeftError, messageOf } from '../core/errors.js';
 import { IPAddr } from '../core/ipnet.js';
 import { RateLimiter, type Logger } from '../core/log.js';
@@ -13,12 +14,18 @@ import type { Dataplane } from '../dataplane/types.js';
 import { Firewall, type FamilyNetwork, type FirewallOptions } from '../firewall/firewall.js';
 import type { AgentStatus } from '../status/codec.js';
 import { EtcdRegistry, explainEtcdError, type EtcdOptions } from '../subnet/registry.js';
+import { endpointAddresses } from '../subnet/etcd-client.js';
 import { LeaseSession, type PeerEvent } from '../subnet/session.js';
 import { etcdRefusal } from '../subnet/etcd-tls.js';
 import type { OwnLease } from '../subnet/manager.js';
+import type { ConfigChange } from '../subnet/watch.js';
 import type { DataplaneChoice, DataplaneFactory } from './dataplane.js';
-import { HealthServer } from './health.js';
-import type { SelectedInterface } from './iface.js';
+import { ConfigFollower } from './config-change.js';
+import { HealthServer, type Page } from './health.js';
+import { AgentMetrics, type MetricsSource, type SyncOp } from '../metrics/metrics.js';
+import { refuseNetworkConflict } from './host-check.js';
+import type { IfaceSnapshot, SelectedInterface } from './iface.js';
+import { LeasePolicy } from './lease-policy.js';
 import type { Notifier } from './notify.js';
 import { PeerTable, type Peer } from './peers.js';
 import { StatusServer } from './status.js';
@@ -35,11 +42,15 @@ export interface AgentOptions {
   publicIPv6?: string;
   healthzIP: string;
   healthzPort: number;
+  /** A port of its own for /metrics (at healthzIP); 0: /metrics only on the health port. */
+  metricsPort?: number;
   /** What --dataplane asked for (the factory decides; the status shows both). */
   dataplane: DataplaneChoice;
   bpfPinDir: string;
   /** Unix socket for `weft status`; empty: none. */
   statusSocket?: string;
+  /** The host's links, addresses and routes at start: the Network is checked against them before anything is leased. */
+  host?: IfaceSnapshot;
   /** --ip-masq and --iptables-forward-rules; absent: the agent leaves the firewall alone. */
   firewall?: FirewallOptions;
   /** systemd's NOTIFY_SOCKET, when the agent runs in a Type=notify unit. */
@@ -60,12 +71,17 @@ export class Agent {
   firewall: Firewall | undefined;
   readonly startedAt = Date.now();
   readonly errors: Array<{ atMs: number; message: string }> = [];
-  private readonly health = new HealthServer();
+  readonly metrics: AgentMetrics;
+  private readonly health: HealthServer;
+  private readonly metricsServer: HealthServer | undefined;
   private readonly status = new StatusServer(() => this.snapshot());
   private queue: Promise<void> = Promise.resolve();
   private stopping = false;
   private readonly limiter = new RateLimiter(30_000);
   private peersSynced = false;
+  /** Why the last etcd call failed, until one succeeds. */
+  private etcdError: string | undefined;
+  private configFollower: ConfigFollower | undefined;
   private resolveDone!: () => void;
   private rejectDone!: (err: Error) => void;
   private readonly done = new Promise<void>((resolve, reject) => {
@@ -80,6 +96,28 @@ export class Agent {
     private readonly makeDataplane: DataplaneFactory,
   ) {
     this.registry = new EtcdRegistry(opts.etcd);
+    this.metrics = new AgentMetrics(this.metricsSource(), log);
+    this.metrics.watchRegistry(this.registry);
+    const metricsPage: Page = async () => ({ contentType: this.metrics.contentType, body: await this.metrics.render() });
+    this.health = new HealthServer({ '/metrics': metricsPage }, true, () => this.phase());
+    if (opts.metricsPort) this.metricsServer = new HealthServer({ '/metrics': metricsPage }, false);
+  }
+
+  /** What /metrics reads at scrape time: the agent's own state, nothing copied. */
+  private metricsSource(): MetricsSource {
+    return {
+      lease: () => this.own,
+      peers: () => this.peers?.values() ?? [],
+      etcd: () => ({ connected: this.session?.connected ?? false, revision: this.session?.revision ?? '0' }),
+      dataplane: () => ({ requested: this.opts.dataplane, kind: this.dataplane?.kind ?? 'none', reason: this.dataplaneReason, pinDir: this.opts.bpfPinDir }),
+      dataplaneStatus: async () => (this.dataplane ? this.dataplane.status() : null),
+    };
+  }
+
+  /** Something the operator should fix that does not stop the agent (the CLI's pre-flight finds these): logged, and shown by the status. */
+  note(message: string): void {
+    this.log.warn(message);
+    this.recordError(message);
   }
 
   get own(): OwnLease | undefined {
@@ -94,6 +132,10 @@ export class Agent {
   /** Runs until stop() (resolves) or a fatal error (rejects). */
   async run(): Promise<void> {
     await this.listenStatus();
+    // Before anything is leased: a port in use is the user's to fix, and /healthz, /readyz and /metrics answer
+    // while the agent starts (/readyz says what it waits for: etcd unreachable, no config).
+    if (this.opts.healthzPort) await this.health.listen(this.opts.healthzIP, this.opts.healthzPort);
+    if (this.opts.metricsPort) await this.metricsServer!.listen(this.opts.healthzIP, this.opts.metricsPort, '--healthz-ip IP --metrics-port PORT');
     this.start().catch((err: unknown) => {
       if (!(err instanceof Stopping)) this.die(err as Error);
     });
@@ -115,25 +157,31 @@ export class Agent {
     if (this.stopping) throw new Stopping();
   }
 
-  /** Retries an etcd operation until it succeeds, logging (rate-limited) why it cannot. A WeftError is not retried. */
+  /**
+   * Retries an etcd operation until it succeeds, logging (rate-limited) why
+   * it cannot, with a jittered backoff up to 30 s. A WeftError is not retried.
+   */
   private async withEtcd<T>(what: string, fn: () => Promise<T>): Promise<T> {
-    for (let delay = 200; ; delay = Math.min(delay * 2, 5000)) {
+    const backoff = new Backoff();
+    for (;;) {
       if (this.stopping) throw new Stopping();
       try {
         const v = await fn();
         this.limiter.reset(what);
+        this.etcdError = undefined;
         return v;
       } catch (err) {
         if (isWeftError(err)) throw err;
         const refusal = etcdRefusal(err, this.opts.etcd);
         if (refusal) throw refusal;
-        const message = `cannot ${what}: ${explainEtcdError(err as Error, this.opts.etcd.endpoints)}; retrying`;
+        this.etcdError = explainEtcdError(err as Error, this.opts.etcd.endpoints);
+        const message = `cannot ${what}: ${this.etcdError}; retrying`;
         if (this.limiter.allow(what)) {
           this.log.error({ err: messageOf(err) }, message);
           this.recordError(message);
           this.opts.notify?.status(message);
         }
-        await this.pause(delay);
+        await this.pause(backoff.next());
       }
     }
   }
@@ -143,6 +191,7 @@ export class Agent {
       const text = await this.withEtcd('read the network config', () => this.registry.getConfigText());
       if (text !== null) {
         const cfg = parseNetworkConfig(text);
+        this.configFollower = new ConfigFollower({ config: cfg, text }, this.registry.configKey);
         if (cfg.backendDefaulted) {
           this.log.warn('the network config names no Backend, so it runs udp (flannel does the same); udp exists for debugging: consider {"Backend": {"Type": "vxlan"}}');
         }
@@ -174,6 +223,7 @@ export class Agent {
       iface,
       mtu: backend.podMTU(iface.mtu),
       pinDir: this.opts.bpfPinDir,
+      etcd: endpointAddresses(this.registry.hosts),
     };
     const c = config.backend;
     if (backend.type === 'vxlan') local.vxlan = { vni: c.vni, port: c.port, gbp: c.gbp, learning: c.learning, vtepMAC: backend.vtepMAC! };
@@ -181,10 +231,16 @@ export class Agent {
     return local;
   }
 
+  /** A Network that would shadow the host's own networks or routes is refused before anything is leased. */
+  private checkHost(config: NetworkConfig): void {
+    if (this.opts.host) refuseNetworkConflict(config.ipv4, { snapshot: this.opts.host, underlay: this.selected.iface, etcd: endpointAddresses(this.registry.hosts) });
+  }
+
   private async start(): Promise<void> {
     const { iface, publicIP } = this.selected;
     this.log.info({ iface: iface.name, address: iface.address, publicIP, mtu: iface.mtu }, 'using interface');
     const config = (this.config = await this.fetchConfig());
+    this.checkHost(config);
     const backend = (this.backend = createBackend(config.backend, iface, publicIP));
     const mtu = backend.podMTU(iface.mtu);
     if (config.backend.type === 'vxlan' && config.backend.mtu && config.backend.mtu > iface.mtu - 50) {
@@ -201,12 +257,18 @@ export class Agent {
       log: this.log,
     }));
     session.on('lost', (err) => this.die(err));
+    this.metrics.watchSession(session);
     this.opts.notify?.status('acquiring a subnet lease');
     const own = await this.withEtcd('acquire a subnet lease', () => session.acquire());
     this.log.info({ subnet: own.subnet.toString(), reservation: own.reservation, backend: backend.type }, 'lease acquired');
 
     this.opts.notify?.status(`programming the dataplane for ${own.subnet}`);
-    const peers = (this.peers = new PeerTable((lease) => backend.peerRoute(lease)));
+    const policy = new LeasePolicy({
+      range: config.ipv4,
+      ownSubnet: () => this.own?.subnet,
+      ownAddresses: [...new Set([publicIP, iface.address])].map((a) => IPAddr.v4(a, 'address')),
+    });
+    const peers = (this.peers = new PeerTable((lease) => backend.peerRoute(lease), policy));
     const local = this.localNetwork(config, backend, own);
     const { dataplane, reason } = await this.makeDataplane(local, this.log);
     this.dataplane = dataplane;
@@ -234,14 +296,17 @@ export class Agent {
     this.log.info({ file: this.opts.subnetFile, subnet: own.subnet.toString(), mtu }, 'wrote subnet.env');
 
     session.on('peer', (e) => this.onPeerEvent(e));
+    session.on('config', (c) => this.onConfigChange(c));
     this.opts.notify?.status(`listing and programming the peers of ${own.subnet}`);
     await this.withEtcd('list the subnet leases', () => session.watch());
+    // The watch covers the config from the list's revision on; a change between our read and then is caught here.
+    const now = await this.withEtcd('read the network config', () => this.registry.getConfig());
+    this.onConfigChange({ text: now.text, revision: now.revision });
     // The full list is in: make the dataplane hold exactly these peers (differences only),
     // and from this tick on apply each change as it comes.
     this.peersSynced = true;
-    await this.enqueue(() => this.dataplane?.syncPeers());
+    await this.enqueue('full', (dp) => dp.syncPeers());
     this.logInitialPeers();
-    if (this.opts.healthzPort) await this.health.listen(this.opts.healthzIP, this.opts.healthzPort);
     this.health.ready = true;
     this.opts.notify?.ready(`ready: subnet ${own.subnet}, ${peers.size} peer${peers.size === 1 ? '' : 's'}, dataplane ${dataplane?.kind ?? 'none'}`);
     this.log.info({ peers: peers.size, dataplane: dataplane?.kind ?? 'none' }, 'agent ready');
@@ -271,27 +336,49 @@ export class Agent {
   }
 
   private onPeerEvent(e: PeerEvent): void {
-    const { peer, change } = this.peers!.apply(e);
+    const { peers, changes } = this.peers!.apply(e);
     if (e.type === 'removed') this.log.info({ peer: e.lease.attrs.PublicIP, subnet: e.lease.subnet.toString() }, 'peer removed');
-    else if (peer?.skipped) this.reportSkipped(peer);
-    // Peers of the initial list are logged together once it is applied (see logInitialPeers).
-    else if (peer?.route && this.peersSynced) this.log.info(describePeer(peer.route), e.type === 'added' ? 'peer added' : 'peer changed');
+    for (const peer of peers) {
+      if (peer.skipped) this.reportSkipped(peer);
+      // Peers of the initial list are logged together once it is applied (see logInitialPeers).
+      // Another lease's peer routed by this event took over a subnet whose holder went: for the dataplane it is new.
+      else if (peer.route && this.peersSynced) this.log.info(describePeer(peer.route), peer.lease === e.lease && e.type === 'changed' ? 'peer changed' : 'peer added');
+    }
     if (!this.peersSynced) return; // the initial list is programmed in one syncPeers
-    if (change.kind === 'upsert') void this.enqueue(() => this.dataplane?.upsertPeer(change.route, change.previous));
-    else if (change.kind === 'remove') void this.enqueue(() => this.dataplane?.removePeer(change.route));
+    for (const change of changes) {
+      if (change.kind === 'upsert') void this.enqueue('upsert', (dp) => dp.upsertPeer(change.route, change.previous));
+      else if (change.kind === 'remove') void this.enqueue('remove', (dp) => dp.removePeer(change.route));
+    }
   }
 
   private reportSkipped(p: Peer): void {
+    if (p.refused) {
+      // Anyone who can write the prefix can put a lease: a refused one is worth a warning, not an error of ours.
+      const key = this.registry.subnetsPrefix + p.lease.name;
+      this.log.warn({ key, subnet: p.lease.subnet.toString(), peer: p.lease.attrs.PublicIP, reason: p.skipped }, 'lease refused');
+      this.recordError(`lease ${key} refused: ${p.skipped}`);
+      return;
+    }
     const message = `cannot reach peer ${p.lease.attrs.PublicIP} (${p.lease.subnet}): ${p.skipped}`;
     this.log.error({ peer: p.lease.attrs.PublicIP, subnet: p.lease.subnet.toString() }, message);
     this.recordError(message);
   }
 
-  /** Dataplane changes apply in the order the leases changed. */
-  private enqueue(fn: () => Promise<void> | undefined): Promise<void> {
+  /** The config in etcd changed under the running agent: say what, and that a restart applies it. */
+  private onConfigChange(c: ConfigChange): void {
+    const n = this.configFollower?.notice(c);
+    if (!n) return;
+    this.log[n.level](n.fields, n.message);
+    this.recordError(n.fields.err ? `${n.message}: ${String(n.fields.err)}` : n.message);
+  }
+
+  /** Dataplane changes apply in the order the leases changed (timed for /metrics). */
+  private enqueue(op: SyncOp, fn: (dp: Dataplane) => Promise<void>): Promise<void> {
     this.queue = this.queue.then(async () => {
+      const dp = this.dataplane;
+      if (!dp) return;
       try {
-        await fn();
+        await this.metrics.timeSync(op, () => fn(dp));
       } catch (err) {
         const message = `dataplane: ${messageOf(err)}`;
         this.log.error(message);
@@ -315,8 +402,18 @@ export class Agent {
     }
   }
 
+  /** Why etcd cannot be reached now, or undefined while it can. */
+  private etcdDown(): string | undefined {
+    if (this.etcdError) return this.etcdError;
+    const s = this.session;
+    if (s && this.peersSynced && !s.connected) return `the watch has no etcd endpoint (${s.watchError ?? 'reconnecting'})`;
+    return undefined;
+  }
+
   private phase(): string {
-    if (this.ready) return 'ready';
+    const down = this.etcdDown();
+    if (this.ready) return down ? `ready, but etcd unreachable: ${down}; forwarding to the peers last seen` : 'ready';
+    if (down) return `etcd unreachable: ${down}`;
     if (!this.config) return 'waiting for the network config in etcd';
     if (!this.own) return 'acquiring a subnet lease';
     return 'programming the dataplane and listing peers';
@@ -338,7 +435,7 @@ export class Agent {
     const own = this.own;
     const cfg = this.config?.backend;
     const { iface, publicIP } = this.selected;
-    const counts = this.peers?.counts() ?? { total: 0, routed: 0, skipped: 0 };
+    const counts = this.peers?.counts() ?? { total: 0, routed: 0, skipped: 0, refused: 0 };
     return {
       pid: process.pid,
       hostname: os.hostname(),
@@ -386,6 +483,7 @@ export class Agent {
     await this.queue;
     await this.dataplane?.stop();
     await this.health.close();
+    await this.metricsServer?.close();
     this.registry.close();
     this.opts.notify?.close();
     this.resolveDone();

@@ -11,6 +11,7 @@ import type { Dataplane } from '../dataplane/types.js';
 import { forcedFailure, probeEbpf, type ProbeResult } from '../dataplane/probe.js';
 import { NetlinkDataplane, UDP_UNSUPPORTED, uninstallNetlink } from '../dataplane/netlink/index.js';
 import { EbpfDataplane, uninstallEbpf, type EbpfOptions } from '../dataplane/ebpf/index.js';
+import { GuardedDataplane } from '../dataplane/guard.js';
 
 export type DataplaneChoice = 'auto' | 'ebpf' | 'netlink' | 'none';
 
@@ -68,6 +69,6 @@ export function selectDataplane(w: DataplaneWiring): DataplaneFactory {
     removeNetlinkState(log);
     const reason = `${w.choice === 'auto' ? 'auto' : '--dataplane=ebpf'}: the kernel passed every eBPF check (${r.checks.join('; ')})`;
     log.info({ dataplane: 'ebpf', reason }, 'dataplane selected');
-    return { dataplane: new EbpfDataplane(log, w.ebpf), reason };
+    return { dataplane: new GuardedDataplane(new EbpfDataplane(log, w.ebpf), log), reason };
   };
 }

@@ -9,7 +9,7 @@ export function snapshotInterfaces(): IfaceSnapshot {
     return {
       links: nl.links().map((l) => ({ index: l.index, name: l.name, mtu: l.mtu, mac: l.mac, up: l.up })),
       addrs: nl.addrs(),
-      routes: nl.routes().map((r) => ({ dst: r.dst, index: r.index, gateway: r.gateway, table: r.table })),
+      routes: nl.routes().map((r) => ({ dst: r.dst, index: r.index, gateway: r.gateway, table: r.table, protocol: r.protocol })),
     };
   } finally {
     nl.close();

@@ -9,7 +9,7 @@ import { usageError } from '../core/errors.js';
 export interface IfaceSnapshot {
   links: Array<{ index: number; name: string; mtu: number; mac: string | null; up: boolean }>;
   addrs: Array<{ index: number; address: string; prefixLen: number }>;
-  routes: Array<{ dst: string; index: number | null; gateway: string | null; table: number }>;
+  routes: Array<{ dst: string; index: number | null; gateway: string | null; table: number; protocol?: number }>;
 }
 
 export interface IfaceOptions {

@@ -1,9 +1,14 @@
-// The one table of peers: each peer lease with the backend's decision about
-// it (a route, or why it is skipped). The agent applies the session's peer
-// events here and hands the dataplane the difference; the dataplane reads
-// the table when it must see every peer (a full sync, a reconcile), and the
-// status socket reads it too. Nothing else keeps a copy of the peers.
-import type { PeerDecision } from '../backend/types.js';
+// The one table of peers: each peer lease with the decision about it (a
+// route, or why it is skipped). The agent applies the session's peer events
+// here and hands the dataplane the difference; the dataplane reads the table
+// when it must see every peer (a full sync, a reconcile), and the status
+// socket reads it too. Nothing else keeps a copy of the peers.
+//
+// A lease is decided in three steps: the lease policy (lease-policy.ts: is it
+// sane at all), then the subnet's holder (two live leases for one subnet: the
+// first created keeps it, the newcomer is refused until the first goes), then
+// the backend (can it serve this peer).
+import type { PeerDecision, SkipReason } from '../backend/types.js';
 import type { PeerRoute } from '../core/model.js';
 import type { PeerSource } from '../dataplane/types.js';
 import type { Lease } from '../subnet/lease.js';
@@ -13,8 +18,12 @@ export interface Peer {
   lease: Lease;
   /** What the dataplane programs for it; absent when skipped. */
   route?: PeerRoute;
-  /** Why the backend cannot serve it. */
+  /** Why it is not programmed. */
   skipped?: string;
+  /** Why, in one word (weft_peers' reason label). */
+  skipReason?: SkipReason;
+  /** Skipped because the lease itself is refused (policy or a subnet held by another), not because the backend cannot serve it. */
+  refused?: boolean;
 }
 
 /** What a lease event means for the dataplane. */
@@ -23,23 +32,98 @@ export type PeerChange =
   | { kind: 'remove'; route: PeerRoute }
   | { kind: 'none' };
 
+/** The policy the table holds every lease to (LeasePolicy); null: sane. */
+export interface LeaseCheck {
+  check(lease: Lease): string | null;
+}
+
+/** What one event did: each peer whose decision it touched (as it now stands; absent once removed), and the dataplane's changes. */
+export interface Applied {
+  peers: Peer[];
+  changes: PeerChange[];
+}
+
+/** Older first: the lease created first holds a subnet two leases claim. */
+function older(a: Lease, b: Lease): boolean {
+  const ra = BigInt(a.createRevision || '0');
+  const rb = BigInt(b.createRevision || '0');
+  return ra !== rb ? ra < rb : a.name < b.name;
+}
+
 export class PeerTable implements PeerSource {
   private readonly byName = new Map<string, Peer>();
+  /**
+   * Leases by subnet. Leases that pass the policy all have the SubnetLen,
+   * so two of them overlap only when their subnets are equal.
+   */
+  private readonly bySubnet = new Map<string, Set<string>>();
 
-  constructor(private readonly decide: (lease: Lease) => PeerDecision) {}
+  constructor(
+    private readonly decide: (lease: Lease) => PeerDecision,
+    private readonly policy: LeaseCheck = { check: () => null },
+  ) {}
 
-  /** Applies one event; returns the peer as it now stands (absent once removed) and the dataplane's change. */
-  apply(e: PeerEvent): { peer?: Peer; change: PeerChange } {
-    const before = this.byName.get(e.lease.name);
+  /** Applies one event and re-decides the leases that share its subnet. */
+  apply(e: PeerEvent): Applied {
+    const name = e.lease.name;
+    const subnet = e.lease.subnet.toString();
+    const before = new Map<string, PeerRoute | undefined>();
+    for (const n of this.bySubnet.get(subnet) ?? []) before.set(n, this.byName.get(n)?.route);
+    before.set(name, this.byName.get(name)?.route);
+
     if (e.type === 'removed') {
-      this.byName.delete(e.lease.name);
-      return { change: before?.route ? { kind: 'remove', route: before.route } : { kind: 'none' } };
+      this.byName.delete(name);
+      this.bySubnet.get(subnet)?.delete(name);
+      if (this.bySubnet.get(subnet)?.size === 0) this.bySubnet.delete(subnet);
+    } else {
+      // The route stays until the new lease is decided, so that an unchanged route is recognised as unchanged.
+      this.byName.set(name, { lease: e.lease, route: this.byName.get(name)?.route });
+      if (!this.bySubnet.has(subnet)) this.bySubnet.set(subnet, new Set());
+      this.bySubnet.get(subnet)!.add(name);
     }
-    const decision = this.decide(e.lease);
-    const peer: Peer = 'skip' in decision ? { lease: e.lease, skipped: decision.skip } : { lease: e.lease, route: decision };
-    this.byName.set(e.lease.name, peer);
-    if (peer.route) return { peer, change: { kind: 'upsert', route: peer.route, previous: before?.route } };
-    return { peer, change: before?.route ? { kind: 'remove', route: before.route } : { kind: 'none' } };
+    this.decideSubnet(subnet);
+
+    const out: Applied = { peers: [], changes: [] };
+    for (const [n, was] of before) {
+      const peer = this.byName.get(n);
+      const now = peer?.route;
+      if (peer && (n === name || was !== now)) out.peers.push(peer);
+      // A removal is listed first, so that the dataplane never holds two routes for one subnet.
+      if (was && !now) out.changes.unshift({ kind: 'remove', route: was });
+      else if (now && now !== was) out.changes.push({ kind: 'upsert', route: now, previous: was });
+    }
+    return out;
+  }
+
+  /** Decides every lease of one subnet: the policy, then who holds it, then the backend. */
+  private decideSubnet(subnet: string): void {
+    const names = [...(this.bySubnet.get(subnet) ?? [])];
+    const sane: Peer[] = [];
+    for (const n of names) {
+      const peer = this.byName.get(n)!;
+      const reason = this.policy.check(peer.lease);
+      if (reason) this.byName.set(n, { lease: peer.lease, skipped: reason, skipReason: 'lease_refused', refused: true });
+      else sane.push(peer);
+    }
+    if (sane.length === 0) return;
+    const holder = sane.reduce((a, b) => (older(b.lease, a.lease) ? b : a));
+    for (const p of sane) {
+      if (p === holder) {
+        const prev = this.byName.get(p.lease.name)!;
+        const decision = this.decide(p.lease);
+        // Keep the same route object when nothing changed, so that callers can tell "no change" by identity.
+        const route = 'skip' in decision ? undefined : prev.route && sameRoute(prev.route, decision) ? prev.route : decision;
+        this.byName.set(p.lease.name, 'skip' in decision ? { lease: p.lease, skipped: decision.skip, skipReason: decision.reason } : { lease: p.lease, route });
+        continue;
+      }
+      const h = holder.lease;
+      this.byName.set(p.lease.name, {
+        lease: p.lease,
+        refused: true,
+        skipReason: 'subnet_held',
+        skipped: `subnet ${subnet} is held by ${h.attrs.PublicIP} (key ${h.name}, written first, at revision ${h.createRevision}); this newer lease for it is refused while that one lives`,
+      });
+    }
   }
 
   *routes(): IterableIterator<PeerRoute> {
@@ -54,10 +138,25 @@ export class PeerTable implements PeerSource {
     return this.byName.size;
   }
 
-  /** Peers in the table, those with a route, those skipped. */
-  counts(): { total: number; routed: number; skipped: number } {
+  /** Peers in the table, those with a route, those skipped (refused ones among them). */
+  counts(): { total: number; routed: number; skipped: number; refused: number } {
     let routed = 0;
-    for (const p of this.byName.values()) if (p.route) routed++;
-    return { total: this.byName.size, routed, skipped: this.byName.size - routed };
+    let refused = 0;
+    for (const p of this.byName.values()) {
+      if (p.route) routed++;
+      else if (p.refused) refused++;
+    }
+    return { total: this.byName.size, routed, skipped: this.byName.size - routed, refused };
   }
+}
+
+function sameRoute(a: PeerRoute, b: PeerRoute): boolean {
+  return (
+    a.subnet.equals(b.subnet) &&
+    a.publicIP.equals(b.publicIP) &&
+    a.encap === b.encap &&
+    a.directRouting === b.directRouting &&
+    a.vni === b.vni &&
+    a.vtepMAC === b.vtepMAC
+  );
 }

@@ -3,6 +3,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { IPNet } from '../core/ipnet.js';
+import { errnoOf, usageError } from '../core/errors.js';
 
 export interface SubnetEnv {
   network: IPNet;
@@ -25,6 +26,32 @@ export function formatSubnetEnv(e: SubnetEnv): string {
   }
   lines.push(`FLANNEL_MTU=${e.mtu}`, `FLANNEL_IPMASQ=${e.ipMasq}`);
   return lines.join('\n') + '\n';
+}
+
+/**
+ * Whether subnet.env can be written where --subnet-file says, checked before
+ * anything is leased: not a directory, and its directory (or the nearest one
+ * that exists, which writeSubnetEnv would create it under) writable, on a
+ * filesystem mounted read-write.
+ */
+export function checkSubnetFile(file: string): void {
+  const flag = '--subnet-file';
+  let st: fs.Stats | undefined;
+  try {
+    st = fs.statSync(file);
+  } catch {
+    // Not there yet: written on the first start.
+  }
+  if (st?.isDirectory()) throw usageError(`${flag} ${file} is a directory; name the file, e.g. ${path.join(file, 'subnet.env')}`, flag);
+  let dir = path.dirname(path.resolve(file));
+  while (!fs.existsSync(dir) && dir !== path.dirname(dir)) dir = path.dirname(dir);
+  if (!fs.statSync(dir).isDirectory()) throw usageError(`${flag} ${file}: ${dir} is not a directory`, flag);
+  try {
+    fs.accessSync(dir, fs.constants.W_OK);
+  } catch (err) {
+    const why = errnoOf(err) === 'EROFS' ? 'is on a read-only filesystem' : `is not writable (${errnoOf(err) ?? (err as Error).message})`;
+    throw usageError(`${flag} ${file}: ${dir} ${why}; choose a writable place (docker and CNI read /run/flannel/subnet.env by default)`, flag);
+  }
 }
 
 export function writeSubnetEnv(file: string, e: SubnetEnv): void {

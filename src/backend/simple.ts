@@ -35,6 +35,7 @@ export class HostGwBackend extends TypedBackend {
         skip:
           `its PublicIP ${lease.attrs.PublicIP} is not on our L2 segment (${this.iface.networks.map(String).join(', ') || 'no networks'} on ${this.iface.name}); ` +
           'host-gw needs every host on one L2 network: use vxlan (with DirectRouting) for hosts across routers',
+        reason: 'not_on_link',
       };
     }
     return { subnet: lease.subnet, publicIP: lease.publicIP, encap: 'direct', directRouting: false };

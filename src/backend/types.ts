@@ -5,7 +5,21 @@ import type { BackendType, PeerRoute, UnderlayInterface } from '../core/model.js
 import type { IPAddr } from '../core/ipnet.js';
 import type { Lease, LeaseAttrs } from '../subnet/lease.js';
 
-export type PeerDecision = PeerRoute | { skip: string };
+/**
+ * Why a peer is skipped, in one word each: the label value of weft_peers{state="skipped"} (src/metrics).
+ * The backend's three, and the peer table's two (agent/peers.ts): a lease the policy refuses, and a newer
+ * lease for a subnet another live lease holds.
+ */
+export const SKIP_REASONS = ['backend_mismatch', 'not_on_link', 'bad_vtep_mac', 'lease_refused', 'subnet_held'] as const;
+export type SkipReason = (typeof SKIP_REASONS)[number];
+
+/** A peer the backend cannot serve: what to tell the operator, and the reason's name. */
+export interface Skip {
+  skip: string;
+  reason: SkipReason;
+}
+
+export type PeerDecision = PeerRoute | Skip;
 
 export interface Backend {
   readonly type: BackendType;
@@ -30,6 +44,6 @@ export function leaseBackendType(lease: Lease): string {
   return lease.attrs.BackendType ?? 'udp';
 }
 
-export function wrongBackend(lease: Lease, ours: BackendType): { skip: string } {
-  return { skip: `its lease says backend ${leaseBackendType(lease)}, this network runs ${ours}; every host of a network must use the same backend` };
+export function wrongBackend(lease: Lease, ours: BackendType): Skip {
+  return { skip: `its lease says backend ${leaseBackendType(lease)}, this network runs ${ours}; every host of a network must use the same backend`, reason: 'backend_mismatch' };
 }

@@ -32,7 +32,7 @@ export class VxlanBackend implements Backend {
     if (leaseBackendType(lease) !== 'vxlan') return wrongBackend(lease, 'vxlan');
     const data = lease.attrs.BackendData as { VNI?: unknown; VtepMAC?: unknown } | undefined;
     const mac = typeof data?.VtepMAC === 'string' ? data.VtepMAC.toLowerCase() : '';
-    if (!MAC_RE.test(mac)) return { skip: `its BackendData has no valid VtepMAC (${JSON.stringify(data?.VtepMAC)})` };
+    if (!MAC_RE.test(mac)) return { skip: `its BackendData has no valid VtepMAC (${JSON.stringify(data?.VtepMAC)})`, reason: 'bad_vtep_mac' };
     const vni = typeof data?.VNI === 'number' && Number.isInteger(data.VNI) ? data.VNI : this.config.vni;
     const base = { subnet: lease.subnet, publicIP: lease.publicIP, vni, vtepMAC: mac };
     if (this.config.directRouting && onLink(this.iface, lease.publicIP)) {

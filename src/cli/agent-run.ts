@@ -4,7 +4,11 @@ import { Agent } from '../agent/agent.js';
 import { selectDataplane } from '../agent/dataplane.js';
 import { selectInterface } from '../agent/iface.js';
 import { snapshotInterfaces } from '../agent/iface-netlink.js';
+import { preflight } from '../agent/preflight.js';
+import { checkSubnetFile } from '../agent/subnet-env.js';
 import { usageError, WeftError } from '../core/errors.js';
+import { IPAddr } from '../core/ipnet.js';
+import { ETCD_MAX_LEASE_TTL_SEC } from '../subnet/etcd-client.js';
 import { createLogger } from '../core/log.js';
 import { ebpfOptionsFromEnv } from '../dataplane/ebpf/index.js';
 import { checkFirewallTools, type FirewallOptions } from '../firewall/firewall.js';
@@ -24,9 +28,18 @@ function check(a: AgentArgs): void {
   }
   const p = a['healthz-port'];
   if (!Number.isInteger(p) || p < 0 || p > 65535) throw usageError(`--healthz-port ${p}: must be 0 (off) to 65535`);
+  const mp = a['metrics-port'];
+  if (!Number.isInteger(mp) || mp < 0 || mp > 65535) throw usageError(`--metrics-port ${mp}: must be 0 (/metrics on the health port only) to 65535`);
+  if (mp && mp === p) throw usageError(`--metrics-port ${mp} is --healthz-port too: /metrics is served there already; give another port, or leave --metrics-port 0`);
   const ttl = a['subnet-lease-ttl'];
   if (!Number.isInteger(ttl) || ttl < 10) throw usageError(`--subnet-lease-ttl ${ttl}: must be at least 10 seconds`);
+  if (ttl > ETCD_MAX_LEASE_TTL_SEC) throw usageError(`--subnet-lease-ttl ${ttl}: etcd grants leases of at most ${ETCD_MAX_LEASE_TTL_SEC} s; flannel's is 86400 (24 h)`);
   if (m * 60 >= ttl) throw usageError(`--subnet-lease-renew-margin ${m} min is not shorter than the lease TTL (${ttl} s): the lease would be renewed continuously`);
+  if (!IPAddr.parse(a['healthz-ip'])) throw usageError(`--healthz-ip ${a['healthz-ip']}: not an IP address; give the address /healthz listens on, e.g. 0.0.0.0`);
+  for (const f of ['etcd-keepalive-time', 'etcd-keepalive-timeout'] as const) {
+    if (!(a[f] > 0) || !Number.isFinite(a[f])) throw usageError(`--${f} ${a[f]}: give a number of seconds above 0`);
+  }
+  checkSubnetFile(a['subnet-file']);
   const kube = KUBE_FLAGS.find((f) => a[f] !== undefined && a[f] !== false);
   if (kube) {
     throw usageError(`-${kube}: weft leases subnets from etcd, as flanneld does without -kube-subnet-mgr, and does not read the Kubernetes API; remove the Kubernetes flags and give -etcd-endpoints (and -etcd-prefix)`, `--${kube}`);
@@ -56,7 +69,8 @@ export async function runAgent(a: AgentArgs): Promise<void> {
   for (const f of ['logtostderr', 'vmodule', 'log_backtrace_at'] as const) {
     if (a[f] !== undefined) log.debug({ flag: `-${f}` }, "a glog flag of flanneld's, accepted and ignored: weft logs JSON lines to stdout");
   }
-  const selected = selectInterface(snapshotInterfaces(), {
+  const host = snapshotInterfaces();
+  const selected = selectInterface(host, {
     iface: splitList(a.iface),
     ifaceRegex: splitList(a['iface-regex']),
     ifaceCanReach: a['iface-can-reach'],
@@ -73,16 +87,20 @@ export async function runAgent(a: AgentArgs): Promise<void> {
       publicIPv6: a['public-ipv6'],
       healthzIP: a['healthz-ip'],
       healthzPort: a['healthz-port'],
+      metricsPort: a['metrics-port'],
       dataplane: a.dataplane,
       bpfPinDir: a['bpf-pin-dir'],
       statusSocket: a['status-socket'],
       firewall,
       notify: SystemdNotifier.fromEnv(log) ?? undefined,
+      host,
     },
     selected,
     log,
     makeDataplane,
   );
+  // The host last: no other agent here, a pin dir that is root's (the flags and etcd options are checked by now).
+  for (const note of preflight({ pinDir: a['bpf-pin-dir'], statusSocket: a['status-socket'], dataplane: a.dataplane }).notes) agent.note(note);
   for (const sig of ['SIGTERM', 'SIGINT'] as const) {
     process.once(sig, () => {
       log.info({ signal: sig }, 'stopping; the lease stays in etcd for the next start');

@@ -19,6 +19,7 @@ export interface AgentArgs extends EtcdArgs {
   'iptables-resync': number;
   'healthz-ip': string;
   'healthz-port': number;
+  'metrics-port': number;
   dataplane: DataplaneChoice;
   'bpf-pin-dir': string;
   'log-level'?: string;
@@ -49,7 +50,8 @@ const agentOptions = {
   'iptables-forward-rules': { type: 'boolean', default: true, describe: 'ACCEPT forwarding from and to the Network (FLANNEL-FWD): docker sets the FORWARD policy to DROP' },
   'iptables-resync': { type: 'number', default: 5, describe: 'seconds between checks that the firewall rules are in place (put back if not)' },
   'healthz-ip': { type: 'string', default: '0.0.0.0', describe: 'address of the /healthz and /readyz endpoint' },
-  'healthz-port': { type: 'number', default: 0, describe: 'port of the health endpoint (0 = off)' },
+  'healthz-port': { type: 'number', default: 0, describe: 'port of the health endpoint: /healthz, /readyz and /metrics (0 = off)' },
+  'metrics-port': { type: 'number', default: 0, describe: 'a port of its own for /metrics, on --healthz-ip (0 = only on the health port)' },
   dataplane: { choices: ['auto', 'ebpf', 'netlink', 'none'] as const, default: 'auto' as const, describe: 'auto: eBPF where the kernel supports it, else netlink (WEFT_PROBE_FAIL=bpf|verifier|clsact|bpffs fails that check on purpose, for testing)' },
   'log-level': { choices: ['trace', 'debug', 'info', 'warn', 'error'], describe: 'log level (default info, or WEFT_LOG_LEVEL)' },
 } satisfies Record<string, Options>;

@@ -5,8 +5,9 @@
 // Light on purpose: every command's definition imports this module, and so
 // does `weft --version`; nothing here may load etcd, gRPC or the addon
 // (test/unit/cli-startup.test.ts).
-import type { Argv, Options } from 'yargs';
+import type { Argv, Arguments, Options } from 'yargs';
 import type { EtcdOptions } from '../subnet/registry.js';
+import { DEFAULT_KEEPALIVE_TIME_MS, DEFAULT_KEEPALIVE_TIMEOUT_MS } from '../subnet/etcd-defaults.js';
 
 /** flannel's default etcd prefix: `<prefix>/config` and `<prefix>/subnets/` live under it. */
 export const DEFAULT_PREFIX = '/coreos.com/network';
@@ -21,6 +22,8 @@ export const etcdOptions = {
   'etcd-keyfile': { type: 'string', describe: 'client key (with --etcd-certfile)', group: 'etcd:' },
   'etcd-username': { type: 'string', describe: 'etcd auth user', group: 'etcd:' },
   'etcd-password': { type: 'string', describe: 'etcd auth password (never logged)', group: 'etcd:' },
+  'etcd-keepalive-time': { type: 'number', default: DEFAULT_KEEPALIVE_TIME_MS / 1000, describe: 'seconds of silence on an etcd connection before a keepalive ping', group: 'etcd:' },
+  'etcd-keepalive-timeout': { type: 'number', default: DEFAULT_KEEPALIVE_TIMEOUT_MS / 1000, describe: 'seconds to wait for the ping\'s answer before dropping the connection', group: 'etcd:' },
 } satisfies Record<string, Options>;
 
 export interface EtcdArgs {
@@ -31,23 +34,45 @@ export interface EtcdArgs {
   'etcd-keyfile'?: string;
   'etcd-username'?: string;
   'etcd-password'?: string;
-}
-
-/** A single-valued flag given twice keeps its last value, as Go's flag package does (yargs would make it an array). */
-export function last<T>(v: T | T[]): T {
-  return Array.isArray(v) ? v[v.length - 1] : v;
+  'etcd-keepalive-time': number;
+  'etcd-keepalive-timeout': number;
 }
 
 export function etcdFromArgs(a: EtcdArgs): EtcdOptions {
   return {
-    endpoints: last(a['etcd-endpoints']).split(',').map((s) => s.trim()).filter(Boolean),
-    prefix: last(a['etcd-prefix']),
-    caFile: last(a['etcd-cafile']),
-    certFile: last(a['etcd-certfile']),
-    keyFile: last(a['etcd-keyfile']),
-    username: last(a['etcd-username']),
-    password: last(a['etcd-password']),
+    endpoints: a['etcd-endpoints'].split(',').map((s) => s.trim()).filter(Boolean),
+    prefix: a['etcd-prefix'],
+    caFile: a['etcd-cafile'],
+    certFile: a['etcd-certfile'],
+    keyFile: a['etcd-keyfile'],
+    username: a['etcd-username'],
+    password: a['etcd-password'],
+    keepaliveTimeMs: a['etcd-keepalive-time'] * 1000,
+    keepaliveTimeoutMs: a['etcd-keepalive-timeout'] * 1000,
   };
+}
+
+/**
+ * A flag given twice takes its last value, as flanneld's Go flags do; only
+ * the repeatable ones (array options) collect. yargs would otherwise hand a
+ * single-valued flag over as an array. A global middleware, before validation.
+ */
+export function lastWins(argv: Arguments, ...rest: unknown[]): void {
+  // yargs passes itself as the second argument (its typings leave it out): it knows which options are arrays.
+  const y = rest[0] as { getOptions(): { array: string[] } };
+  const arrays = new Set(y.getOptions().array);
+  const kebab = (k: string): string => k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+  for (const [k, v] of Object.entries(argv)) {
+    if (k === '_' || k === '$0' || !Array.isArray(v) || arrays.has(k) || arrays.has(kebab(k))) continue;
+    argv[k] = v.at(-1);
+  }
+}
+
+/** yargs' multi-line messages as one line: "Invalid values: Argument: x, Given: ..." says what to choose instead. */
+export function oneLineUsage(msg: string): string {
+  const m = /^Invalid values:\s*Argument: ([\w-]+), Given: (.*?), Choices: (.*)$/s.exec(msg.trim());
+  if (m) return `--${m[1]} ${m[2]}: choose one of ${m[3].replace(/"/g, '').replace(/\s+/g, ' ')}`;
+  return msg.replace(/\s*\n\s*/g, '; ');
 }
 
 export const pinDirOption = {

@@ -1,6 +1,6 @@
 // The network config at <prefix>/config: flannel's fields, defaults and
 // checks. Every problem is a config WeftError naming the field and the reason.
-import { IPNet, type Family } from '../core/ipnet.js';
+import { IPNet, SPECIAL_IPV4, type Family } from '../core/ipnet.js';
 import type { BackendType } from '../core/model.js';
 import { configError } from '../core/errors.js';
 
@@ -107,6 +107,13 @@ function parseRange(obj: Json, family: Family): SubnetRange {
     throw configError(f.net, `${text} has host bits set; did you mean ${parsed.canonical().toString()}?`);
   }
   const network = parsed;
+  if (family === 4 && network.prefixLen === 0) {
+    throw configError(f.net, `${text} covers every address, the host's own networks and the route to etcd among them; choose a private range such as 10.244.0.0/16`);
+  }
+  if (family === 4) {
+    const special = SPECIAL_IPV4.find(([n]) => n.prefixLen > 0 && n.overlaps(network));
+    if (special) throw configError(f.net, `${text} overlaps ${special[0]} (${special[1]}); pods cannot use those addresses: choose a private range such as 10.244.0.0/16`);
+  }
   if (network.prefixLen > f.minNet) {
     throw configError(f.net, `network ${text} is too small: the minimum useful network prefix is /${f.minNet}`);
   }
@@ -223,4 +230,29 @@ export function encapOverhead(type: BackendType, underlayFamily: Family = 4): nu
     case 'host-gw':
       return 0;
   }
+}
+
+/** The fields in which two configs differ, as "Field: old -> new" (JSON field names). */
+export function diffConfigs(a: NetworkConfig, b: NetworkConfig): string[] {
+  const fields = (c: NetworkConfig): Record<string, unknown> => ({
+    Network: String(c.ipv4.network),
+    SubnetLen: c.ipv4.subnetLen,
+    SubnetMin: String(c.ipv4.subnetMin.ip),
+    SubnetMax: String(c.ipv4.subnetMax.ip),
+    EnableIPv6: c.enableIPv6,
+    IPv6Network: c.ipv6 ? String(c.ipv6.network) : null,
+    IPv6SubnetLen: c.ipv6?.subnetLen ?? null,
+    'Backend.Type': c.backend.type,
+    'Backend.VNI': c.backend.vni,
+    'Backend.Port': c.backend.port,
+    'Backend.GBP': c.backend.gbp,
+    'Backend.Learning': c.backend.learning,
+    'Backend.DirectRouting': c.backend.directRouting,
+    'Backend.MTU': c.backend.mtu,
+  });
+  const fa = fields(a);
+  const fb = fields(b);
+  return Object.keys(fa)
+    .filter((k) => fa[k] !== fb[k])
+    .map((k) => `${k}: ${JSON.stringify(fa[k])?.replace(/^"(.*)"$/, '$1')} -> ${JSON.stringify(fb[k])?.replace(/^"(.*)"$/, '$1')}`);
 }

@@ -176,3 +176,23 @@ export class IPNet {
     return `${this.ip}/${this.prefixLen}`;
   }
 }
+
+/**
+ * IPv4 ranges that hold no host a tunnel or a route can use, with what they
+ * are: a peer's PublicIP in one is refused, and so is a Network over one.
+ */
+export const SPECIAL_IPV4: ReadonlyArray<readonly [IPNet, string]> = [
+  [IPNet.v4('255.255.255.255/32'), 'the broadcast address'],
+  [IPNet.v4('0.0.0.0/32'), 'the unspecified address'],
+  [IPNet.v4('0.0.0.0/8'), 'in 0.0.0.0/8 ("this network", not an address of a host)'],
+  [IPNet.v4('127.0.0.0/8'), 'a loopback address'],
+  [IPNet.v4('169.254.0.0/16'), 'a link-local address'],
+  [IPNet.v4('224.0.0.0/4'), 'a multicast address'],
+  [IPNet.v4('240.0.0.0/4'), 'a reserved address (240.0.0.0/4)'],
+];
+
+/** What special range an IPv4 address is in (see SPECIAL_IPV4), or null for an ordinary unicast address. */
+export function specialUse(ip: IPAddr): string | null {
+  for (const [net, what] of SPECIAL_IPV4) if (net.family === ip.family && net.containsIP(ip.value)) return what;
+  return null;
+}

@@ -57,6 +57,8 @@ export interface LocalNetwork {
   udp?: { port: number };
   /** bpffs directory for pinned maps (ebpf dataplane). */
   pinDir: string;
+  /** The etcd endpoints' addresses: no peer route may cover one, whatever a lease says (dataplane/guard.ts). */
+  etcd?: IPAddr[];
 }
 
 /** Whether a peer is forwarded to its PublicIP on the underlay without encapsulation. */

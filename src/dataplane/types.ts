@@ -22,6 +22,8 @@ export function fixedPeers(routes: Iterable<PeerRoute>): PeerSource & { routes()
 export interface DataplaneStatus {
   /** Remote subnets the kernel holds (our own excluded). */
   peersInKernel: number;
+  /** A dataplane with a reconcile loop (netlink): its runs since start, the entries it restored, the runs that failed. */
+  reconciles?: { runs: number; repairs: number; failures: number };
 }
 
 export interface Dataplane {

@@ -9,7 +9,7 @@ export const addonPath = path.resolve(here, '../../native/build/Release/weft_nat
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Raw = Record<string, any>;
-type Addon = { bpf: Raw; netlink: Raw; netns: Raw; conntrack: Raw; notify: Raw };
+type Addon = { bpf: Raw; netlink: Raw; netns: Raw; conntrack: Raw; lock: Raw; notify: Raw };
 let cached: Addon | undefined;
 
 export function addon(): Addon {

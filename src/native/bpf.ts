@@ -16,14 +16,16 @@
 // ('batch' | 'per-key'); testRun returns the output ctx when one was given;
 // BpfProgram.fromId/fromPin/pin/dup; BpfMap.fromId; tcHookCreate returns
 // whether it created the qdisc; tcFilters entries also carry `protocol`;
-// encodeSkbContext/decodeSkbContext build and read struct __sk_buff. The TC
-// functions live in bpf_tc.ts and the raw binding's types in bpf_raw.ts; both
-// are re-exported here, so importers need only this module.
+// encodeSkbContext/decodeSkbContext build and read struct __sk_buff;
+// RingBuffer reads a ring buffer map on the event loop. The TC functions live
+// in bpf_tc.ts, the ring buffer in bpf_ringbuf.ts and the raw binding's types
+// in bpf_raw.ts; all are re-exported here, so importers need only this module.
 import { isErrnoError, raw, type ErrnoError, type MapInfo, type ProgInfo, type RawObject } from './bpf_raw.js';
 
 export { isErrnoError, type ErrnoError, type MapInfo, type ProgInfo, type TcFilter, type TcHook } from './bpf_raw.js';
 export * from './bpf_tc.js';
 export * from './bpf_tcx.js';
+export * from './bpf_ringbuf.js';
 
 /** Turns on the kernel's per-program run time and run counts (ProgInfo.runTimeNs, runCnt) until the returned function is called. */
 export function enableRunStats(): () => void {

@@ -22,6 +22,8 @@ export interface ProgInfo {
   /** Time spent in the program and runs, counted while run statistics are on (enableRunStats). */
   runTimeNs: number;
   runCnt: number;
+  /** Ids of the maps the program uses. */
+  mapIds: number[];
 }
 
 export interface MapInfo {
@@ -98,6 +100,7 @@ export interface RawBpf {
   tcxQuery(ifindex: number, hook: TcHook): { revision: number; programs: Array<{ progId: number; linkId: number }> };
   linkGetFdById(id: number): number;
   linkDetach(linkFd: number): void;
+  ringBufferOpen(mapFd: number, cb: (err: Error | null, batch?: Buffer, count?: number) => void, label: string): { consume(): number; close(): void };
 }
 
 export const raw = (): RawBpf => addon().bpf as RawBpf;

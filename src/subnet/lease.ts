@@ -100,6 +100,8 @@ export interface Lease {
   /** etcd lease id as a decimal string; "0" for a reservation (no TTL). */
   leaseId: string;
   modRevision: string;
+  /** The revision the key was created at: of two leases claiming one subnet, the older holds it. */
+  createRevision: string;
 }
 
 export function isReservation(lease: Pick<Lease, 'leaseId'>): boolean {

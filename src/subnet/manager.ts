@@ -11,6 +11,7 @@ import { EventEmitter } from 'node:events';
 import { fitsRange, freeSubnets, pickRandom } from './allocator.js';
 import { isReservation, sameAttrs, type Lease, type LeaseAttrs, type SubnetKey } from './lease.js';
 import type { IPNet } from '../core/ipnet.js';
+import { Backoff } from '../core/backoff.js';
 import { WeftError, messageOf } from '../core/errors.js';
 import type { EtcdRegistry, LeaseList } from './registry.js';
 import type { NetworkConfig } from '../config/network.js';
@@ -221,7 +222,8 @@ export class LeaseManager extends EventEmitter<LeaseManagerEvents> {
     if (!cur || this.reacquiring || this.stopped) return;
     this.reacquiring = true;
     try {
-      for (let delay = 100; !this.stopped; delay = Math.min(delay * 2, 5000)) {
+      const backoff = new Backoff({ initialMs: 100 });
+      while (!this.stopped) {
         try {
           const r = await this.o.registry.createLease(keyOf(cur), this.o.attrs, this.ttlSec);
           if (r.created) {
@@ -238,7 +240,7 @@ export class LeaseManager extends EventEmitter<LeaseManagerEvents> {
           return;
         } catch (err) {
           this.log.warn({ err: messageOf(err) }, 're-acquiring our lease failed; retrying');
-          await new Promise((r) => setTimeout(r, delay));
+          await new Promise((r) => setTimeout(r, backoff.next()));
         }
       }
     } finally {

@@ -1,11 +1,25 @@
 // The etcd side of subnet leasing: flannel's keys under <prefix>, read and
 // written with the etcd v3 API. No policy here (that is the lease manager's);
-// every call is one etcd round trip with a deadline.
+// every call has a deadline and fails over across the endpoints (what the
+// client does about failures, and why: etcd-client.ts).
 import fs from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
-import { Etcd3, type IKeyValue, type IOptions } from 'etcd3';
-import { ExponentialBackoff, noop, type IBackoff } from 'cockatiel';
+import {
+  Etcd3,
+  EtcdAuthenticationFailedError,
+  EtcdInvalidAuthTokenError,
+  EtcdLeaseInvalidError,
+  EtcdPermissionDeniedError,
+  GRPCDeadlineExceededError,
+  GRPCUnauthenticatedError,
+  GRPCUnavailableError,
+  type IKeyValue,
+  type IOptions,
+  type IRangeResponse,
+} from 'etcd3';
+import { ConstantBackoff, NoopPolicy, handleWhen, noop, retry, wrap, type IPolicy } from 'cockatiel';
+import { DEFAULT_CALL_TIMEOUT_MS, DEFAULT_KEEPALIVE_TIME_MS, DEFAULT_KEEPALIVE_TIMEOUT_MS, MAX_LEASE_VALUE_BYTES, PAGE_BYTES, PAGE_KEYS, isEndpointFailure, requireLeader } from './etcd-client.js';
 import { IPAddr, type IPNet } from '../core/ipnet.js';
 import { isWeftError, usageError } from '../core/errors.js';
 import { readTlsCredentials } from './etcd-tls.js';
@@ -19,8 +33,12 @@ export interface EtcdOptions {
   keyFile?: string;
   username?: string;
   password?: string;
-  /** Deadline of each unary call. */
+  /** Deadline of each unary call, per endpoint tried. */
   callTimeoutMs?: number;
+  /** gRPC keepalive: ping a connection with an open call after this long without a frame. */
+  keepaliveTimeMs?: number;
+  /** gRPC keepalive: drop the connection when a ping is not answered within this. */
+  keepaliveTimeoutMs?: number;
 }
 
 export interface MalformedLease {
@@ -44,7 +62,11 @@ export interface CreateResult {
   expiresAt: number | null;
 }
 
-export function buildClientOptions(o: EtcdOptions): IOptions {
+/**
+ * Client options for the given endpoints (all of them by default; the
+ * watch asks for one at a time).
+ */
+export function buildClientOptions(o: EtcdOptions, only?: string[]): IOptions {
   if (o.endpoints.length === 0) throw usageError('--etcd-endpoints is empty: give at least one, e.g. http://127.0.0.1:2379');
   const hosts: string[] = [];
   let tls = false;
@@ -70,15 +92,25 @@ export function buildClientOptions(o: EtcdOptions): IOptions {
   if (!tls && (o.caFile || o.certFile)) {
     throw usageError('TLS files were given (--etcd-cafile/--etcd-certfile/--etcd-keyfile) but the endpoints are http://; use https:// endpoints for TLS');
   }
+  const timeout = o.callTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS;
+  const dial = only ?? hosts;
   const options: IOptions = {
-    hosts,
-    dialTimeout: o.callTimeoutMs ?? 5000,
-    defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + (o.callTimeoutMs ?? 5000) }),
-    // Retries and backoff are the lease manager's and the watcher's; etcd3's own circuit breaker would hide outages.
-    // etcd3 calls .next() on this factory whenever it (re)starts a backoff sequence; its typing says IBackoff.
-    faultHandling: { host: () => noop, global: noop, watchBackoff: new ExponentialBackoff({ initialDelay: 100, maxDelay: 5000 }) as unknown as IBackoff<unknown> },
-    // One list of 65,536 leases is 11.6 MB, past grpc-js's 4 MiB default answer; paged range reads (issue 13) bound each answer.
-    grpcOptions: { 'grpc.max_receive_message_length': 64 * 1024 * 1024 },
+    hosts: dial,
+    dialTimeout: timeout,
+    grpcOptions: {
+      'grpc.keepalive_time_ms': o.keepaliveTimeMs ?? DEFAULT_KEEPALIVE_TIME_MS,
+      'grpc.keepalive_timeout_ms': o.keepaliveTimeoutMs ?? DEFAULT_KEEPALIVE_TIMEOUT_MS,
+      'grpc.keepalive_permit_without_calls': 0,
+      'grpc.max_receive_message_length': 0x7fffffff,
+    },
+    // Each attempt on each endpoint gets its own deadline (etcd3 resolves these per attempt).
+    defaultCallOptions: (ctx) => (ctx.isStream ? { interceptors: [requireLeader] } : { deadline: Date.now() + timeout, interceptors: [requireLeader] }),
+    faultHandling: {
+      // No per-host breaker: an open circuit would replace etcd's own error with "circuit open" and hide outages.
+      host: () => noop,
+      // A call that an endpoint could not serve goes to the next endpoint at once; waiting is the caller's (its backoff).
+      global: retry(handleWhen(isEndpointFailure), { maxAttempts: dial.length - 1, backoff: new ConstantBackoff(0) }),
+    },
   };
   // etcd3 types rootCertificate as a Buffer; null (no --etcd-cafile) is grpc's "the system's CAs", where an empty Buffer trusted none.
   if (tls) options.credentials = readTlsCredentials(o) as NonNullable<IOptions['credentials']>;
@@ -101,13 +133,43 @@ export function explainEtcdError(err: Error, endpoints: string[]): string {
   return `${at} is unreachable or failing (${m}); check --etcd-endpoints and that etcd is running`;
 }
 
+/** A failed etcd request in one word (the label of weft_etcd_request_errors_total): a bounded set. */
+export const ETCD_ERROR_KINDS = ['unavailable', 'deadline', 'auth', 'lease', 'other'] as const;
+export type EtcdErrorKind = (typeof ETCD_ERROR_KINDS)[number];
+
+export function etcdErrorKind(err: Error): EtcdErrorKind {
+  if (err instanceof GRPCUnavailableError) return 'unavailable';
+  if (err instanceof GRPCDeadlineExceededError) return 'deadline';
+  if (err instanceof EtcdAuthenticationFailedError || err instanceof EtcdPermissionDeniedError || err instanceof EtcdInvalidAuthTokenError || err instanceof GRPCUnauthenticatedError) return 'auth';
+  if (err instanceof EtcdLeaseInvalidError) return 'lease';
+  return 'other';
+}
+
 export class EtcdRegistry {
   readonly client: Etcd3;
   readonly prefix: string;
+  /** Every unary request passes this registry's own policy once, around the failover: its failures are the requests that failed. */
+  private readonly requests = new NoopPolicy();
+  /** `host:port` of each endpoint, in the order given. */
+  readonly hosts: string[];
 
   constructor(readonly options: EtcdOptions) {
     this.prefix = options.prefix.replace(/\/+$/, '');
-    this.client = new Etcd3(buildClientOptions(options));
+    const o = buildClientOptions(options);
+    this.hosts = o.hosts as string[];
+    this.client = new Etcd3({ ...o, faultHandling: { ...o.faultHandling, global: wrap(this.requests, o.faultHandling!.global as IPolicy) } });
+  }
+
+  /** Calls fn with the error of every failed etcd request (not the watch stream's), e.g. for metrics. */
+  onRequestError(fn: (err: Error) => void): void {
+    this.requests.onFailure(({ reason }) => {
+      if ('error' in reason) fn(reason.error);
+    });
+  }
+
+  /** A client of its own on one endpoint (the watch's: it chooses the endpoint, not etcd3's pool). */
+  clientFor(host: string): Etcd3 {
+    return new Etcd3(buildClientOptions(this.options, [host]));
   }
 
   get configKey(): string {
@@ -123,7 +185,14 @@ export class EtcdRegistry {
   }
 
   async getConfigText(): Promise<string | null> {
-    return this.client.get(this.configKey).string();
+    return (await this.getConfig()).text;
+  }
+
+  /** The config's text (null when absent) and the store revision it was read at. */
+  async getConfig(): Promise<{ text: string | null; revision: string }> {
+    const res = await this.client.get(this.configKey).exec();
+    const kv = res.kvs[0];
+    return { text: kv ? kv.value.toString() : null, revision: String(res.header.revision) };
   }
 
   /**
@@ -152,10 +221,23 @@ export class EtcdRegistry {
     const name = key.slice(this.subnetsPrefix.length);
     const sk = parseSubnetKey(name);
     if (!sk || !sk.subnet) return { key, reason: `key is not a subnet (want e.g. ${this.subnetsPrefix}10.244.3.0-24)` };
+    if (kv.value.length > MAX_LEASE_VALUE_BYTES) {
+      // Not parsed at all: a value this size is a mistake or an attack, never a lease.
+      return { key, reason: `value is ${kv.value.length} bytes, over 64 KiB (a lease is a few hundred)`, subnet: sk.subnet };
+    }
     try {
       const attrs = parseLeaseAttrs(kv.value.toString());
       const publicIP = IPAddr.v4(attrs.PublicIP, 'PublicIP');
-      return { name, subnet: sk.subnet, subnetV6: sk.subnetV6, attrs, publicIP, leaseId: String(kv.lease ?? '0'), modRevision: String(kv.mod_revision) };
+      return {
+        name,
+        subnet: sk.subnet,
+        subnetV6: sk.subnetV6,
+        attrs,
+        publicIP,
+        leaseId: String(kv.lease ?? '0'),
+        modRevision: String(kv.mod_revision),
+        createRevision: String(kv.create_revision),
+      };
     } catch (err) {
       if (isWeftError(err)) return { key, reason: `value is not a lease: ${err.message}`, subnet: sk.subnet };
       throw err;
@@ -163,15 +245,36 @@ export class EtcdRegistry {
   }
 
   async listLeases(): Promise<LeaseList> {
-    const res = await this.client.getAll().prefix(this.subnetsPrefix).exec();
     const leases: Lease[] = [];
     const malformed: MalformedLease[] = [];
-    for (const kv of res.kvs) {
+    const revision = await this.rangePaged(this.subnetsPrefix, (kv) => {
       const d = this.decode(kv);
       if ('reason' in d) malformed.push(d);
       else leases.push(d);
+    });
+    return { leases, malformed, revision };
+  }
+
+  /**
+   * Reads every key under `prefix` in pages (limit + continue after the last
+   * key), all at the revision of the first page, so the whole list is one
+   * snapshot however large the keyspace. A page whose answer would be too
+   * big (values of a megabyte) is read again with half as many keys.
+   */
+  async rangePaged(prefix: string, each: (kv: IKeyValue) => void): Promise<string> {
+    const end = prefixEnd(Buffer.from(prefix));
+    let from = Buffer.from(prefix);
+    let revision: string | undefined;
+    let limit = PAGE_KEYS;
+    for (;;) {
+      const res: IRangeResponse = await this.client.kv.range({ key: from, range_end: end, limit, revision: revision ?? 0 });
+      revision ??= String(res.header.revision);
+      for (const kv of res.kvs) each(kv);
+      if (!res.more || res.kvs.length === 0) return revision;
+      from = Buffer.concat([res.kvs[res.kvs.length - 1].key, Buffer.from([0])]);
+      const bytes = res.kvs.reduce((n, kv) => n + kv.key.length + kv.value.length, 0);
+      limit = bytes > PAGE_BYTES ? Math.max(1, Math.floor(limit / 2)) : Math.min(PAGE_KEYS, limit * 2);
     }
-    return { leases, malformed, revision: String(res.header.revision) };
   }
 
   /** Writes the lease only if the key does not exist (flannel's create transaction). */
@@ -180,11 +283,18 @@ export class EtcdRegistry {
     const grant = await this.client.leaseClient.leaseGrant({ TTL: ttlSec });
     const expiresAt = Date.now() + Number(grant.TTL) * 1000;
     const res = await this.client.if(k, 'Version', '==', 0).then(this.client.put(k).value(encodeLeaseAttrs(attrs)).lease(grant.ID)).commit();
-    if (!res.succeeded) {
+    // A failover retry after a timeout may find our own first attempt applied: that is success, not a lost race.
+    if (!res.succeeded && !(await this.carries(k, grant.ID))) {
       await this.revoke(grant.ID);
       return { created: false, leaseId: '0', expiresAt: null };
     }
     return { created: true, leaseId: String(grant.ID), expiresAt };
+  }
+
+  /** Whether the key is attached to this etcd lease now. */
+  private async carries(key: string, leaseId: string): Promise<boolean> {
+    const res = await this.client.get(key).exec();
+    return res.kvs.length > 0 && String(res.kvs[0].lease) === String(leaseId);
   }
 
   /**
@@ -206,7 +316,7 @@ export class EtcdRegistry {
       .and(k, 'Version', '>', 0)
       .then(this.client.put(k).value(value).lease(grant.ID))
       .commit();
-    if (!res.succeeded) {
+    if (!res.succeeded && !(await this.carries(k, grant.ID))) {
       await this.revoke(grant.ID);
       return { created: false, leaseId: '0', expiresAt: null };
     }
@@ -230,6 +340,18 @@ export class EtcdRegistry {
   close(): void {
     this.client.close();
   }
+}
+
+/** The end of the key range holding every key that starts with `prefix`. */
+function prefixEnd(prefix: Buffer): Buffer {
+  const end = Buffer.from(prefix);
+  for (let i = end.length - 1; i >= 0; i--) {
+    if (end[i] < 0xff) {
+      end[i]++;
+      return end.subarray(0, i + 1);
+    }
+  }
+  return Buffer.from([0]);
 }
 
 export function httpGet(url: string, o: EtcdOptions): Promise<string | null> {

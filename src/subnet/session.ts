@@ -11,10 +11,10 @@
 import { EventEmitter } from 'node:events';
 import type { WeftError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
-import type { Lease } from './lease.js';
+import { formatSubnetKey, type Lease } from './lease.js';
 import { LeaseManager, type LeaseManagerOptions, type OwnLease } from './manager.js';
 import type { LeaseList } from './registry.js';
-import { LeaseWatcher, type LeaseEvent } from './watch.js';
+import { LeaseWatcher, type ConfigChange, type LeaseEvent } from './watch.js';
 
 export type PeerEvent = LeaseEvent;
 
@@ -22,6 +22,13 @@ export interface LeaseSessionEvents {
   peer: [PeerEvent];
   /** Our lease is gone and cannot be taken back (taken over by another host): the agent must stop. */
   lost: [WeftError];
+  /** For the agent's metrics: our lease renewed, or taken back after it vanished. */
+  renewed: [OwnLease];
+  reacquired: [OwnLease];
+  /** The watch's connection to etcd went up (true) or down. */
+  connection: [boolean];
+  /** <prefix>/config was written or deleted while the session ran. */
+  config: [ConfigChange];
 }
 
 export type LeaseSessionOptions = LeaseManagerOptions;
@@ -39,7 +46,11 @@ export class LeaseSession extends EventEmitter<LeaseSessionEvents> {
     this.manager = new LeaseManager(o);
     this.watcher = new LeaseWatcher(o.registry, o.log);
     this.manager.on('lost', (err) => this.emit('lost', err));
+    this.manager.on('renewed', (l) => this.emit('renewed', l));
+    this.manager.on('reacquired', (l) => this.emit('reacquired', l));
+    this.watcher.on('connection', (up) => this.emit('connection', up));
     this.watcher.on('event', (e) => this.route(e));
+    this.watcher.on('config', (c) => this.emit('config', c));
   }
 
   /** Our lease, once acquired; renewals and re-acquisitions update it. */
@@ -55,6 +66,11 @@ export class LeaseSession extends EventEmitter<LeaseSessionEvents> {
   /** The last etcd revision the session has seen. */
   get revision(): string {
     return this.watcher.revision;
+  }
+
+  /** Why the watch is down, while it is down after having run. */
+  get watchError(): string | undefined {
+    return this.watcher.lastError;
   }
 
   /** Takes a subnet (see LeaseManager.acquire); rejects when none is free or etcd cannot be read. */
@@ -76,9 +92,10 @@ export class LeaseSession extends EventEmitter<LeaseSessionEvents> {
     await this.watcher.start(initial);
   }
 
+  /** Our own key, by its full name: another key naming our subnet (say, dual-stack) is a stranger's lease, not ours. */
   private isOwn(lease: Lease): boolean {
     const own = this.own;
-    return Boolean(own && lease.subnet.equals(own.subnet));
+    return Boolean(own && lease.name === formatSubnetKey({ subnet: own.subnet, subnetV6: own.subnetV6 }));
   }
 
   private route(e: LeaseEvent): void {

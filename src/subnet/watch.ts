@@ -1,14 +1,17 @@
 // The agent's view of every lease under <prefix>/subnets/: a full list, then a
-// watch from the next revision. etcd3 resumes a disconnected watch from the
-// last revision it saw; when etcd has compacted past it, the watch is
-// cancelled and we re-list and emit only the difference (flannel's hot loop
-// on compaction, #2470, is what this avoids). Malformed keys or values written
-// by someone else are skipped with a warning naming the key.
+// watch from the next revision. The watch (etcd-watch.ts) covers the whole
+// <prefix>/, so a change of <prefix>/config arrives on the same stream; it
+// moves between endpoints by itself and resumes from the last revision it
+// saw. When etcd has compacted past it, we re-list and emit only the
+// difference (flannel's hot loop on compaction, #2470, is what this avoids).
+// Malformed keys or values written by someone else are skipped with a
+// warning naming the key.
 import { EventEmitter } from 'node:events';
 import type { IKeyValue } from 'etcd3';
-import type { Watcher } from 'etcd3';
 import { sameAttrs, type Lease } from './lease.js';
 import type { EtcdRegistry, LeaseList, MalformedLease } from './registry.js';
+import { EtcdWatch } from './etcd-watch.js';
+import { Backoff } from '../core/backoff.js';
 import { RateLimiter, type Logger } from '../core/log.js';
 
 export type LeaseEvent =
@@ -16,26 +19,30 @@ export type LeaseEvent =
   | { type: 'changed'; lease: Lease; previous: Lease }
   | { type: 'removed'; lease: Lease };
 
+/** The network config as the watch saw it change: its text, or null when deleted. */
+export interface ConfigChange {
+  text: string | null;
+  revision: string;
+}
+
 export interface LeaseWatcherEvents {
   event: [LeaseEvent];
   /** etcd connection state as the watch sees it. */
   connection: [boolean];
+  config: [ConfigChange];
 }
-
-const BACKOFF_MIN_MS = 100;
-const BACKOFF_MAX_MS = 5000;
 
 export class LeaseWatcher extends EventEmitter<LeaseWatcherEvents> {
   readonly view = new Map<string, Lease>();
   /** Last revision reflected in the view. */
   revision = '0';
   connected = false;
-  private watcher: Watcher | undefined;
-  /** A watch created but not yet connected (the first attempt, or after a re-list). */
-  private connecting: Watcher | undefined;
+  /** Why the watch is down, while it is. */
+  lastError: string | undefined;
+  private watch: EtcdWatch | undefined;
   private stopped = false;
   private relisting = false;
-  private backoffMs = BACKOFF_MIN_MS;
+  private readonly backoff = new Backoff();
   private readonly warned = new Set<string>();
   private readonly limiter = new RateLimiter(30_000);
 
@@ -55,70 +62,51 @@ export class LeaseWatcher extends EventEmitter<LeaseWatcherEvents> {
     const list = initial ?? (await this.registry.listLeases());
     this.apply(list.leases, list.malformed);
     this.revision = list.revision;
-    this.setConnected(true);
     await this.watchFrom(list.revision);
+    this.setConnected(true);
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
-    const ws = [this.watcher, this.connecting];
-    this.watcher = this.connecting = undefined;
-    // A watch still connecting must be cancelled too: etcd3 retries a watcher it holds forever, even after
-    // the client is closed (its timers kept a stopped agent's process alive). A failed cancel of a
-    // connected one only means etcd learns we are gone when the connection closes.
-    for (const w of ws) if (w) await w.cancel().catch(() => undefined);
+    await this.watch?.stop();
+  }
+
+  /** The endpoint the watch runs on, while it runs. */
+  get endpoint(): string | undefined {
+    return this.watch?.endpoint;
   }
 
   private setConnected(up: boolean): void {
+    if (up) this.lastError = undefined;
     if (this.connected === up) return;
     this.connected = up;
     this.emit('connection', up);
   }
 
   private async watchFrom(revision: string): Promise<void> {
-    const next = String(BigInt(revision) + 1n);
-    // watcher() rather than create(): the handlers are in place before the first
-    // connection attempt, so an etcd lost while the watch is being set up is logged too.
-    const w = this.registry.client.watch().prefix(this.registry.subnetsPrefix).startRevision(next).withPreviousKV().watcher();
-    w.on('put', (kv: IKeyValue) => this.onPut(kv));
-    w.on('delete', (kv: IKeyValue) => this.onDelete(kv));
-    w.on('data', (res) => {
-      if (res.header?.revision) this.revision = String(res.header.revision);
-      this.backoffMs = BACKOFF_MIN_MS;
+    const w = new EtcdWatch(this.registry, `${this.registry.prefix}/`, this.log);
+    w.on('put', (kv) => this.onPut(kv));
+    w.on('delete', (kv) => this.onDelete(kv));
+    w.on('revision', (rev) => (this.revision = rev));
+    w.on('connection', (up, detail) => {
+      if (!up) this.lastError = detail;
+      this.setConnected(up);
     });
-    w.on('disconnected', (err: Error) => {
-      this.setConnected(false);
-      if (this.limiter.allow('disconnected')) {
-        this.log.warn({ err: err.message, revision: this.revision }, 'etcd watch disconnected; resuming from the last revision when etcd is back');
-      }
-    });
-    w.on('connected', () => {
-      if (!this.connected) this.log.info({ revision: this.revision }, 'etcd watch reconnected');
-      this.limiter.reset('disconnected');
-      this.setConnected(true);
-    });
-    this.connecting = w;
-    w.on('error', (err: Error) => {
-      // A cancelled watch (compaction, or etcd dropping it) cannot resume: re-list.
-      if (this.watcher !== w) return;
-      this.watcher = undefined;
+    w.on('cancelled', (err) => {
+      if (this.watch !== w) return;
+      this.watch = undefined;
       this.log.warn({ err: err.message, revision: this.revision }, 'etcd watch cancelled; re-listing leases');
       void this.relist();
     });
+    this.watch = w;
     try {
-      await new Promise<void>((resolve, reject) => {
-        w.once('connected', () => resolve());
-        w.once('error', reject);
-      });
-    } finally {
-      if (this.connecting === w) this.connecting = undefined;
+      await w.start(revision);
+    } catch (err) {
+      this.watch = undefined;
+      await w.stop();
+      throw err;
     }
-    if (this.stopped) {
-      // Stopped while connecting: the same as stop() (a failed cancel leaves nothing behind once the client closes).
-      await w.cancel().catch(() => undefined);
-      return;
-    }
-    this.watcher = w;
+    if (this.stopped) await w.stop();
   }
 
   private async relist(): Promise<void> {
@@ -131,15 +119,15 @@ export class LeaseWatcher extends EventEmitter<LeaseWatcherEvents> {
           const list = await this.registry.listLeases();
           this.apply(list.leases, list.malformed, true);
           this.revision = list.revision;
-          this.setConnected(true);
           await this.watchFrom(list.revision);
-          this.backoffMs = BACKOFF_MIN_MS;
+          this.setConnected(true);
+          this.backoff.reset();
           return;
         } catch (err) {
+          this.lastError = (err as Error).message;
           this.setConnected(false);
           if (this.limiter.allow('relist')) this.log.warn({ err: (err as Error).message }, 'cannot re-list leases from etcd; retrying');
-          await new Promise((r) => setTimeout(r, this.backoffMs));
-          this.backoffMs = Math.min(this.backoffMs * 2, BACKOFF_MAX_MS);
+          await this.backoff.wait();
         }
       }
     } finally {
@@ -175,6 +163,12 @@ export class LeaseWatcher extends EventEmitter<LeaseWatcherEvents> {
 
   private onPut(kv: IKeyValue): void {
     this.revision = String(kv.mod_revision);
+    const key = kv.key.toString();
+    if (key === this.registry.configKey) {
+      this.emit('config', { text: kv.value.toString(), revision: this.revision });
+      return;
+    }
+    if (!key.startsWith(this.registry.subnetsPrefix)) return;
     const d = this.registry.decode(kv);
     if ('reason' in d) {
       this.warnMalformed(d.key, d.reason, String(kv.mod_revision));
@@ -192,7 +186,13 @@ export class LeaseWatcher extends EventEmitter<LeaseWatcherEvents> {
 
   private onDelete(kv: IKeyValue): void {
     this.revision = String(kv.mod_revision);
-    const name = kv.key.toString().slice(this.registry.subnetsPrefix.length);
+    const key = kv.key.toString();
+    if (key === this.registry.configKey) {
+      this.emit('config', { text: null, revision: this.revision });
+      return;
+    }
+    if (!key.startsWith(this.registry.subnetsPrefix)) return;
+    const name = key.slice(this.registry.subnetsPrefix.length);
     const old = this.view.get(name);
     if (!old) return;
     this.view.delete(name);

@@ -10,7 +10,7 @@ import { withNetns } from 'weft/native/addon.js';
 import { tcFilters, tcxPrograms, tcxSupported, type TcHook } from 'weft/native/bpf.js';
 import { NetlinkHandle } from 'weft/native/netlink.js';
 import { openPinnedMaps } from 'weft/dataplane/ebpf/loader.js';
-import { decodeCounter, decodePeer, dropKey, type DecodedPeer } from 'weft/dataplane/ebpf/maps.js';
+import { PINNED_MAPS, decodeCounter, decodePeer, dropKey, type DecodedPeer } from 'weft/dataplane/ebpf/maps.js';
 import { PROBE } from '../../lab/probe.js';
 import { rxStats, snmp, udpBurst } from '../bpf/traffic.js';
 
@@ -240,13 +240,15 @@ test('weft uninstall removes every filter, pin and device weft created, and noth
   const r = await h1.host.exec([process.execPath, CLI, 'uninstall', '--bpf-pin-dir', h1.host.pinDir, '-o', 'json']);
   const report = JSON.parse(r.stdout) as { filters: string[]; links: string[]; devices: string[]; pins: string[] };
   assert.deepEqual(report.devices.sort(), ['weft0']);
+  const pinnedMaps = report.pins.map((p) => p.split('/').pop()!).filter((n) => (PINNED_MAPS as readonly string[]).includes(n));
+  assert.deepEqual(pinnedMaps.sort(), [...PINNED_MAPS].sort());
   if (tcxSupported()) {
     assert.deepEqual(report.links.sort(), ['eth0 ingress (underlay_decap)', 'weft0 egress (overlay_egress)', 'weft0 ingress (overlay_ingress)']);
     assert.deepEqual(report.filters, []);
-    assert.equal(report.pins.length, 4 + 3, 'four maps and three links');
+    assert.equal(report.pins.length, PINNED_MAPS.length + 3, 'the pinned maps and three links');
   } else {
     assert.deepEqual(report.filters.sort(), ['eth0 ingress', 'weft0 egress', 'weft0 ingress']);
-    assert.equal(report.pins.length, 4);
+    assert.equal(report.pins.length, PINNED_MAPS.length);
   }
   assert.deepEqual(programsOn(h1, 'eth0', 'ingress'), []);
   assert.doesNotMatch(await h1.host.exec(['tc', 'qdisc', 'show', 'dev', 'eth0']).then((x) => x.stdout), /clsact/);

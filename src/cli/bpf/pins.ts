@@ -5,12 +5,9 @@ import { WeftError } from '../../core/errors.js';
 import fs from 'node:fs';
 import path from 'node:path';
 import { BpfMap, isErrnoError } from '../../native/bpf.js';
+import { readCounters, readDrops, type CounterRow, type DropRow } from '../../dataplane/ebpf/counters.js';
 import {
   CONFIG_KEY,
-  DIR,
-  DROP_DESCRIPTIONS,
-  DROP_REASONS,
-  ENCAP,
   MAP_CONFIG,
   MAP_DROPS,
   MAP_PEERS,
@@ -18,16 +15,10 @@ import {
   MAP_STATS,
   PINNED_MAPS,
   decodeConfig,
-  decodeCounter,
   decodeLpmKey,
   decodePeer,
   hostOrderCheck,
-  statsIndex,
-  u32Key,
   type DecodedConfig,
-  type DirName,
-  type DropReason,
-  type EncapName,
 } from '../../dataplane/ebpf/maps.js';
 import type { PeerRoute } from '../../core/model.js';
 
@@ -47,20 +38,7 @@ export interface BadPeerEntry {
   value: string;
 }
 
-export interface CounterRow {
-  direction: DirName;
-  encap: EncapName;
-  packets: bigint;
-  bytes: bigint;
-}
-
-export interface DropRow {
-  reason: DropReason;
-  code: number;
-  description: string;
-  packets: bigint;
-  bytes: bigint;
-}
+export type { CounterRow, DropRow };
 
 /** Directories under bpffs that hold a pinned weft_peers, for the "did you mean" hint. */
 function findPinDirs(root = '/sys/fs/bpf', depth = 3): string[] {
@@ -152,23 +130,11 @@ export class PinnedMaps {
   }
 
   counters(): CounterRow[] {
-    const m = this.map(MAP_STATS);
-    const rows: CounterRow[] = [];
-    for (const direction of Object.keys(DIR) as DirName[]) {
-      for (const encap of Object.keys(ENCAP) as EncapName[]) {
-        const c = decodeCounter(m.lookup(u32Key(statsIndex(direction, encap))) ?? Buffer.alloc(0));
-        rows.push({ direction, encap, packets: c.packets, bytes: c.bytes });
-      }
-    }
-    return rows;
+    return readCounters(this.map(MAP_STATS));
   }
 
   drops(): DropRow[] {
-    const m = this.map(MAP_DROPS);
-    return DROP_REASONS.map((reason, code) => {
-      const c = decodeCounter(m.lookup(u32Key(code)) ?? Buffer.alloc(0));
-      return { reason, code, description: DROP_DESCRIPTIONS[reason], packets: c.packets, bytes: c.bytes };
-    });
+    return readDrops(this.map(MAP_DROPS));
   }
 
   close(): void {

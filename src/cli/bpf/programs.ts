@@ -155,6 +155,47 @@ function readConfig(dir: string): DecodedConfig | null {
   }
 }
 
+/** The name of the map with this id, or null once it is gone. */
+function mapName(id: number): string | null {
+  try {
+    const m = BpfMap.fromId(id);
+    const name = m.name;
+    m.close();
+    return name;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * weft programs attached here whose maps are not the pinned ones: loaded by
+ * another agent (another pin dir, a private bpffs), or left by one whose pins
+ * were removed. They read a peer map the agent no longer writes.
+ */
+function foreignMaps(filters: AttachedFilter[], pins: PinEntry[]): Finding[] {
+  const pinned = new Map(pins.filter((p) => p.kind === 'map' && p.id !== null).map((p) => [p.name, p.id!]));
+  const out: Finding[] = [];
+  for (const f of filters) {
+    if (!f.weft || f.progId === null) continue;
+    let ids: number[];
+    try {
+      ids = progInfo(f.progId).mapIds;
+    } catch {
+      continue; // detached and freed since the dump
+    }
+    for (const id of ids) {
+      const name = mapName(id);
+      const want = name === null ? undefined : pinned.get(name);
+      if (want === undefined || want === id) continue;
+      out.push({
+        severity: 'stale',
+        message: `${f.name ?? `prog ${f.progId}`} (prog ${f.progId}) on ${f.ifname} ${f.hook} uses ${name} id ${id}, but the pinned ${name} is id ${want}: it was loaded by another agent or before these pins were made, and reads a map no agent writes; restart the agent that owns this pin dir`,
+      });
+    }
+  }
+  return out;
+}
+
 const WHY_EXPECTED: Record<Expected, string> = {
   overlay_egress: 'packets routed to the Network are not forwarded to peers',
   overlay_ingress: 'decapsulated vxlan traffic is not counted, not held to the VNI and sender rule, and not handed to pods directly',
@@ -276,6 +317,7 @@ export function inspectPrograms(pinDir: string): ProgramsReport {
     else if (p.kind === 'link' && !filters.some((f) => f.linkId !== null && f.linkId === p.id)) findings.push({ severity: 'stale', message: `pinned link ${p.name} (id ${p.id}, ${p.objectName ?? 'no program'}) at ${p.path} holds no hook in this namespace: its device is gone; restart the agent (or weft uninstall)` });
     else if (p.kind === 'map' && !(MAP_NAMES as string[]).includes(p.name)) findings.push({ severity: 'warning', message: `pin ${p.path} is a map weft does not know (${p.type} ${p.objectName})` });
   }
+  findings.push(...foreignMaps(filters, pins));
   const missing = MAP_NAMES.filter((n: MapName) => !pins.some((p) => p.name === n && p.kind === 'map'));
   if (missing.length && missing.length < MAP_NAMES.length) findings.push({ severity: 'stale', message: `${pinDir} lacks ${missing.join(', ')}: a partial install; restart the agent` });
   if (pins.length === 0 && !filters.some((f) => f.weft)) throw noPinsError(pinDir);

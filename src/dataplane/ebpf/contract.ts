@@ -46,11 +46,48 @@ export const C_ENUMS = {
   weft_port_flag: {
     WEFT_PORT_F_PEER: 1,
   },
+  weft_event_kind: {
+    WEFT_EVENT_DROP: 0,
+    WEFT_EVENT_TRACE: 1,
+    WEFT_EVENT_MAX: 2,
+  },
+  weft_trace_action: {
+    WEFT_TRACE_ENCAP: 0,
+    WEFT_TRACE_TUNNEL_KEY: 1,
+    WEFT_TRACE_DIRECT: 2,
+    WEFT_TRACE_TO_POD: 3,
+    WEFT_TRACE_TO_OVERLAY: 4,
+    WEFT_TRACE_HANDOFF: 5,
+    WEFT_TRACE_TO_KERNEL: 6,
+    WEFT_TRACE_MAX: 7,
+  },
+  weft_prog: {
+    WEFT_PROG_OVERLAY_EGRESS: 0,
+    WEFT_PROG_OVERLAY_INGRESS: 1,
+    WEFT_PROG_UNDERLAY_DECAP: 2,
+    WEFT_PROG_GATEWAY_INGRESS: 3,
+    WEFT_PROG_MAX: 4,
+  },
+  weft_event_flag: {
+    WEFT_EVENT_F_OUTER: 1,
+    WEFT_EVENT_F_INNER: 2,
+    WEFT_EVENT_F_VNI: 4,
+    WEFT_EVENT_F_TUNINFO: 8,
+  },
+  weft_monitor_slot: {
+    WEFT_MON_DROPS_UNTIL: 0,
+    WEFT_MON_TRACE_UNTIL: 1,
+    WEFT_MON_TRACE_SAMPLE: 2,
+    WEFT_MON_OWNER: 3,
+    WEFT_MON_LOST: 4,
+    WEFT_MON_MAX: 5,
+  },
   weft_map_size: {
     WEFT_PEERS_MAX: 65536,
     WEFT_STATS_ENTRIES: 10,
     WEFT_PORTS_MAX: 4096,
     WEFT_CT_WANTED_MAX: 1024,
+    WEFT_EVENTS_BYTES: 262144,
   },
 } as const;
 
@@ -145,6 +182,92 @@ export const DROP_DESCRIPTIONS = {
 /** The port is a veth whose other end is in another network namespace (a pod's): bpf_redirect_peer() takes it there. */
 export const PORT_F_PEER = C_ENUMS.weft_port_flag.WEFT_PORT_F_PEER;
 
+// enum weft_event_kind
+/** Events for `weft monitor`, through weft_events (a ring buffer pinned beside the other maps, so a monitor reads it with the agent stopped). Nothing is emitted unless a monitor holds a deadline in weft_monitor (events.h). */
+export const EVENT = {
+  /** a packet dropped, with its reason */
+  drop: C_ENUMS.weft_event_kind.WEFT_EVENT_DROP,
+  /** a forwarding decision, sampled */
+  trace: C_ENUMS.weft_event_kind.WEFT_EVENT_TRACE,
+} as const;
+export const EVENT_MAX = C_ENUMS.weft_event_kind.WEFT_EVENT_MAX;
+/** enum weft_event_kind's names, by value. */
+export const EVENT_KINDS = ['drop', 'trace'] as const;
+
+// enum weft_trace_action
+/** weft_event.code of a trace event: what the program did with the packet. */
+export const TRACE = {
+  /** encapsulated here and sent out of the underlay to the peer */
+  encap: C_ENUMS.weft_trace_action.WEFT_TRACE_ENCAP,
+  /** tunnel metadata set: the vxlan device encapsulates it for the peer */
+  tunnel_key: C_ENUMS.weft_trace_action.WEFT_TRACE_TUNNEL_KEY,
+  /** sent unencapsulated to the peer as next hop (host-gw, DirectRouting) */
+  direct: C_ENUMS.weft_trace_action.WEFT_TRACE_DIRECT,
+  /** sent straight to the pod's bridge port (the shortcut past the host's forward path) */
+  to_pod: C_ENUMS.weft_trace_action.WEFT_TRACE_TO_POD,
+  /** decapsulated here and handed to the overlay device */
+  to_overlay: C_ENUMS.weft_trace_action.WEFT_TRACE_TO_OVERLAY,
+  /** rewritten for the kernel's vxlan receive path (udp backend) */
+  handoff: C_ENUMS.weft_trace_action.WEFT_TRACE_HANDOFF,
+  /** left to the kernel: the vxlan device, or the host's forward path */
+  to_kernel: C_ENUMS.weft_trace_action.WEFT_TRACE_TO_KERNEL,
+} as const;
+export const TRACE_MAX = C_ENUMS.weft_trace_action.WEFT_TRACE_MAX;
+/** enum weft_trace_action's names, by value. */
+export const TRACE_ACTIONS = ['encap', 'tunnel_key', 'direct', 'to_pod', 'to_overlay', 'handoff', 'to_kernel'] as const;
+/** What each member's comment in weft_maps.h says. */
+export const TRACE_DESCRIPTIONS = {
+  encap: 'encapsulated here and sent out of the underlay to the peer',
+  tunnel_key: 'tunnel metadata set: the vxlan device encapsulates it for the peer',
+  direct: 'sent unencapsulated to the peer as next hop (host-gw, DirectRouting)',
+  to_pod: 'sent straight to the pod\'s bridge port (the shortcut past the host\'s forward path)',
+  to_overlay: 'decapsulated here and handed to the overlay device',
+  handoff: 'rewritten for the kernel\'s vxlan receive path (udp backend)',
+  to_kernel: 'left to the kernel: the vxlan device, or the host\'s forward path',
+} as const;
+
+// enum weft_prog
+/** weft_event.prog: the entry program that emitted the event (PROGRAMS in loader.ts names the same four). */
+export const PROG = {
+  /** overlay.o, the overlay device's egress */
+  overlay_egress: C_ENUMS.weft_prog.WEFT_PROG_OVERLAY_EGRESS,
+  /** overlay.o, the overlay device's ingress */
+  overlay_ingress: C_ENUMS.weft_prog.WEFT_PROG_OVERLAY_INGRESS,
+  /** underlay.o, the underlay interface's ingress */
+  underlay_decap: C_ENUMS.weft_prog.WEFT_PROG_UNDERLAY_DECAP,
+  /** gateway.o, the pods' gateway device's ingress */
+  gateway_ingress: C_ENUMS.weft_prog.WEFT_PROG_GATEWAY_INGRESS,
+} as const;
+export const PROG_MAX = C_ENUMS.weft_prog.WEFT_PROG_MAX;
+/** enum weft_prog's names, by value. */
+export const PROG_NAMES = ['overlay_egress', 'overlay_ingress', 'underlay_decap', 'gateway_ingress'] as const;
+
+// enum weft_event_flag: weft_event.flags: which parts of the event are filled.
+/** outer: the tunnel packet's headers */
+export const EVENT_F_OUTER = C_ENUMS.weft_event_flag.WEFT_EVENT_F_OUTER;
+/** inner: the pod packet's headers (the packet itself when it is not tunnelled) */
+export const EVENT_F_INNER = C_ENUMS.weft_event_flag.WEFT_EVENT_F_INNER;
+/** vni is the packet's (vxlan) */
+export const EVENT_F_VNI = C_ENUMS.weft_event_flag.WEFT_EVENT_F_VNI;
+/** outer comes from the kernel's tunnel metadata: no ports (the vxlan device keeps none for programs) */
+export const EVENT_F_TUNINFO = C_ENUMS.weft_event_flag.WEFT_EVENT_F_TUNINFO;
+
+// enum weft_monitor_slot
+/** weft_monitor: array of __u64 written by `weft monitor`, indexed by slot. Deadlines rather than a count of listeners, so that a monitor killed outright costs nothing a few seconds later: it renews its deadline every second and the programs stop emitting when it lapses. */
+export const MON = {
+  /** drop events are emitted while bpf_ktime_get_ns() is below this; 0: nobody listens */
+  drops_until: C_ENUMS.weft_monitor_slot.WEFT_MON_DROPS_UNTIL,
+  /** trace events, the same way */
+  trace_until: C_ENUMS.weft_monitor_slot.WEFT_MON_TRACE_UNTIL,
+  /** trace one forwarding decision in this many (0 or 1: every one) */
+  trace_sample: C_ENUMS.weft_monitor_slot.WEFT_MON_TRACE_SAMPLE,
+  /** pid of the monitor holding the deadlines (the programs never read it) */
+  owner: C_ENUMS.weft_monitor_slot.WEFT_MON_OWNER,
+  /** events weft_events had no room for, counted by the programs */
+  lost: C_ENUMS.weft_monitor_slot.WEFT_MON_LOST,
+} as const;
+export const MON_MAX = C_ENUMS.weft_monitor_slot.WEFT_MON_MAX;
+
 // enum weft_map_size: max_entries of the maps (maps.h) whose size is not 1.
 /** weft_peers: leases in one Network */
 export const PEERS_MAX = C_ENUMS.weft_map_size.WEFT_PEERS_MAX;
@@ -154,6 +277,8 @@ export const STATS_ENTRIES = C_ENUMS.weft_map_size.WEFT_STATS_ENTRIES;
 export const PORTS_MAX = C_ENUMS.weft_map_size.WEFT_PORTS_MAX;
 /** weft_ct_wanted: flows waiting for the agent */
 export const CT_WANTED_MAX = C_ENUMS.weft_map_size.WEFT_CT_WANTED_MAX;
+/** weft_events: 256 KiB of ring buffer, about 3,600 events */
+export const EVENTS_BYTES = C_ENUMS.weft_map_size.WEFT_EVENTS_BYTES;
 
 /** The map instances of maps.h: libbpf's map type, max_entries, and the key and value types by name. */
 export const MAP_DEFS = {
@@ -161,14 +286,20 @@ export const MAP_DEFS = {
   weft_config: { type: 'array', maxEntries: 1, key: '__u32', value: 'weft_config' },
   weft_stats: { type: 'percpu_array', maxEntries: C_ENUMS.weft_map_size.WEFT_STATS_ENTRIES, key: '__u32', value: 'weft_counter' },
   weft_drops: { type: 'percpu_array', maxEntries: C_ENUMS.weft_drop_reason.WEFT_DROP_MAX, key: '__u32', value: 'weft_counter' },
+  /** What the programs tell `weft monitor` (events.h); pinned, so a monitor reads it with the agent stopped. */
+  weft_events: { type: 'ringbuf', maxEntries: C_ENUMS.weft_map_size.WEFT_EVENTS_BYTES, key: null, value: null },
+  /** Whether anyone listens, and how many events were lost: enum weft_monitor_slot. */
+  weft_monitor: { type: 'array', maxEntries: C_ENUMS.weft_monitor_slot.WEFT_MON_MAX, key: '__u32', value: '__u64' },
   /** The bridges' forwarding database for the programs (forward.h): pinned only while the objects load, so that both share it. */
   weft_ports: { type: 'hash', maxEntries: C_ENUMS.weft_map_size.WEFT_PORTS_MAX, key: 'weft_port_key', value: 'weft_port' },
   /** Flows the fast path waits to take (weft_maps.h, conntrack.h): shared like weft_ports, read by the agent. */
-  weft_ct_wanted: { type: 'lru_hash', maxEntries: C_ENUMS.weft_map_size.WEFT_CT_WANTED_MAX, key: 'weft_ct_tuple', value: '__u32' },
+  weft_ct_wanted: { type: 'lru_hash', maxEntries: C_ENUMS.weft_map_size.WEFT_CT_WANTED_MAX, key: 'weft_tuple', value: '__u32' },
 } as const;
 export const MAP_PEERS = 'weft_peers';
 export const MAP_CONFIG = 'weft_config';
 export const MAP_STATS = 'weft_stats';
 export const MAP_DROPS = 'weft_drops';
+export const MAP_EVENTS = 'weft_events';
+export const MAP_MONITOR = 'weft_monitor';
 export const MAP_PORTS = 'weft_ports';
 export const MAP_CT_WANTED = 'weft_ct_wanted';

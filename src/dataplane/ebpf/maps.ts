@@ -24,6 +24,8 @@ import {
   MAP_CONFIG,
   MAP_DEFS,
   MAP_DROPS,
+  MAP_EVENTS,
+  MAP_MONITOR,
   MAP_PEERS,
   MAP_STATS,
   PEER_F_DIRECT_ROUTING,
@@ -57,7 +59,11 @@ export const LAYOUT = {
   weft_counter: { size: 16, fields: { packets: 0, bytes: 8 } },
   weft_port_key: { size: 12, fields: { bridge_ifindex: 0, mac: 4, _pad: 10 } },
   weft_port: { size: 8, fields: { ifindex: 0, flags: 4 } },
-  weft_ct_tuple: { size: 16, fields: { saddr: 0, daddr: 4, sport: 8, dport: 10, proto: 12, _pad: 13 } },
+  weft_tuple: { size: 16, fields: { saddr: 0, daddr: 4, sport: 8, dport: 10, proto: 12, _pad: 13 } },
+  weft_event: {
+    size: 64,
+    fields: { ts_ns: 0, kind: 8, code: 9, prog: 10, dir: 11, flags: 12, encap: 13, _pad: 14, ifindex: 16, len: 20, vni: 24, peer: 28, outer: 32, inner: 48 },
+  },
 } as const;
 const K = LAYOUT.weft_lpm_key.fields;
 const P = LAYOUT.weft_peer.fields;
@@ -65,7 +71,7 @@ const C = LAYOUT.weft_config.fields;
 const N = LAYOUT.weft_counter.fields;
 const PK = LAYOUT.weft_port_key.fields;
 const PV = LAYOUT.weft_port.fields;
-const CT = LAYOUT.weft_ct_tuple.fields;
+const CT = LAYOUT.weft_tuple.fields;
 
 export const LPM_KEY_SIZE = LAYOUT.weft_lpm_key.size;
 export const PEER_SIZE = LAYOUT.weft_peer.size;
@@ -74,7 +80,9 @@ export const COUNTER_SIZE = LAYOUT.weft_counter.size;
 
 type MapName = keyof typeof MAP_DEFS;
 type TypeName = (typeof MAP_DEFS)[MapName]['key' | 'value'];
-const typeSize = (t: TypeName): number => (t === '__u32' ? 4 : LAYOUT[t].size);
+const SCALARS = { __u32: 4, __u64: 8 } as const;
+/** A ring buffer's key and value (null) have no size. */
+const typeSize = (t: TypeName): number => (t === null ? 0 : t in SCALARS ? SCALARS[t as keyof typeof SCALARS] : LAYOUT[t as keyof typeof LAYOUT].size);
 
 /** What each map must look like in the kernel (type names as libbpf prints them), from maps.h and LAYOUT. */
 export const MAP_SCHEMA = Object.fromEntries(
@@ -82,7 +90,7 @@ export const MAP_SCHEMA = Object.fromEntries(
 ) as { readonly [M in MapName]: { readonly type: (typeof MAP_DEFS)[M]['type']; readonly keySize: number; readonly valueSize: number; readonly maxEntries: number } };
 
 /** The maps that stay pinned under --bpf-pin-dir while weft runs (weft_ports is unpinned once the objects are loaded). */
-export const PINNED_MAPS = [MAP_PEERS, MAP_CONFIG, MAP_STATS, MAP_DROPS] as const;
+export const PINNED_MAPS = [MAP_PEERS, MAP_CONFIG, MAP_STATS, MAP_DROPS, MAP_EVENTS, MAP_MONITOR] as const;
 
 export function hostOrderCheck(): void {
   if (os.endianness() !== 'LE') throw new Error(`weft's map codecs assume a little-endian host; this one is ${os.endianness()}`);
@@ -396,9 +404,9 @@ export interface CtTuple {
   proto: number;
 }
 
-/** struct weft_ct_tuple: a flow the fast path waits to take. */
+/** struct weft_tuple: a flow the fast path waits to take (weft_ct_wanted's key). */
 export function decodeCtTuple(b: Buffer): CtTuple {
-  checkSize(b, LAYOUT.weft_ct_tuple.size, 'weft_ct_tuple');
+  checkSize(b, LAYOUT.weft_tuple.size, 'weft_tuple');
   return {
     saddr: Buffer.from(b.subarray(CT.saddr, CT.saddr + 4)),
     daddr: Buffer.from(b.subarray(CT.daddr, CT.daddr + 4)),

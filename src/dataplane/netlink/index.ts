@@ -3,8 +3,13 @@
 // routes via each PublicIP), so weft and flannel hosts are interchangeable on
 // the wire and in `ip` output. Peers are applied as differences in netlink
 // batches; a reconcile loop (every 10 s, and on every foreign netlink change)
-// puts back what someone deleted.
-import { NetlinkHandle, throwIfFailed, type BatchOp, type Monitor, type NetlinkEvent } from '../../native/netlink.js';
+// puts back what someone deleted. No peer route ever covers the host's own
+// addresses, connected networks, gateways or etcd (guard.ts); a weft route
+// found doing so (an older agent's) is removed, and the connected route it
+// displaced put back, so the reconcile only ever repairs.
+import { NetlinkHandle, throwIfFailed, type BatchOp, type Monitor, type NetlinkEvent, type Route } from '../../native/netlink.js';
+import { RouteGuard } from '../guard.js';
+import { IPNet } from '../../core/ipnet.js';
 import type { Dataplane, DataplaneStatus, PeerSource } from '../types.js';
 import type { LocalNetwork, PeerRoute } from '../../core/model.js';
 import type { Logger } from '../../core/log.js';
@@ -27,6 +32,9 @@ export interface NetlinkDataplaneOptions {
   debounceMs?: number;
 }
 
+/** rtm_protocol of the connected routes the kernel makes for an address. */
+const RTPROT_KERNEL = 2;
+
 /** Repairs logged one by one per reconcile; the rest are counted (a deleted device takes 3 entries per peer with it). */
 const REPAIRS_LOGGED = 20;
 
@@ -41,6 +49,11 @@ export class NetlinkDataplane implements Dataplane {
   private monitor: Monitor | undefined;
   private timer: NodeJS.Timeout | undefined;
   private pending: NodeJS.Timeout | undefined;
+  /** What status() reports of the reconcile loop (the agent's metrics read it). */
+  private readonly reconciles = { runs: 0, repairs: 0, failures: 0 };
+  private guard = new RouteGuard([]);
+  /** Refusals already logged (subnet and reason), so that a reconcile every 10 s does not repeat them. */
+  private readonly refusals = new Set<string>();
 
   constructor(
     private readonly log: Logger,
@@ -56,6 +69,7 @@ export class NetlinkDataplane implements Dataplane {
     try {
       const r = this.ensureDevice();
       if (r) this.log.info({ device: this.overlayName, changes: r.changes }, r.changes.length ? 'netlink dataplane device ready' : 'netlink dataplane reusing its device');
+      this.guard = RouteGuard.read(nl, local, nl.routes());
       this.monitor = nl.monitor((e) => this.onEvent(e));
     } catch (err) {
       nl.close();
@@ -97,17 +111,63 @@ export class NetlinkDataplane implements Dataplane {
     }
   }
 
+  /** Whether the guard refuses this peer's route (logged once per subnet and reason). */
+  private refused(p: PeerRoute): boolean {
+    const why = this.guard.refuse(p.subnet);
+    if (!why) return false;
+    const id = `${p.subnet} ${why}`;
+    if (!this.refusals.has(id)) {
+      this.refusals.add(id);
+      this.log.warn({ subnet: p.subnet.toString(), peer: p.publicIP.toString(), reason: why }, 'netlink dataplane refuses a peer route that would shadow the host\'s own');
+    }
+    return true;
+  }
+
   private allEntries(): PeerEntries[] {
-    return [...this.peers!.routes()].flatMap((p) => this.entriesOf(p) ?? []);
+    return [...this.peers!.routes()].flatMap((p) => (this.refused(p) ? [] : (this.entriesOf(p) ?? [])));
+  }
+
+  /**
+   * weft routes that shadow what the guard protects (left by an agent without
+   * the guard): removed, and where one had replaced the kernel's connected
+   * route of an address, that route put back as the kernel made it.
+   */
+  private repairs(routes: Route[]): { ops: BatchOp[]; changes: Change[] } {
+    const ops: BatchOp[] = [];
+    const changes: Change[] = [];
+    const addrs = this.handle.addrs();
+    for (const r of routes) {
+      const dst = IPNet.parse(r.dst);
+      if (!dst || !isWeftPeerRoute(r)) continue;
+      const why = this.guard.refuse(dst);
+      if (!why) continue;
+      ops.push({ op: 'routeDel', arg: { dst: r.dst, index: r.index ?? undefined, gateway: r.gateway ?? undefined } });
+      changes.push({ kind: 'remove', what: `route ${r.dst} via ${r.gateway} dev ${this.names(r.index ?? undefined)} (${why})` });
+      const owner = addrs.find((a) => {
+        const net = IPNet.parse(`${a.address}/${a.prefixLen}`);
+        return net?.family === 4 && a.prefixLen < 32 && net.canonical().equals(dst);
+      });
+      if (owner && !routes.some((x) => x !== r && x.dst === r.dst)) {
+        ops.push({ op: 'routeReplace', arg: { dst: r.dst, index: owner.index, src: owner.address, protocol: RTPROT_KERNEL } });
+        changes.push({ kind: 'add', what: `route ${r.dst} dev ${this.names(owner.index)} proto kernel scope link src ${owner.address} (the connected route it had replaced)` });
+      }
+    }
+    return { ops, changes };
   }
 
   private runPlan(removeStale: boolean): Change[] {
+    const routes = this.handle.routes();
+    this.guard = RouteGuard.read(this.handle, this.local!, routes);
+    const fix = this.repairs(routes);
+    for (const c of fix.changes) this.log.warn({ repair: c.what }, 'netlink dataplane: repaired a weft route that shadowed the host\'s own');
     const p = plan(this.handle, { entries: this.allEntries(), overlay: this.local!.backend === 'vxlan' ? this.dev!.overlay : undefined, network: this.local!.network.toString(), removeStale, names: this.names });
-    if (!p.ops.length) return [];
-    const results = this.handle.batch(p.ops);
-    const failed = results.flatMap((r, i) => (typeof r === 'boolean' ? [] : [`${p.changes[i].what}: ${r.message}`]));
-    if (failed.length) throw new Error(`netlink dataplane: ${failed.length} of ${p.ops.length} changes failed: ${failed.slice(0, 5).join('; ')}`);
-    return p.changes;
+    const ops = [...fix.ops, ...p.ops];
+    const all = [...fix.changes, ...p.changes];
+    if (!ops.length) return [];
+    const results = this.handle.batch(ops);
+    const failed = results.flatMap((r, i) => (typeof r === 'boolean' ? [] : [`${all[i].what}: ${r.message}`]));
+    if (failed.length) throw new Error(`netlink dataplane: ${failed.length} of ${ops.length} changes failed: ${failed.slice(0, 5).join('; ')}`);
+    return all;
   }
 
   async syncPeers(): Promise<void> {
@@ -130,6 +190,12 @@ export class NetlinkDataplane implements Dataplane {
   }
 
   async upsertPeer(route: PeerRoute, previous?: PeerRoute): Promise<void> {
+    // The host may have gained an address since the last reconcile read it: a quick read (addresses only) first.
+    this.guard = RouteGuard.read(this.handle, this.local!, undefined, this.guard);
+    if (this.refused(route)) {
+      if (previous && !this.refused(previous)) await this.removePeer(previous);
+      return;
+    }
     const next = peerEntries(route, this.dev!);
     const prev = previous ? this.entriesOf(previous) : null;
     const ops: BatchOp[] = [];
@@ -146,6 +212,8 @@ export class NetlinkDataplane implements Dataplane {
   }
 
   async removePeer(route: PeerRoute): Promise<void> {
+    // Never installed; and its route's destination is the host's, not ours to delete.
+    if (this.refused(route)) return;
     const e = this.entriesOf(route);
     if (!e) return;
     const ops: BatchOp[] = [{ op: 'routeDel', arg: { dst: e.route.dst, index: e.route.index, gateway: e.route.gateway } }];
@@ -160,13 +228,16 @@ export class NetlinkDataplane implements Dataplane {
   /** Restores what is missing or was changed; never removes (only syncPeers knows what is stale). */
   reconcile(trigger: string): void {
     if (!this.nl) return;
+    this.reconciles.runs++;
     try {
       const r = this.ensureDevice();
       const repairs = (r?.changes ?? []).map((c) => `device ${this.overlayName}: ${c}`);
       if (this.synced) repairs.push(...this.runPlan(false).map((c) => `${c.what} (${c.kind === 'add' ? 'was missing' : 'was changed'})`));
+      this.reconciles.repairs += repairs.length;
       repairs.slice(0, REPAIRS_LOGGED).forEach((repair) => this.log.warn({ repair, trigger }, 'reconcile: restored what the kernel lost'));
       if (repairs.length > REPAIRS_LOGGED) this.log.warn({ more: repairs.length - REPAIRS_LOGGED, trigger }, 'reconcile: restored more entries than logged one by one');
     } catch (err) {
+      this.reconciles.failures++;
       this.log.error({ trigger }, `reconcile failed: ${(err as Error).message}`);
     }
   }
@@ -206,7 +277,7 @@ export class NetlinkDataplane implements Dataplane {
       const ip = parseIP(r.dst.split('/')[0]);
       return isWeftPeerRoute(r) && ip !== null && net.containsIP(ip.value);
     }).length;
-    return { peersInKernel: n };
+    return { peersInKernel: n, reconciles: { ...this.reconciles } };
   }
 
   async stop(): Promise<void> {
