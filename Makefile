@@ -7,7 +7,7 @@ SHELL := /bin/bash
 DEB_PACKAGES := clang llvm libbpf-dev libelf-dev zlib1g-dev linux-libc-dev bpftool \
 	etcd-server etcd-client iproute2 iperf3 sockperf qperf tcpdump ethtool iptables \
 	libnl-3-dev libnl-route-3-dev pkg-config python3 make g++ util-linux procps iputils-ping \
-	containernetworking-plugins fping openssl docker.io busybox-static prometheus
+	containernetworking-plugins fping openssl docker.io busybox-static prometheus conntrack linux-perf
 
 CLANG ?= clang
 BPF_CFLAGS := -O2 -g -target bpf -D__TARGET_ARCH_x86 -Wall -Werror -Wno-unused-function \

@@ -3,13 +3,14 @@
 // every case in turn. All pairs share one lab (one underlay segment, one
 // router) and one etcd; each weft pair has its own etcd prefix and network
 // config, so the pairs never see each other's leases.
-import { Lab, type LabHost, type Netns } from '../lab/netns.js';
+import { IPERF3_PORT, Lab, type LabHost, type Netns } from '../lab/netns.js';
 import { LabEtcd } from '../lab/etcd.js';
 import { startAgent, subnetFile, type LabAgent } from '../lab/agent.js';
 import { FlannelHost } from '../lab/flannel.js';
 import { waitFor } from '../lab/exec.js';
 import { readEnvFile } from 'weft/agent/subnet-env.js';
 import { IPNet } from 'weft/core/ipnet.js';
+import { applyProfile, type HostProfile } from '../lab/profiles.js';
 import { startServers } from './measure.js';
 import { OBJECT_DIR } from 'weft/dataplane/ebpf/loader.js';
 import path from 'node:path';
@@ -67,8 +68,15 @@ export function caseDef(name: string): CaseDef {
   return d;
 }
 
+/** Cases compared on the docker and kube profiles: the targets' pairs (the rest run on bare). */
+export const PROFILE_CASES = ['flannel-vxlan', 'flannel-host-gw', 'weft-ebpf-vxlan', 'weft-ebpf-host-gw'];
+
+/** A case on a host profile, as results and the command line name it: "docker/weft-ebpf-vxlan". */
+export const setupKey = (profile: HostProfile, caseName: string): string => `${profile}/${caseName}`;
+
 export interface CaseSetup {
   def: CaseDef;
+  profile: HostProfile;
   /** 'unavailable': this build cannot run the case (reported, not measured); 'failed': it should have worked. */
   status: 'ready' | 'unavailable' | 'failed';
   reason?: string;
@@ -123,16 +131,16 @@ function agentFailure(a: LabAgent): string {
   return (errors.at(-1) ?? a.stderr.trim().split('\n').at(-1) ?? 'exited without a reason').slice(0, 400);
 }
 
-/** Sets up one case on hosts with underlay octets `octet` and `octet + 1`; never throws for the case's own failure. */
-export async function setupCase(b: Bench, def: CaseDef, index: number, octet: number): Promise<CaseSetup> {
-  const s: CaseSetup = { def, status: 'failed', agents: [] };
+/** Sets up one case on hosts with underlay octets `octet` and `octet + 1`, with the profile's rules; never throws for the case's own failure. */
+export async function setupCase(b: Bench, def: CaseDef, profile: HostProfile, index: number, octet: number): Promise<CaseSetup> {
+  const s: CaseSetup = { def, profile, status: 'failed', agents: [] };
   try {
     const h1 = await b.lab.addHost(`c${index}a`, { octet });
     const h2 = await b.lab.addHost(`c${index}b`, { octet: octet + 1 });
     if (def.kind === 'underlay') {
       Object.assign(s, { client: h1, server: h2, serverIP: h2.address, mtu: 1500 });
     } else if (def.kind === 'flannel') {
-      const prefix = `/bench/${def.name}/network`;
+      const prefix = `/bench/${profile}/${def.name}/network`;
       const backend = def.backend as 'vxlan' | 'host-gw';
       const f = [
         new FlannelHost(h1, { backend, prefix, network: '10.244.0.0/16', subnet: '10.244.1.0/24' }),
@@ -143,7 +151,7 @@ export async function setupCase(b: Bench, def: CaseDef, index: number, octet: nu
       await f[0].addPeer({ subnet: f[1].o.subnet, publicIP: h2.address, vtepMAC: f[1].vtepMAC });
       await f[1].addPeer({ subnet: f[0].o.subnet, publicIP: h1.address, vtepMAC: f[0].vtepMAC });
     } else {
-      const prefix = `/bench/${def.name}/network`;
+      const prefix = `/bench/${profile}/${def.name}/network`;
       await b.etcd.etcdctl(['put', `${prefix}/config`, config(def.backend!)]);
       if (def.events === 'compiled-out' && !fs.existsSync(path.join(NO_EVENTS_DIR, 'overlay.o'))) {
         return { ...s, status: 'unavailable', reason: `no programs built without events in ${NO_EVENTS_DIR} (make build makes them)` };
@@ -167,6 +175,11 @@ export async function setupCase(b: Bench, def: CaseDef, index: number, octet: nu
       const a = await podFromSubnetEnv(h1);
       const z = await podFromSubnetEnv(h2);
       Object.assign(s, { client: a.pod, server: z.pod, serverIP: z.ip, mtu: a.mtu });
+      // The same rules on both hosts; kube's services lead to the server pod's iperf3.
+      for (const h of [h1, h2]) {
+        const env = readEnvFile(subnetFile(h))!;
+        await applyProfile(h, profile, { network: env.FLANNEL_NETWORK, subnet: env.FLANNEL_SUBNET, bridge: 'docker0', endpoints: [{ ip: z.ip, port: IPERF3_PORT }] });
+      }
     }
     if (def.events === 'monitor') for (const h of [h1, h2]) await startMonitor(h);
     s.sockperfPid = (await startServers(s.server!)).sockperfPid;

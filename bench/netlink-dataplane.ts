@@ -5,9 +5,12 @@
 //
 //   node dist-test/bench/netlink-dataplane.js [--peers 10000] [--json]
 //
-// Peer subnets are /30s inside 10.244.0.0/16 (room for 16,383 peers; the
-// last /30 is the host's own), each reached via its first address as flannel
-// reaches <subnet>.0. The goal (issue 4): 10,000 peers well under 5 s.
+// Peer subnets are /30s inside 10.244.0.0/16 up to 16,383 peers (the last
+// /30 is the host's own); beyond that, /24s of a /8 Network as at 65,536
+// hosts (10.0.0.0/8, only ever routes inside the lab host's namespace; no
+// packet goes there). Each is reached via its first address as flannel reaches
+// <subnet>.0. The goals: 10,000 peers well under 5 s (issue 4), 65,536 under
+// 10 s (issue 15).
 import { Lab } from '../lab/netns.js';
 import { NetlinkHandle } from 'weft/native/netlink.js';
 import { NetlinkDataplane } from 'weft/dataplane/netlink/index.js';
@@ -15,20 +18,26 @@ import { createLogger } from 'weft/core/log.js';
 import type { PeerRoute } from 'weft/core/model.js';
 import { addr, localNetwork, route } from '../lab/model.js';
 
+/** The Network, our own subnet and the i-th peer's subnet for n peers. */
+function layout(n: number): { network: string; own: string; subnet: (i: number) => string } {
+  if (!Number.isInteger(n) || n < 1 || n > 65535) throw new Error('--peers: 1..65535 peers (a /8 of /24s with our own)');
+  if (n <= 16383) return { network: '10.244.0.0/16', own: '10.244.255.252/30', subnet: (i) => `10.244.${(i * 4) >> 8}.${(i * 4) & 0xff}/30` };
+  return { network: '10.0.0.0/8', own: '10.255.255.0/24', subnet: (i) => `10.${i >> 8}.${i & 0xff}.0/24` };
+}
+
 function peers(n: number): PeerRoute[] {
-  if (!Number.isInteger(n) || n < 1 || n > 16383) throw new Error('--peers: 1..16383 peers fit 10.244.0.0/16 as /30s');
   const hex = (v: number): string => v.toString(16).padStart(2, '0');
-  return Array.from({ length: n }, (_, i) => {
-    const base = i * 4;
-    return route({
-      subnet: `10.244.${base >> 8}.${base & 0xff}/30`,
+  const { subnet } = layout(n);
+  return Array.from({ length: n }, (_, i) =>
+    route({
+      subnet: subnet(i),
       publicIP: i % 2 ? `198.51.100.${2 + (i % 250)}` : `192.0.2.${2 + (i % 250)}`,
       encap: 'vxlan' as const,
       directRouting: false,
       vni: 1,
-      vtepMAC: `0e:00:00:00:${hex(i >> 8)}:${hex(i & 0xff)}`,
-    });
-  });
+      vtepMAC: `0e:00:00:${hex(i >> 16)}:${hex((i >> 8) & 0xff)}:${hex(i & 0xff)}`,
+    }),
+  );
 }
 
 function ms(since: bigint): number {
@@ -69,8 +78,8 @@ async function main(): Promise<void> {
     const eth0 = nl.link('eth0')!;
     const local = localNetwork({
       backend: 'vxlan',
-      network: '10.244.0.0/16',
-      subnet: '10.244.255.252/30',
+      network: layout(n).network,
+      subnet: layout(n).own,
       publicIP: host.address,
       iface: { name: 'eth0', index: eth0.index, mtu: eth0.mtu, address: host.address, mac: eth0.mac ?? '', networks: ['192.0.2.0/24'] },
       mtu: eth0.mtu - 50,
@@ -99,12 +108,12 @@ async function main(): Promise<void> {
     nl.close();
     const program = rows[0][1];
     if (json) {
-      console.log(JSON.stringify({ bench: 'netlink-dataplane', peers: n, ms: Object.fromEntries(rows.map(([k, v]) => [k, Math.round(v)])), goalMs: 5000, ok: program < 5000 }));
+      console.log(JSON.stringify({ bench: 'netlink-dataplane', peers: n, ms: Object.fromEntries(rows.map(([k, v]) => [k, Math.round(v)])) }));
       return;
     }
     console.log(`netlink dataplane, ${n} vxlan peers (route + neighbour + FDB each, flannel's shape)`);
     for (const [what, t] of rows) console.log(`${what.padEnd(52)} ${t.toFixed(0).padStart(7)} ms`);
-    console.log(`goal: ${n} peers programmed well under 5000 ms; took ${program.toFixed(0)} ms`);
+    console.log(`${n} peers programmed in ${program.toFixed(0)} ms`);
   } finally {
     await lab.destroy();
   }

@@ -3,35 +3,43 @@
 // namespaces it creates and removes. A benchmark, not a test: the issue's
 // targets are printed as met or missed and never fail the run.
 //
-//   node dist-test/bench/run.js [--cases a,b,...] [--runs 3] [--seconds 5]
-//     [--latency-seconds 3] [--streams 4] [--leases 1000,10000] [--puts 200] [--pods 100] [--cpu auto|N|none]
-//     [--out FILE] [--summary FILE | --no-summary]
+//   node dist-test/bench/run.js [--profiles bare,docker,kube] [--cases a,b,...]
+//     [--runs 3] [--max-runs 6] [--seconds 5] [--latency-seconds 3] [--streams 4]
+//     [--rate auto|GBITS] [--leases 1000,10000,65536] [--puts 200] [--netlink-peers 65535]
+//     [--pods 100] [--cpu auto|N|none] [--out FILE] [--summary FILE | --no-summary]
 //
-// Dataplane cases run in rounds: every round visits every case (in an order
-// rotated each round), so that drift on a noisy machine hits all cases alike;
-// ratios are taken within a round and their median reported. Case names:
-// see cases.ts; `control` (agent start, put latency, RSS), `netlink`
-// (programming 10,000 peers), `cni` (the CNI plugin's ADD and DEL) and
-// `events` (what weft monitor's events cost a packet, bench/events.ts) select
-// the non-traffic parts.
+// Dataplane cases run on host profiles (lab/profiles.ts: bare, docker, kube;
+// every case on bare, the targets' four on the others) and in rounds: every
+// round visits every case (in an order rotated each round), so that drift on a
+// noisy machine hits all cases alike; ratios are taken within a round, between
+// a case and flannel's path on the same profile, and their median reported. A
+// profile whose key ratios still spread widely after --runs rounds gets more,
+// up to --max-runs. Case names: see cases.ts; `control` (agent start, put
+// latency, RSS, weft leases), `netlink` (programming peers), `cni` (the CNI
+// plugin's ADD and DEL) and `events` (what weft monitor's events cost a
+// packet, bench/events.ts) select the non-traffic parts.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { run } from '../lab/exec.js';
 import { reapStaleLabs } from '../lab/netns.js';
-import { CASES, caseDef, createBench, destroyBench, setupCase, type Bench, type CaseSetup } from './cases.js';
-import { runControl, type ControlResult } from './control.js';
+import { CASES, PROFILE_CASES, caseDef, createBench, destroyBench, setupCase, setupKey, type Bench, type CaseSetup } from './cases.js';
+import { MAX_LEASES, runControl, type ControlResult } from './control.js';
 import { runCni, type CniResult } from './cni.js';
-import { iperf, latency, placeRun, type CpuChoice } from './measure.js';
-import { controlTable, dataplaneTable, eventsTable, machine, machineLine, summarise, targets, targetsTable, type EventsResult, type NetlinkResult, type Results, type Round } from './report.js';
+import { iperf, latency, netnsInodes, placeRun, spread, type CpuChoice } from './measure.js';
+import { controlTable, dataplaneTable, eventsTable, machine, machineLine, profilesIn, summarise, targetsTable, type EventsResult, type NetlinkResult, type Results, type Round } from './report.js';
+import { targets } from './targets.js';
+import { PROFILES, isProfile, type HostProfile } from '../lab/profiles.js';
 import { writeSummary } from './summary.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repo = path.resolve(here, '../..');
 
 interface Options {
-  cases: string[];
+  profiles: HostProfile[];
+  /** Cases named with --cases run on every profile; otherwise every case on bare, PROFILE_CASES on the others. */
+  cases: string[] | null;
   control: boolean;
   netlink: boolean;
   cni: boolean;
@@ -39,7 +47,11 @@ interface Options {
   pods: number;
   events: boolean;
   runs: number;
+  maxRuns: number;
   seconds: number;
+  /** The paced run's offered rate in Gbit/s, or 'auto': half of flannel vxlan's single stream. */
+  rate: number | 'auto';
+  netlinkPeers: number;
   latencySeconds: number;
   streams: number;
   leases: number[];
@@ -54,8 +66,9 @@ interface Options {
 /** The parts that are not dataplane cases. */
 const PARTS = ['control', 'netlink', 'cni', 'events'];
 
-const USAGE = `usage: node dist-test/bench/run.js [--cases ${[...CASES.map((c) => c.name), ...PARTS].join(',')}]
-  [--runs 3] [--seconds 5] [--latency-seconds 3] [--streams 4] [--leases 1000,10000] [--puts 200] [--pods 100] [--cpu auto|N|none]
+const USAGE = `usage: node dist-test/bench/run.js [--profiles ${PROFILES.join(',')}] [--cases ${[...CASES.map((c) => c.name), ...PARTS].join(',')}]
+  [--runs 3] [--max-runs 6] [--seconds 5] [--latency-seconds 3] [--streams 4] [--rate auto|GBITS]
+  [--leases 1000,10000,${MAX_LEASES}] [--puts 200] [--netlink-peers ${MAX_LEASES - 1}] [--pods 100] [--cpu auto|N|none]
   [--out bench/results/<timestamp>.json] [--summary BENCHMARKS.md | --no-summary]`;
 
 function parseArgs(argv: string[]): Options {
@@ -71,32 +84,41 @@ function parseArgs(argv: string[]): Options {
     if (name.startsWith('no-')) a.set(name, 'true');
     else a.set(name, inline ?? argv[++i] ?? '');
   }
-  const known = ['cases', 'runs', 'seconds', 'latency-seconds', 'streams', 'leases', 'puts', 'pods', 'cpu', 'out', 'summary', 'no-summary'];
+  const known = ['profiles', 'cases', 'runs', 'max-runs', 'seconds', 'latency-seconds', 'streams', 'rate', 'leases', 'puts', 'netlink-peers', 'pods', 'cpu', 'out', 'summary', 'no-summary'];
   for (const k of a.keys()) if (!known.includes(k)) throw new Error(`unknown option --${k}\n${USAGE}`);
   const num = (k: string, d: number): number => {
     const v = a.has(k) ? Number(a.get(k)) : d;
     if (!Number.isFinite(v) || v < 0) throw new Error(`--${k}: not a number: ${a.get(k)}`);
     return v;
   };
-  const names = a.get('cases')?.split(',').map((s) => s.trim()).filter(Boolean) ?? [...CASES.map((c) => c.name), ...PARTS];
-  for (const n of names) if (!PARTS.includes(n)) caseDef(n);
+  const names = a.get('cases')?.split(',').map((t) => t.trim()).filter(Boolean) ?? null;
+  for (const n of names ?? []) if (!PARTS.includes(n)) caseDef(n);
+  const profiles = (a.get('profiles') ?? PROFILES.join(',')).split(',').map((t) => t.trim()).filter(Boolean);
+  for (const p of profiles) if (!isProfile(p)) throw new Error(`--profiles: no profile ${p}; profiles: ${PROFILES.join(', ')}`);
   const seconds = num('seconds', 5);
-  const full = !['cases', 'runs', 'seconds', 'latency-seconds', 'streams', 'leases', 'puts', 'pods', 'cpu'].some((k) => a.has(k));
+  const full = !['profiles', 'cases', 'runs', 'max-runs', 'seconds', 'latency-seconds', 'streams', 'rate', 'leases', 'puts', 'netlink-peers', 'pods', 'cpu'].some((k) => a.has(k));
   const cpu = a.get('cpu') ?? 'auto';
   if (cpu !== 'none' && cpu !== 'auto' && !(Number.isInteger(Number(cpu)) && Number(cpu) >= 0 && Number(cpu) < os.cpus().length)) throw new Error(`--cpu: auto, none, or a CPU number below ${os.cpus().length}`);
+  const rate = a.get('rate') ?? 'auto';
+  if (rate !== 'auto' && !(Number(rate) > 0)) throw new Error(`--rate: auto, or Gbit/s above 0 (e.g. 4)`);
+  const runs = Math.max(1, Math.round(num('runs', 3)));
   const stamp = new Date().toISOString().replace(/[:.]/g, '-').replace(/-\d{3}Z$/, 'Z');
   return {
-    cases: names.filter((n) => !PARTS.includes(n)),
-    control: names.includes('control'),
-    netlink: names.includes('netlink'),
-    cni: names.includes('cni'),
+    profiles: profiles as HostProfile[],
+    cases: names === null ? null : names.filter((n) => !PARTS.includes(n)),
+    control: names === null || names.includes('control'),
+    netlink: names === null || names.includes('netlink'),
+    cni: names === null || names.includes('cni'),
     pods: Math.max(1, Math.round(num('pods', 100))),
-    events: names.includes('events'),
-    runs: Math.max(1, Math.round(num('runs', 3))),
+    events: names === null || names.includes('events'),
+    runs,
+    maxRuns: Math.max(runs, Math.round(num('max-runs', a.has('runs') ? runs : 6))),
     seconds,
+    rate: rate === 'auto' ? 'auto' : Number(rate),
+    netlinkPeers: Math.round(num('netlink-peers', MAX_LEASES - 1)),
     latencySeconds: num('latency-seconds', Math.min(seconds, 3)),
     streams: Math.max(1, Math.round(num('streams', 4))),
-    leases: (a.get('leases') ?? '1000,10000').split(',').map(Number).filter((n) => n > 0 && n <= 16000),
+    leases: (a.get('leases') ?? `1000,10000,${MAX_LEASES}`).split(',').map(Number).filter((n) => n > 1 && n <= MAX_LEASES),
     puts: Math.round(num('puts', 200)),
     cpu: cpu === 'none' ? null : cpu === 'auto' ? 'auto' : Number(cpu),
     out: path.resolve(a.get('out') ?? path.join(repo, 'bench/results', `${stamp}.json`)),
@@ -112,43 +134,100 @@ const say = (line: string): void => console.log(`[${((Date.now() - t0) / 1000).t
 /** The most a whole run waits for quiet CPUs. */
 const WAIT_BUDGET_MS = 5 * 60_000;
 
+/** Which cases run on which profile: --cases on every profile; by default every case on bare and the targets' four elsewhere. */
+function plan(o: Options): Array<{ profile: HostProfile; name: string }> {
+  const out: Array<{ profile: HostProfile; name: string }> = [];
+  for (const profile of o.profiles) {
+    const names = o.cases ?? (profile === 'bare' ? CASES.map((c) => c.name) : PROFILE_CASES);
+    // The underlay has no pods and no overlay: its profile would change nothing it measures.
+    for (const name of names) if (profile === 'bare' || name !== 'underlay') out.push({ profile, name });
+  }
+  return out;
+}
+
+/** The ratios a profile's targets rest on: when they still spread widely, that profile gets another round. */
+const KEY_PAIRS: Array<[string, string]> = [['weft-ebpf-vxlan', 'flannel-vxlan'], ['weft-ebpf-host-gw', 'flannel-host-gw']];
+const WIDE = 0.15;
+
+function wideProfiles(res: Results, profiles: HostProfile[]): HostProfile[] {
+  return profiles.filter((p) =>
+    KEY_PAIRS.some(([a, b]) => {
+      const x = res.dataplane[setupKey(p, a)]?.rounds;
+      const y = res.dataplane[setupKey(p, b)]?.rounds;
+      if (!x || !y) return false;
+      const ratios = (get: (r: Round) => number | undefined): number[] =>
+        x.flatMap((r) => {
+          const o = y.find((q) => q.round === r.round);
+          const u = get(r);
+          const v = o ? get(o) : undefined;
+          return u !== undefined && v !== undefined && v > 0 ? [u / v] : [];
+        });
+      return [ratios((r) => r.single?.gbps), ratios((r) => r.paced?.ownCpuSecPerGB)].some((rs) => rs.length > 1 && spread(rs) > WIDE);
+    }),
+  );
+}
+
 async function dataplane(b: Bench, o: Options, res: Results): Promise<void> {
   let waitedTotal = 0;
   const setups: CaseSetup[] = [];
-  for (const [i, name] of o.cases.entries()) {
+  for (const [i, { profile, name }] of plan(o).entries()) {
     const started = Date.now();
-    const s = await setupCase(b, caseDef(name), i, 21 + 2 * i);
-    say(`set up ${name}: ${s.status} (${((Date.now() - started) / 1000).toFixed(1)} s)`);
+    const s = await setupCase(b, caseDef(name), profile, i, 21 + 2 * i);
+    const key = setupKey(profile, name);
+    say(`set up ${key}: ${s.status} (${((Date.now() - started) / 1000).toFixed(1)} s)`);
     setups.push(s);
-    res.dataplane[name] = { label: s.def.label, status: s.status, reason: s.reason, mtu: s.mtu, rounds: [] };
+    res.dataplane[key] = { case: name, profile, label: s.def.label, status: s.status, reason: s.reason, mtu: s.mtu, rounds: [] };
     if (s.status !== 'ready') say(`  ${s.reason}`);
   }
   const ready = setups.filter((s) => s.status === 'ready');
-  for (let round = 0; round < o.runs; round++) {
-    const shift = Math.floor((round * ready.length) / o.runs);
-    const order = [...ready.slice(shift), ...ready.slice(0, shift)];
+  const ours = netnsInodes(`${b.lab.id}-`);
+  // The paced runs' rate: fixed for the whole run, so that every case and profile carries the same load.
+  const ref = ready.find((s) => s.profile === 'bare' && s.def.name === 'flannel-vxlan') ?? ready.find((s) => s.def.name === 'flannel-vxlan');
+  if (o.rate !== 'auto') res.pacedRate = { bps: o.rate * 1e9, from: '--rate' };
+  else if (ref) {
+    const p = await placeRun(o.cpu, 20_000);
+    const t = await iperf(ref.client!, ref.serverIP!, 3, { cpu: p.cpu });
+    res.pacedRate = { bps: Math.round((t.gbps / 2) * 10) / 10 * 1e9, from: `half of ${setupKey(ref.profile, ref.def.name)}'s single stream (${t.gbps.toFixed(2)} Gbit/s, 3 s)` };
+  } else res.pacedRate = { bps: 4e9, from: 'default (no flannel-vxlan case in this run)' };
+  say(`paced runs at ${(res.pacedRate.bps / 1e9).toFixed(1)} Gbit/s: ${res.pacedRate.from}`);
+
+  const round = async (n: number, cases: CaseSetup[], total: number): Promise<void> => {
+    const shift = Math.floor((n * cases.length) / Math.max(1, total)) % Math.max(1, cases.length);
+    const order = [...cases.slice(shift), ...cases.slice(0, shift)];
     for (const s of order) {
-      const r: Round = { round };
+      const key = setupKey(s.profile, s.def.name);
+      const r: Round = { round: n };
       try {
         // Waiting for a quiet CPU is capped per run and for the whole benchmark, which must end in bounded time.
         const wait = (): number => Math.max(0, Math.min(20_000, WAIT_BUDGET_MS - waitedTotal));
         const p1 = await placeRun(o.cpu, wait());
-        r.single = await iperf(s.client!, s.serverIP!, o.seconds, 1, p1.cpu);
+        r.single = await iperf(s.client!, s.serverIP!, o.seconds, { cpu: p1.cpu });
         // Several streams are there to use every core: never pinned.
-        r.multi = await iperf(s.client!, s.serverIP!, o.seconds, o.streams);
+        r.multi = await iperf(s.client!, s.serverIP!, o.seconds, { streams: o.streams });
+        // One stream at a fixed rate below saturation, unpinned: what a byte costs, whoever else is busy.
+        r.paced = await iperf(s.client!, s.serverIP!, o.seconds, { rateBps: res.pacedRate!.bps, ours });
         const p2 = await placeRun(o.cpu, wait());
         r.latency = await latency(s.client!, s.serverIP!, o.latencySeconds, p2.cpu, s.sockperfPid);
         r.placement = { single: p1, latency: p2 };
         const waited = p1.waitedMs + p2.waitedMs;
         waitedTotal += waited;
         if (waited > 1000) say(`  waited ${(waited / 1000).toFixed(0)} s for a quiet CPU (other work on the machine)`);
-        say(`round ${round + 1}/${o.runs} ${s.def.name}: ${r.single.gbps.toFixed(2)} Gbit/s (1 stream), ${r.multi.gbps.toFixed(2)} (${o.streams}), RTT p50 ${r.latency.p50us.toFixed(0)} µs p99 ${r.latency.p99us.toFixed(0)} µs`);
+        say(`round ${n + 1} ${key}: ${r.single.gbps.toFixed(2)} Gbit/s (1 stream), ${r.multi.gbps.toFixed(2)} (${o.streams}), ${r.paced.ownCpuSecPerGB!.toFixed(2)} CPU s/GB at ${r.paced.gbps.toFixed(1)} Gbit/s, RTT p50 ${r.latency.p50us.toFixed(0)} µs p99 ${r.latency.p99us.toFixed(0)} µs`);
       } catch (err) {
         r.error = (err as Error).message;
-        say(`round ${round + 1}/${o.runs} ${s.def.name}: ${r.error}`);
+        say(`round ${n + 1} ${key}: ${r.error}`);
       }
-      res.dataplane[s.def.name].rounds.push(r);
+      res.dataplane[key].rounds.push(r);
     }
+  };
+  for (let n = 0; n < o.runs; n++) await round(n, ready, o.runs);
+  // Rounds until the key ratios settle, for the profiles where they have not.
+  for (let n = o.runs; n < o.maxRuns; n++) {
+    const wide = wideProfiles(res, o.profiles);
+    if (!wide.length) break;
+    say(`round ${n + 1}: the ratios on ${wide.join(', ')} still spread over ±${(WIDE * 50).toFixed(1)}%; one more round there`);
+    // Their flannel references run again too: ratios are taken within a round.
+    await round(n, ready.filter((s) => wide.includes(s.profile)), o.maxRuns);
   }
 }
 
@@ -165,10 +244,10 @@ async function script(name: string, args: string[]): Promise<unknown> {
   }
 }
 
-async function netlink(res: Results): Promise<void> {
+async function netlink(res: Results, peers: number): Promise<void> {
   const n: NetlinkResult = {};
-  say('netlink: the netlink dataplane programming 10,000 peers (bench/netlink-dataplane)');
-  const dp = (await script('netlink-dataplane.js', ['--peers', '10000'])) as NetlinkResult['dataplane'] | undefined;
+  say(`netlink: the netlink dataplane programming ${peers} peers (bench/netlink-dataplane)`);
+  const dp = (await script('netlink-dataplane.js', ['--peers', String(peers)])) as NetlinkResult['dataplane'] | undefined;
   if (dp) n.dataplane = dp;
   else say('  no bench/netlink-dataplane in this build: only the raw binding is measured');
   say('netlink: the raw rtnetlink binding programming 10,000 peers (bench/netlink-program)');
@@ -186,7 +265,7 @@ async function main(): Promise<void> {
     startedAt: new Date().toISOString(),
     command: `node dist-test/bench/run.js ${process.argv.slice(2).join(' ')}`.trim(),
     machine: machine(),
-    options: { cases: o.cases, control: o.control, netlink: o.netlink, cni: o.cni, pods: o.pods, events: o.events, cpu: o.cpu, runs: o.runs, seconds: o.seconds, latencySeconds: o.latencySeconds, streams: o.streams, leases: o.leases, puts: o.puts },
+    options: { profiles: o.profiles, cases: o.cases, control: o.control, netlink: o.netlink, cni: o.cni, pods: o.pods, events: o.events, cpu: o.cpu, runs: o.runs, maxRuns: o.maxRuns, seconds: o.seconds, latencySeconds: o.latencySeconds, streams: o.streams, rate: o.rate, leases: o.leases, puts: o.puts, netlinkPeers: o.netlinkPeers },
     dataplane: {},
     control: null,
     netlink: null,
@@ -205,7 +284,8 @@ async function main(): Promise<void> {
       onError(msg);
     }
   };
-  if (o.cases.length) {
+  const traffic = plan(o).length > 0 && (o.cases === null || o.cases.length > 0);
+  if (traffic) {
     await part('dataplane', async () => {
       const b = await createBench();
       try {
@@ -216,7 +296,7 @@ async function main(): Promise<void> {
     }, (msg) => (res.dataplaneError = msg));
   }
   if (o.control) {
-    const control = (res.control = { start: [], put: null, rss: null });
+    const control: ControlResult = (res.control = { start: [], put: null, rss: [], leasesCommand: [] });
     await part('control plane', async () => {
       const b = await createBench();
       try {
@@ -224,9 +304,9 @@ async function main(): Promise<void> {
       } finally {
         await destroyBench(b);
       }
-    }, (msg) => ((control as ControlResult).error = msg));
+    }, (msg) => (control.error = msg));
   }
-  if (o.netlink) await part('netlink', () => netlink(res), (msg) => (res.netlink = { ...res.netlink, error: msg }));
+  if (o.netlink) await part('netlink', () => netlink(res, o.netlinkPeers), (msg) => (res.netlink = { ...res.netlink, error: msg }));
   if (o.cni) {
     const cni: CniResult = (res.cni = { pods: o.pods, add: null, del: null, delegateAdd: null, delegateDel: null, nodeStart: null, version: null });
     await part('cni', async () => {
@@ -252,10 +332,13 @@ async function main(): Promise<void> {
   fs.writeFileSync(o.out, JSON.stringify(res, null, 2) + '\n');
 
   console.log('');
-  if (o.cases.length) {
+  if (traffic) {
     const where = o.cpu === null ? 'unpinned' : `single stream and ping-pong with both ends on ${o.cpu === 'auto' ? 'the quietest CPU' : `CPU ${o.cpu}`}`;
-    console.log(`Dataplane, pod to pod across two hosts: median of ${o.runs} rounds (±: half the min–max spread; ${where}); RTT = TCP 64-byte ping-pong round trip; CPU = machine-wide busy seconds per GB received`);
-    console.log(dataplaneTable(res));
+    console.log(`Dataplane, pod to pod across two hosts: medians over the rounds (±: half the min–max spread; ${where}); RTT = TCP 64-byte ping-pong round trip; CPU s/GB = busy CPU seconds per GB received at ${((res.pacedRate?.bps ?? 0) / 1e9).toFixed(1)} Gbit/s offered, unpinned, machine-wide less other people's processes; x flannel: within the profile`);
+    for (const p of profilesIn(res)) {
+      console.log(`\n[${p}]`);
+      console.log(dataplaneTable(res, false, p));
+    }
     if (res.dataplaneError) console.log(`stopped early: ${res.dataplaneError}`);
     console.log('');
   }
@@ -269,7 +352,7 @@ async function main(): Promise<void> {
     console.log(eventsTable(res));
     console.log('');
   }
-  console.log("Targets (issue 6; reported, never enforced)");
+  console.log('Targets (issue 15; reported, never enforced)');
   console.log(targetsTable(res, false, o.full));
   console.log('');
   console.log(`results: ${path.relative(process.cwd(), o.out)} (${res.durationSec} s)`);

@@ -83,7 +83,7 @@ static __always_inline int from_pods(struct __sk_buff *skb, const struct weft_co
 	/* vxlan through the device's own transmit gains nothing from starting here. */
 	if (peer->encap == WEFT_ENCAP_VXLAN && !(cfg->flags & WEFT_CFG_F_VXLAN_PUSH))
 		return TC_ACT_OK;
-	if (conntrack_attached(skb) || !plain_flow(skb, ETH_HLEN, &f) || wire_len(skb, &f) + encap_overhead(peer->encap) > cfg->mtu)
+	if (conntrack_attached(skb) || !plain_flow(skb, cfg, ETH_HLEN, &f) || wire_len(skb, &f) + encap_overhead(peer->encap) > cfg->mtu)
 		return TC_ACT_OK;
 
 	ret = decrease_ttl(skb);

@@ -88,11 +88,12 @@ int underlay_decap(struct __sk_buff *skb)
 	enum arrival what;
 	int ret;
 
+	/* Not ours: carry on to whatever else runs at this hook (TCX_NEXT, see verdict()). */
 	if (!cfg || IS_DROP(parse_ipv4(skb, &p)))
-		return TC_ACT_OK;
+		return TC_ACT_UNSPEC;
 	what = classify(skb, cfg, &p);
 	if (what == ARRIVAL_HOST)
-		return TC_ACT_OK;
+		return TC_ACT_UNSPEC;
 	/* Described as it arrived: decapsulation takes the outer headers away. */
 	ev = trace_begin(skb, cfg, len, WEFT_PROG_UNDERLAY_DECAP, WEFT_DIR_INGRESS);
 	switch (what) {

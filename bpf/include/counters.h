@@ -44,12 +44,19 @@ static __always_inline void count_drop(__u32 reason, __u32 bytes)
 /*
  * Every entry program's last step, and the one place it counts drops: a
  * drop reason negated (verdict.h) is counted under its reason, told to a
- * listening `weft monitor` (events.h) and shot; any other verdict stands.
- * prog and dir say where it happened (enum weft_prog, enum weft_dir).
+ * listening `weft monitor` (events.h) and shot. TC_ACT_OK, "carry on",
+ * leaves as TC_ACT_UNSPEC (tcx's TCX_NEXT): the packet goes on to whatever
+ * else runs at the hook, other tcx programs and then classic filters, and the
+ * kernel passes it when nothing else is there, as it would TC_ACT_OK;
+ * TC_ACT_OK itself would end the hook's chain and starve programs that others
+ * attached beside weft's (attach.ts). Any other verdict stands. prog and dir
+ * say where it happened (enum weft_prog, enum weft_dir).
  */
 static __always_inline int verdict(struct __sk_buff *skb, const struct weft_config *cfg, int ret, __u32 bytes,
 				   __u8 prog, __u8 dir)
 {
+	if (ret == TC_ACT_OK)
+		return TC_ACT_UNSPEC;
 	if (!IS_DROP(ret))
 		return ret;
 	count_drop(-ret, bytes);

@@ -18,7 +18,7 @@
  * expiring TTLs and oversized packets (it answers with ICMP), pods whose
  * neighbour entry or FDB entry is not there yet (it resolves and floods; the
  * bridge learns, the agent follows), host addresses, and every flow conntrack
- * follows (it must see both directions: conntrack.h). A MAC that
+ * follows but for established ones it tracks liberally (conntrack.h). A MAC that
  * moved to a new port is found through the FDB; an address that moved to a
  * new MAC misses the map (the old MAC left the FDB with its port) and takes
  * the kernel's path, which corrects the neighbour entry. What this skips is
@@ -63,9 +63,6 @@ struct plain_flow {
 	__u8  tcp_flags;
 };
 
-#define WEFT_TCP_SYN 0x02
-#define WEFT_TCP_ACK 0x10
-
 /* The length of what leaves: one segment of an aggregate, or the packet itself. */
 static __always_inline __u32 wire_len(const struct __sk_buff *skb, const struct plain_flow *f)
 {
@@ -77,13 +74,12 @@ static __always_inline __u32 wire_len(const struct __sk_buff *skb, const struct 
 /*
  * Whether the IPv4 packet at ip_off is one the kernel's forward path would
  * only forward: TCP or UDP, not a fragment, a TTL to spare, and a flow
- * conntrack does not follow. A TCP SYN always goes the kernel's way, so that
- * on a host where conntrack follows pod traffic every connection starts
- * followed, and all of its packets then stay on that path (conntrack.h): the
- * shortcut serves hosts where netfilter tracks nothing. Fills f; the packet
- * is untouched.
+ * conntrack lets pass (conntrack.h: one it does not follow on a host where
+ * it follows nothing, or an established one it tracks liberally). A TCP SYN
+ * always goes the kernel's way, so that on a host where conntrack follows pod
+ * traffic every connection starts followed. Fills f; the packet is untouched.
  */
-static __always_inline int plain_flow(struct __sk_buff *skb, __u32 ip_off, struct plain_flow *f)
+static __always_inline int plain_flow(struct __sk_buff *skb, const struct weft_config *cfg, __u32 ip_off, struct plain_flow *f)
 {
 	__u8 tcp[2];
 
@@ -106,7 +102,7 @@ static __always_inline int plain_flow(struct __sk_buff *skb, __u32 ip_off, struc
 		if ((f->tcp_flags & (WEFT_TCP_SYN | WEFT_TCP_ACK)) == WEFT_TCP_SYN)
 			return 0;
 	}
-	return !ct_tracked(skb, &f->ip, f->ports[0], f->ports[1]);
+	return ct_may_skip(skb, cfg, &f->ip, f->ports[0], f->ports[1], f->tcp_flags);
 }
 
 /*
@@ -122,7 +118,7 @@ static __always_inline int pod_hop(struct __sk_buff *skb, const struct weft_conf
 	const struct weft_port *port;
 	struct plain_flow f;
 
-	if (!(cfg->flags & WEFT_CFG_F_POD_FORWARD) || !plain_flow(skb, ip_off, &f))
+	if (!(cfg->flags & WEFT_CFG_F_POD_FORWARD) || !plain_flow(skb, cfg, ip_off, &f))
 		return 0;
 	if (!in_prefix(f.ip.daddr, cfg->subnet, cfg->subnet_len))
 		return 0;

@@ -70,6 +70,15 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } weft_ports SEC(".maps");
 
+/* Flows the fast path waits to take (weft_maps.h, conntrack.h): shared like weft_ports, read by the agent. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, WEFT_CT_WANTED_MAX);
+	__type(key, struct weft_tuple);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} weft_ct_wanted SEC(".maps");
+
 /*
  * In a section of its own, which libbpf loads as no map: only its type
  * matters, in the BTF (weft_maps.h says why).

@@ -6,9 +6,10 @@
  * says TC_ACT_OK, "carry on". TC_ACT_UNSPEC (-1) is the one negative verdict
  * and no helper returns it, so a negative value is always a drop; the entry
  * program counts it under its reason in one place, its last line
- * (verdict() in counters.h).
+ * (verdict() in counters.h), which also turns "carry on" into
+ * TC_ACT_UNSPEC so that other programs on the hook still run.
  *
- * Helpers that only answer a question (pod_hop, plain_flow, ct_tracked)
+ * Helpers that only answer a question (pod_hop, plain_flow, ct_may_skip)
  * return a truth value, and wrappers of one kernel call (pop_outer,
  * handoff_room) its 0-or-error.
  */

@@ -62,6 +62,8 @@ enum weft_cfg_flag {
 	WEFT_CFG_F_VXLAN_PUSH   = 1 << 3,
 	/* Tunnel packets are not held to the lease holder of their inner source (admit.h admit_tunnel); the VNI still is. */
 	WEFT_CFG_F_ANY_SENDER   = 1 << 4,
+	/* Conntrack follows flows on this host: a packet of a flow it has no entry for is the host's to judge (conntrack.h). */
+	WEFT_CFG_F_CT_FOLLOWS   = 1 << 5,
 };
 
 /* weft_config: array of one, written by the agent before traffic flows. */
@@ -82,7 +84,8 @@ struct weft_config {
 	__u8   overlay_mac[6];   /* MAC of the overlay device (ingress redirects) */
 	__u8   underlay_mac[6];
 	__u16  decap_port;       /* WEFT_CFG_F_KERNEL_DECAP: the overlay device's UDP port, host byte order */
-};                               /* 52 bytes */
+	__u32  ct_timeout_ms;    /* conntrack's established TCP timeout here; 0: tracked flows never take the fast path (conntrack.h) */
+};                               /* 56 bytes */
 
 /* weft_stats: per-CPU array indexed by weft_stats_index(dir, encap). */
 enum weft_dir {
@@ -140,6 +143,23 @@ struct weft_port {
 };                             /* 8 bytes */
 
 /*
+ * weft_ct_wanted: LRU hash of struct weft_tuple (below), established TCP flows the
+ * fast path would take once conntrack tracks their windows liberally (conntrack.h),
+ * as the packet that found them saw them; the agent marks them in conntrack and
+ * deletes them (src/dataplane/ebpf/fastpath.ts). Filled by the programs, not pinned.
+ */
+
+/* A flow's addresses and ports as on the wire (network order): weft_ct_wanted's key, weft_event's outer and inner. */
+struct weft_tuple {
+	__be32 saddr;
+	__be32 daddr;
+	__be16 sport;          /* TCP / UDP; 0 for other protocols and later fragments */
+	__be16 dport;
+	__u8   proto;          /* IP protocol; 0: no IPv4 header */
+	__u8   _pad[3];
+};                             /* 16 bytes */
+
+/*
  * Events for `weft monitor`, through weft_events (a ring buffer pinned beside
  * the other maps, so a monitor reads it with the agent stopped). Nothing is
  * emitted unless a monitor holds a deadline in weft_monitor (events.h).
@@ -179,16 +199,6 @@ enum weft_event_flag {
 	WEFT_EVENT_F_TUNINFO  = 1 << 3, /* outer comes from the kernel's tunnel metadata: no ports (the vxlan device keeps none for programs) */
 };
 
-/* Addresses and ports as on the wire (network order). */
-struct weft_tuple {
-	__be32 saddr;
-	__be32 daddr;
-	__be16 sport;          /* TCP / UDP; 0 for other protocols and later fragments */
-	__be16 dport;
-	__u8   proto;          /* IP protocol; 0: no IPv4 header */
-	__u8   _pad[3];
-};                             /* 16 bytes */
-
 /* One record in weft_events. */
 struct weft_event {
 	__u64  ts_ns;            /* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
@@ -227,6 +237,7 @@ enum weft_map_size {
 	WEFT_PEERS_MAX     = 65536, /* weft_peers: leases in one Network */
 	WEFT_STATS_ENTRIES = WEFT_DIR_MAX * WEFT_ENCAP_MAX, /* weft_stats: one counter per direction and encapsulation */
 	WEFT_PORTS_MAX     = 4096, /* weft_ports: MACs on the bridges that hold our subnet */
+	WEFT_CT_WANTED_MAX = 1024, /* weft_ct_wanted: flows waiting for the agent */
 	WEFT_EVENTS_BYTES  = 1 << 18, /* weft_events: 256 KiB of ring buffer, about 3,600 events */
 };
 

@@ -6,6 +6,7 @@ namespace weft {
 Napi::Object InitBpf(Napi::Env env, Napi::Object exports);
 Napi::Object InitNetlink(Napi::Env env, Napi::Object exports);
 Napi::Object InitNetns(Napi::Env env, Napi::Object exports);
+Napi::Object InitNetlinkCt(Napi::Env env, Napi::Object exports);
 Napi::Object InitLock(Napi::Env env, Napi::Object exports);
 Napi::Object InitNotify(Napi::Env env, Napi::Object exports);
 }  // namespace weft
@@ -16,6 +17,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("bpf", weft::InitBpf(env, bpf));
   exports.Set("netlink", weft::InitNetlink(env, netlink));
   exports.Set("netns", weft::InitNetns(env, Napi::Object::New(env)));
+  exports.Set("conntrack", weft::InitNetlinkCt(env, Napi::Object::New(env)));
   exports.Set("lock", weft::InitLock(env, Napi::Object::New(env)));
   exports.Set("notify", weft::InitNotify(env, Napi::Object::New(env)));
   return exports;

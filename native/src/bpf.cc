@@ -1,6 +1,7 @@
 // The libbpf half of weft_native: version facts, fd plumbing and info
 // queries here; objects and test runs in bpf_object.cc, map access in
-// bpf_map.cc, TC attachment in bpf_tc.cc. Everything is synchronous and every
+// bpf_map.cc, TC attachment in bpf_tc.cc (clsact) and
+// bpf_tcx.cc (bpf links). Everything is synchronous and every
 // failure is an ErrnoError naming the call and the object.
 #include <fcntl.h>
 #include <unistd.h>
@@ -150,6 +151,9 @@ Napi::Object ProgInfoObject(Napi::Env env, int fd, const std::string& label) {
   o.Set("name", std::string(pi.name));
   o.Set("tag", Hex(pi.tag, sizeof(pi.tag)));
   o.Set("type", TypeName(libbpf_bpf_prog_type_str(static_cast<bpf_prog_type>(pi.type)), pi.type));
+  // Counted only while someone holds BPF_ENABLE_STATS (enableRunStats).
+  o.Set("runTimeNs", Napi::Number::New(env, static_cast<double>(pi.run_time_ns)));
+  o.Set("runCnt", Napi::Number::New(env, static_cast<double>(pi.run_cnt)));
   // The maps it uses: a second query with room for their ids (`weft bpf programs` compares them with the pins).
   std::vector<__u32> ids(pi.nr_map_ids);
   if (!ids.empty()) {
@@ -189,6 +193,13 @@ Napi::Object MapInfoObject(Napi::Env env, int fd, const std::string& label) {
 }  // namespace bpfutil
 
 using namespace bpfutil;
+
+// enableRunStats() -> fd: the kernel counts every program's run time and runs while it is open.
+static Napi::Value EnableRunStats(const Napi::CallbackInfo& info) {
+  int fd = bpf_enable_stats(BPF_STATS_RUN_TIME);
+  if (fd < 0) ThrowErrno(info.Env(), "BPF_ENABLE_STATS(BPF_STATS_RUN_TIME)", -fd);
+  return Napi::Number::New(info.Env(), fd);
+}
 
 static Napi::Value LibbpfVersion(const Napi::CallbackInfo& info) {
   return Napi::String::New(info.Env(), libbpf_version_string());
@@ -256,6 +267,7 @@ static Napi::Value MapInfoByFd(const Napi::CallbackInfo& info) {
 Napi::Object InitBpf(Napi::Env env, Napi::Object exports) {
   InstallPrintCallback();
   exports.Set("libbpfVersion", Napi::Function::New(env, LibbpfVersion, "libbpfVersion"));
+  exports.Set("enableRunStats", Napi::Function::New(env, EnableRunStats, "enableRunStats"));
   exports.Set("numPossibleCpus", Napi::Function::New(env, NumPossibleCpus, "numPossibleCpus"));
   exports.Set("closeFd", Napi::Function::New(env, CloseFd, "closeFd"));
   exports.Set("dupFd", Napi::Function::New(env, DupFd, "dupFd"));
@@ -268,6 +280,7 @@ Napi::Object InitBpf(Napi::Env env, Napi::Object exports) {
   InitBpfObject(env, exports);
   InitBpfMap(env, exports);
   InitBpfTc(env, exports);
+  InitBpfTcx(env, exports);
   InitBpfRingbuf(env, exports);
   return exports;
 }

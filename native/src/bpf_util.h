@@ -47,6 +47,7 @@ Napi::Object MapInfoObject(Napi::Env env, int fd, const std::string& label);
 Napi::Object InitBpfMap(Napi::Env env, Napi::Object exports);
 Napi::Object InitBpfTc(Napi::Env env, Napi::Object exports);
 Napi::Object InitBpfObject(Napi::Env env, Napi::Object exports);
+Napi::Object InitBpfTcx(Napi::Env env, Napi::Object exports);
 Napi::Object InitBpfRingbuf(Napi::Env env, Napi::Object exports);
 
 }  // namespace weft

@@ -34,8 +34,8 @@ export type DataplaneFactory = (local: LocalNetwork, log: Logger) => Promise<Sel
 /** The eBPF dataplane's filters, pins and devices go before netlink mode programs the host. */
 function removeEbpfState(local: LocalNetwork, log: Logger): void {
   const r = uninstallEbpf(local.pinDir, log);
-  if (r.filters.length || r.devices.length || r.pins.length) {
-    log.info({ filters: r.filters, devices: r.devices, pins: r.pins }, 'removed the eBPF dataplane\'s state before programming the netlink dataplane');
+  if (r.filters.length || r.links.length || r.devices.length || r.pins.length) {
+    log.info({ filters: r.filters, links: r.links, devices: r.devices, pins: r.pins }, 'removed the eBPF dataplane\'s state before programming the netlink dataplane');
   }
 }
 

@@ -6,7 +6,7 @@ import { PinnedMaps, type PeerEntry } from './bpf/pins.js';
 import { ipv4Value, lookup, type LookupResult } from './bpf/lookup.js';
 import { IPNet } from '../core/ipnet.js';
 import { showCounters } from './bpf/counters.js';
-import { inspectPrograms, type ProgramsReport } from './bpf/programs.js';
+import { inspectPrograms, slot, type ProgramsReport } from './bpf/programs.js';
 import type { BpfArgs, CounterArgs, LookupArgs } from './bpf.js';
 
 function withMaps<T>(dir: string, names: Parameters<typeof PinnedMaps.open>[1], fn: (m: PinnedMaps) => T): T {
@@ -114,10 +114,10 @@ function formatPrograms(r: ProgramsReport): string {
   let out = `pin dir ${r.pinDir}; ` + (c ? `weft_config: underlay ${name(c.underlayIfname, c.underlayIfindex)}, overlay ${name(c.overlayIfname, c.overlayIfindex)}, backend ${c.backend === 'direct' ? 'host-gw' : c.backend}${c.ready ? '' : ', NOT READY'}` : 'no weft_config written') + '\n\n';
   out += r.filters.length
     ? table(
-        ['INTERFACE', 'ROLE', 'HOOK', 'PROGRAM', 'PROG ID', 'TAG', 'PREF', 'HANDLE', 'WEFT'],
-        r.filters.map((f) => [f.ifname, dash(f.role), f.hook, dash(f.name ?? f.kind), dash(f.progId), dash(f.tag), String(f.priority), `0x${f.handle.toString(16)}`, f.weft ? 'yes' : 'no']),
+        ['INTERFACE', 'ROLE', 'HOOK', 'PROGRAM', 'PROG ID', 'TAG', 'ATTACHED', 'WEFT'],
+        r.filters.map((f) => [f.ifname, dash(f.role), f.hook, dash(f.name ?? f.kind), dash(f.progId), dash(f.tag), slot(f), f.weft ? 'yes' : 'no']),
       )
-    : 'no TC filters on the interfaces weft uses, and no weft program attached anywhere in this network namespace\n';
+    : 'no programs on the interfaces weft uses, and no weft program attached anywhere in this network namespace\n';
   out += '\n';
   out += r.pins.length
     ? table(['PIN', 'KIND', 'ID', 'NAME', 'TYPE', 'TAG'], r.pins.map((p) => [p.path, p.kind, dash(p.id), dash(p.objectName), dash(p.type), dash(p.tag)]))

@@ -53,7 +53,7 @@ function countersCmd(kind: 'counters' | 'drops'): CommandModule<object, CounterA
 
 const programs: CommandModule<object, BpfArgs> = {
   command: 'programs',
-  describe: 'TC programs attached on weft\'s interfaces (ids, names, tags), the pins, and anything stale',
+  describe: 'programs attached on weft\'s interfaces (tcx links and TC filters: ids, names, tags), the pins, and anything stale',
   handler: async (a) => (await run()).showPrograms(a),
 };
 

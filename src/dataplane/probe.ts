@@ -99,7 +99,7 @@ function checkBpffs(pinDir: string, mayMount: boolean): { reason: string | null;
   };
 }
 
-/** Runs the checks in order and stops at the first that rules eBPF out. A clsact qdisc the probe made is removed on failure. */
+/** Runs the checks in order and stops at the first that rules eBPF out. A clsact qdisc the probe made is removed again (attaching makes its own where it needs one). */
 export function probeEbpf(o: ProbeOptions): ProbeResult {
   const forced = o.forceFail;
   const checks: string[] = [];
@@ -139,6 +139,15 @@ export function probeEbpf(o: ProbeOptions): ProbeResult {
     return fail('clsact', `cannot create a clsact qdisc on ${o.iface.name}: ${firstLines(err)}`);
   }
   checks.push(`clsact on ${o.iface.name}`);
+  if (createdQdisc) {
+    // Only the answer was wanted: a classic attach makes its own qdisc, and tcx links need none.
+    try {
+      tcHookDestroy(o.iface.index);
+    } catch {
+      /* already gone */
+    }
+    createdQdisc = false;
+  }
 
   if (forced === 'bpffs') return fail('bpffs', forcedReason('bpffs'));
   const fsCheck = checkBpffs(o.pinDir, o.mayMount ?? process.getuid?.() === 0);

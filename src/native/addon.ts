@@ -1,5 +1,5 @@
 // Loads the compiled addon (native/build/Release/weft_native.node). The typed
-// wrappers in bpf.ts and netlink.ts are the only modules that touch it.
+// wrappers in bpf.ts, netlink.ts and conntrack.ts are the only modules that touch it.
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
@@ -9,7 +9,7 @@ export const addonPath = path.resolve(here, '../../native/build/Release/weft_nat
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Raw = Record<string, any>;
-type Addon = { bpf: Raw; netlink: Raw; netns: Raw; lock: Raw; notify: Raw };
+type Addon = { bpf: Raw; netlink: Raw; netns: Raw; conntrack: Raw; lock: Raw; notify: Raw };
 let cached: Addon | undefined;
 
 export function addon(): Addon {

@@ -24,7 +24,14 @@ import { isErrnoError, raw, type ErrnoError, type MapInfo, type ProgInfo, type R
 
 export { isErrnoError, type ErrnoError, type MapInfo, type ProgInfo, type TcFilter, type TcHook } from './bpf_raw.js';
 export * from './bpf_tc.js';
+export * from './bpf_tcx.js';
 export * from './bpf_ringbuf.js';
+
+/** Turns on the kernel's per-program run time and run counts (ProgInfo.runTimeNs, runCnt) until the returned function is called. */
+export function enableRunStats(): () => void {
+  const fd = raw().enableRunStats();
+  return () => raw().closeFd(fd);
+}
 
 export function libbpfVersion(): string {
   return raw().libbpfVersion();

@@ -19,6 +19,9 @@ export interface ProgInfo {
   tag: string;
   /** libbpf's name for the program type, e.g. "sched_cls". */
   type: string;
+  /** Time spent in the program and runs, counted while run statistics are on (enableRunStats). */
+  runTimeNs: number;
+  runCnt: number;
   /** Ids of the maps the program uses. */
   mapIds: number[];
 }
@@ -35,6 +38,16 @@ export interface MapInfo {
 }
 
 export type TcHook = 'ingress' | 'egress';
+
+export interface LinkInfo {
+  /** 'tcx', or 'type N' for kinds this binding does not name. */
+  type: string;
+  id: number;
+  progId: number;
+  /** tcx: the device; 0 once it is gone (the link is then defunct). */
+  ifindex?: number;
+  hook?: TcHook;
+}
 
 export interface TcFilter {
   handle: number;
@@ -58,6 +71,7 @@ export interface RawObject {
 
 export interface RawBpf {
   libbpfVersion(): string;
+  enableRunStats(): number;
   numPossibleCpus(): number;
   closeFd(fd: number): void;
   dupFd(fd: number): number;
@@ -80,6 +94,12 @@ export interface RawBpf {
   tcDetach(ifindex: number, hook: TcHook, handle: number, priority: number): void;
   tcQuery(ifindex: number, hook: TcHook, handle: number, priority: number): number | null;
   tcFilters(ifindex: number, hook: TcHook): TcFilter[];
+  tcxAttach(ifindex: number, hook: TcHook, progFd: number, first: boolean): number;
+  linkUpdate(linkFd: number, progFd: number): void;
+  linkInfoByFd(fd: number, label?: string): LinkInfo;
+  tcxQuery(ifindex: number, hook: TcHook): { revision: number; programs: Array<{ progId: number; linkId: number }> };
+  linkGetFdById(id: number): number;
+  linkDetach(linkFd: number): void;
   ringBufferOpen(mapFd: number, cb: (err: Error | null, batch?: Buffer, count?: number) => void, label: string): { consume(): number; close(): void };
 }
 

@@ -79,8 +79,14 @@ test('codecs: weft_config bytes for vxlan', () => {
     Buffer.from([192, 0, 2, 11, 10, 244, 3, 0, 10, 244, 0, 0, 24, 16, 1, 1]),
     Buffer.from([1, 0, 0, 0, 0x18, 0x21, 0xdc, 0x05, 2, 0, 0, 0, 9, 0, 0, 0]),
     Buffer.from([0x02, 0xaa, 0xaa, 0xaa, 0xaa, 0xaa, 0x02, 0xaa, 0xaa, 0xaa, 0xaa, 0xaa, 0x02, 0x11, 0x11, 0x11, 0x11, 0x11, 0, 0]),
+    Buffer.from([0, 0, 0, 0]),
   ]);
   assert.deepEqual(b, want);
+  // Conntrack's facts for the fast path: a flag, and the established timeout in ms at the end.
+  const ct = encodeConfig(local('vxlan'), { overlayIfindex: 9, overlayMAC: '02:aa:aa:aa:aa:aa', ctFollows: true, ctTimeoutMs: 432_000_000 });
+  assert.equal(ct[15], 1 | 0x20);
+  assert.deepEqual(ct.subarray(52), Buffer.from([0x00, 0xcc, 0xbf, 0x19]));
+  assert.deepEqual([decodeConfig(ct).ctFollows, decodeConfig(ct).ctTimeoutMs], [true, 432_000_000]);
 });
 
 test('codecs: weft_config decodes what it encodes, with each backend default port', () => {

@@ -12,6 +12,7 @@ import { withNetns } from 'weft/native/addon.js';
 import {
   CONFIG_KEY,
   MAP_CONFIG,
+  MAP_CT_WANTED,
   MAP_DROPS,
   MAP_PEERS,
   MAP_PORTS,
@@ -22,6 +23,8 @@ import {
   encodeLocalPeer,
   encodeLpmKey,
   encodePeer,
+  encodePort,
+  encodePortKey,
   statsIndex,
   u32Key,
   type Counter,
@@ -60,7 +63,7 @@ export interface Fixture {
   overlayMAC: string;
   overlayIfindex: number;
   run(obj: BpfObject, prog: ProgramName, data: Buffer): { retval: number; data: Buffer };
-  configure(backend: BackendType, opts?: { ready?: boolean; udpPort?: number; podForward?: boolean; decapPort?: number; anySender?: boolean }): void;
+  configure(backend: BackendType, opts?: { ready?: boolean; udpPort?: number; podForward?: boolean; decapPort?: number; anySender?: boolean; ctFollows?: boolean; ctTimeoutMs?: number }): void;
   local(backend: BackendType, udpPort?: number): LocalNetwork;
   setPeer(route: RouteText): void;
   deletePeer(subnet: string): void;
@@ -87,8 +90,8 @@ export async function makeFixture(): Promise<Fixture> {
     const weft0 = await link(host, 'weft0');
     const overlay = BpfObject.load(OVERLAY_O, { pinRoot: host.pinDir });
     const underlay = BpfObject.load(UNDERLAY_O, { pinRoot: host.pinDir });
-    // As the loader does: weft_ports is shared through its pin at load time, then unpinned.
-    fs.rmSync(path.join(host.pinDir, MAP_PORTS), { force: true });
+    // As the loader does: weft_ports and weft_ct_wanted are shared through their pins at load time, then unpinned.
+    for (const m of [MAP_PORTS, MAP_CT_WANTED]) fs.rmSync(path.join(host.pinDir, m), { force: true });
     const map = (name: string): BpfMap => overlay.map(name);
     const nsPath = `/run/netns/${host.name}`;
 
@@ -120,7 +123,7 @@ export async function makeFixture(): Promise<Fixture> {
         });
       },
       configure(backend, opts = {}) {
-        const dev = { overlayIfindex: weft0.ifindex, overlayMAC: weft0.address, podForward: opts.podForward, decapPort: opts.decapPort, anySender: opts.anySender };
+        const dev = { overlayIfindex: weft0.ifindex, overlayMAC: weft0.address, podForward: opts.podForward, decapPort: opts.decapPort, anySender: opts.anySender, ctFollows: opts.ctFollows, ctTimeoutMs: opts.ctTimeoutMs };
         const value = encodeConfig(fx.local(backend, opts.udpPort), dev, opts.ready ?? true);
         map(MAP_CONFIG).update(CONFIG_KEY, value);
         map(MAP_PEERS).update(encodeLpmKey(net('10.244.1.0/24')), encodeLocalPeer(addr(host.address)));
@@ -159,4 +162,27 @@ export function delta(read: () => Counter, fn: () => void): Counter {
   fn();
   const after = read();
   return { packets: after.packets - before.packets, bytes: after.bytes - before.bytes };
+}
+
+export const POD = '10.244.1.3';
+export const POD_MAC = '02:00:00:00:13:03';
+
+/**
+ * A docker0-style bridge (br0) holding our subnet's gateway, with a port so
+ * that it has carrier, and one resolved pod (POD) whose MAC the agent has
+ * learned behind that port (pp0).
+ */
+export async function addPodBridge(fx: Fixture, mtu: number): Promise<{ bridge: { ifindex: number; address: string }; port: number }> {
+  const h = fx.host;
+  await h.ip('link', 'add', 'br0', 'mtu', String(mtu), 'type', 'bridge');
+  await h.ip('link', 'add', 'pp0', 'mtu', String(mtu), 'type', 'veth', 'peer', 'name', 'pp1');
+  await h.ip('link', 'set', 'pp0', 'master', 'br0', 'up');
+  await h.ip('link', 'set', 'pp1', 'up');
+  await h.ip('addr', 'add', '10.244.1.1/24', 'dev', 'br0');
+  await h.ip('link', 'set', 'br0', 'up');
+  await h.ip('neigh', 'replace', POD, 'lladdr', POD_MAC, 'dev', 'br0', 'nud', 'permanent');
+  const bridge = await link(h, 'br0');
+  const port = (await link(h, 'pp0')).ifindex;
+  fx.overlay.map(MAP_PORTS).update(encodePortKey(bridge.ifindex, POD_MAC), encodePort({ ifindex: port, peer: false }));
+  return { bridge, port };
 }

@@ -11,7 +11,7 @@ import {
   IPPROTO_IPIP,
   IPPROTO_TCP,
   IPPROTO_UDP,
-  TC_ACT_OK,
+  TC_ACT_UNSPEC,
   TC_ACT_REDIRECT,
   TC_ACT_SHOT,
   eth,
@@ -22,11 +22,8 @@ import {
   udp,
   type Ipv4Fields,
 } from './packets.js';
-import { PEER_IP, PEER_MAC, PEER_VTEP_MAC, VNI, VTEP_MAC, delta, makeFixture, type Fixture } from './fixture.js';
-import { MAP_PORTS, encodePort, encodePortKey } from 'weft/dataplane/ebpf/maps.js';
+import { PEER_IP, PEER_MAC, PEER_VTEP_MAC, POD, POD_MAC, VNI, VTEP_MAC, addPodBridge, delta, makeFixture, type Fixture } from './fixture.js';
 
-const POD = '10.244.1.3';
-const POD_MAC = '02:00:00:00:13:03';
 /** In our subnet, on the bridge, but no neighbour entry: the kernel must resolve it. */
 const UNRESOLVED_POD = '10.244.1.4';
 /** Resolved, but its MAC is on no port the agent has seen (not learned yet, or its pod left). */
@@ -64,27 +61,14 @@ describe('forward to a local pod', () => {
 
   function expectPassed(run: (d: Buffer) => { retval: number; data: Buffer }, frame: Buffer, why: string): void {
     const out = run(frame);
-    assert.equal(out.retval, TC_ACT_OK, why);
+    assert.equal(out.retval, TC_ACT_UNSPEC, why);
     assert.deepEqual(out.data, frame, `${why}: untouched`);
   }
 
   before(async () => {
     fx = await makeFixture();
-    // A docker0-style bridge holding our subnet's gateway, with a port so that it has carrier, and one resolved pod.
-    const h = fx.host;
-    await h.ip('link', 'add', 'br0', 'mtu', String(BRIDGE_MTU), 'type', 'bridge');
-    await h.ip('link', 'add', 'pp0', 'mtu', String(BRIDGE_MTU), 'type', 'veth', 'peer', 'name', 'pp1');
-    await h.ip('link', 'set', 'pp0', 'master', 'br0', 'up');
-    await h.ip('link', 'set', 'pp1', 'up');
-    await h.ip('addr', 'add', '10.244.1.1/24', 'dev', 'br0');
-    await h.ip('link', 'set', 'br0', 'up');
-    await h.ip('neigh', 'replace', POD, 'lladdr', POD_MAC, 'dev', 'br0', 'nud', 'permanent');
-    await h.ip('neigh', 'replace', UNLEARNED_POD, 'lladdr', '02:00:00:00:13:05', 'dev', 'br0', 'nud', 'permanent');
-    const info = async (dev: string) => (JSON.parse(await h.ip('-j', 'link', 'show', dev)) as Array<{ ifindex: number; address: string }>)[0];
-    bridge = await info('br0');
-    port = (await info('pp0')).ifindex;
-    // What the agent learns from the bridge's FDB: the pod's MAC is behind pp0.
-    fx.overlay.map(MAP_PORTS).update(encodePortKey(bridge.ifindex, POD_MAC), encodePort({ ifindex: port, peer: false }));
+    ({ bridge, port } = await addPodBridge(fx, BRIDGE_MTU));
+    await fx.host.ip('neigh', 'replace', UNLEARNED_POD, 'lladdr', '02:00:00:00:13:05', 'dev', 'br0', 'nud', 'permanent');
   });
   after(() => fx?.destroy());
 
@@ -196,7 +180,7 @@ describe('udp: handoff to the vxlan receive path', () => {
       () => fx.stats('ingress', 'udp'),
       () => {
         const out = decap(wire);
-        assert.equal(out.retval, TC_ACT_OK);
+        assert.equal(out.retval, TC_ACT_UNSPEC);
         // Outer IPv4 as it came (id, DF, TTL), with the new length; UDP to the device's port, checksum 0;
         // VXLAN with the I flag; an Ethernet header to the device's MAC from the sender's.
         const vxlan = Buffer.concat([VXLAN, eth(fx.overlayMAC, PEER_MAC, ETH_P_IP), pkt]);
@@ -211,7 +195,7 @@ describe('udp: handoff to the vxlan receive path', () => {
     fx.configure('udp', { udpPort: 9000, decapPort: 9001 });
     const pkt = inner();
     const out = decap(fromPeer(ipv4({ src: PEER_IP, dst: fx.host.address, protocol: IPPROTO_UDP }, udp(9000, 9000, pkt))));
-    assert.equal(out.retval, TC_ACT_OK);
+    assert.equal(out.retval, TC_ACT_UNSPEC);
     assert.equal(out.data.readUInt16BE(14 + 20), 9001, 'source port');
     assert.equal(out.data.readUInt16BE(14 + 22), 9001, 'destination port');
   });

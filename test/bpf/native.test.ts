@@ -225,7 +225,7 @@ test('testRun: sched_cls verdicts, packet rewrite, ctx and per-CPU counters', (t
   assert.equal(prog.type, 'sched_cls');
   assert.match(prog.tag, /^[0-9a-f]{16}$/);
   const info = progInfo(prog.id);
-  assert.deepEqual({ ...info, mapIds: [] }, { id: prog.id, name: 'fx_classify', tag: prog.tag, type: 'sched_cls', mapIds: [] });
+  assert.deepEqual({ ...info, mapIds: [] }, { id: prog.id, name: 'fx_classify', tag: prog.tag, type: 'sched_cls', runTimeNs: 0, runCnt: 0, mapIds: [] });
   // The maps it uses are the object's (the ones `weft bpf programs` compares with the pins).
   assert.ok(info.mapIds.includes(obj.map('fx_lpm').id), `map ids ${info.mapIds} include fx_lpm's`);
   obj.map('fx_lpm').update(lpmKey('10.244.1.0/24'), peer(42, [0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0x01]));

@@ -10,7 +10,8 @@ export const IPPROTO_IPIP = 4;
 export const IPPROTO_TCP = 6;
 export const IPPROTO_UDP = 17;
 
-export const TC_ACT_OK = 0;
+/** What weft's entry programs return for a packet they leave alone (TCX_NEXT; counters.h verdict()), as the u32 BPF_PROG_TEST_RUN reports. */
+export const TC_ACT_UNSPEC = 0xffffffff;
 export const TC_ACT_SHOT = 2;
 export const TC_ACT_REDIRECT = 7;
 

@@ -7,7 +7,7 @@ import { Cluster, connectivity, echoServer, failures, reach, subnetOf, type Clus
 import { startAgent, CLI } from '../../lab/agent.js';
 import { waitFor } from '../../lab/exec.js';
 import { withNetns } from 'weft/native/addon.js';
-import { tcFilters, type TcHook } from 'weft/native/bpf.js';
+import { tcFilters, tcxPrograms, tcxSupported, type TcHook } from 'weft/native/bpf.js';
 import { NetlinkHandle } from 'weft/native/netlink.js';
 import { openPinnedMaps } from 'weft/dataplane/ebpf/loader.js';
 import { PINNED_MAPS, decodeCounter, decodePeer, dropKey, type DecodedPeer } from 'weft/dataplane/ebpf/maps.js';
@@ -43,6 +43,21 @@ function filtersOn(node: ClusterNode, dev: string, hook: TcHook) {
     try {
       const link = nl.link(dev);
       return link ? tcFilters(link.index, hook) : [];
+    } finally {
+      nl.close();
+    }
+  });
+}
+
+/** Programs on a hook, tcx links and classic filters alike: "tcx <link id>" or "tc <handle>". */
+function programsOn(node: ClusterNode, dev: string, hook: TcHook): string[] {
+  return withNetns(`/run/netns/${node.host.name}`, () => {
+    const nl = NetlinkHandle.open();
+    try {
+      const link = nl.link(dev);
+      if (!link) return [];
+      const tcx = tcxSupported() ? tcxPrograms(link.index, hook).map((e) => `tcx ${e.linkId}`) : [];
+      return [...tcx, ...tcFilters(link.index, hook).map((f) => `tc ${f.handle}`)];
     } finally {
       nl.close();
     }
@@ -190,6 +205,8 @@ test('kill -9 during iperf3 loses no connection; the restarted agent adopts maps
   t.after(() => c.destroy());
   const [h1, h2] = [c.node('h1'), c.node('h2')];
   const mapId = openPinnedMaps(h1.host.pinDir).peers.id;
+  const hooks = [['eth0', 'ingress'], ['weft.vxlan', 'egress'], ['weft.vxlan', 'ingress']] as const;
+  const attached = hooks.map(([dev, hook]) => programsOn(h1, dev, hook));
   const srv = await h2.pods[0].ns.iperf3Server();
   const received = async (): Promise<number> => (await rxStats(h2.pods[0].ns, 'eth0')).bytes;
   const rx0 = await received();
@@ -207,9 +224,9 @@ test('kill -9 during iperf3 loses no connection; the restarted agent adopts maps
   const empty = j.intervals.filter((i) => i.sum.bytes === 0).length;
   assert.equal(empty, 0, 'every half second of the stream moved data');
   assert.equal(openPinnedMaps(h1.host.pinDir).peers.id, mapId, 'the pinned map was adopted, not recreated');
-  assert.equal(filtersOn(h1, 'eth0', 'ingress').length, 1);
-  assert.equal(filtersOn(h1, 'weft.vxlan', 'egress').length, 1);
-  assert.equal(filtersOn(h1, 'weft.vxlan', 'ingress').length, 1);
+  // One program per hook, in the same slot: the same tcx link (its program swapped), or the same filter handle.
+  assert.deepEqual(hooks.map(([dev, hook]) => programsOn(h1, dev, hook)), attached);
+  for (const a of attached) assert.equal(a.length, 1);
   assert.equal(failures(await connectivity(c, ['icmp'])), '');
 });
 
@@ -221,11 +238,19 @@ test('weft uninstall removes every filter, pin and device weft created, and noth
   const routesBefore = (await h1.host.ip('-j', 'route')).length;
   assert.ok(routesBefore > 0);
   const r = await h1.host.exec([process.execPath, CLI, 'uninstall', '--bpf-pin-dir', h1.host.pinDir, '-o', 'json']);
-  const report = JSON.parse(r.stdout) as { filters: string[]; devices: string[]; pins: string[] };
+  const report = JSON.parse(r.stdout) as { filters: string[]; links: string[]; devices: string[]; pins: string[] };
   assert.deepEqual(report.devices.sort(), ['weft0']);
-  assert.deepEqual(report.filters.sort(), ['eth0 ingress', 'weft0 egress', 'weft0 ingress']);
-  assert.deepEqual(report.pins.map((p) => p.split('/').pop()).sort(), [...PINNED_MAPS].sort());
-  assert.equal(filtersOn(h1, 'eth0', 'ingress').length, 0);
+  const pinnedMaps = report.pins.map((p) => p.split('/').pop()!).filter((n) => (PINNED_MAPS as readonly string[]).includes(n));
+  assert.deepEqual(pinnedMaps.sort(), [...PINNED_MAPS].sort());
+  if (tcxSupported()) {
+    assert.deepEqual(report.links.sort(), ['eth0 ingress (underlay_decap)', 'weft0 egress (overlay_egress)', 'weft0 ingress (overlay_ingress)']);
+    assert.deepEqual(report.filters, []);
+    assert.equal(report.pins.length, PINNED_MAPS.length + 3, 'the pinned maps and three links');
+  } else {
+    assert.deepEqual(report.filters.sort(), ['eth0 ingress', 'weft0 egress', 'weft0 ingress']);
+    assert.equal(report.pins.length, PINNED_MAPS.length);
+  }
+  assert.deepEqual(programsOn(h1, 'eth0', 'ingress'), []);
   assert.doesNotMatch(await h1.host.exec(['tc', 'qdisc', 'show', 'dev', 'eth0']).then((x) => x.stdout), /clsact/);
   assert.doesNotMatch(await h1.host.ip('link'), /weft/);
   const routes = await h1.host.ip('route');

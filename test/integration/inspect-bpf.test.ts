@@ -16,7 +16,7 @@ import { attach, TC_HANDLE } from 'weft/dataplane/ebpf/loader.js';
 import { LAYOUT, MAP_CONFIG, MAP_DROPS, MAP_PEERS, MAP_STATS, u32Key, DROP_REASONS } from 'weft/dataplane/ebpf/maps.js';
 import type { RouteText } from '../../lab/model.js';
 import { OVERLAY_O, PEER_IP, PEER_VTEP_MAC, VNI, makeFixture, type Fixture } from '../bpf/fixture.js';
-import { ETH_P_IP, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, eth, podPacket } from '../bpf/packets.js';
+import { ETH_P_IP, TC_ACT_UNSPEC, TC_ACT_REDIRECT, TC_ACT_SHOT, eth, podPacket } from '../bpf/packets.js';
 
 let fx: Fixture;
 let pinDir: string;
@@ -89,7 +89,7 @@ test('weft bpf lookup: local, vxlan, direct-routing, unknown and outside address
     assert.equal(got.kernelAgrees, true, `${ip}: the kernel's trie agrees`);
   }
   // What lookup says the program does, the program does.
-  assert.equal(fx.run(fx.overlay, 'overlay_egress', frame('10.244.2.7')).retval, TC_ACT_OK, 'vxlan: handed to the vxlan device');
+  assert.equal(fx.run(fx.overlay, 'overlay_egress', frame('10.244.2.7')).retval, TC_ACT_UNSPEC, 'vxlan: handed to the vxlan device');
   assert.equal(fx.run(fx.overlay, 'overlay_egress', frame('10.244.3.9')).retval, TC_ACT_REDIRECT, 'direct: redirected to the next hop');
   assert.equal(fx.run(fx.overlay, 'overlay_egress', frame('10.244.9.9')).retval, TC_ACT_SHOT, 'unknown: dropped');
 
@@ -107,7 +107,7 @@ test('weft bpf counters and drops: per-CPU values summed, after packets through 
   const before = await weftJson<CounterJson>(['bpf', 'counters']);
   const beforeDrops = await weftJson<DropJson>(['bpf', 'drops']);
   const egressVxlan = frame('10.244.2.8');
-  for (let i = 0; i < 3; i++) assert.equal(fx.run(fx.overlay, 'overlay_egress', egressVxlan).retval, TC_ACT_OK);
+  for (let i = 0; i < 3; i++) assert.equal(fx.run(fx.overlay, 'overlay_egress', egressVxlan).retval, TC_ACT_UNSPEC);
   const unknown = frame('10.244.77.1');
   for (let i = 0; i < 4; i++) assert.equal(fx.run(fx.overlay, 'overlay_egress', unknown).retval, TC_ACT_SHOT);
   // Per-CPU slots written directly: CPU i holds i+1 packets and 100*(i+1) bytes.
@@ -214,12 +214,12 @@ test('weft bpf programs: filters with ids and tags, the pins, and what is stale'
     r = await weftJson<Programs>(['bpf', 'programs']);
     const msgs = r.findings.map((f) => `${f.severity}: ${f.message}`);
     assert.equal(msgs.length, 3, msgs.join('\n'));
-    assert.ok(msgs.some((m) => m === `stale: 2 filters on weft0 egress: overlay_egress (prog ${progs.overlay_egress.id}, pref 1, handle 0x${TC_HANDLE.toString(16)}), overlay_egress (prog ${progs.overlay_egress.id}, pref 2, handle 0x7); weft attaches one per hook`), msgs.join('\n'));
+    assert.ok(msgs.some((m) => m === `stale: 2 weft programs on weft0 egress: overlay_egress (prog ${progs.overlay_egress.id}, tc pref 1 handle 0x${TC_HANDLE.toString(16)}), overlay_egress (prog ${progs.overlay_egress.id}, tc pref 2 handle 0x7); weft attaches one per hook`), msgs.join('\n'));
     assert.ok(msgs.some((m) => m.startsWith('stale: underlay_decap is attached on other0 ingress, an interface weft does not use (weft_config: underlay eth0, overlay weft0)')), msgs.join('\n'));
     assert.ok(msgs.includes(`stale: pinned program overlay_egress (id ${stray.program('overlay_egress').id}) at ${path.join(pinDir, 'stray_prog')} is attached nowhere in this namespace`), msgs.join('\n'));
     assert.deepEqual(r.pins.find((p) => p.name === 'stray_prog'), { path: path.join(pinDir, 'stray_prog'), name: 'stray_prog', kind: 'prog', id: stray.program('overlay_egress').id, type: 'sched_cls', objectName: 'overlay_egress', tag: stray.program('overlay_egress').tag, error: null });
     const t = await weft(['bpf', 'programs', '--pin-dir', pinDir]);
-    assert.match(t.stdout, new RegExp(`^weft0 +overlay +egress +overlay_egress +${progs.overlay_egress.id} +${progs.overlay_egress.tag} +1 +0x${TC_HANDLE.toString(16)} +yes$`, 'm'));
+    assert.match(t.stdout, new RegExp(`^weft0 +overlay +egress +overlay_egress +${progs.overlay_egress.id} +${progs.overlay_egress.tag} +tc pref 1 handle 0x${TC_HANDLE.toString(16)} +yes$`, 'm'));
     assert.match(t.stdout, /^problems:$/m);
   } finally {
     fs.rmSync(path.join(pinDir, 'stray_prog'), { force: true });

@@ -9,7 +9,7 @@ import { Cluster, subnetOf, type ClusterNode } from '../../lab/cluster.js';
 import { CLI, statusSocket } from '../../lab/agent.js';
 import { waitFor, type RunResult } from '../../lab/exec.js';
 import { withNetns } from 'weft/native/addon.js';
-import { progInfo, tcFilters } from 'weft/native/bpf.js';
+import { progInfo, tcFilters, tcxPrograms, tcxSupported } from 'weft/native/bpf.js';
 import { NetlinkHandle } from 'weft/native/netlink.js';
 import { openPinnedMaps } from 'weft/dataplane/ebpf/loader.js';
 import { decodePeer } from 'weft/dataplane/ebpf/maps.js';
@@ -128,24 +128,30 @@ test('weft bpf lookup: pods on each host, an address no lease holds, an underlay
   for (const r of [local, direct, tunnel, none]) assert.equal(r.kernelAgrees, true);
 });
 
-test('weft bpf programs: the loader\'s three filters, as the kernel lists them, nothing stale', async () => {
-  const r = await json<{ filters: Array<{ ifname: string; hook: string; role: string; name: string; progId: number; tag: string }>; findings: unknown[]; pins: Array<{ name: string }> }>(h1, ['bpf', 'programs']);
+test('weft bpf programs: the loader\'s three programs, as the kernel lists them, nothing stale', async () => {
+  const r = await json<{ filters: Array<{ ifname: string; hook: string; role: string; name: string; progId: number; tag: string; attach: string }>; findings: unknown[]; pins: Array<{ name: string }> }>(h1, ['bpf', 'programs']);
   assert.deepEqual(r.findings, []);
-  assert.deepEqual(r.pins.map((p) => p.name), ['weft_config', 'weft_drops', 'weft_peers', 'weft_stats']);
+  const tcx = tcxSupported();
+  const links = tcx ? ['link_overlay_egress', 'link_overlay_ingress', 'link_underlay_decap'] : [];
+  assert.deepEqual(r.pins.map((p) => p.name), [...links, 'weft_config', 'weft_drops', 'weft_peers', 'weft_stats']);
   const kernel = withNetns(`/run/netns/${h1.host.name}`, () => {
     const nl = NetlinkHandle.open();
     try {
       return ([['eth0', 'ingress'], ['weft.vxlan', 'ingress'], ['weft.vxlan', 'egress']] as const).map(([dev, hook]) => {
-        const fs = tcFilters(nl.link(dev)!.index, hook);
-        assert.equal(fs.length, 1, `${dev} ${hook}: one filter`);
-        return [dev, hook, progInfo(fs[0].progId!).name, fs[0].progId, fs[0].tag];
+        const ix = nl.link(dev)!.index;
+        // With tcx, a link per hook and no classic filter; without, one filter.
+        const ids = tcx ? tcxPrograms(ix, hook).map((e) => e.progId) : tcFilters(ix, hook).map((f) => f.progId!);
+        assert.equal(ids.length, 1, `${dev} ${hook}: one program`);
+        if (tcx) assert.deepEqual(tcFilters(ix, hook), [], `${dev} ${hook}: no classic filter beside the link`);
+        const info = progInfo(ids[0]);
+        return [dev, hook, info.name, ids[0], info.tag];
       });
     } finally {
       nl.close();
     }
   });
   assert.deepEqual(r.filters.map((f) => [f.ifname, f.hook, f.name, f.progId, f.tag]).sort(), kernel.sort());
-  assert.deepEqual(r.filters.map((f) => [f.name, f.role]).sort(), [['overlay_egress', 'overlay'], ['overlay_ingress', 'overlay'], ['underlay_decap', 'underlay']]);
+  assert.deepEqual(r.filters.map((f) => [f.name, f.role, f.attach]).sort(), [['overlay_egress', 'overlay'], ['overlay_ingress', 'overlay'], ['underlay_decap', 'underlay']].map((x) => [...x, tcx ? 'tcx' : 'tc']));
 });
 
 function counter(j: Counters, direction: string, encap: string): number {

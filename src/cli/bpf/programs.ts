@@ -1,9 +1,9 @@
 // `weft bpf programs`: what is attached on which interface and hook, which
-// pins exist, and what looks stale. Reads the kernel only (TC filter dumps
-// in this network namespace, bpffs pins, the pinned weft_config).
+// pins exist, and what looks stale. Reads the kernel only (tcx link queries and
+// TC filter dumps in this network namespace, bpffs pins, the pinned weft_config).
 import fs from 'node:fs';
 import path from 'node:path';
-import { BpfMap, BpfProgram, progInfo, tcFilters, type TcHook } from '../../native/bpf.js';
+import { BpfLink, BpfMap, BpfProgram, progInfo, tcFilters, tcxPrograms, tcxSupported, type TcHook } from '../../native/bpf.js';
 import { NetlinkHandle } from '../../native/netlink.js';
 import { MAP_CONFIG, type DecodedConfig } from '../../dataplane/ebpf/maps.js';
 import { PROGRAMS, TC_HANDLE, WEFT_PROGRAMS, type ProgramName, type ProgramOf } from '../../dataplane/ebpf/loader.js';
@@ -18,14 +18,21 @@ const EXPECTED = (Object.keys(ROLE) as Array<keyof typeof ROLE>).flatMap((file) 
   Object.entries(PROGRAMS[file]).map(([program, hook]) => ({ role: ROLE[file], hook: hook as TcHook, program: program as Expected })),
 );
 
+/** A program on a hook: a tcx link (run first, in order) or a classic TC filter in the clsact qdisc. */
 export interface AttachedFilter {
   ifindex: number;
   ifname: string;
   hook: TcHook;
+  attach: 'tcx' | 'tc';
+  /** tcx: the link's id (null for a program attached without a link); tc: null. */
+  linkId: number | null;
   /** underlay / overlay per weft_config, or null for any other interface. */
   role: 'underlay' | 'overlay' | null;
+  /** tc: the filter's handle; tcx: 0. */
   handle: number;
+  /** tc: the filter's priority; tcx: its place in the chain, from 1. */
   priority: number;
+  /** tc: the classifier ("bpf"); tcx: "tcx". */
   kind: string;
   progId: number | null;
   /** The program's own name (the kernel keeps 15 characters). */
@@ -98,7 +105,13 @@ function describePin(file: string): PinEntry {
   }
   if (anon.includes('bpf_link') || anon.includes('bpf-link')) {
     m.close();
-    return { ...base, kind: 'link' };
+    const l = BpfLink.fromPin(file);
+    try {
+      const info = l.info();
+      return { ...base, kind: 'link', id: info.id, type: info.type, objectName: programName(info.progId) };
+    } finally {
+      l.close();
+    }
   }
   const out: PinEntry = { ...base, kind: 'map', id: m.id, type: m.type, objectName: m.name };
   m.close();
@@ -112,6 +125,11 @@ function programName(id: number): string | null {
   } catch {
     return null; // detached and freed between the dump and this call
   }
+}
+
+/** Where a program sits on its hook, as `weft bpf programs` prints it. */
+export function slot(f: Pick<AttachedFilter, 'attach' | 'linkId' | 'priority' | 'handle'>): string {
+  return f.attach === 'tcx' ? `tcx #${f.priority}${f.linkId ? ` link ${f.linkId}` : ''}` : `tc pref ${f.priority} handle 0x${f.handle.toString(16)}`;
 }
 
 function listPins(dir: string): PinEntry[] {
@@ -200,8 +218,38 @@ export function inspectPrograms(pinDir: string): ProgramsReport {
   const roleOf = (i: number): AttachedFilter['role'] => (cfg && i === cfg.underlayIfindex ? 'underlay' : cfg && i === cfg.overlayIfindex ? 'overlay' : null);
 
   const filters: AttachedFilter[] = [];
+  const pinnedLinkIds = new Set(pins.filter((p) => p.kind === 'link').map((p) => p.id));
+  const tcx = tcxSupported();
   for (const l of links) {
     for (const hook of HOOKS) {
+      // tcx programs run before the clsact filters: listed first, in their order.
+      for (const [i, e] of (tcx ? tcxPrograms(l.index, hook) : []).entries()) {
+        const name = programName(e.progId);
+        let tag: string | null = null;
+        try {
+          tag = progInfo(e.progId).tag;
+        } catch {
+          /* detached meanwhile */
+        }
+        filters.push({
+          ifindex: l.index,
+          ifname: l.name,
+          hook,
+          attach: 'tcx',
+          linkId: e.linkId || null,
+          role: roleOf(l.index),
+          handle: 0,
+          priority: i + 1,
+          kind: 'tcx',
+          progId: e.progId,
+          name,
+          filterName: null,
+          tag,
+          directAction: true,
+          weft: (name !== null && WEFT_PROGRAMS.includes(name as ProgramName)) || pinnedProgIds.has(e.progId) || pinnedLinkIds.has(e.linkId),
+          weftSlot: false,
+        });
+      }
       for (const f of tcFilters(l.index, hook)) {
         const name = f.progId === undefined ? null : programName(f.progId);
         const weft = (name !== null && WEFT_PROGRAMS.includes(name as ProgramName)) || (f.progId !== undefined && pinnedProgIds.has(f.progId));
@@ -209,6 +257,8 @@ export function inspectPrograms(pinDir: string): ProgramsReport {
           ifindex: l.index,
           ifname: l.name,
           hook,
+          attach: 'tc',
+          linkId: null,
           role: roleOf(l.index),
           handle: f.handle,
           priority: f.priority,
@@ -243,9 +293,11 @@ export function inspectPrograms(pinDir: string): ProgramsReport {
       });
     }
   }
+  // Other software's programs beside weft's are fine (they run in turn); two of weft's on one hook are not.
   for (const [k, fs_] of byHook) {
-    if (fs_.length > 1 && fs_.some((f) => f.weft)) {
-      findings.push({ severity: 'stale', message: `${fs_.length} filters on ${k}: ${fs_.map((f) => `${f.name ?? f.kind} (prog ${f.progId ?? '-'}, pref ${f.priority}, handle 0x${f.handle.toString(16)})`).join(', ')}; weft attaches one per hook` });
+    const mine = fs_.filter((f) => f.weft);
+    if (mine.length > 1) {
+      findings.push({ severity: 'stale', message: `${mine.length} weft programs on ${k}: ${mine.map((f) => `${f.name ?? f.kind} (prog ${f.progId ?? '-'}, ${slot(f)})`).join(', ')}; weft attaches one per hook` });
     }
   }
   if (cfg?.ready) {
@@ -262,6 +314,7 @@ export function inspectPrograms(pinDir: string): ProgramsReport {
   for (const p of pins) {
     if (p.error) findings.push({ severity: 'stale', message: `pin ${p.path} cannot be opened (${p.error}): not a BPF object weft can read` });
     else if (p.kind === 'prog' && !attachedIds.has(p.id)) findings.push({ severity: 'stale', message: `pinned program ${p.objectName} (id ${p.id}) at ${p.path} is attached nowhere in this namespace` });
+    else if (p.kind === 'link' && !filters.some((f) => f.linkId !== null && f.linkId === p.id)) findings.push({ severity: 'stale', message: `pinned link ${p.name} (id ${p.id}, ${p.objectName ?? 'no program'}) at ${p.path} holds no hook in this namespace: its device is gone; restart the agent (or weft uninstall)` });
     else if (p.kind === 'map' && !(MAP_NAMES as string[]).includes(p.name)) findings.push({ severity: 'warning', message: `pin ${p.path} is a map weft does not know (${p.type} ${p.objectName})` });
   }
   findings.push(...foreignMaps(filters, pins));

@@ -23,6 +23,7 @@ export const C_ENUMS = {
     WEFT_CFG_F_KERNEL_DECAP: 4,
     WEFT_CFG_F_VXLAN_PUSH: 8,
     WEFT_CFG_F_ANY_SENDER: 16,
+    WEFT_CFG_F_CT_FOLLOWS: 32,
   },
   weft_dir: {
     WEFT_DIR_EGRESS: 0,
@@ -85,6 +86,7 @@ export const C_ENUMS = {
     WEFT_PEERS_MAX: 65536,
     WEFT_STATS_ENTRIES: 10,
     WEFT_PORTS_MAX: 4096,
+    WEFT_CT_WANTED_MAX: 1024,
     WEFT_EVENTS_BYTES: 262144,
   },
 } as const;
@@ -122,6 +124,8 @@ export const CFG_F_KERNEL_DECAP = C_ENUMS.weft_cfg_flag.WEFT_CFG_F_KERNEL_DECAP;
 export const CFG_F_VXLAN_PUSH = C_ENUMS.weft_cfg_flag.WEFT_CFG_F_VXLAN_PUSH;
 /** Tunnel packets are not held to the lease holder of their inner source (admit.h admit_tunnel); the VNI still is. */
 export const CFG_F_ANY_SENDER = C_ENUMS.weft_cfg_flag.WEFT_CFG_F_ANY_SENDER;
+/** Conntrack follows flows on this host: a packet of a flow it has no entry for is the host's to judge (conntrack.h). */
+export const CFG_F_CT_FOLLOWS = C_ENUMS.weft_cfg_flag.WEFT_CFG_F_CT_FOLLOWS;
 
 // enum weft_dir
 /** weft_stats: per-CPU array indexed by weft_stats_index(dir, encap). */
@@ -271,6 +275,8 @@ export const PEERS_MAX = C_ENUMS.weft_map_size.WEFT_PEERS_MAX;
 export const STATS_ENTRIES = C_ENUMS.weft_map_size.WEFT_STATS_ENTRIES;
 /** weft_ports: MACs on the bridges that hold our subnet */
 export const PORTS_MAX = C_ENUMS.weft_map_size.WEFT_PORTS_MAX;
+/** weft_ct_wanted: flows waiting for the agent */
+export const CT_WANTED_MAX = C_ENUMS.weft_map_size.WEFT_CT_WANTED_MAX;
 /** weft_events: 256 KiB of ring buffer, about 3,600 events */
 export const EVENTS_BYTES = C_ENUMS.weft_map_size.WEFT_EVENTS_BYTES;
 
@@ -286,6 +292,8 @@ export const MAP_DEFS = {
   weft_monitor: { type: 'array', maxEntries: C_ENUMS.weft_monitor_slot.WEFT_MON_MAX, key: '__u32', value: '__u64' },
   /** The bridges' forwarding database for the programs (forward.h): pinned only while the objects load, so that both share it. */
   weft_ports: { type: 'hash', maxEntries: C_ENUMS.weft_map_size.WEFT_PORTS_MAX, key: 'weft_port_key', value: 'weft_port' },
+  /** Flows the fast path waits to take (weft_maps.h, conntrack.h): shared like weft_ports, read by the agent. */
+  weft_ct_wanted: { type: 'lru_hash', maxEntries: C_ENUMS.weft_map_size.WEFT_CT_WANTED_MAX, key: 'weft_tuple', value: '__u32' },
 } as const;
 export const MAP_PEERS = 'weft_peers';
 export const MAP_CONFIG = 'weft_config';
@@ -294,3 +302,4 @@ export const MAP_DROPS = 'weft_drops';
 export const MAP_EVENTS = 'weft_events';
 export const MAP_MONITOR = 'weft_monitor';
 export const MAP_PORTS = 'weft_ports';
+export const MAP_CT_WANTED = 'weft_ct_wanted';

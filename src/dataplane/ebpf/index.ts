@@ -11,7 +11,9 @@ import type { Dataplane, DataplaneStatus, PeerSource } from '../types.js';
 import { isDirect, type LocalNetwork, type PeerRoute } from '../../core/model.js';
 import type { Logger } from '../../core/log.js';
 import { CONFIG_KEY, decodeConfig, encodeConfig, encodeLocalPeer, encodeLpmKey, encodePeer, hostOrderCheck, MAP_CONFIG } from './maps.js';
-import { ALL_PROGRAMS, attach, detach, loadObjects, unpinMaps, TC_HANDLE, type LoadedMaps } from './loader.js';
+import { ALL_PROGRAMS, detach, loadObjects, unpinMaps, TC_HANDLE, type LoadedMaps } from './loader.js';
+import { attachHook, attachMode, detachLinkById, linkPins, removeLinkPin, weftLinks } from './attach.js';
+import { ConntrackFastPath } from './fastpath.js';
 import { ensureOverlay, removeOverlays, writeSysctl, type OverlayDevice } from './device.js';
 import { BridgePorts } from './ports.js';
 import { GatewayHook } from './gateway.js';
@@ -34,6 +36,10 @@ export interface EbpfOptions {
   senderCheck: boolean;
   /** vxlan without GBP: headers pushed by the program (encap.h push_vxlan; WEFT_EBPF_VXLAN_PUSH, on). */
   vxlanPush: boolean;
+  /** Programs held by pinned tcx links where the kernel has tcx (attach.ts; WEFT_EBPF_TCX, on), else classic TC filters. */
+  tcx: boolean;
+  /** Established flows conntrack follows skip the host's forward path once marked liberal (fastpath.ts; WEFT_EBPF_CT_FASTPATH, on). */
+  ctFastPath: boolean;
 }
 
 /** An on/off switch from the environment, on unless set to 0, false, off or no. */
@@ -49,6 +55,8 @@ export function ebpfOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): EbpfOp
     gateway: env.WEFT_EBPF_GATEWAY !== undefined && envSwitch('WEFT_EBPF_GATEWAY', env),
     senderCheck: envSwitch('WEFT_EBPF_SENDER_CHECK', env),
     vxlanPush: envSwitch('WEFT_EBPF_VXLAN_PUSH', env),
+    tcx: envSwitch('WEFT_EBPF_TCX', env),
+    ctFastPath: envSwitch('WEFT_EBPF_CT_FASTPATH', env),
   };
 }
 
@@ -67,6 +75,7 @@ export class EbpfDataplane implements Dataplane {
   private portsMap: BpfMap | undefined;
   private gateway: GatewayHook | undefined;
   private watch: HostWatch | undefined;
+  private fastPath: ConntrackFastPath | undefined;
   private peers: PeerSource | undefined;
   /** The managed neighbour entries this process added (the next hops of direct peers). */
   private readonly managed = new Set<string>();
@@ -100,15 +109,18 @@ export class EbpfDataplane implements Dataplane {
     this.watch = new HostWatch(nl, tasks, this.log);
     // The bridges' ports before the programs that use them, so that a restart keeps the shortcut.
     this.ports?.sync();
+    const devices = { overlayIfindex: this.overlay.index, overlayMAC: this.overlay.mac, podForward, decapPort: this.overlay.decapPort, vxlanPush, anySender };
+    const config = this.maps.config;
+    const fastPath = (this.fastPath = new ConntrackFastPath(loaded.ctWanted, this.o.ctFastPath, (ct) => config.update(CONFIG_KEY, encodeConfig(local, { ...devices, ctFollows: ct.follows, ctTimeoutMs: ct.timeoutMs })), this.log));
     // The config first: programs attached before it is READY would drop what they see.
-    this.maps.config.update(
-      CONFIG_KEY,
-      encodeConfig(local, { overlayIfindex: this.overlay.index, overlayMAC: this.overlay.mac, podForward, decapPort: this.overlay.decapPort, vxlanPush, anySender }),
-    );
+    config.update(CONFIG_KEY, encodeConfig(local, { ...devices, ctFollows: fastPath.current.follows, ctTimeoutMs: fastPath.current.timeoutMs }));
+    const mode = attachMode(this.o.tcx);
+    const on = (ifindex: number, obj: typeof loaded.overlay, program: 'overlay_egress' | 'overlay_ingress' | 'underlay_decap'): number =>
+      attachHook(local.pinDir, ifindex, program, obj.program(program).fd, mode).progId;
     const ids = {
-      overlayEgress: attach(this.overlay.index, loaded.overlay, 'overlay_egress'),
-      overlayIngress: attach(this.overlay.index, loaded.overlay, 'overlay_ingress'),
-      underlay: attach(local.iface.index, loaded.underlay, 'underlay_decap'),
+      overlayEgress: on(this.overlay.index, loaded.overlay, 'overlay_egress'),
+      overlayIngress: on(this.overlay.index, loaded.overlay, 'overlay_ingress'),
+      underlay: on(local.iface.index, loaded.underlay, 'underlay_decap'),
     };
     loaded.overlay.close();
     loaded.underlay.close();
@@ -120,10 +132,12 @@ export class EbpfDataplane implements Dataplane {
         device: this.overlay.name,
         pinDir: local.pinDir,
         programs: ids,
+        attach: mode,
         podForward,
         podPorts: this.ports?.size,
         vxlanPush,
         senderCheck: !anySender,
+        ctFastPath: this.o.ctFastPath,
         decapPort: this.overlay.decapPort || undefined,
         gateway: this.gateway ? (this.gateway.device ?? 'none yet') : undefined,
       },
@@ -236,6 +250,8 @@ export class EbpfDataplane implements Dataplane {
   }
 
   async stop(): Promise<void> {
+    this.fastPath?.close();
+    this.fastPath = undefined;
     this.watch?.close();
     this.watch = undefined;
     this.gateway?.close();
@@ -258,6 +274,8 @@ export class EbpfDataplane implements Dataplane {
 
 export interface UninstallReport {
   filters: string[];
+  /** tcx links detached, as "eth0 ingress (underlay_decap)". */
+  links: string[];
   devices: string[];
   pins: string[];
 }
@@ -268,7 +286,7 @@ export interface UninstallReport {
  * dir and the devices' names alone.
  */
 export function uninstallEbpf(pinDir: string, log: Logger): UninstallReport {
-  const report: UninstallReport = { filters: [], devices: [], pins: [] };
+  const report: UninstallReport = { filters: [], links: [], devices: [], pins: [] };
   const weftFilter = new RegExp(`^(${ALL_PROGRAMS.join('|')})`);
   const nl = NetlinkHandle.open();
   try {
@@ -277,6 +295,11 @@ export function uninstallEbpf(pinDir: string, log: Logger): UninstallReport {
       for (const hook of ['ingress', 'egress'] as const) {
         const ours = tcFilters(link.index, hook).some((f) => f.handle === TC_HANDLE && weftFilter.test(f.name ?? ''));
         if (ours && detach(link.index, hook)) report.filters.push(`${link.name} ${hook}`);
+      }
+      // A weft link whose pin is gone (or another pin dir's) is still weft's: found by its program's name.
+      for (const l of weftLinks(link.index)) {
+        detachLinkById(l.linkId);
+        report.links.push(`${link.name} ${l.hook} (${l.program})`);
       }
     }
     report.devices = removeOverlays(nl, log);
@@ -292,7 +315,8 @@ export function uninstallEbpf(pinDir: string, log: Logger): UninstallReport {
       /* a pin of another layout: remove it all the same */
     }
   }
-  report.pins = unpinMaps(pinDir);
+  for (const pin of linkPins(pinDir)) if (removeLinkPin(pin)) report.pins.push(pin);
+  report.pins.push(...unpinMaps(pinDir));
   for (const f of report.filters) log.info({ filter: f }, 'detached');
   return report;
 }

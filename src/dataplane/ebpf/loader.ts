@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BpfMap, BpfObject, isErrnoError, tcAttach, tcDetach, tcFilters, tcHookCreate, tcHookDestroy, type BpfProgram, type TcHook } from '../../native/bpf.js';
-import { MAP_CONFIG, MAP_DROPS, MAP_PEERS, MAP_PORTS, MAP_STATS, PINNED_MAPS } from './maps.js';
+import { MAP_CONFIG, MAP_CT_WANTED, MAP_DROPS, MAP_PEERS, MAP_PORTS, MAP_STATS, PINNED_MAPS } from './maps.js';
 import type { Logger } from '../../core/log.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -48,7 +48,7 @@ export const hookOf = (program: ProgramName): TcHook => HOOK_OF[program];
 
 export const WEFT_MAPS: string[] = [...PINNED_MAPS];
 /** Pinned only while the objects load (a crash in between can leave it; uninstall removes it then). */
-const TRANSIENT_MAPS = [MAP_PORTS];
+const TRANSIENT_MAPS = [MAP_PORTS, MAP_CT_WANTED];
 
 const BPF_FS_MAGIC = 0xcafe4a11;
 
@@ -63,6 +63,8 @@ export interface Loaded {
   maps: LoadedMaps;
   /** weft_ports, shared by the objects and pinned nowhere: this process fills it. */
   ports: BpfMap;
+  /** weft_ct_wanted, shared the same way: the programs fill it, this process empties it (fastpath.ts). */
+  ctWanted: BpfMap;
   overlay: BpfObject;
   underlay: BpfObject;
   /** gateway_ingress (bpf/gateway.c), when asked for. */
@@ -115,14 +117,18 @@ export function loadObjects(pinDir: string, log: Logger, opts: { gateway?: boole
     gateway = obj.program('gateway_ingress' satisfies ProgramName);
     obj.close();
   }
-  const ports = overlay.map(MAP_PORTS);
-  if (underlay.map(MAP_PORTS).id !== ports.id) throw new Error(`${MAP_PORTS}: overlay.o and underlay.o loaded different maps (pin dir ${pinDir})`);
-  fs.rmSync(path.join(pinDir, MAP_PORTS), { force: true });
+  const [ports, ctWanted] = [MAP_PORTS, MAP_CT_WANTED].map((name) => {
+    const m = overlay.map(name);
+    if (underlay.map(name).id !== m.id) throw new Error(`${name}: overlay.o and underlay.o loaded different maps (pin dir ${pinDir})`);
+    fs.rmSync(path.join(pinDir, name), { force: true });
+    return m;
+  });
   return {
     overlay,
     underlay,
     gateway,
     ports,
+    ctWanted,
     maps: { peers: overlay.map(MAP_PEERS), config: overlay.map(MAP_CONFIG), stats: overlay.map(MAP_STATS), drops: overlay.map(MAP_DROPS) },
   };
 }

@@ -12,6 +12,7 @@ import { IPAddr, IPNet } from '../../core/ipnet.js';
 import type { BackendType, Encap, LocalNetwork, PeerRoute } from '../../core/model.js';
 import {
   CFG_F_ANY_SENDER,
+  CFG_F_CT_FOLLOWS,
   CFG_F_KERNEL_DECAP,
   CFG_F_POD_FORWARD,
   CFG_F_READY,
@@ -49,10 +50,10 @@ export const LAYOUT = {
   weft_lpm_key: { size: 8, fields: { prefixlen: 0, addr: 4 } },
   weft_peer: { size: 16, fields: { public_ip: 0, vni: 4, vtep_mac: 8, encap: 14, flags: 15 } },
   weft_config: {
-    size: 52,
+    size: 56,
     fields: {
       public_ip: 0, subnet: 4, network: 8, subnet_len: 12, network_len: 13, backend: 14, flags: 15, vni: 16, port: 20, mtu: 22,
-      underlay_ifindex: 24, overlay_ifindex: 28, vtep_mac: 32, overlay_mac: 38, underlay_mac: 44, decap_port: 50,
+      underlay_ifindex: 24, overlay_ifindex: 28, vtep_mac: 32, overlay_mac: 38, underlay_mac: 44, decap_port: 50, ct_timeout_ms: 52,
     },
   },
   weft_counter: { size: 16, fields: { packets: 0, bytes: 8 } },
@@ -70,6 +71,7 @@ const C = LAYOUT.weft_config.fields;
 const N = LAYOUT.weft_counter.fields;
 const PK = LAYOUT.weft_port_key.fields;
 const PV = LAYOUT.weft_port.fields;
+const CT = LAYOUT.weft_tuple.fields;
 
 export const LPM_KEY_SIZE = LAYOUT.weft_lpm_key.size;
 export const PEER_SIZE = LAYOUT.weft_peer.size;
@@ -213,6 +215,10 @@ export interface ConfigDevices {
   vxlanPush?: boolean;
   /** Accept tunnel packets from any sender (CFG_F_ANY_SENDER); the VNI is still checked. */
   anySender?: boolean;
+  /** Conntrack follows flows on this host (CFG_F_CT_FOLLOWS): packets of flows it has no entry for go the host's way. */
+  ctFollows?: boolean;
+  /** Conntrack's established TCP timeout, ms: established flows it tracks liberally skip the host, refreshed to it; 0 or absent: they never do. */
+  ctTimeoutMs?: number;
 }
 
 export interface DecodedConfig {
@@ -235,6 +241,8 @@ export interface DecodedConfig {
   decapPort: number;
   vxlanPush: boolean;
   anySender: boolean;
+  ctFollows: boolean;
+  ctTimeoutMs: number;
 }
 
 /**
@@ -259,7 +267,10 @@ export function encodeConfig(local: LocalNetwork, dev: ConfigDevices, ready = tr
   checkU16(decapPort, 'weft_config: decapPort');
   if (decapPort && local.backend !== 'udp') throw new Error(`weft_config: decapPort is for the udp backend, not ${local.backend}`);
   if (dev.vxlanPush && (local.backend !== 'vxlan' || local.vxlan?.gbp)) throw new Error(`weft_config: vxlanPush is for the vxlan backend without GBP (backend ${local.backend})`);
-  b[C.flags] = (ready ? CFG_F_READY : 0) | (dev.podForward ? CFG_F_POD_FORWARD : 0) | (decapPort ? CFG_F_KERNEL_DECAP : 0) | (dev.vxlanPush ? CFG_F_VXLAN_PUSH : 0) | (dev.anySender ? CFG_F_ANY_SENDER : 0);
+  b[C.flags] = (ready ? CFG_F_READY : 0) | (dev.podForward ? CFG_F_POD_FORWARD : 0) | (decapPort ? CFG_F_KERNEL_DECAP : 0) | (dev.vxlanPush ? CFG_F_VXLAN_PUSH : 0) | (dev.anySender ? CFG_F_ANY_SENDER : 0) | (dev.ctFollows ? CFG_F_CT_FOLLOWS : 0);
+  const ctTimeoutMs = dev.ctTimeoutMs ?? 0;
+  if (!Number.isInteger(ctTimeoutMs) || ctTimeoutMs < 0 || ctTimeoutMs > 0xffffffff) throw new Error(`weft_config: ctTimeoutMs ${ctTimeoutMs} does not fit 32 bits`);
+  b.writeUInt32LE(ctTimeoutMs, C.ct_timeout_ms);
   b.writeUInt16LE(decapPort, C.decap_port);
   let port = 0;
   if (local.backend === 'vxlan') {
@@ -300,6 +311,8 @@ export function decodeConfig(b: Buffer): DecodedConfig {
     decapPort: (b[C.flags] & CFG_F_KERNEL_DECAP) !== 0 ? b.readUInt16LE(C.decap_port) : 0,
     vxlanPush: (b[C.flags] & CFG_F_VXLAN_PUSH) !== 0,
     anySender: (b[C.flags] & CFG_F_ANY_SENDER) !== 0,
+    ctFollows: (b[C.flags] & CFG_F_CT_FOLLOWS) !== 0,
+    ctTimeoutMs: b.readUInt32LE(C.ct_timeout_ms),
   };
 }
 
@@ -378,4 +391,27 @@ export function encodePort(port: BridgePort): Buffer {
 export function decodePort(b: Buffer): BridgePort {
   checkSize(b, LAYOUT.weft_port.size, 'weft_port');
   return { ifindex: b.readUInt32LE(PV.ifindex), peer: (b.readUInt32LE(PV.flags) & PORT_F_PEER) !== 0 };
+}
+
+// --- weft_ct_wanted ----------------------------------------------------------------
+
+export interface CtTuple {
+  /** Addresses as 4 network-order bytes, ports in host order: as a packet of the flow carries them. */
+  saddr: Buffer;
+  daddr: Buffer;
+  sport: number;
+  dport: number;
+  proto: number;
+}
+
+/** struct weft_tuple: a flow the fast path waits to take (weft_ct_wanted's key). */
+export function decodeCtTuple(b: Buffer): CtTuple {
+  checkSize(b, LAYOUT.weft_tuple.size, 'weft_tuple');
+  return {
+    saddr: Buffer.from(b.subarray(CT.saddr, CT.saddr + 4)),
+    daddr: Buffer.from(b.subarray(CT.daddr, CT.daddr + 4)),
+    sport: b.readUInt16BE(CT.sport),
+    dport: b.readUInt16BE(CT.dport),
+    proto: b[CT.proto],
+  };
 }

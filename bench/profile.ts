@@ -1,0 +1,106 @@
+// Where the CPU goes: one stream at a fixed rate through a case on a host
+// profile, recorded with `perf record -a -g` (machine-wide, call graphs) and,
+// for weft's cases, the kernel's run statistics of each of its programs
+// (BPF_ENABLE_STATS: time per run; Debian's bpftool has no `prog profile`).
+// Prints the hottest symbols of the tasks that carry the stream (iperf3 and
+// ksoftirqd: other people's work on this machine would drown the rest), and
+// leaves the perf data for `perf report -i`.
+//
+//   node dist-test/bench/profile.js [--profile bare|docker|kube] [--cases flannel-vxlan,weft-ebpf-vxlan]
+//     [--seconds 5] [--rate 2] [--top 40] [--out /tmp/weft-profile]
+import fs from 'node:fs';
+import path from 'node:path';
+import { run } from '../lab/exec.js';
+import { reapStaleLabs } from '../lab/netns.js';
+import { withNetns } from 'weft/native/addon.js';
+import { enableRunStats, tcxPrograms, tcxSupported, progInfo, tcFilters } from 'weft/native/bpf.js';
+import { NetlinkHandle } from 'weft/native/netlink.js';
+import { caseDef, createBench, destroyBench, setupCase, type CaseSetup } from './cases.js';
+import { iperf, netnsInodes } from './measure.js';
+import { isProfile, type HostProfile } from '../lab/profiles.js';
+
+interface Options {
+  profile: HostProfile;
+  cases: string[];
+  seconds: number;
+  rateGbps: number;
+  top: number;
+  out: string;
+}
+
+function parse(argv: string[]): Options {
+  const a = new Map<string, string>();
+  for (let i = 0; i < argv.length; i += 2) a.set(argv[i].replace(/^--/, ''), argv[i + 1] ?? '');
+  const profile = a.get('profile') ?? 'docker';
+  if (!isProfile(profile)) throw new Error(`--profile: bare, docker or kube, not ${profile}`);
+  const cases = (a.get('cases') ?? 'flannel-vxlan,weft-ebpf-vxlan').split(',');
+  for (const c of cases) caseDef(c);
+  return { profile, cases, seconds: Number(a.get('seconds') ?? 5), rateGbps: Number(a.get('rate') ?? 2), top: Number(a.get('top') ?? 40), out: a.get('out') ?? '/tmp/weft-profile' };
+}
+
+/** weft's programs on the case's hosts (both ends), by id, for bpftool. */
+function weftPrograms(s: CaseSetup): Array<{ host: string; id: number; name: string }> {
+  const out: Array<{ host: string; id: number; name: string }> = [];
+  for (const a of s.agents) {
+    withNetns(`/run/netns/${a.host.name}`, () => {
+      const nl = NetlinkHandle.open();
+      try {
+        for (const l of nl.links()) {
+          for (const hook of ['ingress', 'egress'] as const) {
+            const ids = [...(tcxSupported() ? tcxPrograms(l.index, hook).map((e) => e.progId) : []), ...tcFilters(l.index, hook).flatMap((f) => (f.progId ? [f.progId] : []))];
+            for (const id of ids) out.push({ host: a.host.hostName, id, name: `${progInfo(id).name}@${l.name}` });
+          }
+        }
+      } finally {
+        nl.close();
+      }
+    });
+  }
+  return out;
+}
+
+async function main(): Promise<void> {
+  const o = parse(process.argv.slice(2));
+  reapStaleLabs();
+  fs.mkdirSync(o.out, { recursive: true });
+  const b = await createBench();
+  try {
+    const setups: CaseSetup[] = [];
+    for (const [i, name] of o.cases.entries()) {
+      const s = await setupCase(b, caseDef(name), o.profile, i, 21 + 2 * i);
+      if (s.status !== 'ready') throw new Error(`${name}: ${s.reason}`);
+      setups.push(s);
+    }
+    const ours = netnsInodes(`${b.lab.id}-`);
+    for (const s of setups) {
+      const data = path.join(o.out, `${o.profile}-${s.def.name}.perf.data`);
+      const progs = weftPrograms(s);
+      const stop = enableRunStats();
+      const before = new Map(progs.map((p) => [p.id, progInfo(p.id)]));
+      const perf = run(['perf', 'record', '-a', '-g', '-F', '999', '-o', data, '--', 'sleep', String(o.seconds)], { allowFail: true, timeoutMs: (o.seconds + 60) * 1000 });
+      const t = await iperf(s.client!, s.serverIP!, o.seconds, { rateBps: o.rateGbps * 1e9, ours });
+      await perf;
+      const after = new Map(progs.map((p) => [p.id, progInfo(p.id)]));
+      stop();
+      const comms = 'iperf3,ksoftirqd/0,ksoftirqd/1,ksoftirqd/2,ksoftirqd/3';
+      const report = await run(['perf', 'report', '-i', data, '--comms', comms, '--no-children', '--sort', 'symbol', '--stdio', '--percent-limit', '0.3', '-g', 'none'], { allowFail: true, timeoutMs: 120_000 });
+      const lines = report.stdout.split('\n').filter((l) => /^\s+\d/.test(l)).map((l) => l.replace(/\s+$/, '').replace(/\s{2,}-\s+-$/, '')).slice(0, o.top);
+      console.log(`\n=== ${o.profile}/${s.def.name}: ${t.gbps.toFixed(2)} Gbit/s at ${o.rateGbps} offered, ${t.ownCpuSecPerGB?.toFixed(2)} CPU s/GB (machine-wide ${t.cpuSecPerGB.toFixed(2)}); perf data ${data} (tasks ${comms})`);
+      console.log(lines.join('\n'));
+      for (const p of progs) {
+        const a = before.get(p.id)!;
+        const z = after.get(p.id)!;
+        const runs = z.runCnt - a.runCnt;
+        const ns = z.runTimeNs - a.runTimeNs;
+        console.log(`  bpf ${p.host} ${p.name} (id ${p.id}): ${runs} runs, ${runs ? (ns / runs).toFixed(0) : '-'} ns per run, ${(ns / 1e6).toFixed(1)} ms in all`);
+      }
+    }
+  } finally {
+    await destroyBench(b);
+  }
+}
+
+main().catch((err: unknown) => {
+  console.error(`profile: ${err instanceof Error ? err.message : String(err)}`);
+  process.exitCode = 1;
+});

@@ -1,0 +1,108 @@
+// The agent's half of the fast path for flows conntrack follows
+// (bpf/include/conntrack.h): it tells the programs whether conntrack follows
+// flows on this host and what its established TCP timeout is, and marks the
+// established flows the programs found (weft_ct_wanted) as tracked liberally
+// in conntrack, through ctnetlink, so that their packets may skip the host's
+// forward path without conntrack's window falling behind. The kernel's own
+// flowtable marks the flows it offloads the same way; this kernel has none
+// (CONFIG_NF_FLOW_TABLE is not set), and no BPF program may write the mark.
+import fs from 'node:fs';
+import type { BpfMap } from '../../native/bpf.js';
+import { ctSetTcpLiberal } from '../../native/conntrack.js';
+import type { Logger } from '../../core/log.js';
+import { decodeCtTuple } from './maps.js';
+
+export interface ConntrackState {
+  /** Conntrack follows flows in this network namespace (it holds entries). */
+  follows: boolean;
+  /** net.netfilter.nf_conntrack_tcp_timeout_established, ms; 0 when unknown. */
+  timeoutMs: number;
+}
+
+function sysctl(name: string): number | null {
+  try {
+    return Number(fs.readFileSync(`/proc/sys/net/netfilter/${name}`, 'utf8').trim());
+  } catch {
+    return null; // no conntrack in this kernel
+  }
+}
+
+/**
+ * Conntrack in the agent's network namespace: it follows flows once it holds
+ * entries (its hooks register only when a rule needs them: docker's and
+ * kube-proxy's do, a bare host has none). Sticky: a host that tracked once
+ * goes on being judged so, even between flows.
+ */
+export function readConntrack(before?: ConntrackState): ConntrackState {
+  const count = sysctl('nf_conntrack_count');
+  const timeout = sysctl('nf_conntrack_tcp_timeout_established');
+  return {
+    follows: Boolean(before?.follows) || (count !== null && count > 0),
+    timeoutMs: timeout !== null && Number.isFinite(timeout) ? Math.min(0xffffffff, timeout * 1000) : 0,
+  };
+}
+
+const POLL_MS = 100;
+
+export class ConntrackFastPath {
+  private state: ConntrackState;
+  private readonly timer: NodeJS.Timeout;
+  private marked = 0;
+  private failures = 0;
+
+  /**
+   * wanted: weft_ct_wanted (closed with this). enabled: WEFT_EBPF_CT_FASTPATH (on); off, the
+   * programs are told no timeout and no flow conntrack follows skips the
+   * host. apply: writes the state into weft_config.
+   */
+  constructor(
+    private readonly wanted: BpfMap,
+    private readonly enabled: boolean,
+    private readonly apply: (ct: ConntrackState) => void,
+    private readonly log: Logger,
+  ) {
+    this.state = this.effective(readConntrack());
+    this.timer = setInterval(() => this.tick(), POLL_MS);
+    this.timer.unref();
+  }
+
+  /** What the programs are told: no timeout while switched off. */
+  private effective(ct: ConntrackState): ConntrackState {
+    return this.enabled ? ct : { ...ct, timeoutMs: 0 };
+  }
+
+  /** The state the config must carry now (written by the caller before the programs run). */
+  get current(): ConntrackState {
+    return this.state;
+  }
+
+  tick(): void {
+    const next = this.effective(readConntrack(this.state));
+    if (next.follows !== this.state.follows || next.timeoutMs !== this.state.timeoutMs) {
+      this.apply(next);
+      if (next.follows && !this.state.follows) this.log.info({ ctTimeoutMs: next.timeoutMs, fastPath: this.enabled }, 'conntrack follows flows on this host: flows it has no entry for take its path; established ones it tracks liberally skip it');
+      this.state = next;
+    }
+    if (!this.enabled) return;
+    for (const key of this.wanted.keys()) {
+      this.wanted.delete(key);
+      const t = decodeCtTuple(key);
+      try {
+        if (ctSetTcpLiberal(t.saddr, t.daddr, t.sport, t.dport)) this.marked++;
+      } catch (err) {
+        // The flow simply stays on the host's path; say so once in a while, not per flow.
+        if (this.failures++ % 1000 === 0) this.log.warn({ err: (err as Error).message, failures: this.failures }, 'cannot mark a flow for the fast path through ctnetlink; it stays on the host\'s forward path');
+      }
+    }
+  }
+
+  /** Flows marked so far (for the log and tests). */
+  get flowsMarked(): number {
+    return this.marked;
+  }
+
+  close(): void {
+    clearInterval(this.timer);
+    this.wanted.close();
+  }
+}

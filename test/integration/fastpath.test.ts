@@ -1,0 +1,189 @@
+// The fast path for flows conntrack follows (bpf/include/conntrack.h,
+// src/dataplane/ebpf/fastpath.ts) on hosts with kube-proxy's rules (the lab's
+// kube profile: KUBE-FORWARD's INVALID drop, 1,000 ClusterIP services): an
+// established TCP flow's packets skip the receiving host's forward path once
+// conntrack tracks it liberally, and conntrack stays right about it: the flow
+// outlives conntrack's timeout, nothing becomes INVALID, a FIN or a RST closes
+// it in conntrack, a service flow (DNAT) keeps its translation, and a packet
+// of a flow conntrack has no entry for is still conntrack's to drop.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { Cluster, type ClusterNode, type Pod } from '../../lab/cluster.js';
+import { applyProfile, serviceIP, SERVICE_PORT } from '../../lab/profiles.js';
+import { sleep, waitFor } from '../../lab/exec.js';
+import type { Netns } from '../../lab/netns.js';
+import { snmp } from '../bpf/traffic.js';
+
+const PORT = 7000;
+let c: Cluster;
+let h1: ClusterNode;
+let h2: ClusterNode;
+let a: Pod;
+let b: Pod;
+
+before(async () => {
+  c = await Cluster.start({
+    config: JSON.stringify({ Network: '10.244.0.0/16', Backend: { Type: 'vxlan' } }),
+    dataplane: 'ebpf',
+    hosts: [{ name: 'h1', octet: 11 }, { name: 'h2', octet: 12 }],
+  });
+  [h1, h2] = [c.node('h1'), c.node('h2')];
+  [a, b] = [h1.pods[0], h2.pods[0]];
+  // Services lead to b's port PORT; every host gets kube-proxy's rules.
+  for (const n of [h1, h2]) await applyProfile(n.host, 'kube', { network: n.env.FLANNEL_NETWORK, subnet: n.env.FLANNEL_SUBNET, bridge: 'docker0', endpoints: [{ ip: b.ip, port: PORT }], services: 10 });
+  // Conntrack must judge every flow itself: no mid-stream pickups, so an entry it lost would make packets INVALID.
+  for (const n of [h1, h2]) await n.host.sysctl('net.netfilter.nf_conntrack_tcp_loose', '0');
+  // Both agents learn that conntrack follows flows here (fastpath.ts polls every 100 ms).
+  await a.ns.exec(['ping', '-c', '2', '-i', '0.2', '-W', '2', b.ip]);
+  for (const n of [h1, h2]) await n.agent!.waitForMsg(/^conntrack follows flows on this host/, 10_000);
+});
+
+after(() => c?.destroy());
+
+/** Packets KUBE-FORWARD dropped as INVALID on a host. */
+async function invalidDrops(n: ClusterNode): Promise<number> {
+  const out = (await n.host.exec(['iptables', '-w', '-L', 'KUBE-FORWARD', '-v', '-x', '-n'])).stdout;
+  const line = out.split('\n').find((l) => /DROP/.test(l) && /ctstate INVALID/.test(l));
+  if (!line) throw new Error(`no INVALID drop rule in ${n.spec.name}'s KUBE-FORWARD:\n${out}`);
+  return Number(line.trim().split(/\s+/)[0]);
+}
+
+/** A rule at the top of FORWARD that counts, without deciding anything, the bytes of one direction that the host forwards itself (bytes: GRO aggregates make packet counts incomparable). */
+async function countForwarded(n: ClusterNode, match: string[]): Promise<() => Promise<number>> {
+  await n.host.exec(['iptables', '-w', '-I', 'FORWARD', '1', ...match, '-m', 'comment', '--comment', 'weft-test-count']);
+  return async () => {
+    const out = (await n.host.exec(['iptables', '-w', '-L', 'FORWARD', '1', '-v', '-x', '-n'])).stdout;
+    return Number(out.trim().split(/\s+/)[1]);
+  };
+}
+
+async function dropCounter(n: ClusterNode): Promise<void> {
+  await n.host.exec(['iptables', '-w', '-D', 'FORWARD', '1'], { allowFail: true });
+}
+
+/** conntrack -L lines for TCP flows to a port on a host. */
+async function conntrackOf(n: ClusterNode, dport: number): Promise<string[]> {
+  const r = await n.host.exec(['conntrack', '-L', '-p', 'tcp', '--dport', String(dport)], { allowFail: true });
+  return r.stdout.split('\n').filter((l) => l.startsWith('tcp'));
+}
+
+/** A TCP server in a pod: counts bytes until the peer closes and says how many; `rst` aborts the first connection after 1.5 s of data (a flow the fast path has taken by then). */
+function server(ns: Netns, port: number, mode: 'sink' | 'rst'): { ready: Promise<void>; done: Promise<string> } {
+  const code = `const net = require('net'); let n = 0;
+const s = net.createServer((c) => {
+  const t0 = Date.now();
+  c.on('data', (d) => { n += d.length; if (${mode === 'rst' ? 'true' : 'false'} && Date.now() - t0 > 1500) c.resetAndDestroy(); });
+  c.on('end', () => { c.end(); console.log('bytes ' + n); s.close(); });
+  c.on('error', () => { console.log('error ' + n); s.close(); });
+  c.on('close', () => { console.log('closed ' + n); s.close(); });
+}).listen(${port}, () => console.log('ready'));`;
+  const child = ns.spawn(['node', '-e', code]);
+  let out = '';
+  const ready = new Promise<void>((resolve, reject) => {
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      if (out.includes('ready')) resolve();
+    });
+    child.once('exit', (code) => reject(new Error(`server exited ${code}: ${out}`)));
+  });
+  const done = new Promise<string>((resolve) => child.once('exit', () => resolve(out)));
+  return { ready, done };
+}
+
+/** Sends `seconds` of data at about `mbps`, then closes with a FIN; resolves with the bytes sent. */
+async function paced(from: Netns, ip: string, port: number, seconds: number, mbps: number): Promise<number> {
+  const code = `const net = require('net'); let sent = 0; const chunk = Buffer.alloc(64 * 1024, 7);
+const c = net.connect(${port}, '${ip}', () => {
+  const per = ${mbps} * 1e6 / 8 / 20; const end = Date.now() + ${seconds * 1000};
+  const tick = () => { if (Date.now() > end) { c.end(); return; } let q = 0; while (q < per) { c.write(chunk); q += chunk.length; sent += chunk.length; } setTimeout(tick, 50); };
+  tick();
+});
+c.on('close', () => { console.log(String(sent)); process.exit(0); });
+c.on('error', (e) => { console.error(e.message); process.exit(1); });`;
+  const r = await from.exec(['node', '-e', code], { timeoutMs: (seconds + 30) * 1000 });
+  return Number(r.stdout.trim());
+}
+
+test('an established flow skips the receiving host once conntrack tracks it liberally, outlives conntrack\'s timeout, and closes with its FIN', async (t) => {
+  // Conntrack forgets an established flow after 2 s without a packet it sees.
+  for (const n of [h1, h2]) await n.host.sysctl('net.netfilter.nf_conntrack_tcp_timeout_established', '2');
+  t.after(async () => {
+    for (const n of [h1, h2]) await n.host.sysctl('net.netfilter.nf_conntrack_tcp_timeout_established', '86400');
+  });
+  // The agents read the timeout (every 100 ms) and hand it to the programs.
+  await sleep(500);
+  const forwarded = await countForwarded(h2, ['-d', b.ip, '-p', 'tcp', '--dport', String(PORT)]);
+  t.after(() => dropCounter(h2));
+  const invalid = [await invalidDrops(h1), await invalidDrops(h2)];
+  const srv = server(b.ns, PORT, 'sink');
+  await srv.ready;
+  // 8 s, four times conntrack's timeout, at 50 Mbit/s.
+  const sent = await paced(a.ns, b.ip, PORT, 8, 50);
+  const out = await srv.done;
+  assert.match(out, new RegExp(`bytes ${sent}\\b`), `every byte arrived and the FIN closed the stream: sent ${sent}, server said ${out.trim()}`);
+  const slow = await forwarded();
+  assert.ok(slow < sent / 5, `h2 forwarded ${slow} of the ${sent} bytes b received itself: the rest skipped its forward path`);
+  assert.deepEqual([await invalidDrops(h1), await invalidDrops(h2)], invalid, 'conntrack found nothing INVALID on either host');
+  // Closed in conntrack by both FINs and the last ACK: TIME_WAIT on both hosts, as without the fast path.
+  for (const n of [h1, h2]) {
+    const lines = await conntrackOf(n, PORT);
+    assert.equal(lines.length, 1, `${n.spec.name}: conntrack -L shows the flow: ${lines.join('\n')}`);
+    assert.match(lines[0], /^tcp\s+\d+\s+\d+\s+TIME_WAIT /, `${n.spec.name}: ${lines[0]}`);
+  }
+});
+
+test('a RST closes a fast flow in conntrack', async () => {
+  const port = PORT + 1;
+  const srv = server(b.ns, port, 'rst');
+  await srv.ready;
+  const code = `const net = require('net'); const c = net.connect(${port}, '${b.ip}', () => { const t = setInterval(() => c.write(Buffer.alloc(16384, 1)), 20); c.on('error', () => { clearInterval(t); console.log('reset'); process.exit(0); }); setTimeout(() => { console.log('no reset'); process.exit(1); }, 10000); });`;
+  // The server resets after 1.5 s of data: the fast path carries the flow by then.
+  const r = await a.ns.exec(['node', '-e', code], { allowFail: true, timeoutMs: 20_000 });
+  assert.match(r.stdout, /reset/);
+  await srv.done;
+  // Conntrack saw the RST on both hosts: CLOSE, where it stays for its 10 s.
+  for (const n of [h1, h2]) {
+    const lines = await conntrackOf(n, port);
+    assert.equal(lines.length, 1, `${n.spec.name}: ${lines.join('\n')}`);
+    assert.match(lines[0], /^tcp\s+\d+\s+\d+\s+CLOSE /, `${n.spec.name}: ${lines[0]}`);
+  }
+});
+
+test('a service flow (DNAT to a pod on another host) keeps its translation: its replies take the host\'s path', async () => {
+  const srv = server(b.ns, PORT, 'sink');
+  await srv.ready;
+  const sent = await paced(a.ns, serviceIP(0), SERVICE_PORT, 3, 20);
+  const out = await srv.done;
+  assert.match(out, new RegExp(`bytes ${sent}\\b`), `every byte through the ClusterIP: sent ${sent}, server said ${out.trim()}`);
+  // On h1, where the translation happened, conntrack shows the flow translated and closed.
+  const lines = (await h1.host.exec(['conntrack', '-L', '-p', 'tcp', '-d', serviceIP(0)], { allowFail: true })).stdout.split('\n').filter((l) => l.startsWith('tcp'));
+  assert.ok(lines.some((l) => l.includes(`dport=${SERVICE_PORT}`) && l.includes(`src=${b.ip}`) && l.includes(`sport=${PORT}`)), `h1's conntrack shows the DNAT: ${lines.join('\n')}`);
+});
+
+test('a packet of a flow conntrack has no entry for is still conntrack\'s to drop as INVALID', async () => {
+  // A TCP ACK for no connection, sent as h1's vxlan would send it: h2's shortcut would hand it to b, whose TCP would answer with a RST.
+  const vtep = JSON.parse(await h2.host.ip('-j', 'link', 'show', 'weft.vxlan'))[0].address as string;
+  const srcVtep = JSON.parse(await h1.host.ip('-j', 'link', 'show', 'weft.vxlan'))[0].address as string;
+  const py = `
+import socket, struct, sys
+def csum(b):
+    if len(b) % 2: b += b'\\0'
+    s = sum(struct.unpack('!%dH' % (len(b) // 2), b))
+    while s >> 16: s = (s & 0xffff) + (s >> 16)
+    return ~s & 0xffff
+src, dst, dmac, smac = sys.argv[1:5]
+sa, da = socket.inet_aton(src), socket.inet_aton(dst)
+tcp = struct.pack('!HHIIBBHHH', 40000, ${PORT}, 12345, 67890, 5 << 4, 0x10, 64240, 0, 0)
+tcp = tcp[:16] + struct.pack('!H', csum(sa + da + struct.pack('!BBH', 0, 6, len(tcp)) + tcp)) + tcp[18:]
+ip = struct.pack('!BBHHHBBH4s4s', 0x45, 0, 20 + len(tcp), 1, 0x4000, 64, 6, 0, sa, da)
+ip = ip[:10] + struct.pack('!H', csum(ip)) + ip[12:]
+eth = bytes.fromhex(dmac.replace(':', '')) + bytes.fromhex(smac.replace(':', '')) + b'\\x08\\x00'
+vx = struct.pack('!II', 0x08000000, 1 << 8)
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for i in range(5): s.sendto(vx + eth + ip + tcp, (sys.argv[5], 8472))
+`;
+  const before = [await invalidDrops(h2), await snmp(b.ns, 'Tcp', 'OutRsts')];
+  await h1.host.exec(['python3', '-c', py, a.ip, b.ip, vtep, srcVtep, h2.host.address]);
+  await waitFor('h2 to drop the 5 packets as INVALID', async () => (await invalidDrops(h2)) >= before[0] + 5, 5000, 100);
+  assert.equal(await snmp(b.ns, 'Tcp', 'OutRsts'), before[1], 'none of them reached b (its TCP would have answered with a RST)');
+});
