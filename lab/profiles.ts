@@ -11,14 +11,16 @@
 //           INVALID drop, the masquerade mark and the conntrack accept; 1,000 ClusterIP
 //           services DNAT'ed to pods; flannel's FLANNEL-FWD and FLANNEL-POSTRTG rules
 //
-// Until issue 11's src/firewall lands, flannel's two chains are written here from
-// FLANNEL.md; the rules are flannel's either way, so both kinds of host get them.
+// flannel's two chains are written by weft's own firewall module's definitions
+// (src/firewall/rules.ts, byte for byte flannel's); both kinds of host get them,
+// and a weft agent's own firewall finds them as it writes them.
 //
 // The ClusterIPs: the lab may use no addresses but 192.0.2.0/24, 198.51.100.0/24
 // and 10.244.0.0/16, so the service range is 10.244.240.0/20, a part of the
 // Network no lease in the lab reaches (the allocator hands out the first 100
 // free subnets, the benchmark's flannel hosts take 10.244.1.0 and .2.0).
 import { IPNet } from 'weft/core/ipnet.js';
+import { KUBE_PROXY_MARK, forwardChain, masqChain, type Chain } from 'weft/firewall/rules.js';
 import type { Netns } from './netns.js';
 
 export const PROFILES = ['bare', 'docker', 'kube'] as const;
@@ -32,7 +34,7 @@ export const SERVICE_RANGE = IPNet.v4('10.244.240.0/20', 'service range');
 export const SERVICES = 1000;
 export const SERVICE_PORT = 80;
 /** kube-proxy's masquerade mark. */
-export const MASQ_MARK = '0x4000/0x4000';
+export const MASQ_MARK = KUBE_PROXY_MARK;
 
 /** The i-th service's ClusterIP (0-based). */
 export function serviceIP(i: number): string {
@@ -52,26 +54,15 @@ export interface ProfileContext {
   services?: number;
 }
 
-/** flannel's forward and masquerade chains (FLANNEL.md, "ip-masq"), for flanneld with --ip-masq. */
+/**
+ * flannel's forward and masquerade chains (FLANNEL.md, "ip-masq"), for flanneld with --ip-masq: the same
+ * lines weft's own firewall writes (src/firewall/rules.ts), so that a weft agent taking them over finds them
+ * as it would write them, and flannel's and weft's hosts start from the same rules.
+ */
 function flannelRules(network: string, podCIDR: string): { filter: string[]; nat: string[] } {
-  return {
-    filter: [
-      ':FLANNEL-FWD - [0:0]',
-      '-A FORWARD -m comment --comment "flanneld forward" -j FLANNEL-FWD',
-      `-A FLANNEL-FWD -s ${network} -m comment --comment "flanneld forward" -j ACCEPT`,
-      `-A FLANNEL-FWD -d ${network} -m comment --comment "flanneld forward" -j ACCEPT`,
-    ],
-    nat: [
-      ':FLANNEL-POSTRTG - [0:0]',
-      '-A POSTROUTING -m comment --comment "flanneld masq" -j FLANNEL-POSTRTG',
-      `-A FLANNEL-POSTRTG -m mark --mark ${MASQ_MARK} -m comment --comment "flanneld masq" -j RETURN`,
-      `-A FLANNEL-POSTRTG -s ${podCIDR} -d ${network} -m comment --comment "flanneld masq" -j RETURN`,
-      `-A FLANNEL-POSTRTG -s ${network} -d ${podCIDR} -m comment --comment "flanneld masq" -j RETURN`,
-      `-A FLANNEL-POSTRTG ! -s ${network} -d ${podCIDR} -m comment --comment "flanneld masq" -j RETURN`,
-      `-A FLANNEL-POSTRTG -s ${network} ! -d 224.0.0.0/4 -m comment --comment "flanneld masq" -j MASQUERADE --random-fully`,
-      `-A FLANNEL-POSTRTG ! -s ${network} -d ${network} -m comment --comment "flanneld masq" -j MASQUERADE --random-fully`,
-    ],
-  };
+  const lines = (c: Chain): string[] => [`:${c.name} - [0:0]`, c.jump, ...c.rules];
+  const net = IPNet.v4(network, 'FLANNEL_NETWORK');
+  return { filter: lines(forwardChain(net)), nat: lines(masqChain(net, IPNet.v4(podCIDR, 'FLANNEL_SUBNET'), true)) };
 }
 
 /** docker 20.10 with the default bridge (docker0, --bip=FLANNEL_SUBNET, --ip-masq=false, --icc=true). */

@@ -13,7 +13,7 @@ import { withNetns } from 'weft/native/addon.js';
 import { CLI } from '../../lab/agent.js';
 import { run, type RunResult } from '../../lab/exec.js';
 import { attach, TC_HANDLE } from 'weft/dataplane/ebpf/loader.js';
-import { LAYOUT, MAP_CONFIG, MAP_DROPS, MAP_PEERS, MAP_STATS, u32Key, DROP_REASONS } from 'weft/dataplane/ebpf/maps.js';
+import { LAYOUT, MAP_CONFIG, MAP_DROPS, MAP_EVENTS, MAP_MONITOR, MAP_PEERS, MAP_STATS, u32Key, DROP_REASONS } from 'weft/dataplane/ebpf/maps.js';
 import type { RouteText } from '../../lab/model.js';
 import { OVERLAY_O, PEER_IP, PEER_VTEP_MAC, VNI, makeFixture, type Fixture } from '../bpf/fixture.js';
 import { ETH_P_IP, TC_ACT_UNSPEC, TC_ACT_REDIRECT, TC_ACT_SHOT, eth, podPacket } from '../bpf/packets.js';
@@ -174,7 +174,7 @@ interface Programs {
 test('weft bpf programs: filters with ids and tags, the pins, and what is stale', async () => {
   let r = await weftJson<Programs>(['bpf', 'programs']);
   assert.deepEqual(r.config, { underlayIfindex: fx.ethIfindex, underlayIfname: 'eth0', overlayIfindex: fx.overlayIfindex, overlayIfname: 'weft0', ready: true, backend: 'vxlan' });
-  assert.deepEqual(r.pins.map((p) => [p.name, p.kind, p.type]), [[MAP_CONFIG, 'map', 'array'], [MAP_DROPS, 'map', 'percpu_array'], [MAP_PEERS, 'map', 'lpm_trie'], [MAP_STATS, 'map', 'percpu_array']]);
+  assert.deepEqual(r.pins.map((p) => [p.name, p.kind, p.type]), [[MAP_CONFIG, 'map', 'array'], [MAP_DROPS, 'map', 'percpu_array'], [MAP_EVENTS, 'map', 'ringbuf'], [MAP_MONITOR, 'map', 'array'], [MAP_PEERS, 'map', 'lpm_trie'], [MAP_STATS, 'map', 'percpu_array']]);
   assert.equal(r.pins.find((p) => p.name === MAP_PEERS)!.id, fx.overlay.map(MAP_PEERS).id);
   assert.deepEqual(r.filters, []);
   assert.deepEqual(r.findings.map((f) => f.message.split(' (')[0]).sort(), [

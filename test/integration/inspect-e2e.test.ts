@@ -133,7 +133,7 @@ test('weft bpf programs: the loader\'s three programs, as the kernel lists them,
   assert.deepEqual(r.findings, []);
   const tcx = tcxSupported();
   const links = tcx ? ['link_overlay_egress', 'link_overlay_ingress', 'link_underlay_decap'] : [];
-  assert.deepEqual(r.pins.map((p) => p.name), [...links, 'weft_config', 'weft_drops', 'weft_peers', 'weft_stats']);
+  assert.deepEqual(r.pins.map((p) => p.name), [...links, 'weft_config', 'weft_drops', 'weft_events', 'weft_monitor', 'weft_peers', 'weft_stats']);
   const kernel = withNetns(`/run/netns/${h1.host.name}`, () => {
     const nl = NetlinkHandle.open();
     try {
