@@ -11,7 +11,7 @@ export interface UninstallArgs extends OutputArgs {
 
 export const uninstallCommand: CommandModule<object, UninstallArgs> = {
   command: 'uninstall',
-  describe: "remove weft's TC filters, pinned maps and devices from this host (stop the agent first)",
+  describe: "remove weft's programs (tcx links, TC filters), pins, devices, routes and firewall chains from this host (stop the agent first)",
   builder: (y: Argv) => withOptions(y, pinDirOption, outputOption) as unknown as Argv<UninstallArgs>,
   handler: async (a) => (await import('./uninstall-run.js')).runUninstall(a),
 };
