@@ -93,9 +93,9 @@ for (const dataplane of ['ebpf', 'netlink']) {
 
     await t.test('flushed or deleted rules come back within --iptables-resync', async (t) => {
       const from = h1.agent!.lines.length;
-      await iptables(h1.host, '-F', 'FLANNEL-FWD');
-      await iptables(h1.host, '-t', 'nat', '-F', 'FLANNEL-POSTRTG');
-      await iptables(h1.host, '-t', 'nat', '-D', 'POSTROUTING', '-m', 'comment', '--comment', 'flanneld masq', '-j', 'FLANNEL-POSTRTG');
+      // All three changes in one transaction, so that a resync between them cannot repair half of them first.
+      const damage = ['*filter', '-F FLANNEL-FWD', 'COMMIT', '*nat', '-F FLANNEL-POSTRTG', '-D POSTROUTING -m comment --comment "flanneld masq" -j FLANNEL-POSTRTG', 'COMMIT', ''];
+      await h1.host.exec(['iptables-restore', '--noflush'], { input: damage.join('\n') });
       const t0 = Date.now();
       const repaired = await h1.agent!.waitForMsg('firewall: restored the rules someone changed', 5000, from);
       const want = flannelRules(subnetOf(h1));
