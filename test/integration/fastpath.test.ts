@@ -10,7 +10,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { Cluster, type ClusterNode, type Pod } from '../../lab/cluster.js';
 import { applyProfile, serviceIP, SERVICE_PORT } from '../../lab/profiles.js';
-import { sleep, waitFor } from '../../lab/exec.js';
+import { waitFor } from '../../lab/exec.js';
 import type { Netns } from '../../lab/netns.js';
 import { snmp } from '../bpf/traffic.js';
 
@@ -106,12 +106,13 @@ c.on('error', (e) => { console.error(e.message); process.exit(1); });`;
 
 test('an established flow skips the receiving host once conntrack tracks it liberally, outlives conntrack\'s timeout, and closes with its FIN', async (t) => {
   // Conntrack forgets an established flow after 2 s without a packet it sees.
+  const from = [h1, h2].map((n) => n.agent!.lines.length);
   for (const n of [h1, h2]) await n.host.sysctl('net.netfilter.nf_conntrack_tcp_timeout_established', '2');
   t.after(async () => {
     for (const n of [h1, h2]) await n.host.sysctl('net.netfilter.nf_conntrack_tcp_timeout_established', '86400');
   });
   // The agents read the timeout (every 100 ms) and hand it to the programs.
-  await sleep(500);
+  for (const [i, n] of [h1, h2].entries()) await n.agent!.waitForLog('the new conntrack timeout', (l) => l.ctTimeoutMs === 2000, 5000, from[i]);
   const forwarded = await countForwarded(h2, ['-d', b.ip, '-p', 'tcp', '--dport', String(PORT)]);
   t.after(() => dropCounter(h2));
   const invalid = [await invalidDrops(h1), await invalidDrops(h2)];

@@ -81,6 +81,7 @@ export class ConntrackFastPath {
     if (next.follows !== this.state.follows || next.timeoutMs !== this.state.timeoutMs) {
       this.apply(next);
       if (next.follows && !this.state.follows) this.log.info({ ctTimeoutMs: next.timeoutMs, fastPath: this.enabled }, 'conntrack follows flows on this host: flows it has no entry for take its path; established ones it tracks liberally skip it');
+      else if (next.follows && next.timeoutMs !== this.state.timeoutMs) this.log.info({ ctTimeoutMs: next.timeoutMs }, "conntrack's established TCP timeout changed: the programs refresh fast flows' entries to it");
       this.state = next;
     }
     if (!this.enabled) return;
