@@ -209,7 +209,10 @@ test('quorum lost for 60 s: agents idle and keep forwarding, say etcd is unreach
   const logged = nodes.map((n, i) => n.agent.lines.length - lines0[i]);
   for (const [i, n] of nodes.entries()) {
     assert.ok(n.agent.running, `${n.host.hostName}'s agent runs`);
-    assert.ok(cpu[i] < 1.5, `${n.host.hostName}'s agent used ${cpu[i]} s of CPU in the outage`);
+    // An idle agent's own minute: 12 firewall checks (each spawns iptables-save, as flanneld's resync spawns
+    // iptables), 600 looks at conntrack for the fast path, keepalives; about 0.9 s on a quiet machine, more on a
+    // busy one. A retry loop that did not back off would take tens of seconds.
+    assert.ok(cpu[i] < 3, `${n.host.hostName}'s agent used ${cpu[i]} s of CPU in the outage`);
     assert.ok(logged[i] < 40, `${n.host.hostName}'s agent logged ${logged[i]} lines in the outage`);
   }
   const ping = await nodes[0].pod.exec(['ping', '-c', '3', '-i', '0.2', '-W', '2', nodes[1].podIP], { allowFail: true });
