@@ -65,8 +65,10 @@ $(NATIVE): $(NATIVE_SRC) .setup-stamp
 	@touch $@
 
 ts: dist/.stamp
-dist/.stamp: $(TS_SRC) $(CONTRACT_TS) $(TEST_SRC) .setup-stamp
+dist/.stamp: $(TS_SRC) $(CONTRACT_TS) $(TEST_SRC) packaging/bundle-cli.mjs .setup-stamp
 	node_modules/.bin/tsc -p tsconfig.json
+	@# dist/cli.js as one file with yargs, for a fast start (tsc's stays as dist/cli-unbundled.js).
+	node packaging/bundle-cli.mjs
 	node_modules/.bin/tsc -p tsconfig.test.json
 	@# Schemas loaded at run time (src/status/status.proto) ship beside their modules.
 	@cd src && find . -name '*.proto' -exec install -D -m 0644 {} ../dist/{} \;

@@ -9,6 +9,7 @@ import { CASES, setupKey, type CaseSetup } from './cases.js';
 import { PROFILES, type HostProfile } from '../lab/profiles.js';
 import type { ControlResult } from './control.js';
 import { cniRows, type CniResult } from './cni.js';
+import type { CliStartResult } from './cli.js';
 import { median, spread, type Latency, type Placement, type Throughput } from './measure.js';
 
 export interface Round {
@@ -98,6 +99,7 @@ export interface Results {
   /** Absent in results written before the CNI part existed. */
   cni?: CniResult | null;
   events?: EventsResult | null;
+  cli?: CliStartResult | null;
   targets: Target[];
 }
 

@@ -16,8 +16,9 @@
 // profile whose key ratios still spread widely after --runs rounds gets more,
 // up to --max-runs. Case names: see cases.ts; `control` (agent start, put
 // latency, RSS, weft leases), `netlink` (programming peers), `cni` (the CNI
-// plugin's ADD and DEL) and `events` (what weft monitor's events cost a
-// packet, bench/events.ts) select the non-traffic parts.
+// plugin's ADD and DEL), `events` (what weft monitor's events cost a packet,
+// bench/events.ts) and `cli` (the CLI's start, bench/cli.ts) select the
+// non-traffic parts.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -27,6 +28,7 @@ import { reapStaleLabs } from '../lab/netns.js';
 import { CASES, PROFILE_CASES, caseDef, createBench, destroyBench, setupCase, setupKey, type Bench, type CaseSetup } from './cases.js';
 import { MAX_LEASES, runControl, type ControlResult } from './control.js';
 import { runCni, type CniResult } from './cni.js';
+import { cliStartLines, runCliStart } from './cli.js';
 import { iperf, latency, netnsInodes, placeRun, spread, type CpuChoice } from './measure.js';
 import { controlTable, dataplaneTable, eventsTable, machine, machineLine, profilesIn, summarise, targetsTable, type EventsResult, type NetlinkResult, type Results, type Round } from './report.js';
 import { targets } from './targets.js';
@@ -46,6 +48,7 @@ interface Options {
   /** Pods timed through the CNI plugin (and as many through its delegates alone). */
   pods: number;
   events: boolean;
+  cli: boolean;
   runs: number;
   maxRuns: number;
   seconds: number;
@@ -64,7 +67,7 @@ interface Options {
 }
 
 /** The parts that are not dataplane cases. */
-const PARTS = ['control', 'netlink', 'cni', 'events'];
+const PARTS = ['control', 'netlink', 'cni', 'events', 'cli'];
 
 const USAGE = `usage: node dist-test/bench/run.js [--profiles ${PROFILES.join(',')}] [--cases ${[...CASES.map((c) => c.name), ...PARTS].join(',')}]
   [--runs 3] [--max-runs 6] [--seconds 5] [--latency-seconds 3] [--streams 4] [--rate auto|GBITS]
@@ -111,6 +114,7 @@ function parseArgs(argv: string[]): Options {
     cni: names === null || names.includes('cni'),
     pods: Math.max(1, Math.round(num('pods', 100))),
     events: names === null || names.includes('events'),
+    cli: names === null || names.includes('cli'),
     runs,
     maxRuns: Math.max(runs, Math.round(num('max-runs', a.has('runs') ? runs : 6))),
     seconds,
@@ -265,7 +269,7 @@ async function main(): Promise<void> {
     startedAt: new Date().toISOString(),
     command: `node dist-test/bench/run.js ${process.argv.slice(2).join(' ')}`.trim(),
     machine: machine(),
-    options: { profiles: o.profiles, cases: o.cases, control: o.control, netlink: o.netlink, cni: o.cni, pods: o.pods, events: o.events, cpu: o.cpu, runs: o.runs, maxRuns: o.maxRuns, seconds: o.seconds, latencySeconds: o.latencySeconds, streams: o.streams, rate: o.rate, leases: o.leases, puts: o.puts, netlinkPeers: o.netlinkPeers },
+    options: { profiles: o.profiles, cases: o.cases, control: o.control, netlink: o.netlink, cni: o.cni, pods: o.pods, events: o.events, cli: o.cli, cpu: o.cpu, runs: o.runs, maxRuns: o.maxRuns, seconds: o.seconds, latencySeconds: o.latencySeconds, streams: o.streams, rate: o.rate, leases: o.leases, puts: o.puts, netlinkPeers: o.netlinkPeers },
     dataplane: {},
     control: null,
     netlink: null,
@@ -323,6 +327,13 @@ async function main(): Promise<void> {
     res.events = (await script('events.js', [])) as EventsResult | undefined;
   }
 
+  if (o.cli) {
+    say("cli: weft's CLI start, 10 runs of each command (bench/cli)");
+    await part('cli', async () => {
+      res.cli = runCliStart(10);
+    }, (msg) => (res.cli = { runs: 0, nodeMs: null, rows: [], loadavg: [], error: msg }));
+  }
+
   summarise(res.dataplane);
   res.targets = targets(res);
   res.finishedAt = new Date().toISOString();
@@ -350,6 +361,11 @@ async function main(): Promise<void> {
   if (res.events) {
     console.log("weft monitor's events: overlay_egress per packet, timed by the kernel (BPF_PROG_TEST_RUN), median of 7 batches");
     console.log(eventsTable(res));
+    console.log('');
+  }
+  if (res.cli) {
+    console.log("weft's CLI start (issue 10): average of 10 runs each, spawn to exit");
+    console.log(cliStartLines(res.cli).join('\n'));
     console.log('');
   }
   console.log('Targets (issue 15; reported, never enforced)');

@@ -7,7 +7,6 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Argv, CommandModule, Options } from 'yargs';
 import { usageError } from '../core/errors.js';
-import { readEnvFile } from '../agent/subnet-env.js';
 
 const options = {
   f: { type: 'string', default: '/run/flannel/subnet.env', describe: 'the subnet file to read' },
@@ -105,8 +104,10 @@ export const mkDockerOptsCommand: CommandModule<object, MkDockerOptsArgs> = {
     (y.options(options) as Argv).epilogue(
       'Flags as the script takes them: -f FILE -d FILE -i -c -k KEY -m, clustered (-ic) or with the value attached (-kKEY).',
     ) as unknown as Argv<MkDockerOptsArgs>,
-  handler: (a) => {
+  handler: async (a) => {
     if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(a.k)) throw usageError(`-k ${a.k}: not a shell variable name`, '-k');
+    // Loaded when the command runs: it brings ipnet and ipaddr.js, which every other command's start would pay for.
+    const { readEnvFile } = await import('../agent/subnet-env.js');
     const text = dockerOpts({ subnetEnv: readEnvFile(a.f) ?? {}, environ: process.env, individual: a.i, combined: a.c, key: a.k, ipMasq: !a.m });
     // Written whole (temporary file and rename): the script truncates first, so a reader could see it empty.
     const dir = path.dirname(a.d);

@@ -1,5 +1,5 @@
 // make install into a DESTDIR, as a package build does: the installed weft
-// runs from there (--version, flanneld -version, an agent with the eBPF
+// runs from there (--version, --help from the bundled CLI, flanneld -version, an agent with the eBPF
 // dataplane in a lab host, which needs the installed addon and BPF objects),
 // the unit passes systemd-analyze verify, and make uninstall removes exactly
 // what install put there.
@@ -58,7 +58,7 @@ test('make install: the tree, the launcher and its flanneld link, the unit, the 
     assert.ok(files.includes(f), `${f} installed`);
   }
   assert.equal(fs.readlinkSync(path.join(destdir, 'usr/bin/flanneld')), 'weft');
-  assert.ok(!files.some((f) => /node_modules\/(typescript|node-gyp|@types\/yargs)\//.test(f)), 'no development packages');
+  assert.ok(!files.some((f) => /node_modules\/(typescript|node-gyp|@types\/yargs|esbuild)\//.test(f)), 'no development packages');
   assert.ok(!files.some((f) => f.includes('dist-test') || (f.startsWith('usr/lib/weft/dist/') && f.endsWith('.ts'))), 'no tests, no sources');
   const unit = fs.readFileSync(path.join(destdir, 'usr/lib/systemd/system/weft.service'), 'utf8');
   assert.match(unit, /^ExecStart=\/usr\/bin\/weft agent --ip-masq \$FLANNEL_OPTIONS$/m);
@@ -76,6 +76,10 @@ test('the installed weft runs: --version, flanneld -version, an eBPF agent in a 
   // From another directory, with a PATH that knows nothing of the repository.
   const env = { PATH: '/usr/bin:/bin:/usr/sbin:/sbin' };
   assert.equal((await run([weft, '--version'], { env, cwd: '/' })).stdout.trim(), weftVersion());
+  // The bundle finds yargs' translations in the installed node_modules, as in the repository.
+  const help = ['agent', '--help'];
+  const de = { LANG: 'de_DE.UTF-8' };
+  assert.equal((await run([weft, ...help], { env: { ...env, ...de }, cwd: '/' })).stdout, (await run([process.execPath, CLI, ...help], { env: de })).stdout);
   assert.equal((await run([path.join(destdir, 'usr/bin/flanneld'), '-version'], { env, cwd: '/' })).stdout.trim(), weftVersion());
   const agent = new LabAgent(
     host,

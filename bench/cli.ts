@@ -1,0 +1,79 @@
+// The CLI's start (issue 10, point 9): the commands a script, a probe or an
+// operator runs often must answer in under 150 ms. Each is timed from spawn to
+// exit, as `time` would, 10 times; the commands take turns so that drift on a
+// busy machine hits all alike, and Node's own start (`node -e 0`) is timed
+// beside them, since it is most of each. Reported, never enforced.
+//
+//   node dist-test/bench/cli.js [--runs 10] [--json]
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { CLI } from '../lab/agent.js';
+
+export const CLI_START_TARGET_MS = 150;
+
+export interface CliStartResult {
+  runs: number;
+  /** `node -e 0`, average ms. */
+  nodeMs: number | null;
+  rows: Array<{ command: string; avgMs: number; minMs: number; maxMs: number }>;
+  loadavg: number[];
+  error?: string;
+}
+
+const GOOD_CONFIG = '{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}}';
+
+export function runCliStart(runs = 10): CliStartResult {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'weft-bench-cli-'));
+  try {
+    const config = path.join(dir, 'net.json');
+    fs.writeFileSync(config, GOOD_CONFIG);
+    const missingPins = path.join(dir, 'no-pins');
+    // What each answers (exit code): a command that fails for another reason would be timed for nothing.
+    const commands: Array<{ show: string; argv: string[]; code: number }> = [
+      { show: 'node -e 0', argv: ['-e', '0'], code: 0 },
+      ...[
+        { args: ['--version'], code: 0 },
+        { args: ['--help'], code: 0 },
+        { args: ['agent', '--help'], code: 0 },
+        { args: ['config', 'check', '--help'], code: 0 },
+        { args: ['config', 'check', config], show: 'config check net.json', code: 0 },
+        { args: ['bpf', '--help'], code: 0 },
+        { args: ['bpf', 'peers', '--bpf-pin-dir', missingPins], show: 'bpf peers --bpf-pin-dir <missing>', code: 3 },
+      ].map((c) => ({ show: `weft ${c.show ?? c.args.join(' ')}`, argv: [CLI, ...c.args], code: c.code })),
+    ];
+    const ms = commands.map(() => [] as number[]);
+    for (let i = 0; i < runs; i++) {
+      for (const [j, c] of commands.entries()) {
+        const t = process.hrtime.bigint();
+        const r = spawnSync(process.execPath, c.argv, { stdio: 'ignore', timeout: 20_000 });
+        ms[j].push(Number(process.hrtime.bigint() - t) / 1e6);
+        if (r.status !== c.code) throw new Error(`${c.show} exited ${r.status ?? r.signal}, not ${c.code}`);
+      }
+    }
+    const avg = (xs: number[]): number => Math.round((xs.reduce((s, x) => s + x, 0) / xs.length) * 10) / 10;
+    const rows = commands.map((c, j) => ({ command: c.show, avgMs: avg(ms[j]), minMs: Math.round(Math.min(...ms[j])), maxMs: Math.round(Math.max(...ms[j])) }));
+    return { runs, nodeMs: rows[0].avgMs, rows: rows.slice(1), loadavg: os.loadavg().map((x) => Math.round(x * 100) / 100) };
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** A line per command: its average, the target, met or missed. */
+export function cliStartLines(r: CliStartResult): string[] {
+  if (r.error) return [`CLI start part failed: ${r.error}`];
+  const w = Math.max(...r.rows.map((x) => x.command.length));
+  return [
+    ...r.rows.map((x) => `${x.command.padEnd(w)}  ${x.avgMs.toFixed(0).padStart(4)} ms  (min ${x.minMs}, max ${x.maxMs})  target < ${CLI_START_TARGET_MS} ms: ${x.avgMs < CLI_START_TARGET_MS ? 'met' : 'missed'}`),
+    `${'node -e 0 (Node alone)'.padEnd(w)}  ${(r.nodeMs ?? NaN).toFixed(0).padStart(4)} ms  (load average ${r.loadavg.join(' ')})`,
+  ];
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const at = process.argv.indexOf('--runs');
+  const r = runCliStart(at > 0 ? Number(process.argv[at + 1]) : 10);
+  if (process.argv.includes('--json')) console.log(JSON.stringify(r));
+  else console.log([`weft's CLI start: average of ${r.runs} runs each, spawn to exit`, ...cliStartLines(r)].join('\n'));
+}
