@@ -77,6 +77,17 @@ export class LabAgent {
     return this.lines.map((l) => JSON.stringify(l)).join('\n') + (this.stderr ? `\nstderr: ${this.stderr}` : '');
   }
 
+  /** The exit code of an agent expected to exit by itself; one still running after `ms` is stopped and this fails with what it said. */
+  async exitCode(ms = 30_000): Promise<number | null> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<'late'>((r) => (timer = setTimeout(() => r('late'), ms)));
+    const code = await Promise.race([this.exited, late]);
+    clearTimeout(timer);
+    if (code !== 'late') return code;
+    await this.stop();
+    throw new Error(`the agent still ran after ${ms} ms:\n${this.transcript().split('\n').slice(-8).join('\n')}`);
+  }
+
   async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
     await stopProcess(this.child, 8000, signal);
     return this.exited;

@@ -45,17 +45,6 @@ async function nothingLeased(prefix: string): Promise<void> {
   assert.equal(fs.existsSync(subnetFile(h1)), false, 'no subnet.env was written');
 }
 
-/** The agent's exit code; an agent still running after `ms` is stopped and the wait fails with what it said. */
-async function exitOf(a: LabAgent, ms = 30_000): Promise<number | null> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<'late'>((r) => (timer = setTimeout(() => r('late'), ms)));
-  const code = await Promise.race([a.exited, late]);
-  clearTimeout(timer);
-  if (code !== 'late') return code;
-  await a.stop();
-  throw new Error(`the agent still ran after ${ms} ms:\n${a.transcript().split('\n').slice(-8).join('\n')}`);
-}
-
 function noStack(a: LabAgent): void {
   assert.doesNotMatch(a.transcript(), /\n\s+at [\w.<>]+ \(|"stack"/, 'no stack trace');
 }
@@ -72,7 +61,7 @@ test('a Network of 0.0.0.0/0, or one over the interface\'s subnet or a host rout
     for (const [config, why] of cases) {
       const prefix = await prefixWith(config);
       const a = agent(prefix);
-      assert.equal(await exitOf(a), 1, a.transcript());
+      assert.equal(await a.exitCode(), 1, a.transcript());
       assert.match(a.transcript(), why);
       noStack(a);
       await nothingLeased(prefix);
@@ -85,7 +74,7 @@ test('a Network of 0.0.0.0/0, or one over the interface\'s subnet or a host rout
 test('--subnet-lease-ttl beyond etcd\'s maximum is a usage error, before anything is leased', async () => {
   const prefix = await prefixWith(CONFIG);
   const a = agent(prefix, ['--subnet-lease-ttl', '9000000001']);
-  assert.equal(await exitOf(a), 2, a.transcript());
+  assert.equal(await a.exitCode(), 2, a.transcript());
   assert.match(a.stderr, /--subnet-lease-ttl 9000000001: .*9000000000/);
   noStack(a);
   await nothingLeased(prefix);

@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Lab, type LabHost } from '../../lab/netns.js';
 import { LabEtcd } from '../../lab/etcd.js';
-import { CLI, startAgent, statusSocket, subnetFile, type LabAgent } from '../../lab/agent.js';
+import { CLI, startAgent, statusSocket, subnetFile } from '../../lab/agent.js';
 import { run, startProcess } from '../../lab/exec.js';
 import { BpfObject } from 'weft/native/bpf.js';
 import { objectPath } from 'weft/dataplane/ebpf/loader.js';
@@ -46,17 +46,6 @@ async function freshPrefix(): Promise<string> {
 const leaseState = async (prefix: string): Promise<string> => JSON.stringify(JSON.parse(await etcd.etcdctl(['get', '--prefix', `${prefix}/subnets/`, '-w', 'json'])).kvs ?? []);
 const leaseKeys = async (prefix: string): Promise<string> => (await etcd.etcdctl(['get', '--prefix', '--keys-only', `${prefix}/subnets/`])).trim();
 
-/** The agent's exit code; one still running after `ms` is stopped and the wait fails with what it said. */
-async function exitOf(a: LabAgent, ms = 30_000): Promise<number | null> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<'late'>((r) => (timer = setTimeout(() => r('late'), ms)));
-  const code = await Promise.race([a.exited, late]);
-  clearTimeout(timer);
-  if (code !== 'late') return code;
-  await a.stop();
-  throw new Error(`the agent still ran after ${ms} ms:\n${a.transcript().split('\n').slice(-8).join('\n')}`);
-}
-
 function oneLine(stderr: string): void {
   assert.equal(stderr.trim().split('\n').length, 1, `one line: ${stderr}`);
   assert.doesNotMatch(stderr, /\n\s+at |TypeError|is not a function/);
@@ -81,7 +70,7 @@ test('a second agent on the same host is refused naming the first; the first kee
     // Each conflicts with the first agent only (one per namespace), so they start side by side.
     const seconds = cases.map((c) => startAgent(c.where, { etcdEndpoint: etcd.endpoint, dataplane: 'ebpf', extra: ['--etcd-prefix', prefix, ...c.extra] }));
     for (const [i, second] of seconds.entries()) {
-      assert.equal(await exitOf(second, 45_000), 1, second.transcript());
+      assert.equal(await second.exitCode(45_000), 1, second.transcript());
       assert.match(second.stderr, new RegExp(`another weft agent \\(pid ${first.pid}\\)`));
       assert.match(second.stderr, cases[i].why);
       oneLine(second.stderr);
@@ -137,7 +126,7 @@ test('a pin dir a user owns, or one writable by others, or a pin that is a symli
     return startAgent(h1, { etcdEndpoint: etcd.endpoint, dataplane: 'ebpf', extra: ['--etcd-prefix', prefix, '--bpf-pin-dir', dir, '--status-socket', path.join(h1.dir, `bad${i}.sock`)] });
   });
   for (const [i, a] of agents.entries()) {
-    assert.equal(await exitOf(a, 45_000), 2, a.transcript());
+    assert.equal(await a.exitCode(45_000), 2, a.transcript());
     assert.match(a.stderr, cases[i].why);
     oneLine(a.stderr);
   }

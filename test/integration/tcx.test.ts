@@ -3,7 +3,7 @@
 // through an agent start, a restart (the link updated in place) and
 // `weft uninstall`; and the classic clsact filters with WEFT_EBPF_TCX=0,
 // replaced by links without a gap when tcx is switched back on.
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -79,7 +79,8 @@ async function hostPings(from: ClusterNode, to: ClusterNode, n: number): Promise
   await from.host.exec(['ping', '-c', String(n), '-i', '0.05', '-W', '1', to.host.address], { timeoutMs: 20_000 });
 }
 
-test('tcx: weft beside a tcx program and a classic tc filter, through start, restart and uninstall', { skip: !tcxSupported() && 'this kernel has no tcx' }, async (t) => {
+/** Two vxlan hosts on the eBPF dataplane, torn down after the test; restart() (re)starts h1's agent, with `env` added. */
+async function twoHosts(t: TestContext): Promise<{ c: Cluster; h1: ClusterNode; h2: ClusterNode; restart: (env?: NodeJS.ProcessEnv) => Promise<void> }> {
   const c = await Cluster.start({
     config: JSON.stringify({ Network: '10.244.0.0/16', Backend: { Type: 'vxlan' } }),
     dataplane: 'ebpf',
@@ -92,6 +93,11 @@ test('tcx: weft beside a tcx program and a classic tc filter, through start, res
     h1.agent = startAgent(h1.host, { etcdEndpoint: c.etcd.endpoint, dataplane: 'ebpf', extra: ['--etcd-prefix', c.prefix], env });
     await h1.agent.waitForMsg('agent ready', 30_000);
   };
+  return { c, h1, h2, restart };
+}
+
+test('tcx: weft beside a tcx program and a classic tc filter, through start, restart and uninstall', { skip: !tcxSupported() && 'this kernel has no tcx' }, async (t) => {
+  const { h1, h2, restart } = await twoHosts(t);
   const podPing = async (): Promise<void> => {
     await h1.pods[0].ns.exec(['ping', '-c', '2', '-i', '0.2', '-W', '2', h2.pods[0].ip], { timeoutMs: 20_000 });
   };
@@ -162,18 +168,7 @@ test('tcx: weft beside a tcx program and a classic tc filter, through start, res
 });
 
 test('WEFT_EBPF_TCX=0: classic filters in weft\'s slot; tcx again replaces them with links, the others untouched', { skip: !tcxSupported() && 'this kernel has no tcx' }, async (t) => {
-  const c = await Cluster.start({
-    config: JSON.stringify({ Network: '10.244.0.0/16', Backend: { Type: 'vxlan' } }),
-    dataplane: 'ebpf',
-    hosts: [{ name: 'h1', octet: 11 }, { name: 'h2', octet: 12 }],
-  });
-  t.after(() => c.destroy());
-  const [h1, h2] = [c.node('h1'), c.node('h2')];
-  const restart = async (env?: NodeJS.ProcessEnv): Promise<void> => {
-    if (h1.agent?.running) await h1.agent.stop();
-    h1.agent = startAgent(h1.host, { etcdEndpoint: c.etcd.endpoint, dataplane: 'ebpf', extra: ['--etcd-prefix', c.prefix], env });
-    await h1.agent.waitForMsg('agent ready', 30_000);
-  };
+  const { h1, h2, restart } = await twoHosts(t);
   await h1.host.exec(['tc', 'qdisc', 'add', 'dev', 'eth0', 'clsact']);
   await h1.host.exec(['tc', 'filter', 'add', 'dev', 'eth0', 'ingress', 'pref', '10', 'bpf', 'da', 'obj', BYSTANDER_O, 'sec', 'classifier']);
 
