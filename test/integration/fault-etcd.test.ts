@@ -81,15 +81,25 @@ async function seenByAll(lease: { subnet: string; at: number }, timeoutMs: numbe
   return slowest;
 }
 
-/** The member whose watchers are most numerous: where the agents' watches sit. */
+/**
+ * The member whose watchers are most numerous: where the agents' watches sit.
+ * Waits for the watches to sit somewhere: right after a heal the agents may
+ * still be between members (backing off before they reconnect).
+ */
 async function busiestMember(): Promise<ClusterMember> {
-  let best: { m: ClusterMember; n: number } | undefined;
-  for (const m of cluster.members.filter((x) => cluster.running(x))) {
-    const n = await cluster.watchers(m);
-    if (!best || n > best.n) best = { m, n };
-  }
-  assert.ok(best && best.n > 0, 'some member serves the agents\' watches');
-  return best.m;
+  return waitFor(
+    "some member to serve the agents' watches",
+    async () => {
+      let best: { m: ClusterMember; n: number } | undefined;
+      for (const m of cluster.members.filter((x) => cluster.running(x))) {
+        const n = await cluster.watchers(m);
+        if (!best || n > best.n) best = { m, n };
+      }
+      return best && best.n > 0 ? best.m : undefined;
+    },
+    20_000,
+    200,
+  );
 }
 
 /** Pings from h1's pod to h2's for `seconds` (bounded), 20 a second; resolves with [sent, received]. */
