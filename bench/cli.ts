@@ -2,7 +2,9 @@
 // operator runs often must answer in under 150 ms. Each is timed from spawn to
 // exit, as `time` would, 10 times; the commands take turns so that drift on a
 // busy machine hits all alike, and Node's own start (`node -e 0`) is timed
-// beside them, since it is most of each. Reported, never enforced.
+// beside them, since it is most of each. `weft bpf` reads real pinned maps:
+// weft's objects loaded into a lab host's pin dir, as inspect-bpf.test.ts
+// does (test/bpf/fixture.ts). Reported, never enforced.
 //
 //   node dist-test/bench/cli.js [--runs 10] [--json]
 import fs from 'node:fs';
@@ -11,6 +13,7 @@ import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { CLI } from '../lab/agent.js';
+import { makeFixture } from '../test/bpf/fixture.js';
 
 export const CLI_START_TARGET_MS = 150;
 
@@ -25,12 +28,15 @@ export interface CliStartResult {
 
 const GOOD_CONFIG = '{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}}';
 
-export function runCliStart(runs = 10): CliStartResult {
+export async function runCliStart(runs = 10): Promise<CliStartResult> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'weft-bench-cli-'));
+  const fx = await makeFixture();
   try {
+    fx.configure('vxlan');
+    fx.setPeer({ subnet: '10.244.2.0/24', publicIP: '192.0.2.12', encap: 'vxlan', directRouting: false, vni: 1, vtepMAC: '02:00:00:00:02:01' });
+    const pins = fx.host.pinDir;
     const config = path.join(dir, 'net.json');
     fs.writeFileSync(config, GOOD_CONFIG);
-    const missingPins = path.join(dir, 'no-pins');
     // What each answers (exit code): a command that fails for another reason would be timed for nothing.
     const commands: Array<{ show: string; argv: string[]; code: number }> = [
       { show: 'node -e 0', argv: ['-e', '0'], code: 0 },
@@ -41,7 +47,9 @@ export function runCliStart(runs = 10): CliStartResult {
         { args: ['config', 'check', '--help'], code: 0 },
         { args: ['config', 'check', config], show: 'config check net.json', code: 0 },
         { args: ['bpf', '--help'], code: 0 },
-        { args: ['bpf', 'peers', '--bpf-pin-dir', missingPins], show: 'bpf peers --bpf-pin-dir <missing>', code: 3 },
+        { args: ['bpf', 'peers', '--bpf-pin-dir', pins], show: 'bpf peers --bpf-pin-dir <pins>', code: 0 },
+        { args: ['bpf', 'lookup', '10.244.2.7', '--bpf-pin-dir', pins], show: 'bpf lookup 10.244.2.7 --bpf-pin-dir <pins>', code: 0 },
+        { args: ['bpf', 'drops', '--bpf-pin-dir', pins], show: 'bpf drops --bpf-pin-dir <pins>', code: 0 },
       ].map((c) => ({ show: `weft ${c.show ?? c.args.join(' ')}`, argv: [CLI, ...c.args], code: c.code })),
     ];
     const ms = commands.map(() => [] as number[]);
@@ -58,6 +66,7 @@ export function runCliStart(runs = 10): CliStartResult {
     return { runs, nodeMs: rows[0].avgMs, rows: rows.slice(1), loadavg: os.loadavg().map((x) => Math.round(x * 100) / 100) };
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
+    await fx.destroy();
   }
 }
 
@@ -73,7 +82,7 @@ export function cliStartLines(r: CliStartResult): string[] {
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const at = process.argv.indexOf('--runs');
-  const r = runCliStart(at > 0 ? Number(process.argv[at + 1]) : 10);
+  const r = await runCliStart(at > 0 ? Number(process.argv[at + 1]) : 10);
   if (process.argv.includes('--json')) console.log(JSON.stringify(r));
   else console.log([`weft's CLI start: average of ${r.runs} runs each, spawn to exit`, ...cliStartLines(r)].join('\n'));
 }
