@@ -67,7 +67,7 @@ $(NATIVE): $(NATIVE_SRC) .setup-stamp
 ts: dist/.stamp
 dist/.stamp: $(TS_SRC) $(CONTRACT_TS) $(TEST_SRC) packaging/bundle-cli.mjs .setup-stamp
 	node_modules/.bin/tsc -p tsconfig.json
-	@# dist/cli.js as one file with yargs, for a fast start (tsc's stays as dist/cli-unbundled.js).
+	@# dist/cli.cjs: the CLI's start as one CommonJS file with yargs, for a fast start (tsc's entry stays as dist/cli-unbundled.js).
 	node packaging/bundle-cli.mjs
 	node_modules/.bin/tsc -p tsconfig.test.json
 	@# Schemas loaded at run time (src/status/status.proto) ship beside their modules.

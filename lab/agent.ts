@@ -6,8 +6,8 @@ import type { ChildProcess } from 'node:child_process';
 import { stopProcess, waitFor, WaitAbort } from './exec.js';
 import type { LabHost } from './netns.js';
 
-/** The built weft CLI (dist/cli.js), found through the package's own exports as a user's tooling would. */
-export const CLI = fileURLToPath(import.meta.resolve('weft/cli.js'));
+/** The built weft CLI (dist/cli.cjs, the bundle), found through the package's own exports as a user's tooling would. */
+export const CLI = fileURLToPath(import.meta.resolve('weft/cli.cjs'));
 
 export interface LogLine {
   level: number;

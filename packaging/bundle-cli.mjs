@@ -2,47 +2,64 @@
 //
 // Most of a `weft --help` was Node resolving, reading and compiling yargs' ~60
 // small ES modules, and string-width building an Intl.Segmenter and compiling
-// Unicode property regexes. dist/cli.js becomes one file: tsc's dist/cli.js,
-// the command definitions (dist/cli/*.js but the *-run.js runners) and yargs
-// with what it imports. Everything else stays where tsc put it and loads from
-// the bundle by a relative path, as before: the runners (on demand, with
-// etcd3, gRPC, protobufjs, pino and the addon), our modules outside dist/cli/
-// (a class such as WeftError must exist once for `instanceof`, and modules find
-// files beside them by import.meta.url), and every package but yargs.
+// Unicode property regexes. dist/cli.cjs is one CommonJS file: tsc's
+// dist/cli.js, every module of ours it imports statically (the command
+// definitions, core/version, the options), the runners of the commands that
+// must start fast with what they import (`config check`: config-run and the
+// config parser; `weft bpf`: bpf-run, the map codecs and the addon's wrapper,
+// not the addon), and yargs with what it imports.
+// CommonJS because Node loads it through require: no ES module jobs, and no
+// ES facade of node:fs (building one reads every export of fs, which loads
+// the streams modules: ~10 ms of every start on Node 20).
+// What stays where tsc put it and loads by a relative path on demand: whatever
+// is imported with import() (the other runners with etcd3, gRPC, protobufjs,
+// pino; `weft bpf programs`' TC inspection), the addon, every package but
+// yargs, and core/errors.js, which the runners import too: WeftError
+// must be one class for `instanceof` (it is an ES module without imports, which
+// require() loads on Node 20.19+).
 // tsc's entry is kept as dist/cli-unbundled.js: it runs the same, only slower
 // (test/unit/cli-bundle.test.ts compares the two). What went into the bundle
 // is listed in build/cli-bundle.json (esbuild's metafile), which
 // test/unit/cli-startup.test.ts reads.
+import { execFile } from 'node:child_process';
 import fs from 'node:fs';
-import { builtinModules } from 'node:module';
+import { builtinModules, createRequire } from 'node:module';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import * as esbuild from 'esbuild';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const dist = path.join(root, 'dist');
-const outfile = path.join(dist, 'cli.js');
+const outfile = path.join(dist, 'cli.cjs');
 const entry = path.join(dist, 'cli-unbundled.js');
-const definitions = path.join(dist, 'cli') + path.sep;
 const MARK = "// weft's CLI bundle (packaging/bundle-cli.mjs)";
+/** Ours, loaded by path rather than bundled (see above). */
+const shared = new Set([path.join(dist, 'core', 'errors.js')]);
+
 const inNodeModules = (file) => file.includes(`${path.sep}node_modules${path.sep}`);
 
 // tsc has just written dist/cli.js and its map, unless this runs again without tsc.
-if (!fs.readFileSync(outfile, 'utf8').includes(MARK)) {
-  fs.writeFileSync(entry, fs.readFileSync(outfile, 'utf8').replace(/sourceMappingURL=cli\.js\.map\s*$/, 'sourceMappingURL=cli-unbundled.js.map\n'));
-  fs.renameSync(`${outfile}.map`, `${entry}.map`);
+if (fs.existsSync(path.join(dist, 'cli.js'))) {
+  fs.writeFileSync(entry, fs.readFileSync(path.join(dist, 'cli.js'), 'utf8').replace(/sourceMappingURL=cli\.js\.map\s*$/, 'sourceMappingURL=cli-unbundled.js.map\n'));
+  fs.renameSync(path.join(dist, 'cli.js.map'), `${entry}.map`);
+  fs.rmSync(path.join(dist, 'cli.js'));
 }
 
-/** What of ours is not a command's definition, and every package but yargs, stays a file of its own. */
-const bundleOnlyDefinitionsAndYargs = {
-  name: 'definitions-and-yargs',
+/** The runners of the commands that must start fast: `config check`, and `weft bpf` reading pinned maps. */
+const fastRunners = new Set(['config-run.js', 'bpf-run.js'].map((f) => path.join(dist, 'cli', f)));
+
+/** Bundles what is listed above; everything else is imported from beside the bundle. */
+const bundleTheStart = {
+  name: 'bundle-the-start',
   setup(build) {
     build.onResolve({ filter: /.*/ }, (a) => {
       if (a.kind === 'entry-point' || inNodeModules(a.importer)) return undefined;
       if (a.path.startsWith('node:') || builtinModules.includes(a.path)) return undefined;
       if (!a.path.startsWith('.')) return a.path === 'yargs' ? undefined : { path: a.path, external: true };
       const file = path.resolve(a.resolveDir, a.path);
-      if (file.startsWith(definitions) && !file.endsWith('-run.js')) return undefined;
+      // What a command loads on demand stays a file loaded on demand, but for the fast runners.
+      const onDemand = a.kind === 'dynamic-import' && !fastRunners.has(file);
+      if (!onDemand && !shared.has(file)) return undefined;
       return { path: `./${path.relative(dist, file)}`, external: true };
     });
   },
@@ -50,7 +67,10 @@ const bundleOnlyDefinitionsAndYargs = {
 
 /**
  * Each bundled module keeps its own import.meta.url: yargs finds its locales
- * (y18n's translations, chosen by LC_ALL/LANG) and its main file by it.
+ * (y18n's translations, chosen by LC_ALL/LANG) and its main file by it, and
+ * core/version.js its package.json, native/addon.js the addon. A CommonJS file
+ * has no import.meta: the banner's __weftModuleUrl makes the URL from the
+ * bundle's own directory.
  */
 const ownMetaUrl = {
   name: 'own-meta-url',
@@ -59,7 +79,7 @@ const ownMetaUrl = {
       const text = fs.readFileSync(a.path, 'utf8');
       if (!text.includes('import.meta.url')) return undefined;
       const rel = JSON.stringify(path.relative(dist, a.path));
-      return { contents: text.replaceAll('import.meta.url', `new URL(${rel}, import.meta.url).href`), loader: 'js' };
+      return { contents: text.replaceAll('import.meta.url', `__weftModuleUrl(${rel})`), loader: 'js' };
     });
   },
 };
@@ -116,17 +136,72 @@ const lazyAssert = {
   },
 };
 
+/**
+ * Every `weft <path> --help` page as tsc's entry prints it when not on a
+ * terminal, in English: the pages src/cli/help-pages.ts answers from. The
+ * paths are found by following each page's "Commands:" list.
+ */
+async function renderHelp() {
+  const { MAX_HELP_WIDTH } = await import(pathToFileURL(path.join(dist, 'cli', 'help-pages.js')).href);
+  const page = (p) =>
+    new Promise((resolve, reject) =>
+      execFile(process.execPath, [entry, ...p, '--help'], { env: { PATH: process.env.PATH } }, (err, stdout, stderr) =>
+        err ? reject(new Error(`weft ${p.join(' ')} --help: ${stderr || err.message}`)) : resolve(stdout),
+      ),
+    );
+  const subcommands = (text, p) => {
+    const list = /^Commands:\n((?:  .*\n)+)/m.exec(text)?.[1] ?? '';
+    return list
+      .split('\n')
+      .filter((l) => l.startsWith('  weft '))
+      .map((l) => {
+        // "  weft bpf lookup <ip>  which ...": the words before the first placeholder.
+        const words = l.trim().split(/\s{2,}/)[0].split(' ').slice(1);
+        const end = words.findIndex((w) => /^[<[]/.test(w));
+        return end < 0 ? words : words.slice(0, end);
+      })
+      .filter((q) => q.length > p.length && p.every((w, i) => q[i] === w));
+  };
+  const pages = {};
+  for (let level = [[]]; level.length; ) {
+    const texts = await Promise.all(level.map(page));
+    level = level.flatMap((p, i) => ((pages[p.join(' ')] = texts[i]), subcommands(texts[i], p)));
+  }
+  const yargsDir = path.dirname(createRequire(entry).resolve('yargs/package.json'));
+  const locales = fs.readdirSync(path.join(yargsDir, 'locales')).filter((f) => f.endsWith('.json')).map((f) => f.slice(0, -5));
+  return { width: MAX_HELP_WIDTH, locales, pages };
+}
+
+const helpPages = path.join(dist, 'cli', 'help-pages.js');
+const RENDERED_LINE = 'export const RENDERED_HELP = null;';
+const rendered = await renderHelp();
+/** The bundle's copy of src/cli/help-pages.ts holds the pages. */
+const withPages = {
+  name: 'with-help-pages',
+  setup(build) {
+    build.onLoad({ filter: /help-pages\.js$/ }, (a) => {
+      if (a.path !== helpPages) return undefined;
+      const text = fs.readFileSync(a.path, 'utf8');
+      if (!text.includes(RENDERED_LINE)) throw new Error(`${a.path} has no line "${RENDERED_LINE}" to fill`);
+      // As a JSON string: one line in the bundle, and V8 reads JSON faster than an object literal.
+      const json = JSON.stringify(JSON.stringify(rendered));
+      return { contents: text.replace(RENDERED_LINE, `export const RENDERED_HELP = JSON.parse(${json});`), loader: 'js' };
+    });
+  },
+};
+
 const result = await esbuild.build({
   entryPoints: [entry],
   outfile,
   bundle: true,
   platform: 'node',
-  format: 'esm',
+  format: 'cjs',
   target: 'node20',
   sourcemap: true,
-  banner: { js: MARK },
+  // __dirname is read before any bundled module runs: yargs' shim declares a top-level __dirname of its own.
+  banner: { js: `${MARK}\nconst __weftModuleUrl = ((dir) => (rel) => require('node:url').pathToFileURL(require('node:path').join(dir, rel)).href)(__dirname);` },
   metafile: true,
-  plugins: [bundleOnlyDefinitionsAndYargs, asciiWidth, lazyAssert, ownMetaUrl],
+  plugins: [bundleTheStart, asciiWidth, lazyAssert, withPages, ownMetaUrl],
   logLevel: 'warning',
 });
 fs.chmodSync(outfile, 0o755);

@@ -3,9 +3,10 @@
 // Only the commands' definitions load here (src/cli/<command>.ts); a command's
 // own modules (etcd and gRPC, protobufjs, pino, the native addon) load when it
 // runs, so --version, --help and `config check` start fast
-// (test/unit/cli-startup.test.ts keeps it so).
+// (test/unit/cli-startup.test.ts keeps it so); the bundle answers --help from
+// pages rendered when it was built (src/cli/help-pages.ts).
 import { agentCommand, agentEnvFlags } from './cli/agent.js';
-import { configCommand } from './cli/config.js';
+import { configCommand, plainCheck } from './cli/config.js';
 import { statusCommand, statusEnvFlags } from './cli/status.js';
 import { bpfCommand, bpfEnvFlags } from './cli/bpf.js';
 import { leasesCommand, leasesEnvFlags } from './cli/leases.js';
@@ -16,6 +17,7 @@ import { mkDockerOptsCommand } from './cli/mk-docker-opts.js';
 import { migrateV2Command, migrateEnvFlags } from './cli/migrate-v2.js';
 import { envArgs, lastWins, oneLineUsage, pinDirOption } from './cli/options.js';
 import { commandLine } from './cli/goflags.js';
+import { MAX_HELP_WIDTH, RENDERED_HELP, renderedHelpPage } from './cli/help-pages.js';
 import { WeftError, exitCodeOf, usageError } from './core/errors.js';
 import { weftVersion } from './core/version.js';
 
@@ -46,49 +48,72 @@ const ENV_FLAGS: Record<string, string[]> = {
   'migrate-v2': migrateEnvFlags,
 };
 
-let args: string[];
-try {
-  // flanneld's command line (Go's flag syntax, or weft invoked as flanneld) as yargs reads it.
-  args = commandLine(process.argv);
-} catch (err) {
-  report(err);
+/**
+ * One function rather than top-level await: the bundle (packaging/bundle-cli.mjs)
+ * is CommonJS, which Node loads faster than an ES module.
+ */
+async function main(): Promise<void> {
+  let args: string[];
+  try {
+    // flanneld's command line (Go's flag syntax, or weft invoked as flanneld) as yargs reads it.
+    args = commandLine(process.argv);
+  } catch (err) {
+    report(err);
+  }
+
+  // `weft --version`, as scripts and probes ask it, is answered before yargs loads: yargs is most of
+  // what is left of a start (its text wrapping builds an Intl.Segmenter when it loads).
+  if (args.length === 1 && args[0] === '--version') {
+    process.stdout.write(`${weftVersion()}\n`);
+    process.exit(0);
+  }
+  const command = args.find((a) => !a.startsWith('-')) ?? '';
+  args.push(...envArgs(args, ENV_FLAGS[command] ?? []));
+
+  const width = Math.min(MAX_HELP_WIDTH, process.stdout.columns || MAX_HELP_WIDTH);
+  const page = renderedHelpPage(RENDERED_HELP, args, width, process.env);
+  if (page !== undefined) {
+    process.stdout.write(page);
+    process.exit(0);
+  }
+  const check = plainCheck(args);
+  if (check) {
+    try {
+      (await import('./cli/config-run.js')).checkConfig(check);
+    } catch (err) {
+      report(err);
+    }
+    return;
+  }
+  const { default: yargs } = await import('yargs');
+
+  try {
+    await yargs(args)
+      .scriptName('weft')
+      .version(weftVersion())
+      .command(agentCommand)
+      .command(configCommand)
+      .command(leasesCommand)
+      .command(statusCommand)
+      .command(bpfCommand)
+      .command(monitorCommand)
+      .command(uninstallCommand)
+      .command(installCniCommand)
+      .command(mkDockerOptsCommand)
+      .command(migrateV2Command)
+      .middleware(lastWins, true)
+      .demandCommand(1, 'name a command: weft <command> --help')
+      .strict()
+      .help()
+      .wrap(width)
+      .fail((msg, err) => {
+        if (err) throw err;
+        throw usageError(`${oneLineUsage(msg)} (see weft --help)`);
+      })
+      .parseAsync();
+  } catch (err) {
+    report(err);
+  }
 }
 
-// `weft --version`, as scripts and probes ask it, is answered before yargs loads: yargs is most of
-// what is left of a start (its text wrapping builds an Intl.Segmenter when it loads).
-if (args.length === 1 && args[0] === '--version') {
-  process.stdout.write(`${weftVersion()}\n`);
-  process.exit(0);
-}
-const { default: yargs } = await import('yargs');
-
-const command = args.find((a) => !a.startsWith('-')) ?? '';
-args.push(...envArgs(args, ENV_FLAGS[command] ?? []));
-
-try {
-  await yargs(args)
-    .scriptName('weft')
-    .version(weftVersion())
-    .command(agentCommand)
-    .command(configCommand)
-    .command(leasesCommand)
-    .command(statusCommand)
-    .command(bpfCommand)
-    .command(monitorCommand)
-    .command(uninstallCommand)
-    .command(installCniCommand)
-    .command(mkDockerOptsCommand)
-    .command(migrateV2Command)
-    .middleware(lastWins, true)
-    .demandCommand(1, 'name a command: weft <command> --help')
-    .strict()
-    .help()
-    .wrap(Math.min(110, process.stdout.columns || 110))
-    .fail((msg, err) => {
-      if (err) throw err;
-      throw usageError(`${oneLineUsage(msg)} (see weft --help)`);
-    })
-    .parseAsync();
-} catch (err) {
-  report(err);
-}
+void main();

@@ -6,7 +6,6 @@ import { PinnedMaps, type PeerEntry } from './bpf/pins.js';
 import { ipv4Value, lookup, type LookupResult } from './bpf/lookup.js';
 import { IPNet } from '../core/ipnet.js';
 import { showCounters } from './bpf/counters.js';
-import { inspectPrograms, slot, type ProgramsReport } from './bpf/programs.js';
 import type { BpfArgs, CounterArgs, LookupArgs } from './bpf.js';
 
 function withMaps<T>(dir: string, names: Parameters<typeof PinnedMaps.open>[1], fn: (m: PinnedMaps) => T): T {
@@ -108,25 +107,9 @@ export async function showCounterMap(kind: 'counters' | 'drops', a: CounterArgs)
   }
 }
 
-function formatPrograms(r: ProgramsReport): string {
-  const c = r.config;
-  const name = (n: string | null, i: number): string => `${n ?? '(gone)'} (ifindex ${i})`;
-  let out = `pin dir ${r.pinDir}; ` + (c ? `weft_config: underlay ${name(c.underlayIfname, c.underlayIfindex)}, overlay ${name(c.overlayIfname, c.overlayIfindex)}, backend ${c.backend === 'direct' ? 'host-gw' : c.backend}${c.ready ? '' : ', NOT READY'}` : 'no weft_config written') + '\n\n';
-  out += r.filters.length
-    ? table(
-        ['INTERFACE', 'ROLE', 'HOOK', 'PROGRAM', 'PROG ID', 'TAG', 'ATTACHED', 'WEFT'],
-        r.filters.map((f) => [f.ifname, dash(f.role), f.hook, dash(f.name ?? f.kind), dash(f.progId), dash(f.tag), slot(f), f.weft ? 'yes' : 'no']),
-      )
-    : 'no programs on the interfaces weft uses, and no weft program attached anywhere in this network namespace\n';
-  out += '\n';
-  out += r.pins.length
-    ? table(['PIN', 'KIND', 'ID', 'NAME', 'TYPE', 'TAG'], r.pins.map((p) => [p.path, p.kind, dash(p.id), dash(p.objectName), dash(p.type), dash(p.tag)]))
-    : `no pins in ${r.pinDir}\n`;
-  out += '\n' + (r.findings.length ? `problems:\n${r.findings.map((f) => `  ${f.severity}: ${f.message}`).join('\n')}\n` : 'no problems found\n');
-  return out;
-}
-
-export function showPrograms(a: BpfArgs): void {
+export async function showPrograms(a: BpfArgs): Promise<void> {
+  // The TC and tcx inspection (with the dataplane's loader and netlink) loads for this subcommand only.
+  const { inspectPrograms, formatPrograms } = await import('./bpf/programs.js');
   const r = inspectPrograms(a['bpf-pin-dir']);
   print(a.output === 'json' ? toJson(r) : formatPrograms(r));
 }

@@ -14,7 +14,7 @@ import { CLI, LabAgent, statusSocket, subnetFile } from '../../lab/agent.js';
 import { run } from '../../lab/exec.js';
 import { weftVersion } from 'weft/core/version.js';
 
-/** The repository (dist/cli.js's parent). */
+/** The repository (dist/cli.cjs's parent). */
 const REPO = path.resolve(path.dirname(CLI), '..');
 let destdir: string;
 let lab: Lab;
@@ -54,7 +54,7 @@ function installed(): string[] {
 test('make install: the tree, the launcher and its flanneld link, the unit, the example; no build tools', async () => {
   await make('install');
   const files = installed();
-  for (const f of ['usr/bin/weft', 'usr/bin/flanneld', 'usr/lib/weft/dist/cli.js', 'usr/lib/weft/package.json', 'usr/lib/weft/native/build/Release/weft_native.node', 'usr/lib/weft/build/bpf/overlay.o', 'usr/lib/weft/build/bpf/underlay.o', 'usr/lib/weft/node_modules/etcd3/package.json', 'usr/lib/systemd/system/weft.service', 'usr/share/doc/weft/flanneld.sysconfig.example']) {
+  for (const f of ['usr/bin/weft', 'usr/bin/flanneld', 'usr/lib/weft/dist/cli.cjs', 'usr/lib/weft/package.json', 'usr/lib/weft/native/build/Release/weft_native.node', 'usr/lib/weft/build/bpf/overlay.o', 'usr/lib/weft/build/bpf/underlay.o', 'usr/lib/weft/node_modules/etcd3/package.json', 'usr/lib/systemd/system/weft.service', 'usr/share/doc/weft/flanneld.sysconfig.example']) {
     assert.ok(files.includes(f), `${f} installed`);
   }
   assert.equal(fs.readlinkSync(path.join(destdir, 'usr/bin/flanneld')), 'weft');

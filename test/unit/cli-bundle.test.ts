@@ -11,6 +11,7 @@ import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
+import vm from 'node:vm';
 import { CLI } from '../../lab/agent.js';
 
 const UNBUNDLED = path.join(path.dirname(CLI), 'cli-unbundled.js');
@@ -70,6 +71,14 @@ const CASES: Case[] = [
   { args: ['-help'], argv0: 'flanneld' },
   { args: ['-version'], argv0: 'flanneld' },
   { args: ['-bogus'], argv0: 'flanneld' },
+  // Help pages are answered from pages rendered at build time (src/cli/help-pages.ts) only where yargs would print the same.
+  { args: ['--help'], env: { LANG: 'C.UTF-8' } },
+  { args: ['bpf', 'peers', '--help'], env: { LC_ALL: 'en_GB.UTF-8' } },
+  { args: ['agent', '--help'], env: { LANG: 'pt_BR.UTF-8' } },
+  { args: ['config', '--help'], env: { LANGUAGE: 'fr' } },
+  { args: ['agent', '--help'], env: { FLANNELD_IFACE: 'eth0' } },
+  { args: ['bpf', 'bogus', '--help'] },
+  { args: ['--help', 'agent'] },
   // yargs' own strings in German, and in Japanese, whose widths string-width itself computes.
   { args: ['agent', '--help'], env: { LANG: 'de_DE.UTF-8' } },
   { args: ['bpf', '--help'], env: { LC_ALL: 'ja_JP.UTF-8' } },
@@ -86,6 +95,18 @@ for (const c of CASES) {
     assert.deepEqual(got, want);
   });
 }
+
+test('the bundle holds a rendered help page for every command, each as tsc\'s entry prints it', () => {
+  // One JSON string in the bundle; esbuild picks its quotes.
+  const m = /^var RENDERED_HELP = JSON\.parse\((.*)\);$/m.exec(fs.readFileSync(CLI, 'utf8'));
+  assert.ok(m, 'the bundle has its pages (packaging/bundle-cli.mjs)');
+  const help = JSON.parse(vm.runInNewContext(m[1]) as string) as { width: number; locales: string[]; pages: Record<string, string> };
+  // Every command, as the cases above ask each for its help.
+  const paths = CASES.filter((c) => !c.env && !c.argv0 && c.args.at(-1) === '--help' && !c.args.includes('bogus')).map((c) => c.args.slice(0, -1).join(' '));
+  assert.deepEqual(Object.keys(help.pages).sort(), [...new Set(paths)].sort());
+  for (const [p, page] of Object.entries(help.pages)) assert.equal(page, answer(UNBUNDLED, { args: [...(p ? p.split(' ') : []), '--help'] }).stdout, `weft ${p} --help`);
+  assert.ok(help.locales.includes('de') && help.locales.includes('pt_BR'), 'yargs\' locales are listed');
+});
 
 test('mk-docker-opts writes the same file from the bundle', () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'weft-bundle-'));

@@ -68,3 +68,68 @@ test('FLANNELD_ variables set the flags of the command being run, flags win, oth
   const cfg = weft(['config', 'check', '-'], { FLANNELD_ETCD_PREFIX: '/x' }, '{"Network":"10.244.0.0/16"}');
   assert.equal(cfg.code, 0, 'a FLANNELD_ variable for another command does not break this one');
 });
+
+// src/cli.ts runs `config check <file>` without yargs when plainCheck accepts the line: yargs, given the
+// same line, must reach the command's handler with the same file (or, for -, the empty string it makes of it).
+test('config check without yargs: every line plainCheck accepts, yargs reads to the same file', async () => {
+  const { default: yargs } = await import('yargs');
+  const { configCommand, plainCheck } = await import('weft/cli/config.js');
+  const STOP = new Error('stopped before the handler');
+  /** What the real definition hands its handler, caught by a middleware that runs just before it. */
+  const viaYargs = async (args: string[]): Promise<unknown> => {
+    let file: unknown = 'no file';
+    // (yargs throws a middleware's error synchronously, or rejects with it.)
+    const parse = async (): Promise<unknown> => yargs(args)
+      .command(configCommand)
+      .middleware((a) => {
+        file = a.file;
+        throw STOP;
+      })
+      .strict()
+      .exitProcess(false)
+      .fail((msg, err) => {
+        throw err ?? new Error(msg);
+      })
+      .parseAsync();
+    await parse().then(
+      () => assert.fail('the middleware ran'),
+      (err: unknown) => assert.equal(err, STOP),
+    );
+    return file;
+  };
+  for (const f of ['net.json', '/etc/weft/net.json', '-', '123', '0x10', 'true', 'a=b', 'with space.json', '日本.json', './-x']) {
+    const args = ['config', 'check', f];
+    const plain = plainCheck(args);
+    assert.ok(plain, `plainCheck takes ${f}`);
+    // yargs makes an empty string of -; config-run reads stdin for both.
+    assert.equal(await viaYargs(args), f === '-' ? '' : plain.file, `yargs reads config check ${f} as plainCheck does`);
+  }
+  for (const args of [['config', 'check'], ['config', 'check', '--help'], ['config', 'check', '-x'], ['config', 'check', ''], ['config', 'check', 'a', 'b'], ['config', 'check', '--', 'a'], ['config', 'bogus', 'a'], ['check', 'config', 'a']]) {
+    assert.equal(plainCheck(args), undefined, `${args.join(' ')} goes through yargs`);
+  }
+});
+
+test('a rendered help page answers only where yargs would print the same', async () => {
+  const { renderedHelpPage, yargsLocale } = await import('weft/cli/help-pages.js');
+  const locales = ['de', 'en', 'pt', 'pt_BR', 'zh_CN'];
+  const help = { width: 110, locales, pages: { '': 'top\n', agent: 'agent\n', 'bpf peers': 'peers\n' } };
+  assert.equal(renderedHelpPage(help, ['--help'], 110, {}), 'top\n');
+  assert.equal(renderedHelpPage(help, ['bpf', 'peers', '--help'], 110, { LANG: 'C.UTF-8' }), 'peers\n');
+  assert.equal(renderedHelpPage(help, ['agent', '--help'], 110, { LC_ALL: 'en_GB.UTF-8', LANG: 'de_DE.UTF-8' }), 'agent\n');
+  // Another width, a translated locale, more than a path and --help, a path without a page, or no pages at all: yargs.
+  assert.equal(renderedHelpPage(help, ['--help'], 80, {}), undefined);
+  assert.equal(renderedHelpPage(help, ['--help'], 110, { LANG: 'de_DE.UTF-8' }), undefined);
+  assert.equal(renderedHelpPage(help, ['--help'], 110, { LC_MESSAGES: 'pt_PT' }), undefined);
+  assert.equal(renderedHelpPage(help, ['agent', '--help', '--iface', 'eth0'], 110, {}), undefined);
+  assert.equal(renderedHelpPage(help, ['agent', '--iface', 'eth0', '--help'], 110, {}), undefined);
+  assert.equal(renderedHelpPage(help, ['', '--help'], 110, {}), undefined);
+  assert.equal(renderedHelpPage(help, ['bpf', '--help'], 110, {}), undefined);
+  assert.equal(renderedHelpPage(null, ['--help'], 110, {}), undefined);
+  // y18n's choice: the locale's file, else its language's, else none (yargs' strings as written).
+  assert.equal(yargsLocale({}, locales), 'en');
+  assert.equal(yargsLocale({ LANG: 'pt_BR.UTF-8' }, locales), 'pt_BR');
+  assert.equal(yargsLocale({ LANG: 'pt_PT.UTF-8' }, locales), 'pt');
+  assert.equal(yargsLocale({ LANG: 'C.UTF-8' }, locales), null);
+  assert.equal(yargsLocale({ LANGUAGE: 'zh_CN:en' }, locales), 'zh_CN');
+  assert.equal(yargsLocale({ LC_ALL: 'fr_FR', LANG: 'de_DE' }, locales), null);
+});

@@ -8,6 +8,7 @@ import { NetlinkHandle } from '../../native/netlink.js';
 import { MAP_CONFIG, type DecodedConfig } from '../../dataplane/ebpf/maps.js';
 import { PROGRAMS, TC_HANDLE, WEFT_PROGRAMS, type ProgramName, type ProgramOf } from '../../dataplane/ebpf/loader.js';
 import { MAP_NAMES, PinnedMaps, noPinsError, type MapName } from './pins.js';
+import { dash, table } from '../table.js';
 
 const HOOKS: TcHook[] = ['ingress', 'egress'];
 
@@ -337,4 +338,23 @@ export function inspectPrograms(pinDir: string): ProgramsReport {
     pins,
     findings,
   };
+}
+
+/** `weft bpf programs` as a table. */
+export function formatPrograms(r: ProgramsReport): string {
+  const c = r.config;
+  const name = (n: string | null, i: number): string => `${n ?? '(gone)'} (ifindex ${i})`;
+  let out = `pin dir ${r.pinDir}; ` + (c ? `weft_config: underlay ${name(c.underlayIfname, c.underlayIfindex)}, overlay ${name(c.overlayIfname, c.overlayIfindex)}, backend ${c.backend === 'direct' ? 'host-gw' : c.backend}${c.ready ? '' : ', NOT READY'}` : 'no weft_config written') + '\n\n';
+  out += r.filters.length
+    ? table(
+        ['INTERFACE', 'ROLE', 'HOOK', 'PROGRAM', 'PROG ID', 'TAG', 'ATTACHED', 'WEFT'],
+        r.filters.map((f) => [f.ifname, dash(f.role), f.hook, dash(f.name ?? f.kind), dash(f.progId), dash(f.tag), slot(f), f.weft ? 'yes' : 'no']),
+      )
+    : 'no programs on the interfaces weft uses, and no weft program attached anywhere in this network namespace\n';
+  out += '\n';
+  out += r.pins.length
+    ? table(['PIN', 'KIND', 'ID', 'NAME', 'TYPE', 'TAG'], r.pins.map((p) => [p.path, p.kind, dash(p.id), dash(p.objectName), dash(p.type), dash(p.tag)]))
+    : `no pins in ${r.pinDir}\n`;
+  out += '\n' + (r.findings.length ? `problems:\n${r.findings.map((f) => `  ${f.severity}: ${f.message}`).join('\n')}\n` : 'no problems found\n');
+  return out;
 }
