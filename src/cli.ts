@@ -6,7 +6,7 @@
 // (test/unit/cli-startup.test.ts keeps it so); the bundle answers --help from
 // pages rendered when it was built (src/cli/help-pages.ts).
 import { agentCommand, agentEnvFlags } from './cli/agent.js';
-import { configCommand, plainCheck } from './cli/config.js';
+import { configCommand } from './cli/config.js';
 import { statusCommand, statusEnvFlags } from './cli/status.js';
 import { bpfCommand, bpfEnvFlags } from './cli/bpf.js';
 import { leasesCommand, leasesEnvFlags } from './cli/leases.js';
@@ -18,6 +18,7 @@ import { migrateV2Command, migrateEnvFlags } from './cli/migrate-v2.js';
 import { envArgs, lastWins, oneLineUsage, pinDirOption } from './cli/options.js';
 import { commandLine } from './cli/goflags.js';
 import { MAX_HELP_WIDTH, RENDERED_HELP, renderedHelpPage } from './cli/help-pages.js';
+import { plainLine } from './cli/plain.js';
 import { WeftError, exitCodeOf, usageError } from './core/errors.js';
 import { weftVersion } from './core/version.js';
 
@@ -76,10 +77,11 @@ async function main(): Promise<void> {
     process.stdout.write(page);
     process.exit(0);
   }
-  const check = plainCheck(args);
-  if (check) {
+  // The lines scripts run most (config check FILE, weft bpf ...) go straight to their handlers.
+  const plain = plainLine(args);
+  if (plain) {
     try {
-      (await import('./cli/config-run.js')).checkConfig(check);
+      await plain.handler(plain.args);
     } catch (err) {
       report(err);
     }

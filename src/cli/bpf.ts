@@ -1,7 +1,7 @@
 // `weft bpf ...`: read straight from the pinned maps and the kernel's TC
 // filters, so every subcommand works while the agent is stopped. Read-only.
 // The definitions only; bpf-run.ts (and the addon) load when one runs.
-import type { Argv, CommandModule } from 'yargs';
+import type { Argv, CommandModule, Options } from 'yargs';
 import { bpfPinDirOption, outputOption } from './options.js';
 import type { OutputArgs } from './table.js';
 
@@ -37,16 +37,18 @@ const lookupCmd: CommandModule<object, LookupArgs> = {
   handler: async (a) => (await run()).showLookup(a),
 };
 
+/** The options of `bpf counters` and `bpf drops`. */
+export const counterOptions = {
+  watch: { alias: 'w', type: 'boolean', default: false, describe: 'refresh every --interval seconds with rates per second' },
+  interval: { type: 'number', default: 1, describe: 'seconds between refreshes with --watch' },
+  count: { type: 'number', default: 0, describe: 'with --watch: stop after this many refreshes (0: until Ctrl-C)' },
+} satisfies Record<string, Options>;
+
 function countersCmd(kind: 'counters' | 'drops'): CommandModule<object, CounterArgs> {
   return {
     command: kind,
     describe: kind === 'counters' ? 'packets and bytes by direction and encapsulation, summed over CPUs' : 'dropped packets by reason, summed over CPUs',
-    builder: (y: Argv) =>
-      y.options({
-        watch: { alias: 'w', type: 'boolean', default: false, describe: 'refresh every --interval seconds with rates per second' },
-        interval: { type: 'number', default: 1, describe: 'seconds between refreshes with --watch' },
-        count: { type: 'number', default: 0, describe: 'with --watch: stop after this many refreshes (0: until Ctrl-C)' },
-      }) as unknown as Argv<CounterArgs>,
+    builder: (y: Argv) => y.options(counterOptions) as unknown as Argv<CounterArgs>,
     handler: async (a) => (await run()).showCounterMap(kind, a),
   };
 }
@@ -57,6 +59,15 @@ const programs: CommandModule<object, BpfArgs> = {
   handler: async (a) => (await run()).showPrograms(a),
 };
 
+/** Each subcommand's definition by name: yargs' commands, and the handlers src/cli/plain.ts calls. */
+export const bpfSubcommands = {
+  peers,
+  lookup: lookupCmd,
+  counters: countersCmd('counters'),
+  drops: countersCmd('drops'),
+  programs,
+};
+
 export const bpfCommand: CommandModule<object, BpfArgs> = {
   command: 'bpf',
   describe: 'inspect the eBPF dataplane from its pinned maps (works while the agent is stopped)',
@@ -65,11 +76,11 @@ export const bpfCommand: CommandModule<object, BpfArgs> = {
       .options({ ...bpfPinDirOption, ...outputOption })
       // --pin-dir on the command line and FLANNELD_BPF_PIN_DIR from the environment both arrive: the command line wins.
       .coerce('bpf-pin-dir', (v: string | string[]) => (Array.isArray(v) ? v[0] : v))
-      .command(peers)
-      .command(lookupCmd as unknown as CommandModule<object, BpfArgs>)
-      .command(countersCmd('counters') as unknown as CommandModule<object, BpfArgs>)
-      .command(countersCmd('drops') as unknown as CommandModule<object, BpfArgs>)
-      .command(programs)
+      .command(bpfSubcommands.peers)
+      .command(bpfSubcommands.lookup as unknown as CommandModule<object, BpfArgs>)
+      .command(bpfSubcommands.counters as unknown as CommandModule<object, BpfArgs>)
+      .command(bpfSubcommands.drops as unknown as CommandModule<object, BpfArgs>)
+      .command(bpfSubcommands.programs)
       .demandCommand(1, 'name a subcommand: weft bpf peers | lookup <ip> | counters | drops | programs')
       .epilogue('Exit codes: 0 answered, 1 failed (a kernel call; the message names it), 2 usage error, 3 no pinned weft maps in the pin dir.') as unknown as Argv<BpfArgs>,
   handler: () => undefined,

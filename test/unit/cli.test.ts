@@ -69,44 +69,71 @@ test('FLANNELD_ variables set the flags of the command being run, flags win, oth
   assert.equal(cfg.code, 0, 'a FLANNELD_ variable for another command does not break this one');
 });
 
-// src/cli.ts runs `config check <file>` without yargs when plainCheck accepts the line: yargs, given the
-// same line, must reach the command's handler with the same file (or, for -, the empty string it makes of it).
-test('config check without yargs: every line plainCheck accepts, yargs reads to the same file', async () => {
+// src/cli.ts runs the lines plainLine accepts without yargs. yargs, given the same line with weft's own
+// definitions, must reach the same command with the same arguments.
+test('lines read without yargs: yargs reads each to the same command and arguments', async () => {
   const { default: yargs } = await import('yargs');
-  const { configCommand, plainCheck } = await import('weft/cli/config.js');
+  const { configCommand } = await import('weft/cli/config.js');
+  const { bpfCommand } = await import('weft/cli/bpf.js');
+  const { lastWins } = await import('weft/cli/options.js');
+  const { plainLine } = await import('weft/cli/plain.js');
   const STOP = new Error('stopped before the handler');
-  /** What the real definition hands its handler, caught by a middleware that runs just before it. */
-  const viaYargs = async (args: string[]): Promise<unknown> => {
-    let file: unknown = 'no file';
+  /** What yargs hands the command's handler, caught by a middleware that runs just before it. */
+  const viaYargs = async (args: string[]): Promise<Record<string, unknown>> => {
+    let argv: Record<string, unknown> = {};
     // (yargs throws a middleware's error synchronously, or rejects with it.)
-    const parse = async (): Promise<unknown> => yargs(args)
-      .command(configCommand)
-      .middleware((a) => {
-        file = a.file;
-        throw STOP;
-      })
-      .strict()
-      .exitProcess(false)
-      .fail((msg, err) => {
-        throw err ?? new Error(msg);
-      })
-      .parseAsync();
+    const parse = async (): Promise<unknown> =>
+      yargs(args)
+        .command(configCommand)
+        .command(bpfCommand)
+        .middleware(lastWins, true)
+        .middleware((a) => {
+          argv = a;
+          throw STOP;
+        })
+        .strict()
+        .exitProcess(false)
+        .fail((msg, err) => {
+          throw err ?? new Error(msg);
+        })
+        .parseAsync();
     await parse().then(
       () => assert.fail('the middleware ran'),
       (err: unknown) => assert.equal(err, STOP),
     );
-    return file;
+    return argv;
   };
-  for (const f of ['net.json', '/etc/weft/net.json', '-', '123', '0x10', 'true', 'a=b', 'with space.json', '日本.json', './-x']) {
-    const args = ['config', 'check', f];
-    const plain = plainCheck(args);
-    assert.ok(plain, `plainCheck takes ${f}`);
-    // yargs makes an empty string of -; config-run reads stdin for both.
-    assert.equal(await viaYargs(args), f === '-' ? '' : plain.file, `yargs reads config check ${f} as plainCheck does`);
+  const accepted = [
+    ...['net.json', '/etc/weft/net.json', '-', '123', '0x10', 'true', 'a=b', 'with space.json', '日本.json', './-x'].map((f) => ['config', 'check', f]),
+    ['bpf', 'peers'],
+    ['bpf', 'peers', '--bpf-pin-dir', '/sys/fs/bpf/x'],
+    ['bpf', 'peers', '--pin-dir', '123', '-o', 'json'],
+    ['bpf', 'peers', '--output=json', '--bpf-pin-dir=/a=b'],
+    ['bpf', 'programs', '-o', 'table'],
+    ['bpf', 'lookup', '10.244.3.7'],
+    ['bpf', 'lookup', 'not-an-ip', '--pin-dir', '/p'],
+    ['bpf', 'counters', '--pin-dir=/p'],
+    ['bpf', 'drops', '-o', 'json'],
+  ];
+  for (const args of accepted) {
+    const plain = plainLine(args);
+    assert.ok(plain, `plainLine takes ${args.join(' ')}`);
+    const argv = await viaYargs(args);
+    assert.equal((argv._ as string[]).join(' '), plain.command, args.join(' '));
+    for (const [k, v] of Object.entries(plain.args)) {
+      // yargs makes an empty string of -; config-run reads stdin for both.
+      assert.deepEqual(argv[k], plain.command === 'config check' && v === '-' ? '' : v, `${args.join(' ')}: ${k}`);
+    }
   }
-  for (const args of [['config', 'check'], ['config', 'check', '--help'], ['config', 'check', '-x'], ['config', 'check', ''], ['config', 'check', 'a', 'b'], ['config', 'check', '--', 'a'], ['config', 'bogus', 'a'], ['check', 'config', 'a']]) {
-    assert.equal(plainCheck(args), undefined, `${args.join(' ')} goes through yargs`);
-  }
+  const refused = [
+    ['config', 'check'], ['config', 'check', '--help'], ['config', 'check', '-x'], ['config', 'check', ''], ['config', 'check', 'a', 'b'],
+    ['config', 'check', '--', 'a'], ['config', 'bogus', 'a'], ['check', 'config', 'a'],
+    ['bpf'], ['bpf', 'bogus'], ['bpf', 'peers', '--help'], ['bpf', 'peers', 'extra'], ['bpf', 'peers', '--pin-dir'], ['bpf', 'peers', '--pin-dir', '-x'],
+    ['bpf', 'peers', '--pin-dir', '/a', '--bpf-pin-dir=/b'], ['bpf', 'peers', '-o', 'yaml'], ['bpf', 'peers', '-o=json'], ['bpf', 'peers', '--output', ''],
+    ['bpf', 'lookup'], ['bpf', 'lookup', '--pin-dir', '/p', '10.0.0.1'], ['bpf', 'lookup', '10.0.0.1', '10.0.0.2'], ['bpf', 'drops', '--watch'],
+    ['bpf', 'counters', '-w'], ['bpf', 'peers', '--bogus', 'x'], ['bpf', 'toString'], ['bpf', '__proto__'],
+  ];
+  for (const args of refused) assert.equal(plainLine(args), undefined, `${args.join(' ')} goes through yargs`);
 });
 
 test('a rendered help page answers only where yargs would print the same', async () => {
