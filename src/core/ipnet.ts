@@ -120,6 +120,19 @@ export class IPAddr {
   }
 }
 
+/** Network masks by family and prefix length, computed once: every contains() and network read needs one. */
+const MASKS: Record<Family, bigint[]> = { 4: [], 6: [] };
+
+function maskOf(family: Family, prefixLen: number): bigint {
+  const cached = MASKS[family][prefixLen];
+  if (cached !== undefined) return cached;
+  const bits = bitsOf(family);
+  const mask = ((1n << BigInt(bits)) - 1n) ^ ((1n << BigInt(bits - prefixLen)) - 1n);
+  // Only lengths a network can have are kept (a malformed one, say 40 for IPv4, is computed each time).
+  if (Number.isInteger(prefixLen) && prefixLen >= 0 && prefixLen <= bits) MASKS[family][prefixLen] = mask;
+  return mask;
+}
+
 export class IPNet {
   constructor(
     readonly family: Family,
@@ -158,8 +171,7 @@ export class IPNet {
   }
 
   get mask(): bigint {
-    const all = (1n << BigInt(this.bits)) - 1n;
-    return all ^ ((1n << BigInt(this.bits - this.prefixLen)) - 1n);
+    return maskOf(this.family, this.prefixLen);
   }
 
   get network(): bigint {
