@@ -1,7 +1,7 @@
 // A worker thread that watches an agent's pinned weft_peers map and reports
 // the moment (process.hrtime, the same monotonic clock as the main thread)
 // an awaited state appears. It polls with one bpf_map_lookup_elem every
-// POLL_MS and sleeps in between with Atomics.wait, so it neither blocks the
+// POLL_MS (by kind) and sleeps in between with Atomics.wait, so it neither blocks the
 // main thread's etcd traffic nor takes a core from the agent it measures:
 // the resolution is POLL_MS plus one lookup (a few microseconds).
 import fs from 'node:fs';
@@ -10,7 +10,13 @@ import { parentPort } from 'node:worker_threads';
 import { BpfMap } from 'weft/native/bpf.js';
 import { MAP_PEERS } from 'weft/dataplane/ebpf/maps.js';
 
-const POLL_MS = 0.1;
+/**
+ * A put's entry is awaited for milliseconds: polled every 0.1 ms. An agent's
+ * start is awaited for seconds, on a machine whose cores it needs: 10,000
+ * wake-ups a second for that long took CPU from the agent being timed, so
+ * the count is polled every millisecond.
+ */
+const POLL_MS: Record<WatchRequest['kind'], number> = { key: 0.1, count: 1 };
 
 export type WatchRequest =
   /** All of `sentinels` present (hex LPM keys), then at least `count` entries. */
@@ -64,7 +70,7 @@ function watch(req: WatchRequest): WatchReply {
     const at = seenAt(req);
     if (at !== null) return { id: req.id, seenNs: at.toString(), polls };
     if (process.hrtime.bigint() > deadline) return { id: req.id, seenNs: null, polls };
-    Atomics.wait(pause, 0, 0, POLL_MS);
+    Atomics.wait(pause, 0, 0, POLL_MS[req.kind]);
   }
 }
 

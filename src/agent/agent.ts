@@ -327,12 +327,12 @@ export class Agent {
 
   /** One line per peer for a small cluster; for a large one a line each would cost more than the sync (0.5 s at 10,000). */
   private logInitialPeers(): void {
-    const routed = [...this.peers!.routes()];
-    if (routed.length > INITIAL_PEERS_LOGGED) {
-      this.log.info({ peers: routed.length }, `peers added (one line each only up to ${INITIAL_PEERS_LOGGED}; weft bpf peers or weft status list them)`);
+    const routed = this.peers!.counts().routed;
+    if (routed > INITIAL_PEERS_LOGGED) {
+      this.log.info({ peers: routed }, `peers added (one line each only up to ${INITIAL_PEERS_LOGGED}; weft bpf peers or weft status list them)`);
       return;
     }
-    for (const r of routed) this.log.info(describePeer(r), 'peer added');
+    for (const r of this.peers!.routes()) this.log.info(describePeer(r), 'peer added');
   }
 
   private onPeerEvent(e: PeerEvent): void {

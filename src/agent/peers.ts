@@ -9,6 +9,7 @@
 // first created keeps it, the newcomer is refused until the first goes), then
 // the backend (can it serve this peer).
 import type { PeerDecision, SkipReason } from '../backend/types.js';
+import type { IPNet } from '../core/ipnet.js';
 import type { PeerRoute } from '../core/model.js';
 import type { PeerSource } from '../dataplane/types.js';
 import type { Lease } from '../subnet/lease.js';
@@ -50,38 +51,67 @@ function older(a: Lease, b: Lease): boolean {
   return ra !== rb ? ra < rb : a.name < b.name;
 }
 
+/** A subnet's key in the table: a number for IPv4 (a string would be a rope per lease, kept for the table's life). */
+function subnetKey(s: IPNet): number | string {
+  return s.family === 4 ? Number(s.network) * 64 + s.prefixLen : s.toString();
+}
+
 export class PeerTable implements PeerSource {
   private readonly byName = new Map<string, Peer>();
   /**
-   * Leases by subnet. Leases that pass the policy all have the SubnetLen,
-   * so two of them overlap only when their subnets are equal.
+   * The lease names claiming each subnet: one name, or a set when two or more
+   * do (rare: a Set for each of 65,536 subnets was 16 MB). Leases that pass
+   * the policy all have the SubnetLen, so two of them overlap only when their
+   * subnets are equal.
    */
-  private readonly bySubnet = new Map<string, Set<string>>();
+  private readonly bySubnet = new Map<number | string, string | Set<string>>();
 
   constructor(
     private readonly decide: (lease: Lease) => PeerDecision,
     private readonly policy: LeaseCheck = { check: () => null },
   ) {}
 
+  private claimants(key: number | string): Iterable<string> {
+    const c = this.bySubnet.get(key);
+    return c === undefined ? [] : typeof c === 'string' ? [c] : c;
+  }
+
+  private claim(key: number | string, name: string): void {
+    const c = this.bySubnet.get(key);
+    if (c === undefined) this.bySubnet.set(key, name);
+    else if (typeof c === 'string') {
+      if (c !== name) this.bySubnet.set(key, new Set([c, name]));
+    } else c.add(name);
+  }
+
+  private unclaim(key: number | string, name: string): void {
+    const c = this.bySubnet.get(key);
+    if (c === undefined) return;
+    if (typeof c === 'string') {
+      if (c === name) this.bySubnet.delete(key);
+      return;
+    }
+    c.delete(name);
+    if (c.size === 1) this.bySubnet.set(key, c.values().next().value as string);
+  }
+
   /** Applies one event and re-decides the leases that share its subnet. */
   apply(e: PeerEvent): Applied {
     const name = e.lease.name;
-    const subnet = e.lease.subnet.toString();
-    const before = new Map<string, PeerRoute | undefined>();
-    for (const n of this.bySubnet.get(subnet) ?? []) before.set(n, this.byName.get(n)?.route);
-    before.set(name, this.byName.get(name)?.route);
+    const key = subnetKey(e.lease.subnet);
+    const before: Array<[string, PeerRoute | undefined]> = [];
+    for (const n of this.claimants(key)) before.push([n, this.byName.get(n)?.route]);
+    if (!before.some(([n]) => n === name)) before.push([name, this.byName.get(name)?.route]);
 
     if (e.type === 'removed') {
       this.byName.delete(name);
-      this.bySubnet.get(subnet)?.delete(name);
-      if (this.bySubnet.get(subnet)?.size === 0) this.bySubnet.delete(subnet);
+      this.unclaim(key, name);
     } else {
       // The route stays until the new lease is decided, so that an unchanged route is recognised as unchanged.
       this.byName.set(name, { lease: e.lease, route: this.byName.get(name)?.route });
-      if (!this.bySubnet.has(subnet)) this.bySubnet.set(subnet, new Set());
-      this.bySubnet.get(subnet)!.add(name);
+      this.claim(key, name);
     }
-    this.decideSubnet(subnet);
+    this.decideSubnet(key, e.lease.subnet);
 
     const out: Applied = { peers: [], changes: [] };
     for (const [n, was] of before) {
@@ -96,8 +126,8 @@ export class PeerTable implements PeerSource {
   }
 
   /** Decides every lease of one subnet: the policy, then who holds it, then the backend. */
-  private decideSubnet(subnet: string): void {
-    const names = [...(this.bySubnet.get(subnet) ?? [])];
+  private decideSubnet(key: number | string, subnet: IPNet): void {
+    const names = [...this.claimants(key)];
     const sane: Peer[] = [];
     for (const n of names) {
       const peer = this.byName.get(n)!;
@@ -106,7 +136,7 @@ export class PeerTable implements PeerSource {
       else sane.push(peer);
     }
     if (sane.length === 0) return;
-    const holder = sane.reduce((a, b) => (older(b.lease, a.lease) ? b : a));
+    const holder = sane.length === 1 ? sane[0] : sane.reduce((a, b) => (older(b.lease, a.lease) ? b : a));
     for (const p of sane) {
       if (p === holder) {
         const prev = this.byName.get(p.lease.name)!;

@@ -47,9 +47,9 @@ export class IpipBackend extends TypedBackend {
 
   peerRoute(lease: Lease): PeerDecision {
     if (leaseBackendType(lease) !== 'ipip') return wrongBackend(lease, 'ipip');
-    const base = { subnet: lease.subnet, publicIP: lease.publicIP };
-    if (this.config.directRouting && onLink(this.iface, lease.publicIP)) return { ...base, encap: 'direct', directRouting: true };
-    return { ...base, encap: 'ipip', directRouting: false };
+    // One literal, not a spread (see VxlanBackend.peerRoute).
+    const direct = this.config.directRouting && onLink(this.iface, lease.publicIP);
+    return { subnet: lease.subnet, publicIP: lease.publicIP, encap: direct ? 'direct' : 'ipip', directRouting: direct };
   }
 }
 

@@ -19,7 +19,7 @@ import {
   type IRangeResponse,
 } from 'etcd3';
 import { ConstantBackoff, NoopPolicy, handleWhen, noop, retry, wrap, type IPolicy } from 'cockatiel';
-import { DEFAULT_CALL_TIMEOUT_MS, DEFAULT_KEEPALIVE_TIME_MS, DEFAULT_KEEPALIVE_TIMEOUT_MS, MAX_LEASE_VALUE_BYTES, PAGE_BYTES, PAGE_KEYS, isEndpointFailure, requireLeader } from './etcd-client.js';
+import { DEFAULT_CALL_TIMEOUT_MS, DEFAULT_KEEPALIVE_TIME_MS, DEFAULT_KEEPALIVE_TIMEOUT_MS, FIRST_PAGE_KEYS, MAX_LEASE_VALUE_BYTES, PAGE_BYTES, PAGE_KEYS, isEndpointFailure, requireLeader } from './etcd-client.js';
 import { IPAddr, type IPNet } from '../core/ipnet.js';
 import { isWeftError, usageError } from '../core/errors.js';
 import { readTlsCredentials } from './etcd-tls.js';
@@ -218,7 +218,8 @@ export class EtcdRegistry {
 
   decode(kv: IKeyValue): Lease | MalformedLease {
     const key = kv.key.toString();
-    const name = key.slice(this.subnetsPrefix.length);
+    // Decoded on its own, not sliced from the key: a slice would keep the whole key alive with each lease.
+    const name = kv.key.toString('utf8', Buffer.byteLength(this.subnetsPrefix));
     const sk = parseSubnetKey(name);
     if (!sk || !sk.subnet) return { key, reason: `key is not a subnet (want e.g. ${this.subnetsPrefix}10.244.3.0-24)` };
     if (kv.value.length > MAX_LEASE_VALUE_BYTES) {
@@ -258,22 +259,28 @@ export class EtcdRegistry {
   /**
    * Reads every key under `prefix` in pages (limit + continue after the last
    * key), all at the revision of the first page, so the whole list is one
-   * snapshot however large the keyspace. A page whose answer would be too
-   * big (values of a megabyte) is read again with half as many keys.
+   * snapshot however large the keyspace. The first page is small; each next
+   * one holds as many keys as fit in PAGE_BYTES at the size per key seen so
+   * far (a megabyte value makes it one key, flannel's leases 10,000).
    */
   async rangePaged(prefix: string, each: (kv: IKeyValue) => void): Promise<string> {
     const end = prefixEnd(Buffer.from(prefix));
     let from = Buffer.from(prefix);
     let revision: string | undefined;
-    let limit = PAGE_KEYS;
+    let limit = FIRST_PAGE_KEYS;
+    let keys = 0;
+    let bytes = 0;
     for (;;) {
       const res: IRangeResponse = await this.client.kv.range({ key: from, range_end: end, limit, revision: revision ?? 0 });
       revision ??= String(res.header.revision);
-      for (const kv of res.kvs) each(kv);
+      for (const kv of res.kvs) {
+        keys++;
+        bytes += kv.key.length + kv.value.length;
+        each(kv);
+      }
       if (!res.more || res.kvs.length === 0) return revision;
       from = Buffer.concat([res.kvs[res.kvs.length - 1].key, Buffer.from([0])]);
-      const bytes = res.kvs.reduce((n, kv) => n + kv.key.length + kv.value.length, 0);
-      limit = bytes > PAGE_BYTES ? Math.max(1, Math.floor(limit / 2)) : Math.min(PAGE_KEYS, limit * 2);
+      limit = Math.max(1, Math.min(PAGE_KEYS, Math.floor((PAGE_BYTES * keys) / Math.max(1, bytes))));
     }
   }
 

@@ -109,8 +109,10 @@ export function ipv4String(b: Buffer, off = 0): string {
   return IPAddr.fromBytes(b.subarray(off, off + 4)).toString();
 }
 
+const MAC_RE = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i;
+
 export function macBytes(mac: string, what: string): Buffer {
-  if (!/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i.test(mac)) throw new Error(`${what}: "${mac}" is not a MAC address`);
+  if (!MAC_RE.test(mac)) throw new Error(`${what}: "${mac}" is not a MAC address`);
   return Buffer.from(mac.split(':').map((h) => parseInt(h, 16)));
 }
 
@@ -118,21 +120,29 @@ export function macString(b: Buffer, off = 0): string {
   return [...b.subarray(off, off + 6)].map((x) => x.toString(16).padStart(2, '0')).join(':');
 }
 
-/** An IPv4 subnet for a map: its address bytes and length. The trie compares prefixlen bits only, but a stray host bit would make decode disagree with encode. */
-function subnetBytes(net: IPNet, what: string): { addr: Buffer; len: number } {
-  if (net.family !== 4) throw new Error(`${what}: ${net} is not an IPv4 subnet`);
-  if (!net.isNetworkAddress()) throw new Error(`${what}: "${net}" has host bits set`);
-  return { addr: net.addr.bytes(), len: net.prefixLen };
+/**
+ * An IPv4 subnet for a map: checked, then its address (network order) written
+ * at `off`. The trie compares prefixlen bits only, but a stray host bit would
+ * make decode disagree with encode. `what` names it in an error: a function,
+ * since formatting a subnet for every entry of 65,536 costs more than the entry.
+ */
+function writeSubnet(b: Buffer, off: number, net: IPNet, what: () => string): void {
+  checkSubnet(net, what);
+  b.writeUInt32BE(Number(net.base), off);
+}
+
+function checkSubnet(net: IPNet, what: () => string): void {
+  if (net.family !== 4) throw new Error(`${what()}: ${net} is not an IPv4 subnet`);
+  if (!net.isNetworkAddress()) throw new Error(`${what()}: "${net}" has host bits set`);
 }
 
 // --- weft_peers ----------------------------------------------------------------
 
 /** struct weft_lpm_key for a subnet, e.g. 10.244.3.0/24. */
 export function encodeLpmKey(subnet: IPNet): Buffer {
-  const { addr, len } = subnetBytes(subnet, 'weft_lpm_key');
   const b = Buffer.alloc(LPM_KEY_SIZE);
-  b.writeUInt32LE(len, K.prefixlen);
-  addr.copy(b, K.addr);
+  writeSubnet(b, K.addr, subnet, () => 'weft_lpm_key');
+  b.writeUInt32LE(subnet.prefixLen, K.prefixlen);
   return b;
 }
 
@@ -148,19 +158,24 @@ export function decodeLpmKey(b: Buffer): IPNet {
  * peer; a vxlan one keeps its VNI and VtepMAC.
  */
 export function encodePeer(route: PeerRoute): Buffer {
-  const what = `weft_peer ${route.subnet}`;
+  const what = (): string => `weft_peer ${route.subnet}`;
   const b = Buffer.alloc(PEER_SIZE);
-  ipv4Bytes(route.publicIP, `${what}: publicIP`).copy(b, P.public_ip);
-  subnetBytes(route.subnet, what);
+  if (route.publicIP.family !== 4) throw new Error(`${what()}: publicIP: ${route.publicIP} is not an IPv4 address`);
+  b.writeUInt32BE(Number(route.publicIP.value), P.public_ip);
+  checkSubnet(route.subnet, what);
   if (route.encap === 'vxlan' || (route.directRouting && route.vtepMAC)) {
     if (route.vni === undefined || !Number.isInteger(route.vni) || route.vni < 0 || route.vni > 0xffffff)
-      throw new Error(`${what}: vni ${String(route.vni)} is not a VNI (0..16777215)`);
-    if (!route.vtepMAC) throw new Error(`${what}: a vxlan peer needs its vtepMAC`);
+      throw new Error(`${what()}: vni ${String(route.vni)} is not a VNI (0..16777215)`);
+    if (!route.vtepMAC) throw new Error(`${what()}: a vxlan peer needs its vtepMAC`);
   }
   b.writeUInt32LE(route.vni ?? 0, P.vni);
-  if (route.vtepMAC) macBytes(route.vtepMAC, `${what}: vtepMAC`).copy(b, P.vtep_mac);
+  if (route.vtepMAC) {
+    const mac = route.vtepMAC;
+    if (!MAC_RE.test(mac)) throw new Error(`${what()}: vtepMAC: "${mac}" is not a MAC address`);
+    for (let i = 0; i < 6; i++) b[P.vtep_mac + i] = parseInt(mac.slice(i * 3, i * 3 + 2), 16);
+  }
   if (route.directRouting && route.encap !== 'direct')
-    throw new Error(`${what}: a DirectRouting peer is forwarded directly (encap 'direct'), not with ${route.encap}`);
+    throw new Error(`${what()}: a DirectRouting peer is forwarded directly (encap 'direct'), not with ${route.encap}`);
   b[P.encap] = ENCAP[route.encap];
   b[P.flags] = route.directRouting ? PEER_F_DIRECT_ROUTING : 0;
   return b;
@@ -253,15 +268,13 @@ export interface DecodedConfig {
  */
 export function encodeConfig(local: LocalNetwork, dev: ConfigDevices, ready = true): Buffer {
   const b = Buffer.alloc(CONFIG_SIZE);
-  const subnet = subnetBytes(local.subnet, 'weft_config: subnet');
-  const network = subnetBytes(local.network, 'weft_config: network');
+  writeSubnet(b, C.subnet, local.subnet, () => 'weft_config: subnet');
+  writeSubnet(b, C.network, local.network, () => 'weft_config: network');
   const backend = BACKEND_ENCAP[local.backend];
   if (backend === undefined) throw new Error(`weft_config: unknown backend "${local.backend}"`);
   ipv4Bytes(local.iface.address, 'weft_config: iface.address').copy(b, C.public_ip);
-  subnet.addr.copy(b, C.subnet);
-  network.addr.copy(b, C.network);
-  b[C.subnet_len] = subnet.len;
-  b[C.network_len] = network.len;
+  b[C.subnet_len] = local.subnet.prefixLen;
+  b[C.network_len] = local.network.prefixLen;
   b[C.backend] = backend;
   const decapPort = dev.decapPort ?? 0;
   checkU16(decapPort, 'weft_config: decapPort');
