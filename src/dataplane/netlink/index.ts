@@ -278,6 +278,9 @@ export class NetlinkDataplane implements Dataplane {
         return e.table === 254;
       case 'neigh':
         return e.index === null || e.index === this.dev?.overlay;
+      case 'nexthop':
+        // Someone else's: a deleted nexthop takes its routes with it, and the kernel says so only for the nexthop.
+        return true;
       default:
         return false;
     }
