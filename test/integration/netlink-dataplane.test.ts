@@ -14,9 +14,15 @@ import type { LogLine } from '../../lab/agent.js';
 const config = (backend: string, extra: Record<string, unknown> = {}): string => JSON.stringify({ Network: '10.244.0.0/16', Backend: { Type: backend, ...extra } });
 const gwOf = (subnet: string): string => subnet.split('/')[0];
 const lines = (text: string): string[] => text.split('\n').map((l) => l.trim()).filter(Boolean);
+/** The nexthop object a peer's route goes through is named after the peer's subnet: its address as a number (10.244.3.0 is 183763712). */
+const nhidOf = (subnet: string): number => gwOf(subnet).split('.').reduce((n, octet) => n * 256 + Number(octet), 0);
+/** A route line as flannel's would read: the same but for the nexthop object it names. */
+const withoutNhid = (route: string): string => route.replace(/ nhid \d+/, '');
 
 interface KernelState {
   routes: string[];
+  /** weft's nexthop objects, as `ip nexthop` prints them. */
+  nexthops: string[];
   neighs: string[];
   fdbs: string[];
 }
@@ -29,6 +35,7 @@ async function kernelState(h: LabHost, dev = 'flannel.1'): Promise<KernelState> 
   };
   return {
     routes: lines(await h.ip('route')).filter((l) => / proto 87( |$)/.test(l)).sort(),
+    nexthops: lines(await h.ip('nexthop')).filter((l) => / proto 87( |$)/.test(l)).sort(),
     neighs: (await onDev(['ip', 'neigh', 'show', 'dev', dev])).filter((l) => l.includes('PERMANENT')).sort(),
     fdbs: (await onDev(['bridge', 'fdb', 'show', 'dev', dev])).filter((l) => l.includes(' dst ')).sort(),
   };
@@ -91,8 +98,9 @@ describe('vxlan in netlink mode, with a flannel-style host in the cluster', () =
     for (const peer of [c.node('h2'), c.node('h3')]) {
       const s = subnetOf(peer);
       const route = lineFor(weft.routes, s);
-      assert.equal(route, `${s} via ${gwOf(s)} dev flannel.1 proto 87 onlink`);
-      assert.equal(route.replace(' proto 87', ''), lineFor(flannel.routes, s), 'the same route but for weft\'s protocol mark');
+      assert.equal(route, `${s} nhid ${nhidOf(s)} via ${gwOf(s)} dev flannel.1 proto 87 onlink`);
+      assert.equal(lineFor(weft.nexthops, `id ${nhidOf(s)}`), `id ${nhidOf(s)} via ${gwOf(s)} dev flannel.1 scope link proto 87 onlink`);
+      assert.equal(withoutNhid(route).replace(' proto 87', ''), lineFor(flannel.routes, s), 'the same route but for weft\'s protocol mark and the nexthop object holding the same next hop');
       assert.equal(lineFor(weft.neighs, gwOf(s)), lineFor(flannel.neighs, gwOf(s)));
       const mac = lineFor(weft.neighs, gwOf(s)).split(' ')[2];
       assert.equal(lineFor(weft.fdbs, mac), `${mac} dst ${peer.host.address} self permanent`);
@@ -102,6 +110,7 @@ describe('vxlan in netlink mode, with a flannel-style host in the cluster', () =
     assert.equal(lineFor(weft.neighs, '10.244.250.0'), `10.244.250.0 lladdr ${f4.flannel!.vtepMAC} PERMANENT`);
     assert.equal(lineFor(weft.fdbs, f4.flannel!.vtepMAC), `${f4.flannel!.vtepMAC} dst ${f4.host.address} self permanent`);
     assert.equal(weft.routes.length, 3);
+    assert.equal(weft.nexthops.length, 3);
     assert.equal(weft.neighs.length, 3);
     assert.equal(weft.fdbs.length, 3);
   });
@@ -147,11 +156,12 @@ describe('vxlan in netlink mode, with a flannel-style host in the cluster', () =
     const mac = '02:00:00:00:02:51';
     await c.etcd.etcdctl(['put', key, JSON.stringify({ PublicIP: '192.0.2.99', PublicIPv6: null, BackendType: 'vxlan', BackendData: { VNI: 1, VtepMAC: mac } })]);
     const added = {
-      routes: ['10.244.251.0/24 via 10.244.251.0 dev flannel.1 proto 87 onlink'],
+      routes: [`10.244.251.0/24 nhid ${nhidOf('10.244.251.0/24')} via 10.244.251.0 dev flannel.1 proto 87 onlink`],
+      nexthops: [`id ${nhidOf('10.244.251.0/24')} via 10.244.251.0 dev flannel.1 scope link proto 87 onlink`],
       neighs: [`10.244.251.0 lladdr ${mac} PERMANENT`],
       fdbs: [`${mac} dst 192.0.2.99 self permanent`],
     };
-    const withPeer = { routes: [...before.routes, ...added.routes].sort(), neighs: [...before.neighs, ...added.neighs].sort(), fdbs: [...before.fdbs, ...added.fdbs].sort() };
+    const withPeer = { routes: [...before.routes, ...added.routes].sort(), nexthops: [...before.nexthops, ...added.nexthops].sort(), neighs: [...before.neighs, ...added.neighs].sort(), fdbs: [...before.fdbs, ...added.fdbs].sort() };
     await waitFor('the new peer programmed', async () => JSON.stringify(await kernelState(h1.host)) === JSON.stringify(withPeer), 5000);
     await c.etcd.etcdctl(['del', key]);
     await h1.agent!.waitForLog('the removal', (l) => l.msg === 'peer removed' && l.subnet === '10.244.251.0/24');
@@ -164,7 +174,8 @@ test('host-gw in netlink mode: routes via each PublicIP on eth0, the full matrix
   t.after(() => c.destroy());
   const h1 = c.node('h1');
   const state = await kernelState(h1.host);
-  assert.deepEqual(state.routes, [c.node('h2'), c.node('h3')].map((p) => `${subnetOf(p)} via ${p.host.address} dev eth0 proto 87`).sort());
+  assert.deepEqual(state.routes, [c.node('h2'), c.node('h3')].map((p) => `${subnetOf(p)} nhid ${nhidOf(subnetOf(p))} via ${p.host.address} dev eth0 proto 87`).sort());
+  assert.deepEqual(state.nexthops, [c.node('h2'), c.node('h3')].map((p) => `id ${nhidOf(subnetOf(p))} via ${p.host.address} dev eth0 scope link proto 87`).sort());
   assert.doesNotMatch(await h1.host.ip('link'), /flannel\./, 'host-gw makes no device');
   const results = await connectivity(c);
   assert.equal(failures(results), '', `${results.filter((r) => !r.ok).length} of ${results.length} checks failed`);
@@ -185,7 +196,8 @@ test('vxlan DirectRouting in netlink mode: a peer on our segment is routed via i
   t.after(() => c.destroy());
   const [s2, s3] = [subnetOf(c.node('h2')), subnetOf(c.node('h3'))];
   const state = await kernelState(c.node('h1').host);
-  assert.deepEqual(state.routes, [`${s2} via 192.0.2.12 dev eth0 proto 87`, `${s3} via ${gwOf(s3)} dev flannel.1 proto 87 onlink`].sort());
+  assert.deepEqual(state.routes.map(withoutNhid), [`${s2} via 192.0.2.12 dev eth0 proto 87`, `${s3} via ${gwOf(s3)} dev flannel.1 proto 87 onlink`].sort());
+  assert.deepEqual(state.nexthops, [`id ${nhidOf(s2)} via 192.0.2.12 dev eth0 scope link proto 87`, `id ${nhidOf(s3)} via ${gwOf(s3)} dev flannel.1 scope link proto 87 onlink`].sort());
   // As flannel: a direct peer gets its route only, no neighbour or FDB entry.
   assert.equal(state.neighs.length, 1);
   assert.match(state.neighs[0], new RegExp(`^${gwOf(s3)} lladdr `));

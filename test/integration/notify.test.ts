@@ -47,7 +47,8 @@ test('a path socket: STATUS while waiting, READY=1 after subnet.env and the peer
     assert.match(ready.lines.find((l) => l.startsWith('STATUS='))!, /^STATUS=ready: subnet 10\.244\.\d+\.0\/24, 1 peer, dataplane netlink$/);
     const peerAdded = agent.lines.find((l) => l.msg === 'peer added' && l.peer === '192.0.2.99');
     assert.ok(peerAdded && Date.parse(String(peerAdded.time)) <= ready.atMs, 'the initial peers were programmed before READY=1');
-    assert.match(await host.ip('route'), /10\.244\.99\.0\/24 via 192\.0\.2\.99 dev eth0/);
+    // Through the nexthop object weft names after the subnet (10.244.99.0 is 183788288).
+    assert.match(await host.ip('route'), /10\.244\.99\.0\/24 nhid 183788288 via 192\.0\.2\.99 dev eth0 /);
     const statuses = listener.lines.filter((l) => l.startsWith('STATUS=')).map((l) => l.replace(/ 10\.244\.\d+\.0\/24/, ' SUBNET'));
     assert.deepEqual(statuses.slice(0, 4), [
       'STATUS=waiting for the network config at /n1/network/config in etcd',

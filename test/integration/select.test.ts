@@ -18,6 +18,8 @@ let n = 0;
 
 const config = (backend: string): string => JSON.stringify({ Network: '10.244.0.0/16', Backend: { Type: backend } });
 const PEER = { subnet: '10.244.99.0/24', ip: '192.0.2.99', mac: '02:00:00:00:00:99' };
+/** The nexthop object the netlink dataplane routes PEER through, named after its subnet's address (10.244.99.0). */
+const PEER_NHID = 0x0af46300;
 
 before(async () => {
   lab = await Lab.create();
@@ -74,7 +76,7 @@ test('auto with a forced probe failure at each step selects netlink and says whi
       // The checks before the forced one ran for real; the clsact qdisc the probe made is not left behind.
       assert.equal((warn.passed as string[]).length, ['bpf', 'verifier', 'clsact', 'bpffs'].indexOf(step));
       assert.doesNotMatch(await qdiscs(), /clsact/);
-      assert.deepEqual(await weftRoutes(), [`${PEER.subnet} via 10.244.99.0 dev flannel.1 proto 87 onlink`]);
+      assert.deepEqual(await weftRoutes(), [`${PEER.subnet} nhid ${PEER_NHID} via 10.244.99.0 dev flannel.1 proto 87 onlink`]);
     } finally {
       await a.stop();
     }
@@ -140,7 +142,7 @@ test('switching a host netlink -> eBPF -> netlink removes the other dataplane\'s
     assert.doesNotMatch(await h1.ip('link'), /weft/, 'the eBPF devices are gone');
     const filters = (await h1.exec(['tc', 'filter', 'show', 'dev', 'eth0', 'ingress'])).stdout;
     assert.doesNotMatch(filters, /underlay_decap/);
-    assert.deepEqual(await weftRoutes(), [`${PEER.subnet} via 10.244.99.0 dev flannel.1 proto 87 onlink`]);
+    assert.deepEqual(await weftRoutes(), [`${PEER.subnet} nhid ${PEER_NHID} via 10.244.99.0 dev flannel.1 proto 87 onlink`]);
   } finally {
     await back.stop();
   }

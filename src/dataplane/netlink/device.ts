@@ -4,7 +4,8 @@
 // recreated, as flannel does.
 import fs from 'node:fs';
 import { execFileSync } from 'node:child_process';
-import { NetlinkHandle, type Link } from '../../native/netlink.js';
+import { NetlinkHandle, throwIfFailed, type Link } from '../../native/netlink.js';
+import { readNexthops, weftEntriesGone } from './plan.js';
 import type { LocalNetwork } from '../../core/model.js';
 import { WeftError } from '../../core/errors.js';
 
@@ -55,6 +56,12 @@ export interface EnsureResult {
   changes: string[];
 }
 
+/** Deletes a device, weft's routes and nexthops on it first (the kernel's own clean-up of them is O(N^2), see weftEntriesGone). */
+export function deleteDevice(nl: NetlinkHandle, index: number): void {
+  throwIfFailed(nl.batch(weftEntriesGone(nl.routes(), readNexthops(nl), index)));
+  nl.linkDel(index);
+}
+
 /** Leaves exactly `<subnet>.0/32` on the device (a previous lease's address would answer for a subnet we no longer hold). */
 function ensureOnlyAddress(nl: NetlinkHandle, link: Link, local: LocalNetwork, changes: string[]): void {
   const own = `${local.subnet.hostAt(0n)}/32`;
@@ -102,7 +109,7 @@ export function ensureVxlanDevice(nl: NetlinkHandle, local: LocalNetwork): Ensur
   if (link) {
     const why = vxlanMismatch(link, want, local.iface);
     if (why) {
-      nl.linkDel(link.index);
+      deleteDevice(nl, link.index);
       changes.push(`recreated: the existing ${name} does not match the config (${why})`);
       link = null;
     }
@@ -145,7 +152,7 @@ export function ensureIpipDevice(nl: NetlinkHandle, local: LocalNetwork, netns?:
   const changes: string[] = [];
   let link = nl.link(IPIP_DEVICE);
   if (link && link.kind !== 'ipip') {
-    nl.linkDel(link.index);
+    deleteDevice(nl, link.index);
     changes.push(`recreated: the existing ${IPIP_DEVICE} is a ${link.kind ?? 'plain'} device, not ipip`);
     link = null;
   }

@@ -16,8 +16,8 @@ import type { Logger } from '../../core/log.js';
 import { parseIP } from '../../core/ipnet.js';
 import { ensureIpipDevice, ensureVxlanDevice, overlayDeviceName, UDP_UNSUPPORTED, type EnsureResult } from './device.js';
 import { WeftError } from '../../core/errors.js';
-import { describeFdb, describeNeigh, describeRoute, peerEntries, type Devices, type PeerEntries } from './entries.js';
-import { isWeftPeerRoute, plan, type Change } from './plan.js';
+import { describeFdb, describeNeigh, describeRoute, nexthopUse, peerEntries, routeKeyOf, routeKeyOfSpec, type Devices, type NexthopUse, type PeerEntries } from './entries.js';
+import { isWeftPeerRoute, plan, readNexthops, type Change } from './plan.js';
 import { uninstallNetlink } from './uninstall.js';
 
 export { UDP_UNSUPPORTED } from './device.js';
@@ -52,6 +52,8 @@ export class NetlinkDataplane implements Dataplane {
   /** What status() reports of the reconcile loop (the agent's metrics read it). */
   private readonly reconciles = { runs: 0, repairs: 0, failures: 0 };
   private guard = new RouteGuard([]);
+  /** Which nexthop ids peers may use, as of the last read of the kernel's nexthops (start, every plan). */
+  private nexthops: NexthopUse = nexthopUse(null);
   /** Refusals already logged (subnet and reason), so that a reconcile every 10 s does not repeat them. */
   private readonly refusals = new Set<string>();
 
@@ -70,6 +72,7 @@ export class NetlinkDataplane implements Dataplane {
       const r = this.ensureDevice();
       if (r) this.log.info({ device: this.overlayName, changes: r.changes }, r.changes.length ? 'netlink dataplane device ready' : 'netlink dataplane reusing its device');
       this.guard = RouteGuard.read(nl, local, nl.routes());
+      this.nexthops = nexthopUse(readNexthops(nl));
       this.monitor = nl.monitor((e) => this.onEvent(e));
     } catch (err) {
       nl.close();
@@ -104,7 +107,7 @@ export class NetlinkDataplane implements Dataplane {
 
   private entriesOf(p: PeerRoute): PeerEntries | null {
     try {
-      return peerEntries(p, this.dev!);
+      return peerEntries(p, this.dev!, this.nexthops);
     } catch (err) {
       this.log.error({ subnet: p.subnet.toString(), peer: p.publicIP.toString() }, `netlink dataplane cannot program this peer: ${(err as Error).message}`);
       return null;
@@ -132,16 +135,19 @@ export class NetlinkDataplane implements Dataplane {
    * the guard): removed, and where one had replaced the kernel's connected
    * route of an address, that route put back as the kernel made it.
    */
-  private repairs(routes: Route[]): { ops: BatchOp[]; changes: Change[] } {
+  private repairs(routes: Route[], entries: PeerEntries[]): { ops: BatchOp[]; changes: Change[] } {
     const ops: BatchOp[] = [];
     const changes: Change[] = [];
     const addrs = this.handle.addrs();
+    // The peers' routes have passed the guard already (allEntries): only the rest are parsed and checked.
+    const passed = new Set(entries.map((e) => e.route.dst));
     for (const r of routes) {
+      if (!isWeftPeerRoute(r) || passed.has(r.dst)) continue;
       const dst = IPNet.parse(r.dst);
-      if (!dst || !isWeftPeerRoute(r)) continue;
+      if (!dst) continue;
       const why = this.guard.refuse(dst);
       if (!why) continue;
-      ops.push({ op: 'routeDel', arg: { dst: r.dst, index: r.index ?? undefined, gateway: r.gateway ?? undefined } });
+      ops.push({ op: 'routeDel', arg: routeKeyOf(r) });
       changes.push({ kind: 'remove', what: `route ${r.dst} via ${r.gateway} dev ${this.names(r.index ?? undefined)} (${why})` });
       const owner = addrs.find((a) => {
         const net = IPNet.parse(`${a.address}/${a.prefixLen}`);
@@ -158,9 +164,20 @@ export class NetlinkDataplane implements Dataplane {
   private runPlan(removeStale: boolean): Change[] {
     const routes = this.handle.routes();
     this.guard = RouteGuard.read(this.handle, this.local!, routes);
-    const fix = this.repairs(routes);
+    const nexthops = readNexthops(this.handle);
+    this.nexthops = nexthopUse(nexthops);
+    const entries = this.allEntries();
+    const fix = this.repairs(routes, entries);
     for (const c of fix.changes) this.log.warn({ repair: c.what }, 'netlink dataplane: repaired a weft route that shadowed the host\'s own');
-    const p = plan(this.handle, { entries: this.allEntries(), overlay: this.local!.backend === 'vxlan' ? this.dev!.overlay : undefined, network: this.local!.network.toString(), removeStale, names: this.names });
+    const p = plan(this.handle, {
+      entries,
+      routes,
+      overlay: this.local!.backend === 'vxlan' ? this.dev!.overlay : undefined,
+      network: this.local!.network.toString(),
+      nexthops,
+      removeStale,
+      names: this.names,
+    });
     const ops = [...fix.ops, ...p.ops];
     const all = [...fix.changes, ...p.changes];
     if (!ops.length) return [];
@@ -196,7 +213,7 @@ export class NetlinkDataplane implements Dataplane {
       if (previous && !this.refused(previous)) await this.removePeer(previous);
       return;
     }
-    const next = peerEntries(route, this.dev!);
+    const next = peerEntries(route, this.dev!, this.nexthops);
     const prev = previous ? this.entriesOf(previous) : null;
     const ops: BatchOp[] = [];
     if (prev?.neigh && (prev.neigh.ip !== next.neigh?.ip || prev.neigh.index !== next.neigh?.index)) ops.push({ op: 'neighDel', arg: { index: prev.neigh.index, ip: prev.neigh.ip } });
@@ -205,10 +222,12 @@ export class NetlinkDataplane implements Dataplane {
     }
     if (next.neigh) ops.push({ op: 'neighReplace', arg: next.neigh });
     if (next.fdb) ops.push({ op: 'fdbReplace', arg: next.fdb });
-    // Same dst, table and metric: replace moves a route between the overlay and the underlay in one step.
+    // Replacing a nexthop under its route moves the route with it (between the overlay and the underlay, to a new gateway).
+    if (next.nexthop) ops.push({ op: 'nexthopReplace', arg: next.nexthop });
+    // Same dst, table and metric: replace swaps whatever route the subnet had for this one.
     ops.push({ op: 'routeReplace', arg: next.route });
     throwIfFailed(this.handle.batch(ops));
-    this.log.debug({ subnet: route.subnet.toString(), route: describeRoute(next.route, this.names) }, 'netlink dataplane: peer programmed');
+    this.log.debug({ subnet: route.subnet.toString(), route: describeRoute(next.route, this.names, next.nexthop) }, 'netlink dataplane: peer programmed');
   }
 
   async removePeer(route: PeerRoute): Promise<void> {
@@ -216,12 +235,14 @@ export class NetlinkDataplane implements Dataplane {
     if (this.refused(route)) return;
     const e = this.entriesOf(route);
     if (!e) return;
-    const ops: BatchOp[] = [{ op: 'routeDel', arg: { dst: e.route.dst, index: e.route.index, gateway: e.route.gateway } }];
+    const ops: BatchOp[] = [{ op: 'routeDel', arg: routeKeyOfSpec(e.route) }];
+    // After its route: a nexthop deleted under a route costs the kernel a walk of the whole FIB.
+    if (e.nexthop) ops.push({ op: 'nexthopDel', arg: { id: e.nexthop.id } });
     if (e.neigh) ops.push({ op: 'neighDel', arg: { index: e.neigh.index, ip: e.neigh.ip } });
     if (e.fdb && !this.fdbNeeded(e.fdb.mac, e.fdb.dst, route)) ops.push({ op: 'fdbDel', arg: { index: e.fdb.index, mac: e.fdb.mac, dst: e.fdb.dst } });
     // false: already gone (someone else deleted it); that is the state we want.
     throwIfFailed(this.handle.batch(ops));
-    const removed = [describeRoute(e.route, this.names), e.neigh && describeNeigh(e.neigh, this.names), e.fdb && describeFdb(e.fdb, this.names)].filter(Boolean);
+    const removed = [describeRoute(e.route, this.names, e.nexthop), e.neigh && describeNeigh(e.neigh, this.names), e.fdb && describeFdb(e.fdb, this.names)].filter(Boolean);
     this.log.debug({ subnet: route.subnet.toString(), removed }, 'netlink dataplane: peer removed');
   }
 
@@ -231,10 +252,12 @@ export class NetlinkDataplane implements Dataplane {
     this.reconciles.runs++;
     try {
       const r = this.ensureDevice();
-      const repairs = (r?.changes ?? []).map((c) => `device ${this.overlayName}: ${c}`);
-      if (this.synced) repairs.push(...this.runPlan(false).map((c) => `${c.what} (${c.kind === 'add' ? 'was missing' : 'was changed'})`));
+      const device: Change[] = (r?.changes ?? []).map((c) => ({ kind: 'change', what: `device ${this.overlayName}: ${c}` }));
+      // concat, not push(...): a recreated device brings back 4 entries per peer, more than a call's arguments may hold.
+      const repairs = device.concat(this.synced ? this.runPlan(false) : []);
       this.reconciles.repairs += repairs.length;
-      repairs.slice(0, REPAIRS_LOGGED).forEach((repair) => this.log.warn({ repair, trigger }, 'reconcile: restored what the kernel lost'));
+      const worded = (c: Change, i: number): string => (i < device.length ? c.what : `${c.what} (${c.kind === 'add' ? 'was missing' : 'was changed'})`);
+      repairs.slice(0, REPAIRS_LOGGED).forEach((c, i) => this.log.warn({ repair: worded(c, i), trigger }, 'reconcile: restored what the kernel lost'));
       if (repairs.length > REPAIRS_LOGGED) this.log.warn({ more: repairs.length - REPAIRS_LOGGED, trigger }, 'reconcile: restored more entries than logged one by one');
     } catch (err) {
       this.reconciles.failures++;
@@ -255,6 +278,9 @@ export class NetlinkDataplane implements Dataplane {
         return e.table === 254;
       case 'neigh':
         return e.index === null || e.index === this.dev?.overlay;
+      case 'nexthop':
+        // Someone else's: a deleted nexthop takes its routes with it, and the kernel says so only for the nexthop.
+        return true;
       default:
         return false;
     }
