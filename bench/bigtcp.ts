@@ -10,12 +10,18 @@
 //          host whose NIC does BIG TCP (the lab's "wire" is veths, which carry an
 //          aggregate whole where a real NIC would segment it)
 //
+// The lab's "wire" (veths through the router's bridge) carries an aggregate whole, which
+// flatters 'all': --wire segmented makes it behave like NICs, for every mode alike: the
+// router's ends segment every aggregate to the MTU (tso and gso off, as a NIC's TSO puts
+// MTU frames on the wire) and the hosts' underlay veths reassemble with GRO (veth's NAPI
+// GRO on, as a NIC's GRO does, up to the device's gro_ipv4_max_size).
+//
 // A device that refuses (the vxlan device: its tso_max_size is 65536) keeps its
 // default; the devices set and refused are printed with what the kernel read back.
 //
 //   node dist-test/bench/bigtcp.js [--profile bare|docker|kube]
 //     [--cases flannel-host-gw,weft-ebpf-host-gw,weft-ebpf-vxlan] [--modes off,pods,all]
-//     [--rounds 5] [--seconds 5] [--rate 2] [--size 196608] [--out FILE]
+//     [--rounds 5] [--seconds 5] [--rate 2] [--size 196608] [--wire lab|segmented] [--out FILE]
 import fs from 'node:fs';
 import { reapStaleLabs, type Netns } from '../lab/netns.js';
 import { withNetns } from 'weft/native/addon.js';
@@ -36,6 +42,7 @@ interface Options {
   seconds: number;
   rateGbps: number;
   size: number;
+  wire: 'lab' | 'segmented';
   out: string | null;
 }
 
@@ -48,6 +55,8 @@ function parse(argv: string[]): Options {
   for (const c of cases) caseDef(c);
   const modes = (a.get('modes') ?? MODES.join(',')).split(',');
   for (const m of modes) if (!(MODES as readonly string[]).includes(m)) throw new Error(`--modes: ${MODES.join(', ')}, not ${m}`);
+  const wire = a.get('wire') ?? 'lab';
+  if (wire !== 'lab' && wire !== 'segmented') throw new Error(`--wire: lab or segmented, not ${wire}`);
   return {
     profile,
     cases,
@@ -56,6 +65,7 @@ function parse(argv: string[]): Options {
     seconds: Number(a.get('seconds') ?? 5),
     rateGbps: Number(a.get('rate') ?? 2),
     size: Number(a.get('size') ?? 196608),
+    wire: wire === 'segmented' ? 'segmented' : 'lab',
     out: a.get('out') ?? null,
   };
 }
@@ -104,6 +114,15 @@ function setSizes(sets: DeviceSet[], size: number): string[] {
 
 const show = (z: LinkSizes | null): string => (z ? `gso_ipv4_max_size ${z.gsoIpv4MaxSize} gro_ipv4_max_size ${z.groIpv4MaxSize} tso_max_size ${z.tsoMaxSize}` : 'gone');
 
+/** --wire segmented: the case's underlay behaves like NICs (see the top of this file). */
+async function segmentWire(b: Bench, s: CaseSetup): Promise<void> {
+  const hosts = b.lab.hosts.filter((h) => h.pods.includes(s.client!) || h.pods.includes(s.server!));
+  for (const h of hosts) {
+    await b.lab.router.exec(['ethtool', '-K', `${h.segment}-${h.hostName}`.slice(0, 15), 'tso', 'off', 'gso', 'off']);
+    await h.exec(['ethtool', '-K', 'eth0', 'gro', 'on']);
+  }
+}
+
 /** Every device of every mode back to the default, then the mode's own raised. */
 function applyMode(b: Bench, s: CaseSetup, mode: Mode, size: number): string[] {
   const d = devices(b, s);
@@ -137,6 +156,7 @@ async function main(): Promise<void> {
       const s = await setupCase(b, caseDef(name), o.profile, i, 31 + 2 * i);
       if (s.status !== 'ready') throw new Error(`${name}: ${s.reason}`);
       setups.push(s);
+      if (o.wire === 'segmented') await segmentWire(b, s);
       for (const mode of o.modes.filter((m) => m !== 'off')) console.log(`${name} ${mode}:\n  ${applyMode(b, s, mode, o.size).join('\n  ')}`);
       applyMode(b, s, 'off', o.size);
     }
@@ -159,7 +179,7 @@ async function main(): Promise<void> {
   } finally {
     await destroyBench(b);
   }
-  console.log(`\n${o.profile}: medians of ${o.rounds} rounds, ± half the min–max spread; ratio = mode / off within each round`);
+  console.log(`\n${o.profile}, ${o.wire} wire: medians of ${o.rounds} rounds, ± half the min–max spread; ratio = mode / off within each round`);
   console.log('| case | mode | 1 stream Gbit/s | x off | CPU s/GB (paced) | x off |');
   console.log('| --- | --- | ---: | ---: | ---: | ---: |');
   for (const c of o.cases) {

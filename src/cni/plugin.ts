@@ -8,6 +8,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { execDelegate, findInPath } from './delegate.js';
+import { followUnderlay } from './bigtcp.js';
 import { buildDelegate, goJSON, loadSubnetEnv, parseNetConf, type NetConf } from './flannel.js';
 import { checkCommandVersion, checkVersion, CniError, CODE, convertResult, CURRENT_VERSION, SUPPORTED_VERSIONS, type CmdArgs, type Result } from './spec.js';
 
@@ -70,6 +71,7 @@ function add(a: CmdArgs, n: NetConf, env: NodeJS.ProcessEnv): Outcome {
     saveScratch(n.dataDir, a.containerID, bytes);
     try {
       const out = execDelegate(type, 'ADD', bytes, env);
+      if (n.bigTCP && out.result) followUnderlay(out.result, a.netns, a.ifname);
       return { stdout: resultFor(out, n.cniVersion) };
     } catch (err) {
       if (earlier !== null) {
