@@ -16,7 +16,7 @@
 // MTU frames on the wire) and the hosts' underlay veths reassemble with GRO (veth's NAPI
 // GRO on, as a NIC's GRO does, up to the device's gro_ipv4_max_size).
 //
-// A device that refuses (the vxlan device: its tso_max_size is 65536) keeps its
+// A device that refuses (a vxlan device without a lower device: tso_max_size 65536) keeps its
 // default; the devices set and refused are printed with what the kernel read back.
 //
 //   node dist-test/bench/bigtcp.js [--profile bare|docker|kube]

@@ -8,8 +8,8 @@
 // aggregates, a host-gw stream gains where the pods' ports follow; raised on
 // the pods' ports alone it loses (every aggregate is cut up in software where
 // it leaves by a 64 KiB device), and so it would for traffic that leaves by
-// another device than the underlay, or into a vxlan device (whose limit is
-// 64 KiB and fixed). Hence opt-in, and following the underlay, never a size of
+// another device than the underlay, or into weft's vxlan device (which refuses
+// more than 64 KiB). Hence opt-in, and following the underlay, never a size of
 // our own.
 import { NetlinkHandle, type LinkSizes } from '../native/netlink.js';
 import { CniError, CODE, type Result } from './spec.js';
