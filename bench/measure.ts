@@ -181,7 +181,10 @@ export async function iperf(client: Netns, serverIP: string, seconds: number, o:
     cpuSecPerGB: bytes > 0 ? cpuSeconds / (bytes / 1e9) : NaN,
   };
   if (o.ours) {
-    out.ownCpuSeconds = Math.max(0, after.busy - before.busy - (after.others - before.others)) / CLK_TCK;
+    // Others' ticks can also fall: a process that exits meanwhile takes its ticks along (unless a parent we count
+    // reaps it), which once made a run's own CPU 86x the machine-wide figure. Never more than the machine's.
+    const busy = after.busy - before.busy;
+    out.ownCpuSeconds = Math.min(busy, Math.max(0, busy - (after.others - before.others))) / CLK_TCK;
     out.ownCpuSecPerGB = bytes > 0 ? out.ownCpuSeconds / (bytes / 1e9) : NaN;
   }
   return out;

@@ -286,6 +286,7 @@ Napi::Function Handle::Define(Napi::Env env) {
                          InstanceMethod("linkAddVxlan", &Handle::LinkAddVxlan),
                          InstanceMethod("linkAddVeth", &Handle::LinkAddVeth),
                          InstanceMethod("linkSet", &Handle::LinkSet),
+                         InstanceMethod("linkSizes", &Handle::LinkSizes),
                          InstanceMethod("linkDel", &Handle::LinkDel),
                          InstanceMethod("addrs", &Handle::Addrs),
                          InstanceMethod("addrAdd", &Handle::AddrAdd),

@@ -103,6 +103,7 @@ class Handle : public Napi::ObjectWrap<Handle> {
   Napi::Value LinkAddVxlan(const Napi::CallbackInfo& info);
   Napi::Value LinkAddVeth(const Napi::CallbackInfo& info);
   Napi::Value LinkSet(const Napi::CallbackInfo& info);
+  Napi::Value LinkSizes(const Napi::CallbackInfo& info);
   Napi::Value LinkDel(const Napi::CallbackInfo& info);
   Napi::Value Addrs(const Napi::CallbackInfo& info);
   Napi::Value AddrAdd(const Napi::CallbackInfo& info);

@@ -7,8 +7,10 @@
 
 #include <cerrno>
 
+#include <netlink/attr.h>
 #include <netlink/cache.h>
 #include <netlink/errno.h>
+#include <netlink/msg.h>
 #include <netlink/route/addr.h>
 #include <netlink/route/link/veth.h>
 #include <netlink/route/link/vxlan.h>
@@ -16,6 +18,15 @@
 #include "netlink.h"
 
 namespace weft::nl {
+
+// BIG TCP's IPv4 limits (Linux 6.3, IFLA_GSO_IPV4_MAX_SIZE / IFLA_GRO_IPV4_MAX_SIZE): libnl neither
+// sets nor parses them, and the build's <linux/if_link.h> may predate them, so their numbers are here.
+constexpr int kIflaGsoMaxSize = IFLA_GSO_MAX_SIZE;
+constexpr int kIflaGroMaxSize = 58;
+constexpr int kIflaTsoMaxSize = 59;
+constexpr int kIflaGsoIpv4MaxSize = 63;
+constexpr int kIflaGroIpv4MaxSize = 64;
+constexpr int kIflaSizesMax = 64;
 
 static Napi::Object VxlanToJs(Napi::Env env, rtnl_link* l) {
   Napi::Object v = Napi::Object::New(env);
@@ -197,6 +208,24 @@ Napi::Value Handle::LinkSet(const Napi::CallbackInfo& info) {
   auto noarp = OptBool(o, "noarp");
   auto mtu = OptU32(o, "mtu");
   auto mac = OptString(o, "mac");
+  auto gso4 = OptU32(o, "gsoIpv4MaxSize");
+  auto gro4 = OptU32(o, "groIpv4MaxSize");
+  if (gso4 || gro4) {
+    // A request of our own: rtnl_link_change has no field for these.
+    nl_msg* m = nlmsg_alloc_simple(RTM_NEWLINK, NLM_F_ACK);
+    if (!m) ThrowErrnoMsg(env, "nlmsg_alloc_simple", ENOMEM);
+    Msg msg(m);
+    ifinfomsg h{};
+    h.ifi_family = AF_UNSPEC;
+    h.ifi_index = index;
+    std::string sizes;
+    bool ok = nlmsg_append(m, &h, sizeof(h), NLMSG_ALIGNTO) == 0;
+    if (ok && gso4) ok = nla_put_u32(m, kIflaGsoIpv4MaxSize, *gso4) == 0, sizes += " gso_ipv4_max_size " + std::to_string(*gso4);
+    if (ok && gro4) ok = nla_put_u32(m, kIflaGroIpv4MaxSize, *gro4) == 0, sizes += " gro_ipv4_max_size " + std::to_string(*gro4);
+    if (!ok) ThrowErrnoMsg(env, "link request (" + IfName(s, index) + sizes + ")", EMSGSIZE);
+    int err = Exec(s, m);
+    if (err < 0) Throw(env, s, "RTM_NEWLINK(" + IfName(s, index) + sizes + ")", err);
+  }
   LinkPtr ch(rtnl_link_alloc());
   if (!ch) ThrowErrnoMsg(env, "rtnl_link_alloc", ENOMEM);
   rtnl_link_set_ifindex(ch.get(), index);
@@ -224,6 +253,64 @@ Napi::Value Handle::LinkSet(const Napi::CallbackInfo& info) {
   int err = rtnl_link_change(s.sk, ch.get(), ch.get(), 0);
   if (err < 0) Throw(env, s, "rtnl_link_change(" + IfName(s, index) + desc + ")", err);
   return env.Undefined();
+}
+
+struct SizesArg {
+  int index;
+  bool found = false;
+  uint32_t v[5] = {};
+};
+
+static int SizesCb(nl_msg* msg, void* arg) {
+  auto* a = static_cast<SizesArg*>(arg);
+  nlmsghdr* hdr = nlmsg_hdr(msg);
+  if (hdr->nlmsg_type != RTM_NEWLINK) return NL_SKIP;
+  auto* ifi = static_cast<ifinfomsg*>(nlmsg_data(hdr));
+  if (ifi->ifi_index != a->index) return NL_SKIP;
+  nlattr* tb[kIflaSizesMax + 1] = {};
+  if (nlmsg_parse(hdr, sizeof(ifinfomsg), tb, kIflaSizesMax, nullptr) < 0) return NL_SKIP;
+  const int ids[5] = {kIflaGsoMaxSize, kIflaGroMaxSize, kIflaTsoMaxSize, kIflaGsoIpv4MaxSize, kIflaGroIpv4MaxSize};
+  for (int i = 0; i < 5; i++) a->v[i] = tb[ids[i]] && nla_len(tb[ids[i]]) >= 4 ? nla_get_u32(tb[ids[i]]) : 0;
+  a->found = true;
+  return NL_OK;
+}
+
+// The device's GSO/GRO/TSO size limits, read from the kernel (0 where it does not report one); null when absent.
+Napi::Value Handle::LinkSizes(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Sock& s = S(env);
+  if (info.Length() < 1 || !info[0].IsNumber()) throw Napi::TypeError::New(env, "linkSizes(index: number)");
+  SizesArg a{info[0].As<Napi::Number>().Int32Value()};
+  nl_msg* m = nlmsg_alloc_simple(RTM_GETLINK, 0);
+  if (!m) ThrowErrnoMsg(env, "nlmsg_alloc_simple", ENOMEM);
+  Msg msg(m);
+  ifinfomsg h{};
+  h.ifi_family = AF_UNSPEC;
+  h.ifi_index = a.index;
+  if (nlmsg_append(m, &h, sizeof(h), NLMSG_ALIGNTO) < 0) ThrowErrnoMsg(env, "nlmsg_append", EMSGSIZE);
+  s.Reset();
+  int err = nl_send_auto(s.sk, m);
+  if (err >= 0) {
+    nl_cb* base = nl_socket_get_cb(s.sk);
+    nl_cb* cb = nl_cb_clone(base);
+    nl_cb_put(base);
+    if (!cb) ThrowErrnoMsg(env, "nl_cb_clone", ENOMEM);
+    nl_cb_set(cb, NL_CB_VALID, NL_CB_CUSTOM, SizesCb, &a);
+    err = nl_recvmsgs(s.sk, cb);
+    nl_cb_put(cb);
+    // The socket asks for acks (libnl's default): the reply is followed by one, which must not be left for the next call.
+    if (err >= 0) err = nl_wait_for_ack(s.sk);
+  }
+  if (err == -NLE_NODEV || err == -NLE_OBJ_NOTFOUND) return env.Null();
+  if (err < 0) Throw(env, s, "RTM_GETLINK(ifindex " + std::to_string(a.index) + ")", err);
+  if (!a.found) return env.Null();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("gsoMaxSize", a.v[0]);
+  o.Set("groMaxSize", a.v[1]);
+  o.Set("tsoMaxSize", a.v[2]);
+  o.Set("gsoIpv4MaxSize", a.v[3]);
+  o.Set("groIpv4MaxSize", a.v[4]);
+  return o;
 }
 
 Napi::Value Handle::LinkDel(const Napi::CallbackInfo& info) {

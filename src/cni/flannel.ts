@@ -23,6 +23,8 @@ export interface NetConf {
   ipam: Obj | null;
   runtimeConfig: Obj | null;
   prevResult: Obj | null;
+  /** weft's own: the pod's devices follow the underlay's BIG TCP limits (bigtcp.ts). */
+  bigTCP: boolean;
 }
 
 const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -36,6 +38,13 @@ function str(o: Obj, field: string, dflt = ''): string {
   const v = o[field];
   if (v === undefined || v === null) return dflt;
   if (typeof v !== 'string') throw decodeError(field, 'a string', v);
+  return v;
+}
+
+function bool(o: Obj, field: string): boolean {
+  const v = o[field];
+  if (v === undefined || v === null) return false;
+  if (typeof v !== 'boolean') throw decodeError(field, 'a boolean', v);
   return v;
 }
 
@@ -70,6 +79,7 @@ export function parseNetConf(stdin: string): NetConf {
     ipam: obj(raw, 'ipam'),
     runtimeConfig: obj(raw, 'runtimeConfig'),
     prevResult: obj(raw, 'prevResult'),
+    bigTCP: bool(raw, 'bigTCP'),
   };
 }
 

@@ -2,8 +2,9 @@
 // starts or stops (installed as `flannel` and `weft` by `weft install-cni`).
 // It sits on the pod start path, so it loads nothing but Node built-ins and
 // src/cni/ (plus subnet-env and ipnet): no yargs, no logger, no etcd client,
-// no addon. Success: the result on stdout, exit 0; failure: a CNI error
-// object on stdout, exit 1 (libcni's skel).
+// no addon (but for a config asking for "bigTCP": src/cni/bigtcp.ts).
+// Success: the result on stdout, exit 0; failure: a CNI error object on
+// stdout, exit 1 (libcni's skel).
 import fs from 'node:fs';
 import { runCommand } from './plugin.js';
 import { cmdArgsFromEnv, CniError, CODE, CURRENT_VERSION, SUPPORTED_VERSIONS } from './spec.js';
@@ -24,7 +25,7 @@ function versionOf(stdin: string): string {
   return m && (SUPPORTED_VERSIONS as readonly string[]).includes(m[1]) ? m[1] : CURRENT_VERSION;
 }
 
-function main(): number {
+async function main(): Promise<number> {
   let stdin = '';
   try {
     if (!process.env.CNI_COMMAND) {
@@ -34,7 +35,7 @@ function main(): number {
     }
     const args = cmdArgsFromEnv(process.env);
     stdin = readStdin();
-    const out = runCommand(args, stdin, process.env);
+    const out = await runCommand(args, stdin, process.env);
     if (out.stdout) fs.writeSync(1, out.stdout.endsWith('\n') ? out.stdout : `${out.stdout}\n`);
     return 0;
   } catch (err) {
@@ -45,4 +46,4 @@ function main(): number {
   }
 }
 
-process.exit(main());
+void main().then((code) => process.exit(code));

@@ -57,7 +57,7 @@ function olderFor(version: string, err: unknown): string | null {
   return version === '1.1.0' && err instanceof CniError && err.code === CODE.incompatibleVersion ? '1.0.0' : null;
 }
 
-function add(a: CmdArgs, n: NetConf, env: NodeJS.ProcessEnv): Outcome {
+async function add(a: CmdArgs, n: NetConf, env: NodeJS.ProcessEnv): Promise<Outcome> {
   const fenv = loadSubnetEnv(n.subnetFile);
   const delegate = buildDelegate(n, fenv);
   const type = delegate.type as string;
@@ -70,6 +70,8 @@ function add(a: CmdArgs, n: NetConf, env: NodeJS.ProcessEnv): Outcome {
     saveScratch(n.dataDir, a.containerID, bytes);
     try {
       const out = execDelegate(type, 'ADD', bytes, env);
+      // Imported only when asked for: it loads the addon, which the plugin's start otherwise does without.
+      if (n.bigTCP && out.result) (await import('./bigtcp.js')).followUnderlay(out.result, a.netns, a.ifname);
       return { stdout: resultFor(out, n.cniVersion) };
     } catch (err) {
       if (earlier !== null) {
@@ -212,7 +214,7 @@ function gc(_a: CmdArgs, n: NetConf, env: NodeJS.ProcessEnv): Outcome {
 const COMMANDS = { ADD: add, DEL: del, CHECK: check, STATUS: status, GC: gc } as const;
 
 /** One invocation: the parsed parameters and stdin in, what to print out. */
-export function runCommand(a: CmdArgs, stdin: string, env: NodeJS.ProcessEnv): Outcome {
+export function runCommand(a: CmdArgs, stdin: string, env: NodeJS.ProcessEnv): Outcome | Promise<Outcome> {
   if (a.command === 'VERSION') {
     let asked: unknown;
     try {

@@ -105,6 +105,19 @@ export interface LinkChanges {
   mtu?: number;
   mac?: string;
   noarp?: boolean;
+  /** BIG TCP for IPv4 (Linux 6.3+): the largest aggregate the stack builds for / assembles on this device; above 65536 only where the device's tsoMaxSize allows. */
+  gsoIpv4MaxSize?: number;
+  groIpv4MaxSize?: number;
+}
+
+/** A device's aggregate size limits as the kernel reports them (0: not reported by this kernel). */
+export interface LinkSizes {
+  gsoMaxSize: number;
+  groMaxSize: number;
+  /** The most the device (its driver) accepts as gsoMaxSize / gsoIpv4MaxSize. */
+  tsoMaxSize: number;
+  gsoIpv4MaxSize: number;
+  groIpv4MaxSize: number;
 }
 
 /**
@@ -231,6 +244,7 @@ interface RawHandle {
   linkAddVxlan(o: VxlanOptions): Link;
   linkAddVeth(name: string, peer: string, o?: { mtu?: number }): void;
   linkSet(index: number, o: LinkChanges): void;
+  linkSizes(index: number): LinkSizes | null;
   linkDel(index: number): void;
   addrs(index?: number): Address[];
   addrAdd(index: number, cidr: string): void;
@@ -289,6 +303,11 @@ export class NetlinkHandle {
 
   linkSet(index: number, o: LinkChanges): void {
     this.raw.linkSet(index, o);
+  }
+
+  /** null when there is no such device. */
+  linkSizes(index: number): LinkSizes | null {
+    return this.raw.linkSizes(index);
   }
 
   linkDel(index: number): void {

@@ -96,6 +96,7 @@ test('config mistakes: decode errors (code 6) and invalid configs (code 7) name 
     [build({ ipam: { routes: {} } }), 6, /ipam\.routes: expected an array/],
     [build({ ipam: { routes: [{ dst: '10.1.0.0/16' }, { dst: '10.2.0.0' }] } }), 6, /ipam\.routes\[1\]\.dst: expected a CIDR string/],
     [build({ runtimeConfig: 3 }), 6, /runtimeConfig: expected an object/],
+    [build({ bigTCP: 'yes' }), 6, /bigTCP: expected a boolean, got a string/],
   ];
   for (const [fn, code, msg] of cases) {
     const [got, text] = codeOf(fn);
