@@ -2,11 +2,13 @@
 // operator runs often must answer in under 150 ms. Each is timed from spawn to
 // exit, as `time` would, 10 times; the commands take turns so that drift on a
 // busy machine hits all alike, and Node's own start (`node -e 0`) is timed
-// beside them, since it is most of each. `weft bpf` reads real pinned maps:
+// beside them, since it is most of each. The median is held to the target:
+// on this VM a run in ten or so stalls for 50 to 100 ms, Node alone included,
+// which moves an average of ten by 5 to 10 ms; the average is printed beside it. `weft bpf` reads real pinned maps:
 // weft's objects loaded into a lab host's pin dir, as inspect-bpf.test.ts
 // does (test/bpf/fixture.ts). Reported, never enforced.
 //
-//   node dist-test/bench/cli.js [--runs 10] [--json]
+//   node dist-test/bench/cli.js [--runs 20] [--json]
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -14,14 +16,15 @@ import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { CLI } from '../lab/agent.js';
 import { makeFixture } from '../test/bpf/fixture.js';
+import { median } from './measure.js';
 
 export const CLI_START_TARGET_MS = 150;
 
 export interface CliStartResult {
   runs: number;
-  /** `node -e 0`, average ms. */
+  /** `node -e 0`, median ms. */
   nodeMs: number | null;
-  rows: Array<{ command: string; avgMs: number; minMs: number; maxMs: number }>;
+  rows: Array<{ command: string; medianMs: number; avgMs: number; minMs: number; maxMs: number }>;
   loadavg: number[];
   error?: string;
 }
@@ -62,27 +65,27 @@ export async function runCliStart(runs = 10): Promise<CliStartResult> {
       }
     }
     const avg = (xs: number[]): number => Math.round((xs.reduce((s, x) => s + x, 0) / xs.length) * 10) / 10;
-    const rows = commands.map((c, j) => ({ command: c.show, avgMs: avg(ms[j]), minMs: Math.round(Math.min(...ms[j])), maxMs: Math.round(Math.max(...ms[j])) }));
-    return { runs, nodeMs: rows[0].avgMs, rows: rows.slice(1), loadavg: os.loadavg().map((x) => Math.round(x * 100) / 100) };
+    const rows = commands.map((c, j) => ({ command: c.show, medianMs: Math.round(median(ms[j]) * 10) / 10, avgMs: avg(ms[j]), minMs: Math.round(Math.min(...ms[j])), maxMs: Math.round(Math.max(...ms[j])) }));
+    return { runs, nodeMs: rows[0].medianMs, rows: rows.slice(1), loadavg: os.loadavg().map((x) => Math.round(x * 100) / 100) };
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
     await fx.destroy();
   }
 }
 
-/** A line per command: its average, the target, met or missed. */
+/** A line per command: its median, the target, met or missed. */
 export function cliStartLines(r: CliStartResult): string[] {
   if (r.error) return [`CLI start part failed: ${r.error}`];
   const w = Math.max(...r.rows.map((x) => x.command.length));
   return [
-    ...r.rows.map((x) => `${x.command.padEnd(w)}  ${x.avgMs.toFixed(0).padStart(4)} ms  (min ${x.minMs}, max ${x.maxMs})  target < ${CLI_START_TARGET_MS} ms: ${x.avgMs < CLI_START_TARGET_MS ? 'met' : 'missed'}`),
+    ...r.rows.map((x) => `${x.command.padEnd(w)}  ${x.medianMs.toFixed(0).padStart(4)} ms  (average ${x.avgMs.toFixed(0)}, min ${x.minMs}, max ${x.maxMs})  target < ${CLI_START_TARGET_MS} ms: ${x.medianMs < CLI_START_TARGET_MS ? 'met' : 'missed'}`),
     `${'node -e 0 (Node alone)'.padEnd(w)}  ${(r.nodeMs ?? NaN).toFixed(0).padStart(4)} ms  (load average ${r.loadavg.join(' ')})`,
   ];
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const at = process.argv.indexOf('--runs');
-  const r = await runCliStart(at > 0 ? Number(process.argv[at + 1]) : 10);
+  const r = await runCliStart(at > 0 ? Number(process.argv[at + 1]) : 20);
   if (process.argv.includes('--json')) console.log(JSON.stringify(r));
-  else console.log([`weft's CLI start: average of ${r.runs} runs each, spawn to exit`, ...cliStartLines(r)].join('\n'));
+  else console.log([`weft's CLI start: median of ${r.runs} runs each, spawn to exit`, ...cliStartLines(r)].join('\n'));
 }

@@ -328,9 +328,9 @@ async function main(): Promise<void> {
   }
 
   if (o.cli) {
-    say("cli: weft's CLI start, 10 runs of each command (bench/cli)");
+    say("cli: weft's CLI start, 20 runs of each command (bench/cli)");
     await part('cli', async () => {
-      res.cli = await runCliStart(10);
+      res.cli = await runCliStart(20);
     }, (msg) => (res.cli = { runs: 0, nodeMs: null, rows: [], loadavg: [], error: msg }));
   }
 
