@@ -100,9 +100,19 @@ export function hostOrderCheck(): void {
 
 /** 4 bytes of an IPv4 address in network order; addresses are parsed by src/core/ipnet.ts. */
 export function ipv4Bytes(addr: string | IPAddr, what: string): Buffer {
-  const a = typeof addr === 'string' ? IPAddr.v4(addr, what) : addr;
-  if (a.family !== 4) throw new Error(`${what}: ${a} is not an IPv4 address`);
-  return a.bytes();
+  const b = Buffer.alloc(4);
+  writeIPv4(b, 0, typeof addr === 'string' ? IPAddr.v4(addr, what) : addr, () => what);
+  return b;
+}
+
+/**
+ * An IPv4 address written at `off` in network order, without a Buffer of its
+ * own. `what` names it in an error: a function, since formatting a name for
+ * every entry of 65,536 costs more than the entry.
+ */
+function writeIPv4(b: Buffer, off: number, a: IPAddr, what: () => string): void {
+  if (a.family !== 4) throw new Error(`${what()}: ${a} is not an IPv4 address`);
+  b.writeUInt32BE(Number(a.value), off);
 }
 
 export function ipv4String(b: Buffer, off = 0): string {
@@ -112,8 +122,15 @@ export function ipv4String(b: Buffer, off = 0): string {
 const MAC_RE = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i;
 
 export function macBytes(mac: string, what: string): Buffer {
-  if (!MAC_RE.test(mac)) throw new Error(`${what}: "${mac}" is not a MAC address`);
-  return Buffer.from(mac.split(':').map((h) => parseInt(h, 16)));
+  const b = Buffer.alloc(6);
+  writeMac(b, 0, mac, () => what);
+  return b;
+}
+
+/** A MAC address ("02:00:00:00:03:01") written at `off`. */
+function writeMac(b: Buffer, off: number, mac: string, what: () => string): void {
+  if (!MAC_RE.test(mac)) throw new Error(`${what()}: "${mac}" is not a MAC address`);
+  for (let i = 0; i < 6; i++) b[off + i] = parseInt(mac.slice(i * 3, i * 3 + 2), 16);
 }
 
 export function macString(b: Buffer, off = 0): string {
@@ -123,8 +140,7 @@ export function macString(b: Buffer, off = 0): string {
 /**
  * An IPv4 subnet for a map: checked, then its address (network order) written
  * at `off`. The trie compares prefixlen bits only, but a stray host bit would
- * make decode disagree with encode. `what` names it in an error: a function,
- * since formatting a subnet for every entry of 65,536 costs more than the entry.
+ * make decode disagree with encode.
  */
 function writeSubnet(b: Buffer, off: number, net: IPNet, what: () => string): void {
   checkSubnet(net, what);
@@ -160,8 +176,7 @@ export function decodeLpmKey(b: Buffer): IPNet {
 export function encodePeer(route: PeerRoute): Buffer {
   const what = (): string => `weft_peer ${route.subnet}`;
   const b = Buffer.alloc(PEER_SIZE);
-  if (route.publicIP.family !== 4) throw new Error(`${what()}: publicIP: ${route.publicIP} is not an IPv4 address`);
-  b.writeUInt32BE(Number(route.publicIP.value), P.public_ip);
+  writeIPv4(b, P.public_ip, route.publicIP, () => `${what()}: publicIP`);
   checkSubnet(route.subnet, what);
   if (route.encap === 'vxlan' || (route.directRouting && route.vtepMAC)) {
     if (route.vni === undefined || !Number.isInteger(route.vni) || route.vni < 0 || route.vni > 0xffffff)
@@ -169,11 +184,7 @@ export function encodePeer(route: PeerRoute): Buffer {
     if (!route.vtepMAC) throw new Error(`${what()}: a vxlan peer needs its vtepMAC`);
   }
   b.writeUInt32LE(route.vni ?? 0, P.vni);
-  if (route.vtepMAC) {
-    const mac = route.vtepMAC;
-    if (!MAC_RE.test(mac)) throw new Error(`${what()}: vtepMAC: "${mac}" is not a MAC address`);
-    for (let i = 0; i < 6; i++) b[P.vtep_mac + i] = parseInt(mac.slice(i * 3, i * 3 + 2), 16);
-  }
+  if (route.vtepMAC) writeMac(b, P.vtep_mac, route.vtepMAC, () => `${what()}: vtepMAC`);
   if (route.directRouting && route.encap !== 'direct')
     throw new Error(`${what()}: a DirectRouting peer is forwarded directly (encap 'direct'), not with ${route.encap}`);
   b[P.encap] = ENCAP[route.encap];
