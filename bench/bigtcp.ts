@@ -26,9 +26,9 @@ import fs from 'node:fs';
 import { reapStaleLabs, type Netns } from '../lab/netns.js';
 import { withNetns } from 'weft/native/addon.js';
 import { NetlinkHandle, type LinkSizes } from 'weft/native/netlink.js';
-import { caseDef, createBench, destroyBench, setupCase, type Bench, type CaseSetup } from './cases.js';
+import { caseDef, createBench, destroyBench, profileScriptArgs, setupCase, type Bench, type CaseSetup } from './cases.js';
 import { iperf, median, netnsInodes, placeRun, type Throughput } from './measure.js';
-import { isProfile, type HostProfile } from '../lab/profiles.js';
+import type { HostProfile } from '../lab/profiles.js';
 
 const DEFAULT_SIZE = 65536;
 const MODES = ['off', 'pods', 'all'] as const;
@@ -47,12 +47,7 @@ interface Options {
 }
 
 function parse(argv: string[]): Options {
-  const a = new Map<string, string>();
-  for (let i = 0; i < argv.length; i += 2) a.set(argv[i].replace(/^--/, ''), argv[i + 1] ?? '');
-  const profile = a.get('profile') ?? 'bare';
-  if (!isProfile(profile)) throw new Error(`--profile: bare, docker or kube, not ${profile}`);
-  const cases = (a.get('cases') ?? 'flannel-host-gw,weft-ebpf-host-gw,weft-ebpf-vxlan').split(',');
-  for (const c of cases) caseDef(c);
+  const { a, profile, cases } = profileScriptArgs(argv, { profile: 'bare', cases: ['flannel-host-gw', 'weft-ebpf-host-gw', 'weft-ebpf-vxlan'] });
   const modes = (a.get('modes') ?? MODES.join(',')).split(',');
   for (const m of modes) if (!(MODES as readonly string[]).includes(m)) throw new Error(`--modes: ${MODES.join(', ')}, not ${m}`);
   const wire = a.get('wire') ?? 'lab';

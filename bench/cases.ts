@@ -10,7 +10,7 @@ import { FlannelHost } from '../lab/flannel.js';
 import { waitFor } from '../lab/exec.js';
 import { readEnvFile } from 'weft/agent/subnet-env.js';
 import { IPNet } from 'weft/core/ipnet.js';
-import { applyProfile, type HostProfile } from '../lab/profiles.js';
+import { PROFILES, applyProfile, isProfile, type HostProfile } from '../lab/profiles.js';
 import { startServers } from './measure.js';
 import { OBJECT_DIR } from 'weft/dataplane/ebpf/loader.js';
 import path from 'node:path';
@@ -66,6 +66,20 @@ export function caseDef(name: string): CaseDef {
   const d = CASES.find((c) => c.name === name);
   if (!d) throw new Error(`no case ${name}; cases: ${CASES.map((c) => c.name).join(', ')}`);
   return d;
+}
+
+/**
+ * The single-purpose bench scripts' `--name value` pairs, with the two they
+ * share checked: `--profile` (a host profile) and `--cases` (names of CASES).
+ */
+export function profileScriptArgs(argv: string[], defaults: { profile: HostProfile; cases: string[] }): { a: Map<string, string>; profile: HostProfile; cases: string[] } {
+  const a = new Map<string, string>();
+  for (let i = 0; i < argv.length; i += 2) a.set(argv[i].replace(/^--/, ''), argv[i + 1] ?? '');
+  const profile = a.get('profile') ?? defaults.profile;
+  if (!isProfile(profile)) throw new Error(`--profile: ${PROFILES.join(', ')}, not ${profile}`);
+  const cases = a.get('cases')?.split(',') ?? defaults.cases;
+  for (const c of cases) caseDef(c);
+  return { a, profile, cases };
 }
 
 /** Cases compared on the docker and kube profiles: the targets' pairs (the rest run on bare). */

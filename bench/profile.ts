@@ -15,9 +15,9 @@ import { reapStaleLabs } from '../lab/netns.js';
 import { withNetns } from 'weft/native/addon.js';
 import { enableRunStats, tcxPrograms, tcxSupported, progInfo, tcFilters } from 'weft/native/bpf.js';
 import { NetlinkHandle } from 'weft/native/netlink.js';
-import { caseDef, createBench, destroyBench, setupCase, type CaseSetup } from './cases.js';
+import { caseDef, createBench, destroyBench, profileScriptArgs, setupCase, type CaseSetup } from './cases.js';
 import { iperf, netnsInodes } from './measure.js';
-import { isProfile, type HostProfile } from '../lab/profiles.js';
+import type { HostProfile } from '../lab/profiles.js';
 
 interface Options {
   profile: HostProfile;
@@ -29,12 +29,7 @@ interface Options {
 }
 
 function parse(argv: string[]): Options {
-  const a = new Map<string, string>();
-  for (let i = 0; i < argv.length; i += 2) a.set(argv[i].replace(/^--/, ''), argv[i + 1] ?? '');
-  const profile = a.get('profile') ?? 'docker';
-  if (!isProfile(profile)) throw new Error(`--profile: bare, docker or kube, not ${profile}`);
-  const cases = (a.get('cases') ?? 'flannel-vxlan,weft-ebpf-vxlan').split(',');
-  for (const c of cases) caseDef(c);
+  const { a, profile, cases } = profileScriptArgs(argv, { profile: 'docker', cases: ['flannel-vxlan', 'weft-ebpf-vxlan'] });
   return { profile, cases, seconds: Number(a.get('seconds') ?? 5), rateGbps: Number(a.get('rate') ?? 2), top: Number(a.get('top') ?? 40), out: a.get('out') ?? '/tmp/weft-profile' };
 }
 
