@@ -23,7 +23,7 @@ export function bitsOf(family: Family): number {
  * holds two IPv4 addresses, and 65,536 leases went through ipaddr.js in 0.3 s.
  * -1 when the text is not one (ipaddr.js then decides).
  */
-function quadValue(text: string): number {
+export function quadValue(text: string): number {
   const n = text.length;
   if (n < 7 || n > 15) return -1;
   let value = 0;

@@ -2,7 +2,7 @@
 //   key:   10.244.3.0-24   or, dual-stack,   10.244.3.0-24&fd00:10:244:3::-64
 //   value: {"PublicIP":"192.0.2.11","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"…"}}
 // Fields written by others that we do not know are kept when we rewrite our own lease.
-import { IPNet, type IPAddr } from '../core/ipnet.js';
+import { IPNet, parseIP, quadValue, type IPAddr } from '../core/ipnet.js';
 import { WeftError } from '../core/errors.js';
 
 // flannel's own pattern (pkg/subnet/subnet.go), anchored at the start as well.
@@ -15,6 +15,8 @@ export interface SubnetKey {
 
 /** Parses the last path element of a lease key; null when it is not a lease key. */
 export function parseSubnetKey(name: string): SubnetKey | null {
+  const plain = subnetKey4(name);
+  if (plain) return { subnet: plain };
   const m = KEY_RE.exec(name);
   if (!m) return null;
   const v4 = IPNet.parse(`${m[1]}/${m[2]}`);
@@ -26,6 +28,28 @@ export function parseSubnetKey(name: string): SubnetKey | null {
     key.subnetV6 = v6;
   }
   return key;
+}
+
+/**
+ * An IPv4-only key ("10.244.3.0-24") read without the pattern: every key of
+ * a 65,536-lease list is one. null when it is anything else, dual-stack
+ * included, which the pattern then decides.
+ */
+function subnetKey4(name: string): IPNet | null {
+  const dash = name.indexOf('-');
+  const n = name.length;
+  if (dash < 0 || n - dash < 2 || n - dash > 3) return null;
+  let len = 0;
+  for (let i = dash + 1; i < n; i++) {
+    const c = name.charCodeAt(i);
+    if (c < 48 || c > 57) return null;
+    len = len * 10 + (c - 48);
+  }
+  const ip = quadValue(name.slice(0, dash));
+  if (ip < 0 || len > 32) return null;
+  // The host bits, as numbers: a shift by 32 is a shift by 0 in JavaScript.
+  const host = len === 0 ? ip : ip % 2 ** (32 - len);
+  return host === 0 ? new IPNet(4, BigInt(ip), len) : null;
 }
 
 export function formatSubnetKey(key: SubnetKey): string {
@@ -62,10 +86,10 @@ export function parseLeaseAttrs(text: string): LeaseAttrs {
   }
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw invalid('not a JSON object');
   const o = raw as Record<string, unknown>;
-  if (typeof o.PublicIP !== 'string' || IPNet.parse(`${o.PublicIP}/32`)?.family !== 4) {
+  if (typeof o.PublicIP !== 'string' || parseIP(o.PublicIP)?.family !== 4) {
     throw invalid(`PublicIP ${JSON.stringify(o.PublicIP)} is not an IPv4 address`);
   }
-  if (o.PublicIPv6 !== undefined && o.PublicIPv6 !== null && (typeof o.PublicIPv6 !== 'string' || IPNet.parse(`${o.PublicIPv6}/128`)?.family !== 6)) {
+  if (o.PublicIPv6 !== undefined && o.PublicIPv6 !== null && (typeof o.PublicIPv6 !== 'string' || parseIP(o.PublicIPv6)?.family !== 6)) {
     throw invalid(`PublicIPv6 ${JSON.stringify(o.PublicIPv6)} is not an IPv6 address`);
   }
   if (o.BackendType !== undefined && typeof o.BackendType !== 'string') throw invalid('BackendType is not a string');

@@ -14,15 +14,15 @@ import {
   GRPCDeadlineExceededError,
   GRPCUnauthenticatedError,
   GRPCUnavailableError,
-  type IKeyValue,
   type IOptions,
-  type IRangeResponse,
+  type IRangeRequest,
 } from 'etcd3';
 import { ConstantBackoff, NoopPolicy, handleWhen, noop, retry, wrap, type IPolicy } from 'cockatiel';
 import { DEFAULT_CALL_TIMEOUT_MS, DEFAULT_KEEPALIVE_TIME_MS, DEFAULT_KEEPALIVE_TIMEOUT_MS, FIRST_PAGE_KEYS, MAX_LEASE_VALUE_BYTES, PAGE_BYTES, PAGE_KEYS, isEndpointFailure, requireLeader } from './etcd-client.js';
 import { IPAddr, type IPNet } from '../core/ipnet.js';
 import { isWeftError, usageError } from '../core/errors.js';
 import { readTlsCredentials } from './etcd-tls.js';
+import { decodeRangeResponse, type RawKeyValue, type RawRangePage } from './range-decode.js';
 import { encodeLeaseAttrs, formatSubnetKey, parseLeaseAttrs, parseSubnetKey, type Lease, type LeaseAttrs, type SubnetKey } from './lease.js';
 
 export interface EtcdOptions {
@@ -216,7 +216,7 @@ export class EtcdRegistry {
     return null;
   }
 
-  decode(kv: IKeyValue): Lease | MalformedLease {
+  decode(kv: StoredKeyValue): Lease | MalformedLease {
     const key = kv.key.toString();
     // Decoded on its own, not sliced from the key: a slice would keep the whole key alive with each lease.
     const name = kv.key.toString('utf8', Buffer.byteLength(this.subnetsPrefix));
@@ -261,27 +261,42 @@ export class EtcdRegistry {
    * key), all at the revision of the first page, so the whole list is one
    * snapshot however large the keyspace. The first page is small; each next
    * one holds as many keys as fit in PAGE_BYTES at the size per key seen so
-   * far (a megabyte value makes it one key, flannel's leases 10,000).
+   * far (a megabyte value makes it one key, flannel's leases 10,000). The
+   * next page is asked for before `each` sees this one, so etcd serves it
+   * while we decode. `each` gets views of the page: copy what it keeps.
    */
-  async rangePaged(prefix: string, each: (kv: IKeyValue) => void): Promise<string> {
+  async rangePaged(prefix: string, each: (kv: RawKeyValue) => void): Promise<string> {
     const end = prefixEnd(Buffer.from(prefix));
-    let from = Buffer.from(prefix);
-    let revision: string | undefined;
-    let limit = FIRST_PAGE_KEYS;
+    let revision = 0;
     let keys = 0;
     let bytes = 0;
-    for (;;) {
-      const res: IRangeResponse = await this.client.kv.range({ key: from, range_end: end, limit, revision: revision ?? 0 });
-      revision ??= String(res.header.revision);
-      for (const kv of res.kvs) {
-        keys++;
-        bytes += kv.key.length + kv.value.length;
-        each(kv);
+    let next: Promise<RawRangePage> | null = this.rangePage({ key: Buffer.from(prefix), range_end: end, limit: FIRST_PAGE_KEYS, revision: 0 });
+    while (next) {
+      const page: RawRangePage = await next;
+      revision ||= page.revision;
+      next = null;
+      for (const kv of page.kvs) bytes += kv.key.length + kv.value.length;
+      keys += page.kvs.length;
+      if (page.more && page.kvs.length > 0) {
+        const limit = Math.max(1, Math.min(PAGE_KEYS, Math.floor((PAGE_BYTES * keys) / Math.max(1, bytes))));
+        const from = Buffer.concat([page.kvs[page.kvs.length - 1].key, Buffer.from([0])]);
+        next = this.rangePage({ key: from, range_end: end, limit, revision });
+        // Awaited on the next turn of the loop, which rethrows; until then a failure must not count as unhandled.
+        next.catch(() => undefined);
       }
-      if (!res.more || res.kvs.length === 0) return revision;
-      from = Buffer.concat([res.kvs[res.kvs.length - 1].key, Buffer.from([0])]);
-      limit = Math.max(1, Math.min(PAGE_KEYS, Math.floor((PAGE_BYTES * keys) / Math.max(1, bytes))));
+      for (const kv of page.kvs) each(kv);
     }
+    return String(revision);
+  }
+
+  /** One Range call through etcd3's pool (its endpoints, failover, deadline and auth), its answer decoded by range-decode.ts. */
+  private rangePage(req: IRangeRequest): Promise<RawRangePage> {
+    const pool = (this.client as unknown as { pool: EtcdPool }).pool;
+    if (!rawRangeInstalled) {
+      const kv = pool.hosts[0]?.getServiceClient('KV');
+      if (kv) installRawRange(kv);
+    }
+    return pool.exec('KV', RAW_RANGE, req) as Promise<RawRangePage>;
   }
 
   /** Writes the lease only if the key does not exist (flannel's create transaction). */
@@ -350,6 +365,44 @@ export class EtcdRegistry {
 }
 
 /** The end of the key range holding every key that starts with `prefix`. */
+/** A key as both etcd3 (a watch's events) and range-decode.ts (a range page) give it. */
+export interface StoredKeyValue {
+  key: Buffer;
+  value: Buffer;
+  lease?: string | number;
+  mod_revision: string | number;
+  create_revision: string | number;
+}
+
+/** The parts of etcd3's connection pool rangePage() uses (etcd3 does not export its type). */
+interface EtcdPool {
+  hosts: { getServiceClient(name: string): object }[];
+  exec(service: string, method: string, payload: unknown): Promise<unknown>;
+}
+
+/** A grpc-js client as @grpc/grpc-js's makeClientConstructor builds it: the service's methods are on the class. */
+interface GrpcServiceClient {
+  makeUnaryRequest(path: string, serialize: (v: unknown) => Buffer, deserialize: (b: Buffer) => unknown, arg: unknown, ...rest: unknown[]): unknown;
+}
+
+/** The name of the KV method rangePage() adds beside etcd3's `range`. */
+const RAW_RANGE = 'weftRawRange';
+let rawRangeInstalled = false;
+
+/**
+ * Adds KV.weftRawRange to the class of etcd3's KV clients: Range with
+ * etcd3's own request serializer and range-decode.ts for the answer, so
+ * the pool's exec() runs it like any other call.
+ */
+function installRawRange(kvClient: object): void {
+  const proto = Object.getPrototypeOf(kvClient) as Record<string, unknown> & { constructor: { service: Record<string, { path: string; requestSerialize: (v: unknown) => Buffer }> } };
+  const def = proto.constructor.service.Range;
+  proto[RAW_RANGE] = function (this: GrpcServiceClient, arg: unknown, ...rest: unknown[]): unknown {
+    return this.makeUnaryRequest(def.path, def.requestSerialize, decodeRangeResponse, arg, ...rest);
+  };
+  rawRangeInstalled = true;
+}
+
 function prefixEnd(prefix: Buffer): Buffer {
   const end = Buffer.from(prefix);
   for (let i = end.length - 1; i >= 0; i--) {

@@ -3,6 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { encodeLeaseAttrs, formatSubnetKey, parseLeaseAttrs, parseSubnetKey } from 'weft/subnet/lease.js';
 import { WeftError } from 'weft/core/errors.js';
+import { IPNet } from 'weft/core/ipnet.js';
 
 test('keys: IPv4 and dual-stack parse and format back', () => {
   const k = parseSubnetKey('10.244.3.0-24');
@@ -16,8 +17,16 @@ test('keys: IPv4 and dual-stack parse and format back', () => {
 });
 
 test('keys: malformed names are not leases', () => {
-  for (const bad of ['10.244.3.0', '10.244.3.0-33', '10.244.3.1-24', 'garbage', '10.244.3.0-24&zz::-64', '10.244.3.0-24&fd00::1-64', 'x10.244.3.0-24', '300.1.1.0-24']) {
+  for (const bad of ['10.244.3.0', '10.244.3.0-33', '10.244.3.1-24', '10.244.3.128-24', '10.244.3.0-', '10.244.3.0-2x', '010.244.3.0-24', 'garbage', '10.244.3.0-24&zz::-64', '10.244.3.0-24&fd00::1-64', 'x10.244.3.0-24', '300.1.1.0-24']) {
     assert.equal(parseSubnetKey(bad), null, bad);
+  }
+});
+
+test('keys: every prefix length and address edge reads as IPNet.parse reads the CIDR', () => {
+  for (const name of ['0.0.0.0-0', '10.0.0.0-8', '10.255.255.0-24', '255.255.255.255-32', '10.244.3.0-25', '10.244.3.128-25', '192.0.2.7-32', '192.0.2.7-31', '10.244.3.0-7']) {
+    const cidr = IPNet.parse(name.replace('-', '/'));
+    const want = cidr && cidr.isNetworkAddress() ? cidr.toString() : null;
+    assert.equal(parseSubnetKey(name)?.subnet?.toString() ?? null, want, name);
   }
 });
 
