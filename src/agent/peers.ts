@@ -99,6 +99,8 @@ export class PeerTable implements PeerSource {
   apply(e: PeerEvent): Applied {
     const name = e.lease.name;
     const key = subnetKey(e.lease.subnet);
+    const claimed = this.bySubnet.get(key);
+    if (claimed === undefined || claimed === name) return this.applySole(e, key, claimed === name);
     const before: Array<[string, PeerRoute | undefined]> = [];
     for (const n of this.claimants(key)) before.push([n, this.byName.get(n)?.route]);
     if (!before.some(([n]) => n === name)) before.push([name, this.byName.get(name)?.route]);
@@ -125,6 +127,42 @@ export class PeerTable implements PeerSource {
     return out;
   }
 
+  /**
+   * apply() for a subnet that no other lease claims, before or after: every
+   * lease of a sane cluster, and all 65,536 of a start. The same decisions
+   * as decideSubnet's for one claimant, without its lists.
+   */
+  private applySole(e: PeerEvent, key: number | string, wasClaimed: boolean): Applied {
+    const name = e.lease.name;
+    const was = this.byName.get(name)?.route;
+    if (e.type === 'removed') {
+      this.byName.delete(name);
+      if (wasClaimed) this.bySubnet.delete(key);
+      return { peers: [], changes: was ? [{ kind: 'remove', route: was }] : [] };
+    }
+    if (!wasClaimed) this.bySubnet.set(key, name);
+    const peer = this.decideHolder(e.lease, was);
+    this.byName.set(name, peer);
+    const now = peer.route;
+    if (now && now !== was) return { peers: [peer], changes: [{ kind: 'upsert', route: now, previous: was }] };
+    return { peers: [peer], changes: was && !now ? [{ kind: 'remove', route: was }] : [] };
+  }
+
+  /** The peer for a lease that holds its subnet (or would, were it sane): the policy, then the backend; `was` is its route until now. */
+  private decideHolder(lease: Lease, was: PeerRoute | undefined): Peer {
+    const reason = this.policy.check(lease);
+    if (reason) return { lease, skipped: reason, skipReason: 'lease_refused', refused: true };
+    return this.routeFor(lease, was);
+  }
+
+  /** The backend's decision for a sane lease that holds its subnet. */
+  private routeFor(lease: Lease, was: PeerRoute | undefined): Peer {
+    const decision = this.decide(lease);
+    if ('skip' in decision) return { lease, skipped: decision.skip, skipReason: decision.reason };
+    // Keep the same route object when nothing changed, so that callers can tell "no change" by identity.
+    return { lease, route: was && sameRoute(was, decision) ? was : decision };
+  }
+
   /** Decides every lease of one subnet: the policy, then who holds it, then the backend. */
   private decideSubnet(key: number | string, subnet: IPNet): void {
     const names = [...this.claimants(key)];
@@ -139,11 +177,7 @@ export class PeerTable implements PeerSource {
     const holder = sane.length === 1 ? sane[0] : sane.reduce((a, b) => (older(b.lease, a.lease) ? b : a));
     for (const p of sane) {
       if (p === holder) {
-        const prev = this.byName.get(p.lease.name)!;
-        const decision = this.decide(p.lease);
-        // Keep the same route object when nothing changed, so that callers can tell "no change" by identity.
-        const route = 'skip' in decision ? undefined : prev.route && sameRoute(prev.route, decision) ? prev.route : decision;
-        this.byName.set(p.lease.name, 'skip' in decision ? { lease: p.lease, skipped: decision.skip, skipReason: decision.reason } : { lease: p.lease, route });
+        this.byName.set(p.lease.name, this.routeFor(p.lease, this.byName.get(p.lease.name)!.route));
         continue;
       }
       const h = holder.lease;

@@ -38,6 +38,8 @@ export class LeaseSession extends EventEmitter<LeaseSessionEvents> {
   private readonly watcher: LeaseWatcher;
   /** The acquisition's list, until the watch starts from it (once: a retry lists afresh). */
   private acquiredList: LeaseList | undefined;
+  /** Our key's name, made for one OwnLease object (see isOwn). */
+  private ownName: { of: OwnLease; name: string } | undefined;
   private readonly log: Logger;
 
   constructor(o: LeaseSessionOptions) {
@@ -95,7 +97,10 @@ export class LeaseSession extends EventEmitter<LeaseSessionEvents> {
   /** Our own key, by its full name: another key naming our subnet (say, dual-stack) is a stranger's lease, not ours. */
   private isOwn(lease: Lease): boolean {
     const own = this.own;
-    return Boolean(own && lease.name === formatSubnetKey({ subnet: own.subnet, subnetV6: own.subnetV6 }));
+    if (!own) return false;
+    // Every event asks, 65,536 of them at a start: the name is made again only when the lease object changes.
+    if (this.ownName?.of !== own) this.ownName = { of: own, name: formatSubnetKey({ subnet: own.subnet, subnetV6: own.subnetV6 }) };
+    return lease.name === this.ownName.name;
   }
 
   private route(e: LeaseEvent): void {

@@ -138,14 +138,15 @@ export class LeaseWatcher extends EventEmitter<LeaseWatcherEvents> {
   /** Replaces the view with a full list, emitting only what differs. */
   private apply(leases: Lease[], malformed: MalformedLease[], isRelist = false): void {
     for (const m of malformed) this.warnMalformed(m.key, m.reason, 'list');
-    const seen = new Set<string>();
+    // A first list has nothing to compare with: no set of 65,536 names at a start.
+    const seen = this.view.size > 0 ? new Set<string>() : null;
     for (const lease of leases) {
-      seen.add(lease.name);
+      seen?.add(lease.name);
       this.upsert(lease);
     }
     // Only the gone are copied out (a copy of the whole view was 65,536 pairs of garbage at every start).
     const gone: Lease[] = [];
-    for (const [name, lease] of this.view) if (!seen.has(name)) gone.push(lease);
+    if (seen) for (const [name, lease] of this.view) if (!seen.has(name)) gone.push(lease);
     for (const lease of gone) {
       this.view.delete(lease.name);
       this.emit('event', { type: 'removed', lease });

@@ -11,6 +11,7 @@ import { Backoff } from 'weft/core/backoff.js';
 import { IPAddr, IPNet } from 'weft/core/ipnet.js';
 import { RouteGuard } from 'weft/dataplane/guard.js';
 import type { Lease } from 'weft/subnet/lease.js';
+import type { PeerEvent } from 'weft/subnet/session.js';
 import { iface } from '../../lab/model.js';
 
 const config = parseNetworkConfig('{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}}');
@@ -85,6 +86,35 @@ test('a renewed lease with the same route changes nothing in the dataplane', () 
   t.apply({ type: 'added', lease: a });
   const r = t.apply({ type: 'changed', lease: { ...a, leaseId: '8' }, previous: a });
   assert.deepEqual(r.changes, []);
+});
+
+test('one lease alone on its subnet: added, moved, refused, back, skipped by the backend, removed: each step\'s changes', () => {
+  const decide = (l: Lease) =>
+    l.attrs.BackendType === 'vxlan'
+      ? { subnet: l.subnet, publicIP: l.publicIP, encap: 'vxlan' as const, directRouting: false, vni: 1, vtepMAC: '02:00:00:00:00:01' }
+      : { skip: 'not vxlan', reason: 'backend_mismatch' as const };
+  const t = new PeerTable(decide, policy);
+  const a = lease('10.244.5.0-24', '192.0.2.12', '10');
+  let last = a;
+  const step = (type: 'added' | 'changed' | 'removed', l: Lease): string[] => {
+    const e: PeerEvent = type === 'changed' ? { type, lease: l, previous: last } : { type, lease: l };
+    last = l;
+    return t.apply(e).changes.map((c) => (c.kind === 'none' ? 'none' : `${c.kind} ${c.route.publicIP}${c.kind === 'upsert' && c.previous ? ` (was ${c.previous.publicIP})` : ''}`));
+  };
+  assert.deepEqual(step('added', a), ['upsert 192.0.2.12']);
+  const moved = { ...a, attrs: { ...a.attrs, PublicIP: '192.0.2.13' }, publicIP: IPAddr.v4('192.0.2.13') };
+  assert.deepEqual(step('changed', moved), ['upsert 192.0.2.13 (was 192.0.2.12)']);
+  const bad = { ...a, attrs: { ...a.attrs, PublicIP: '127.0.0.1' }, publicIP: IPAddr.v4('127.0.0.1') };
+  assert.deepEqual(step('changed', bad), ['remove 192.0.2.13']);
+  assert.deepEqual(t.counts(), { total: 1, routed: 0, skipped: 1, refused: 1 });
+  assert.deepEqual(step('changed', a), ['upsert 192.0.2.12']);
+  assert.deepEqual(step('changed', { ...a, attrs: { ...a.attrs, BackendType: 'udp' } }), ['remove 192.0.2.12']);
+  assert.equal([...t.values()][0].skipReason, 'backend_mismatch');
+  assert.deepEqual(step('removed', a), []);
+  assert.deepEqual(step('added', a), ['upsert 192.0.2.12'], 'the subnet is free again once its lease went');
+  assert.deepEqual(step('removed', a), ['remove 192.0.2.12']);
+  assert.deepEqual(step('removed', a), [], 'a lease removed twice');
+  assert.deepEqual(t.counts(), { total: 0, routed: 0, skipped: 0, refused: 0 });
 });
 
 test('a Network over the underlay, over a route of the host, or holding etcd is a conflict; pod bridges inside it are not', () => {
