@@ -252,18 +252,32 @@ export class BpfMap extends FdHandle {
       throw new TypeError(`bpf_map_update_batch(${this.label}): ${keys.length} keys but ${values.length} values`);
     keys.forEach((k) => this.checkKey('bpf_map_update_batch', k));
     values.forEach((v) => this.checkValue('bpf_map_update_batch', v));
-    if (keys.length === 0) return 'batch';
+    return this.updatePacked(Buffer.concat(keys), Buffer.concat(values), keys.length, flag);
+  }
+
+  /**
+   * updateBatch for `count` keys and values laid end to end in two buffers
+   * (keySize and valueSize bytes each), as the kernel takes them: a caller
+   * writing many entries encodes them in place instead of a Buffer each.
+   */
+  updatePacked(keys: Buffer, values: Buffer, count: number, flag: UpdateFlag = 'any'): 'batch' | 'per-key' {
+    if (keys.length !== count * this.keySize || values.length !== count * this.valueLength)
+      throw new TypeError(`bpf_map_update_batch(${this.label}): ${count} entries need ${count * this.keySize} key and ${count * this.valueLength} value bytes, got ${keys.length} and ${values.length}`);
+    if (count === 0) return 'batch';
     const flags = updateFlag(flag);
     if (!noBatchTypes.has(this.type)) {
       try {
-        raw().mapUpdateBatch(this.fd, Buffer.concat(keys), Buffer.concat(values), keys.length, flags, this.label);
+        raw().mapUpdateBatch(this.fd, keys, values, count, flags, this.label);
         return 'batch';
       } catch (err) {
         if (!isErrnoError(err) || !BATCH_UNSUPPORTED.has(err.errno)) throw err;
         noBatchTypes.add(this.type);
       }
     }
-    keys.forEach((k, i) => raw().mapUpdate(this.fd, k, values[i], flags, this.label));
+    for (let i = 0; i < count; i++) {
+      const k = keys.subarray(i * this.keySize, (i + 1) * this.keySize);
+      raw().mapUpdate(this.fd, k, values.subarray(i * this.valueLength, (i + 1) * this.valueLength), flags, this.label);
+    }
     return 'per-key';
   }
 }

@@ -10,7 +10,7 @@ import { BpfMap, tcFilters } from '../../native/bpf.js';
 import type { Dataplane, DataplaneStatus, PeerSource } from '../types.js';
 import { isDirect, type LocalNetwork, type PeerRoute } from '../../core/model.js';
 import type { Logger } from '../../core/log.js';
-import { CONFIG_KEY, decodeConfig, encodeConfig, encodeLocalPeer, encodeLpmKey, encodePeer, hostOrderCheck, MAP_CONFIG } from './maps.js';
+import { CONFIG_KEY, decodeConfig, encodeConfig, encodeLpmKey, encodePeer, hostOrderCheck, lpmKeyId, LPM_KEY_SIZE, MAP_CONFIG, PEER_SIZE, writeLocalPeer, writeLpmKey, writePeer } from './maps.js';
 import { ALL_PROGRAMS, detach, loadObjects, unpinMaps, TC_HANDLE, type LoadedMaps } from './loader.js';
 import { attachHook, attachMode, detachLinkById, linkPins, removeLinkPin, weftLinks } from './attach.js';
 import { ConntrackFastPath } from './fastpath.js';
@@ -171,41 +171,54 @@ export class EbpfDataplane implements Dataplane {
     return this.maps;
   }
 
-  /** Every entry weft_peers must hold, keyed by the hex of its LPM key. */
-  private desired(): Map<string, { key: Buffer; value: Buffer }> {
-    const out = new Map<string, { key: Buffer; value: Buffer }>();
-    const put = (key: Buffer, value: Buffer): void => void out.set(key.toString('hex'), { key, value });
-    put(encodeLpmKey(this.local!.subnet), encodeLocalPeer(this.local!.publicIP));
-    for (const r of this.peers!.routes()) put(encodeLpmKey(r.subnet), encodePeer(r));
-    return out;
+  /** Every entry weft_peers must hold, our own subnet's first, laid out for one batch. */
+  private desired(): { keys: Buffer; values: Buffer; count: number } {
+    const routes: PeerRoute[] = [];
+    for (const r of this.peers!.routes()) routes.push(r);
+    const count = routes.length + 1;
+    // Packed as the batch takes them: one allocation each for 65,536 entries.
+    const keys = Buffer.alloc(count * LPM_KEY_SIZE);
+    const values = Buffer.alloc(count * PEER_SIZE);
+    writeLpmKey(keys, 0, this.local!.subnet);
+    writeLocalPeer(values, 0, this.local!.publicIP);
+    for (let i = 1; i < count; i++) {
+      const r = routes[i - 1];
+      writeLpmKey(keys, i * LPM_KEY_SIZE, r.subnet);
+      writePeer(values, i * PEER_SIZE, r);
+    }
+    return { keys, values, count };
   }
 
   async syncPeers(): Promise<void> {
     const want = this.desired();
-    const have = new Map<string, Buffer>();
-    for (const [k, v] of this.m.peers.entries()) have.set(k.toString('hex'), v);
+    const have = new Map<number, [Buffer, Buffer]>();
+    for (const [k, v] of this.m.peers.entries()) have.set(lpmKeyId(k, 0), [k, v]);
     let added = 0;
     let changed = 0;
-    let removed = 0;
-    const keys: Buffer[] = [];
-    const values: Buffer[] = [];
-    for (const [hex, { key, value }] of want) {
-      const cur = have.get(hex);
-      if (cur && cur.equals(value)) continue;
+    const write: number[] = [];
+    for (let i = 0; i < want.count; i++) {
+      const id = lpmKeyId(want.keys, i * LPM_KEY_SIZE);
+      const cur = have.get(id);
+      // What is left in `have` afterwards is what no peer wants.
+      if (cur) have.delete(id);
+      if (cur && cur[1].compare(want.values, i * PEER_SIZE, (i + 1) * PEER_SIZE) === 0) continue;
       if (cur) changed++;
       else added++;
-      keys.push(key);
-      values.push(value);
+      write.push(i);
     }
-    if (keys.length) this.m.peers.updateBatch(keys, values);
-    for (const hex of have.keys()) {
-      if (!want.has(hex)) {
-        this.m.peers.delete(Buffer.from(hex, 'hex'));
-        removed++;
-      }
+    if (write.length === want.count) this.m.peers.updatePacked(want.keys, want.values, want.count);
+    else if (write.length > 0) {
+      const keys = Buffer.alloc(write.length * LPM_KEY_SIZE);
+      const values = Buffer.alloc(write.length * PEER_SIZE);
+      write.forEach((i, j) => {
+        want.keys.copy(keys, j * LPM_KEY_SIZE, i * LPM_KEY_SIZE, (i + 1) * LPM_KEY_SIZE);
+        want.values.copy(values, j * PEER_SIZE, i * PEER_SIZE, (i + 1) * PEER_SIZE);
+      });
+      this.m.peers.updatePacked(keys, values, write.length);
     }
+    for (const [key] of have.values()) this.m.peers.delete(key);
     this.syncNeighbours();
-    this.log.info({ peers: want.size - 1, added, changed, removed }, 'peer map synchronised');
+    this.log.info({ peers: want.count - 1, added, changed, removed: have.size }, 'peer map synchronised');
   }
 
   async upsertPeer(route: PeerRoute, previous?: PeerRoute): Promise<void> {

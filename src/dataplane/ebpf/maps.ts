@@ -119,8 +119,6 @@ export function ipv4String(b: Buffer, off = 0): string {
   return IPAddr.fromBytes(b.subarray(off, off + 4)).toString();
 }
 
-const MAC_RE = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i;
-
 export function macBytes(mac: string, what: string): Buffer {
   const b = Buffer.alloc(6);
   writeMac(b, 0, mac, () => what);
@@ -129,8 +127,24 @@ export function macBytes(mac: string, what: string): Buffer {
 
 /** A MAC address ("02:00:00:00:03:01") written at `off`. */
 function writeMac(b: Buffer, off: number, mac: string, what: () => string): void {
-  if (!MAC_RE.test(mac)) throw new Error(`${what()}: "${mac}" is not a MAC address`);
-  for (let i = 0; i < 6; i++) b[off + i] = parseInt(mac.slice(i * 3, i * 3 + 2), 16);
+  // Read by character codes: 65,536 peers' MACs through a pattern and six slices each were most of encoding them.
+  if (mac.length === 17) {
+    let i = 0;
+    for (; i < 6; i++) {
+      const hi = hexDigit(mac.charCodeAt(i * 3));
+      const lo = hexDigit(mac.charCodeAt(i * 3 + 1));
+      if (hi < 0 || lo < 0 || (i < 5 && mac.charCodeAt(i * 3 + 2) !== 58)) break;
+      b[off + i] = hi * 16 + lo;
+    }
+    if (i === 6) return;
+  }
+  throw new Error(`${what()}: "${mac}" is not a MAC address`);
+}
+
+function hexDigit(c: number): number {
+  if (c >= 48 && c <= 57) return c - 48;
+  const l = c | 32;
+  return l >= 97 && l <= 102 ? l - 87 : -1;
 }
 
 export function macString(b: Buffer, off = 0): string {
@@ -157,9 +171,23 @@ function checkSubnet(net: IPNet, what: () => string): void {
 /** struct weft_lpm_key for a subnet, e.g. 10.244.3.0/24. */
 export function encodeLpmKey(subnet: IPNet): Buffer {
   const b = Buffer.alloc(LPM_KEY_SIZE);
-  writeSubnet(b, K.addr, subnet, () => 'weft_lpm_key');
-  b.writeUInt32LE(subnet.prefixLen, K.prefixlen);
+  writeLpmKey(b, 0, subnet);
   return b;
+}
+
+/**
+ * A weft_lpm_key at off as one number, for comparing keys without a string
+ * each: the trie refuses a prefixlen over 32, so prefixlen * 2^32 + addr is
+ * exact.
+ */
+export function lpmKeyId(b: Buffer, off: number): number {
+  return b.readUInt32LE(off + K.prefixlen) * 2 ** 32 + b.readUInt32BE(off + K.addr);
+}
+
+/** encodeLpmKey into b at off (a packed array of keys for a batch). */
+export function writeLpmKey(b: Buffer, off: number, subnet: IPNet): void {
+  writeSubnet(b, off + K.addr, subnet, () => 'weft_lpm_key');
+  b.writeUInt32LE(subnet.prefixLen, off + K.prefixlen);
 }
 
 export function decodeLpmKey(b: Buffer): IPNet {
@@ -174,31 +202,45 @@ export function decodeLpmKey(b: Buffer): IPNet {
  * peer; a vxlan one keeps its VNI and VtepMAC.
  */
 export function encodePeer(route: PeerRoute): Buffer {
-  const what = (): string => `weft_peer ${route.subnet}`;
   const b = Buffer.alloc(PEER_SIZE);
-  writeIPv4(b, P.public_ip, route.publicIP, () => `${what()}: publicIP`);
+  writePeer(b, 0, route);
+  return b;
+}
+
+/**
+ * encodePeer into b at off, which must hold zeros (a packed array of values
+ * for a batch: one allocation for 65,536 peers, where a Buffer each spent
+ * more time in the collector than in the encoding).
+ */
+export function writePeer(b: Buffer, off: number, route: PeerRoute): void {
+  const what = (): string => `weft_peer ${route.subnet}`;
+  writeIPv4(b, off + P.public_ip, route.publicIP, () => `${what()}: publicIP`);
   checkSubnet(route.subnet, what);
   if (route.encap === 'vxlan' || (route.directRouting && route.vtepMAC)) {
     if (route.vni === undefined || !Number.isInteger(route.vni) || route.vni < 0 || route.vni > 0xffffff)
       throw new Error(`${what()}: vni ${String(route.vni)} is not a VNI (0..16777215)`);
     if (!route.vtepMAC) throw new Error(`${what()}: a vxlan peer needs its vtepMAC`);
   }
-  b.writeUInt32LE(route.vni ?? 0, P.vni);
-  if (route.vtepMAC) writeMac(b, P.vtep_mac, route.vtepMAC, () => `${what()}: vtepMAC`);
+  b.writeUInt32LE(route.vni ?? 0, off + P.vni);
+  if (route.vtepMAC) writeMac(b, off + P.vtep_mac, route.vtepMAC, () => `${what()}: vtepMAC`);
   if (route.directRouting && route.encap !== 'direct')
     throw new Error(`${what()}: a DirectRouting peer is forwarded directly (encap 'direct'), not with ${route.encap}`);
-  b[P.encap] = ENCAP[route.encap];
-  b[P.flags] = route.directRouting ? PEER_F_DIRECT_ROUTING : 0;
-  return b;
+  b[off + P.encap] = ENCAP[route.encap];
+  b[off + P.flags] = route.directRouting ? PEER_F_DIRECT_ROUTING : 0;
 }
 
 /** The entry for our own subnet: never a destination of the overlay (its traffic stays on the host). */
 export function encodeLocalPeer(publicIP: IPAddr): Buffer {
   const b = Buffer.alloc(PEER_SIZE);
-  ipv4Bytes(publicIP, 'weft_peer (local): publicIP').copy(b, P.public_ip);
-  b[P.encap] = ENCAP.none;
-  b[P.flags] = PEER_F_LOCAL;
+  writeLocalPeer(b, 0, publicIP);
   return b;
+}
+
+/** encodeLocalPeer into b at off, which must hold zeros. */
+export function writeLocalPeer(b: Buffer, off: number, publicIP: IPAddr): void {
+  writeIPv4(b, off + P.public_ip, publicIP, () => 'weft_peer (local): publicIP');
+  b[off + P.encap] = ENCAP.none;
+  b[off + P.flags] = PEER_F_LOCAL;
 }
 
 export interface DecodedPeer {
