@@ -55,6 +55,8 @@ export interface AgentOptions {
   firewall?: FirewallOptions;
   /** systemd's NOTIFY_SOCKET, when the agent runs in a Type=notify unit. */
   notify?: Notifier;
+  /** Called once, when the agent is first ready (the runner collects the start's garbage then). */
+  onReady?: () => void;
 }
 
 /** Thrown into waits when the agent stops; not an error of anyone's. */
@@ -310,6 +312,7 @@ export class Agent {
     this.health.ready = true;
     this.opts.notify?.ready(`ready: subnet ${own.subnet}, ${peers.size} peer${peers.size === 1 ? '' : 's'}, dataplane ${dataplane?.kind ?? 'none'}`);
     this.log.info({ peers: peers.size, dataplane: dataplane?.kind ?? 'none' }, 'agent ready');
+    this.opts.onReady?.();
   }
 
   /** flannel's masquerade and forward chains, in place before subnet.env says the host is ready for pods. */
