@@ -93,9 +93,14 @@ export function parseLeaseAttrs(text: string): LeaseAttrs {
     throw invalid(`PublicIPv6 ${JSON.stringify(o.PublicIPv6)} is not an IPv6 address`);
   }
   if (o.BackendType !== undefined && typeof o.BackendType !== 'string') throw invalid('BackendType is not a string');
-  const attrs: LeaseAttrs = { PublicIP: o.PublicIP, PublicIPv6: (o.PublicIPv6 as string | null | undefined) ?? null };
-  if (o.BackendType !== undefined && o.BackendType !== '') attrs.BackendType = o.BackendType as string;
-  if (o.BackendData !== undefined && o.BackendData !== null) attrs.BackendData = o.BackendData;
+  const PublicIPv6 = (o.PublicIPv6 as string | null | undefined) ?? null;
+  const hasType = o.BackendType !== undefined && o.BackendType !== '';
+  const hasData = o.BackendData !== undefined && o.BackendData !== null;
+  // Every lease flannel writes has both: one literal keeps them in the object (added later, each lease got a property array).
+  const attrs: LeaseAttrs =
+    hasType && hasData ? { PublicIP: o.PublicIP, PublicIPv6, BackendType: o.BackendType as string, BackendData: o.BackendData } : { PublicIP: o.PublicIP, PublicIPv6 };
+  if (hasType && !hasData) attrs.BackendType = o.BackendType as string;
+  if (hasData && !hasType) attrs.BackendData = o.BackendData;
   if (o.BackendV6Data !== undefined && o.BackendV6Data !== null) attrs.BackendV6Data = o.BackendV6Data;
   // Most leases hold only the known fields: look before building the copy (65,536 leases, 65,536 arrays).
   let unknown = false;
