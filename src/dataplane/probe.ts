@@ -5,7 +5,8 @@
 // with withNetns().
 import fs from 'node:fs';
 import path from 'node:path';
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { BpfObject, isErrnoError, progInfo, tcHookCreate, tcHookDestroy } from '../native/bpf.js';
 import { WeftError } from '../core/errors.js';
 import { CORE_OBJECTS, OBJECT_DIR } from './ebpf/loader.js';
@@ -32,6 +33,8 @@ export interface ProbeOptions {
   forceFail?: string;
   /** Whether bpffs may be mounted at /sys/fs/bpf when missing (default: running as root). */
   mayMount?: boolean;
+  /** null when the verifier step passed already (verifierCheckElsewhere); absent: it runs here. */
+  verifier?: null;
 }
 
 /** The step WEFT_PROBE_FAIL names, or undefined; a name that is no step is an error, not silently ignored. */
@@ -59,7 +62,8 @@ function checkBpfSyscall(): string | null {
   }
 }
 
-function checkVerifier(dir: string): string | null {
+/** weft's core objects through the verifier (private maps, closed at once): null, or why they do not load here. */
+export function checkVerifier(dir: string): string | null {
   for (const name of CORE_OBJECTS) {
     const file = path.join(dir, name);
     if (!fs.existsSync(file)) return `${file} is missing (run make build, or set WEFT_BPF_DIR)`;
@@ -128,7 +132,7 @@ export function probeEbpf(o: ProbeOptions): ProbeResult {
   checks.push('bpf() permitted');
 
   if (forced === 'verifier') return fail('verifier', forcedReason('verifier'));
-  reason = checkVerifier(o.objectDir ?? OBJECT_DIR);
+  reason = o.verifier === null ? null : checkVerifier(o.objectDir ?? OBJECT_DIR);
   if (reason) return fail('verifier', reason);
   checks.push('sched_cls programs pass the verifier');
 
@@ -154,4 +158,19 @@ export function probeEbpf(o: ProbeOptions): ProbeResult {
   if (fsCheck.reason) return fail('bpffs', fsCheck.reason);
   checks.push(fsCheck.mounted ? `mounted bpffs at ${BPFFS_MOUNT}` : `bpffs at ${o.pinDir}`);
   return { ok: true, createdQdisc, checks };
+}
+
+/**
+ * checkVerifier in a child process, so that the kernel verifies weft's
+ * programs on one CPU while the agent lists its leases on another (at 65,536
+ * leases both take a while, and the probe ran after the list). A process, not
+ * a worker thread: a thread's heap stayed in the agent's RSS (+25 MB) after
+ * it ended. Only a pass is taken from it (undefined otherwise: the probe then
+ * checks in this process, which alone decides why eBPF is ruled out).
+ */
+export function verifierCheckElsewhere(dir: string = OBJECT_DIR): Promise<null | undefined> {
+  return new Promise((resolve) => {
+    const script = fileURLToPath(new URL('./probe-child.js', import.meta.url));
+    execFile(process.execPath, [script, dir], { timeout: 30_000 }, (err, stdout) => resolve(!err && stdout.trim() === 'pass' ? null : undefined));
+  });
 }
