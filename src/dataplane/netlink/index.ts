@@ -23,10 +23,13 @@ import { uninstallNetlink } from './uninstall.js';
 export { UDP_UNSUPPORTED } from './device.js';
 export { uninstallNetlink, findNetlinkState, type NetlinkUninstallReport } from './uninstall.js';
 
+/** The most of one CPU the periodic reconcile may take: its period is at least its last run's time over this. */
+const PERIODIC_SHARE = 0.01;
+
 export interface NetlinkDataplaneOptions {
   /** Network namespace file to program (tests, the benchmark); default: the process's own. */
   netns?: string;
-  /** Period of the reconcile loop (default 10 s). */
+  /** Period of the reconcile loop (default 10 s), lengthened where a reconcile itself is long (see PERIODIC_SHARE). */
   reconcileMs?: number;
   /** Quiet time after a foreign netlink change before reconciling (default 100 ms). */
   debounceMs?: number;
@@ -79,8 +82,7 @@ export class NetlinkDataplane implements Dataplane {
       this.nl = undefined;
       throw err;
     }
-    this.timer = setInterval(() => this.reconcile('periodic'), this.o.reconcileMs ?? 10_000);
-    this.timer.unref();
+    this.schedulePeriodic(0);
     this.log.info({ backend: local.backend, device: this.overlayName ?? local.iface.name }, 'netlink dataplane started');
   }
 
@@ -246,6 +248,24 @@ export class NetlinkDataplane implements Dataplane {
     this.log.debug({ subnet: route.subnet.toString(), removed }, 'netlink dataplane: peer removed');
   }
 
+  /**
+   * The next periodic reconcile: after reconcileMs, or later when the last
+   * one took long, so that the loop never takes more than PERIODIC_SHARE of a
+   * CPU. It is a safety net under the netlink monitor, which repairs every
+   * foreign change within debounceMs; at 65,535 peers one reconcile reads
+   * every route, neighbour and FDB entry (about 2.6 s here), which every 10 s
+   * was a quarter of a CPU for an idle agent.
+   */
+  private schedulePeriodic(lastMs: number): void {
+    const period = Math.max(this.o.reconcileMs ?? 10_000, lastMs / PERIODIC_SHARE);
+    this.timer = setTimeout(() => {
+      const t = performance.now();
+      this.reconcile('periodic');
+      if (this.nl) this.schedulePeriodic(performance.now() - t);
+    }, period);
+    this.timer.unref();
+  }
+
   /** Restores what is missing or was changed; never removes (only syncPeers knows what is stale). */
   reconcile(trigger: string): void {
     if (!this.nl) return;
@@ -307,7 +327,7 @@ export class NetlinkDataplane implements Dataplane {
   }
 
   async stop(): Promise<void> {
-    clearInterval(this.timer);
+    clearTimeout(this.timer);
     clearTimeout(this.pending);
     this.timer = this.pending = undefined;
     this.monitor?.close();
