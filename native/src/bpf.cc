@@ -24,8 +24,10 @@ namespace bpfutil {
 // libbpf prints the whole verifier log (up to 16 MiB) in one message; only the
 // tail is ever shown, so the buffer keeps at most this much.
 static const size_t kLogKeep = 256 * 1024;
-static std::string g_log;
-static int g_capturing = 0;
+// Per thread: the probe loads objects on a libuv thread (checkLoad) while the
+// main thread may call libbpf, and each capture must hold only its own calls.
+static thread_local std::string g_log;
+static thread_local int g_capturing = 0;
 static bool g_debug = false;
 
 static int PrintCallback(enum libbpf_print_level level, const char* fmt, va_list ap) {

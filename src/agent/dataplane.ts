@@ -8,7 +8,7 @@ import { WeftError } from '../core/errors.js';
 import type { LocalNetwork } from '../core/model.js';
 import type { Logger } from '../core/log.js';
 import type { Dataplane } from '../dataplane/types.js';
-import { forcedFailure, probeEbpf, verifierCheckElsewhere, type ProbeResult } from '../dataplane/probe.js';
+import { forcedFailure, probeEbpf, verifierCheckAsync, type ProbeResult } from '../dataplane/probe.js';
 import { NetlinkDataplane, UDP_UNSUPPORTED, uninstallNetlink } from '../dataplane/netlink/index.js';
 import { EbpfDataplane, uninstallEbpf, type EbpfOptions } from '../dataplane/ebpf/index.js';
 import { GuardedDataplane } from '../dataplane/guard.js';
@@ -55,8 +55,8 @@ function netlink(local: LocalNetwork, log: Logger, reason: string): SelectedData
 }
 
 export function selectDataplane(w: DataplaneWiring): DataplaneFactory {
-  // The verifier's part of the probe starts now, in another process, and is done by the time the lease is.
-  const verifier = w.choice === 'auto' || w.choice === 'ebpf' ? verifierCheckElsewhere() : null;
+  // The verifier's part of the probe starts now, on a libuv thread, and is done by the time the lease is.
+  const verifier = w.choice === 'auto' || w.choice === 'ebpf' ? verifierCheckAsync().catch(() => undefined) : null;
   return async (local, log) => {
     if (w.choice === 'none') return { dataplane: null, reason: '--dataplane=none: leases and subnet.env only, no packet forwarding' };
     if (w.choice === 'netlink') return netlink(local, log, '--dataplane=netlink: chosen on the command line (no eBPF probe)');

@@ -5,8 +5,7 @@
 // with withNetns().
 import fs from 'node:fs';
 import path from 'node:path';
-import { execFile, execFileSync } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
+import { execFileSync } from 'node:child_process';
 import { BpfObject, isErrnoError, progInfo, tcHookCreate, tcHookDestroy } from '../native/bpf.js';
 import { WeftError } from '../core/errors.js';
 import { CORE_OBJECTS, OBJECT_DIR } from './ebpf/loader.js';
@@ -33,8 +32,8 @@ export interface ProbeOptions {
   forceFail?: string;
   /** Whether bpffs may be mounted at /sys/fs/bpf when missing (default: running as root). */
   mayMount?: boolean;
-  /** null when the verifier step passed already (verifierCheckElsewhere); absent: it runs here. */
-  verifier?: null;
+  /** The verifier step's answer when it ran already (verifierCheckAsync); absent: it runs here. */
+  verifier?: string | null;
 }
 
 /** The step WEFT_PROBE_FAIL names, or undefined; a name that is no step is an error, not silently ignored. */
@@ -66,16 +65,19 @@ function checkBpfSyscall(): string | null {
 export function checkVerifier(dir: string): string | null {
   for (const name of CORE_OBJECTS) {
     const file = path.join(dir, name);
-    if (!fs.existsSync(file)) return `${file} is missing (run make build, or set WEFT_BPF_DIR)`;
+    if (!fs.existsSync(file)) return missingObject(file);
     try {
       // No pin root: private maps, nothing left behind.
       BpfObject.load(file).close();
     } catch (err) {
-      return `weft's TC programs in ${file} do not load on this kernel: ${firstLines(err)}`;
+      return doesNotLoad(file, err);
     }
   }
   return null;
 }
+
+const missingObject = (file: string): string => `${file} is missing (run make build, or set WEFT_BPF_DIR)`;
+const doesNotLoad = (file: string, err: unknown): string => `weft's TC programs in ${file} do not load on this kernel: ${firstLines(err)}`;
 
 /** The filesystem magic of the nearest existing directory at or above p. */
 function fsMagic(p: string): { dir: string; magic: number } {
@@ -132,7 +134,7 @@ export function probeEbpf(o: ProbeOptions): ProbeResult {
   checks.push('bpf() permitted');
 
   if (forced === 'verifier') return fail('verifier', forcedReason('verifier'));
-  reason = o.verifier === null ? null : checkVerifier(o.objectDir ?? OBJECT_DIR);
+  reason = o.verifier !== undefined ? o.verifier : checkVerifier(o.objectDir ?? OBJECT_DIR);
   if (reason) return fail('verifier', reason);
   checks.push('sched_cls programs pass the verifier');
 
@@ -161,16 +163,22 @@ export function probeEbpf(o: ProbeOptions): ProbeResult {
 }
 
 /**
- * checkVerifier in a child process, so that the kernel verifies weft's
- * programs on one CPU while the agent lists its leases on another (at 65,536
- * leases both take a while, and the probe ran after the list). A process, not
- * a worker thread: a thread's heap stayed in the agent's RSS (+25 MB) after
- * it ended. Only a pass is taken from it (undefined otherwise: the probe then
- * checks in this process, which alone decides why eBPF is ruled out).
+ * checkVerifier without holding up the event loop: each object is loaded on
+ * a libuv thread, so the kernel verifies weft's programs on one CPU while the
+ * agent lists its leases on another (at 65,536 leases both take a while, and
+ * the probe ran after the list). undefined when the check itself could not
+ * run (the probe then checks in this thread).
  */
-export function verifierCheckElsewhere(dir: string = OBJECT_DIR): Promise<null | undefined> {
-  return new Promise((resolve) => {
-    const script = fileURLToPath(new URL('./probe-child.js', import.meta.url));
-    execFile(process.execPath, [script, dir], { timeout: 30_000 }, (err, stdout) => resolve(!err && stdout.trim() === 'pass' ? null : undefined));
-  });
+export async function verifierCheckAsync(dir: string = OBJECT_DIR): Promise<string | null | undefined> {
+  for (const name of CORE_OBJECTS) {
+    const file = path.join(dir, name);
+    if (!fs.existsSync(file)) return missingObject(file);
+    try {
+      await BpfObject.checkLoad(file);
+    } catch (err) {
+      if (!(err instanceof Error)) return undefined;
+      return doesNotLoad(file, err);
+    }
+  }
+  return null;
 }

@@ -309,6 +309,11 @@ export class BpfObject {
     return new BpfObject(path, new (raw().BpfObjectNative)(path, opts.pinRoot));
   }
 
+  /** Loads the object with private maps and closes it, on a libuv thread: rejects as load() would throw. */
+  static checkLoad(path: string): Promise<void> {
+    return raw().checkLoad(path);
+  }
+
   private live(call: string): RawObject {
     if (!this.obj) throw closedError(`${call}(${this.path})`);
     return this.obj;

@@ -82,6 +82,7 @@ export interface RawBpf {
   progInfoByFd(fd: number, label?: string): ProgInfo;
   mapInfoByFd(fd: number, label?: string): MapInfo;
   BpfObjectNative: new (path: string, pinRoot?: string) => RawObject;
+  checkLoad(path: string): Promise<void>;
   progTestRun(fd: number, data: Buffer, sizeOut: number, repeat: number, ctx: Buffer | null, label: string): { retval: number; data: Buffer; durationNs: number; ctx?: Buffer };
   mapLookup(fd: number, key: Buffer, valueLen: number, label: string): Buffer | null;
   mapUpdate(fd: number, key: Buffer, value: Buffer, flags: number, label: string): void;

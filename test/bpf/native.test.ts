@@ -343,3 +343,23 @@ test('errors name the call, the object and the errno', async (t) => {
   assert.match(bad.message, /invalid access to packet/, 'carries the verifier log');
   assert.ok(bad.message.split('\n').length <= 31, 'only its tail');
 });
+
+test('checkLoad: the verifier asked on a libuv thread answers as load() does, with its own log while this thread loads too', async () => {
+  await BpfObject.checkLoad(MAPS_O);
+  let sync: Error | undefined;
+  const pending = BpfObject.checkLoad(BAD_O);
+  // This thread's own capture, meanwhile, must not take the other's verifier log or lose its own.
+  try {
+    BpfObject.load(path.join(root, 'build/test-bpf/nonexistent.o'));
+  } catch (err) {
+    sync = err as Error;
+  }
+  assert.doesNotMatch(String(sync?.message), /invalid access to packet/);
+  await assert.rejects(pending, (err: Error & { code?: string }) => {
+    assert.equal(err.code, 'EACCES');
+    assert.match(err.message, new RegExp(`^bpf_object__load\\(${BAD_O}\\): EACCES`));
+    assert.match(err.message, /invalid access to packet/, 'carries the verifier log');
+    return true;
+  });
+  await assert.rejects(BpfObject.checkLoad(path.join(root, 'build/test-bpf/nonexistent.o')), /^Error: bpf_object__open_file|bpf_object__open_file\(.*nonexistent\.o\)/);
+});
