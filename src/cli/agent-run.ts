@@ -3,6 +3,7 @@
 import v8 from 'node:v8';
 import vm from 'node:vm';
 import { Agent } from '../agent/agent.js';
+import { mallocTrim } from '../native/addon.js';
 import { selectDataplane } from '../agent/dataplane.js';
 import { selectInterface } from '../agent/iface.js';
 import { snapshotInterfaces } from '../agent/iface-netlink.js';
@@ -134,5 +135,13 @@ export async function runAgent(a: AgentArgs): Promise<void> {
 function collectAfterStart(): void {
   v8.setFlagsFromString('--expose-gc');
   const gc = vm.runInNewContext('gc') as () => void;
-  setImmediate(gc);
+  setImmediate(() => {
+    gc();
+    // What the collection freed outside V8's heap (Buffers) goes back too; a host without the addon has little there.
+    try {
+      mallocTrim();
+    } catch {
+      /* no addon (a --dataplane=none build): nothing of its size to give back */
+    }
+  });
 }

@@ -9,7 +9,7 @@ export const addonPath = path.resolve(here, '../../native/build/Release/weft_nat
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Raw = Record<string, any>;
-type Addon = { bpf: Raw; netlink: Raw; netns: Raw; conntrack: Raw; lock: Raw; notify: Raw };
+type Addon = { bpf: Raw; netlink: Raw; netns: Raw; conntrack: Raw; lock: Raw; memory: Raw; notify: Raw };
 let cached: Addon | undefined;
 
 export function addon(): Addon {
@@ -31,4 +31,9 @@ export function addon(): Addon {
  */
 export function withNetns<T>(nsPath: string, fn: () => T): T {
   return addon().netns.withNetns(nsPath, fn) as T;
+}
+
+/** Gives the C heap's free pages back to the kernel (malloc_trim(0)): whether any went. */
+export function mallocTrim(): boolean {
+  return addon().memory.mallocTrim() as boolean;
 }
