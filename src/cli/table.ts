@@ -28,7 +28,13 @@ export function keyValues(pairs: Array<[string, string]>): string {
 
 /** JSON with bigints as numbers: counters stay exact up to 2^53 (9 PB), far past anything a host counts. */
 export function toJson(v: unknown): string {
-  return JSON.stringify(v, (_k, x: unknown) => (typeof x === 'bigint' ? Number(x) : x), 2) + '\n';
+  try {
+    // Without a replacer first: JSON.stringify's own path is several times faster (65,536 leases), and refuses bigints.
+    return JSON.stringify(v, null, 2) + '\n';
+  } catch (err) {
+    if (!(err instanceof TypeError)) throw err;
+    return JSON.stringify(v, (_k, x: unknown) => (typeof x === 'bigint' ? Number(x) : x), 2) + '\n';
+  }
 }
 
 export function print(text: string): void {
