@@ -94,12 +94,18 @@ const leaseValue = (i: number): string =>
   JSON.stringify({ PublicIP: fakePublicIP(i), PublicIPv6: null, BackendType: 'vxlan', BackendData: { VNI: 1, VtepMAC: fakeMAC(i) } });
 const macHex = (i: number): string => fakeMAC(i).replaceAll(':', '');
 
-/** Writes leases as flanneld would (one etcd lease for all of them), in transactions of etcd's default limit of 128 operations. */
+/**
+ * Writes leases as a cluster of flanneld hosts would: each on an etcd lease
+ * of its own (every host grants its own), in transactions of etcd's default
+ * limit of 128 operations. (One lease for all made `weft leases` one TTL call
+ * instead of one per host.)
+ */
 async function writeLeases(client: Etcd3, prefix: string, indices: number[]): Promise<void> {
-  const grant = await client.leaseClient.leaseGrant({ TTL: 24 * 3600 });
   for (let i = 0; i < indices.length; i += 128) {
-    const success = indices.slice(i, i + 128).map((k) => ({
-      request_put: { key: Buffer.from(keyOf(prefix, subnetAt(k))), value: Buffer.from(leaseValue(k)), lease: grant.ID },
+    const batch = indices.slice(i, i + 128);
+    const grants = await Promise.all(batch.map(() => client.leaseClient.leaseGrant({ TTL: 24 * 3600 })));
+    const success = batch.map((k, j) => ({
+      request_put: { key: Buffer.from(keyOf(prefix, subnetAt(k))), value: Buffer.from(leaseValue(k)), lease: grants[j].ID },
     }));
     await client.kv.txn({ success });
   }

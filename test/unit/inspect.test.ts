@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { FrameReader, MAX_MESSAGE_BYTES, decodeReply, decodeRequest, encodeErrorReply, encodeStatusReply, encodeStatusRequest, protoPath, type AgentStatus } from 'weft/status/codec.js';
 import { lookup, longestMatch, ipv4Value } from 'weft/cli/bpf/lookup.js';
 import { withRates } from 'weft/cli/bpf/counters.js';
-import { leaseRow } from 'weft/cli/leases-run.js';
+import { formatLeases, leaseRow } from 'weft/cli/leases-run.js';
 import { duration, keyValues, table, toJson } from 'weft/cli/table.js';
 import { decodeConfig, decodePeer, encodeConfig, encodeLocalPeer, encodeLpmKey, encodePeer } from 'weft/dataplane/ebpf/maps.js';
 import type { BackendType, LocalNetwork, PeerRoute } from 'weft/core/model.js';
@@ -153,6 +153,15 @@ test('lease rows: reservation, live and expired etcd leases, VNI and VtepMAC fro
   assert.deepEqual([gone.ttlSeconds, gone.expiresAt, gone.expired], [null, null, true]);
   const res = leaseRow({ ...base, attrs: { PublicIP: '192.0.2.13', PublicIPv6: null }, leaseId: '0' }, 'k', null, now);
   assert.deepEqual([res.backend, res.vni, res.reservation, res.leaseId, res.ttlSeconds, res.expired], [null, null, true, null, null, false]);
+  // TTLs not asked (over TTL_AUTO_MAX etcd leases without --ttl): unknown, not expired.
+  const unasked = leaseRow({ ...base, attrs: vx, leaseId: '44' }, 'k', undefined, now);
+  assert.deepEqual([unasked.ttlSeconds, unasked.expiresAt, unasked.expired], [null, null, false]);
+  const report = { prefix: '/p', endpoints: ['http://e'], revision: '9', network: '10.244.0.0/16', leases: [unasked, res], malformed: [] };
+  const text = formatLeases({ ...report, ttls: false });
+  assert.match(text, /EXPIRES IN not asked: over 1000 etcd leases, a call each \(--ttl asks\)/);
+  assert.match(text, /10\.244\.3\.0\/24 +192\.0\.2\.11 +vxlan +1 +02:00:00:00:01:01 +\? +44/);
+  assert.match(text, /reservation/);
+  assert.doesNotMatch(formatLeases({ ...report, leases: [live], ttls: true }), /not asked/);
 });
 
 test('output helpers: durations, aligned tables, key/value blocks, bigints in JSON', () => {
