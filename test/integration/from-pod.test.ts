@@ -8,16 +8,33 @@
 // answered, and a pod made after the agent started gets the program.
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Cluster, type ClusterNode, type Pod } from '../../lab/cluster.js';
 import { applyProfile, serviceIP, SERVICE_PORT, type HostProfile } from '../../lab/profiles.js';
 import { CLI } from '../../lab/agent.js';
 import { withNetns } from 'weft/native/addon.js';
-import { progInfo, tcFilters, tcxPrograms, tcxSupported } from 'weft/native/bpf.js';
+import { BpfLink, BpfObject, progInfo, tcFilters, tcxPrograms, tcxSupported } from 'weft/native/bpf.js';
 import { NetlinkHandle } from 'weft/native/netlink.js';
 import { snmp, udpBurst } from '../bpf/traffic.js';
 import { conntrackOf, countForwarded, dropCounter, invalidDrops, paced, server, untilReset } from '../harness/conntrack.js';
 
 const PORT = 7000;
+const BYSTANDER_O = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../build/test-bpf/bystander.o');
+
+/** Runs fn in a host's network namespace with a device's ifindex. */
+function onDevice<T>(node: ClusterNode, dev: string, fn: (ifindex: number) => T): T {
+  return withNetns(`/run/netns/${node.host.name}`, () => {
+    const nl = NetlinkHandle.open();
+    let ix: number;
+    try {
+      ix = nl.link(dev)!.index;
+    } finally {
+      nl.close();
+    }
+    return fn(ix);
+  });
+}
 
 /** The programs named from_pod on a device's ingress (tcx links and classic filters). */
 function fromPodOn(node: ClusterNode, dev: string): number {
@@ -209,5 +226,44 @@ for (const profile of ['kube', 'docker'] as const satisfies readonly HostProfile
       const slow = await forwarded();
       assert.ok(slow < sent / 5, `h1 forwarded ${slow} of ${sent} bytes from the new pod itself`);
     });
+
+    if (profile === 'docker' && tcxSupported()) {
+      test('someone else\'s program on a pod\'s port sees its packets first; from_pod removed by hand comes back; weft uninstall takes it off the port and leaves theirs', async (t) => {
+        const port = portOf(a);
+        const obj = BpfObject.load(BYSTANDER_O);
+        t.after(() => obj.close());
+        // At the head of the port's chain, as a policy program would put itself.
+        const theirs = onDevice(h1, port, (ix) => BpfLink.attachTcx(ix, 'ingress', obj.program('bystander_tcx').fd, true));
+        t.after(() => theirs.close());
+        const seen = (): bigint => obj.map('by_tcx_seen').lookup(Buffer.alloc(4))!.readBigUInt64LE(0);
+        const chain = (): string[] => onDevice(h1, port, (ix) => tcxPrograms(ix, 'ingress').map((e) => progInfo(e.progId).name));
+        assert.deepEqual(chain(), ['bystander_tcx', 'from_pod']);
+        const srv = server(b.ns, PORT, 'sink');
+        await srv.ready;
+        const sent = await paced(a.ns, b.ip, PORT, 2, 20);
+        assert.match(await srv.done, new RegExp(`bytes ${sent}\\b`));
+        assert.ok(seen() > 100n, `their program saw the stream's packets (${seen()}) before from_pod sent them`);
+        // Someone detaches from_pod: the agent's next pass (at most 30 s: a tcx detach sends no netlink event) puts it back, last.
+        const mine = onDevice(h1, port, (ix) => tcxPrograms(ix, 'ingress').find((e) => progInfo(e.progId).name === 'from_pod')!);
+        const link = BpfLink.fromId(mine.linkId);
+        link.detach();
+        link.close();
+        assert.deepEqual(chain(), ['bystander_tcx']);
+        const from = h1.agent!.lines.length;
+        await h1.agent!.waitForLog('from_pod put back', (l) => l.msg === 'from_pod\'s ports changed' && Number(l.attached) === 1, 40_000, from);
+        assert.deepEqual(chain(), ['bystander_tcx', 'from_pod']);
+        // weft uninstall (agent stopped, as an operator runs it) removes from_pod's links and pins, nothing of theirs.
+        assert.equal(await h1.agent!.stop(), 0);
+        const r = await h1.host.exec([process.execPath, CLI, 'uninstall', '--bpf-pin-dir', h1.host.pinDir, '-o', 'json']);
+        const report = JSON.parse(r.stdout) as { links: string[]; pins: string[] };
+        const ports = h1.pods.map(portOf).sort();
+        assert.deepEqual(report.links.filter((l) => l.endsWith('(from_pod)')).sort(), ports.map((p) => `${p} ingress (from_pod)`));
+        assert.equal(report.pins.filter((p) => /\/link_from_pod_\d+$/.test(p)).length, ports.length, report.pins.join(', '));
+        assert.deepEqual(chain(), ['bystander_tcx']);
+        const before = seen();
+        await a.ns.exec(['ping', '-c', '2', '-i', '0.2', '-W', '2', h1.env.FLANNEL_SUBNET.split('/')[0]]);
+        assert.ok(seen() > before, 'their program still runs');
+      });
+    }
   });
 }

@@ -62,11 +62,14 @@ function adoptLink(pin: string, ifindex: number, hook: TcHook): BpfLink | null {
  * Puts `program` (progFd) on `ifindex` at the hook PROGRAMS names for it:
  * a pinned tcx link, updated in place when one is already there, or a
  * classic filter. Whatever the other mode left for this program on this hook
- * is removed afterwards. pin: where the link is pinned, for a program that
- * runs on many devices (from_pod: one link per port, podports.ts).
+ * is removed afterwards. opts.pin: where the link is pinned, for a program
+ * that runs on many devices (from_pod: one link per port, podports.ts);
+ * opts.first: a new link at the head of the hook's tcx chain (the default,
+ * on weft's own devices) or at its tail.
  */
-export function attachHook(pinDir: string, ifindex: number, program: ProgramName, progFd: number, mode: AttachMode, pin = linkPin(pinDir, program)): Attached {
+export function attachHook(pinDir: string, ifindex: number, program: ProgramName, progFd: number, mode: AttachMode, opts: { pin?: string; first?: boolean } = {}): Attached {
   const hook = hookOf(program);
+  const pin = opts.pin ?? linkPin(pinDir, program);
   if (mode === 'tc') {
     const progId = attachProgram(ifindex, hook, progFd);
     removeLinkPin(pin);
@@ -77,7 +80,7 @@ export function attachHook(pinDir: string, ifindex: number, program: ProgramName
   try {
     if (link) link.update(progFd);
     else {
-      link = BpfLink.attachTcx(ifindex, hook, progFd, true);
+      link = BpfLink.attachTcx(ifindex, hook, progFd, opts.first ?? true);
       link.pin(pin);
     }
     const info = link.info();

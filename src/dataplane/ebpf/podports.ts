@@ -8,9 +8,11 @@
 //
 // Attached as weft's own hooks are (attach.ts): a tcx link pinned beside the
 // maps, one per port (link_from_pod_<ifindex>), updated in place by a
-// restarted agent, or a classic filter in weft's slot. Other programs on the
-// port keep running. A port that leaves the bridge loses the program; a
-// deleted port's link goes with it, and its pin is removed here.
+// restarted agent, or a classic filter in weft's slot. A new link goes last
+// in the port's tcx chain, so that programs others attach there see every
+// packet before from_pod sends one away; classic filters run after tcx
+// programs whatever weft does. A port that leaves the bridge loses the
+// program; a deleted port's link goes with it, and its pin is removed here.
 import fs from 'node:fs';
 import path from 'node:path';
 import type { NetlinkHandle, Link } from '../../native/netlink.js';
@@ -115,7 +117,8 @@ export class PodPortHooks {
       this.ports.set(ifindex, hex);
       if (this.holds(ifindex)) continue;
       try {
-        attachHook(this.local.pinDir, ifindex, PROGRAM, this.prog.fd, this.mode, portLinkPin(this.local.pinDir, ifindex));
+        // Last on the port: the port is the runtime's, and programs others put there (policy) see every packet first.
+        attachHook(this.local.pinDir, ifindex, PROGRAM, this.prog.fd, this.mode, { pin: portLinkPin(this.local.pinDir, ifindex), first: false });
         attached++;
         this.log.debug({ port: port.name, ifindex, bridge: gw!.bridge.name }, 'from_pod attached');
       } catch (err) {
