@@ -87,6 +87,9 @@ static __always_inline int from_pods(struct __sk_buff *skb, const struct weft_co
 		return TC_ACT_OK;
 	if (!in_prefix(p.ip->daddr, cfg->network, cfg->network_len) || in_prefix(p.ip->daddr, cfg->subnet, cfg->subnet_len))
 		return TC_ACT_OK;
+	/* Only our pods' own addresses: anything else is the host's to judge (reverse-path filter, masquerade). */
+	if (!in_prefix(p.ip->saddr, cfg->subnet, cfg->subnet_len))
+		return TC_ACT_OK;
 	peer = peer_for(p.ip->daddr);
 	if (!peer || (peer->flags & WEFT_PEER_F_LOCAL))
 		return TC_ACT_OK;
