@@ -112,11 +112,15 @@ for (const profile of ['kube', 'docker'] as const satisfies readonly HostProfile
 
     after(() => c?.destroy());
 
-    test('the agent put from_pod on each pod\'s port, and only there', () => {
+    test('the agent put from_pod on each pod\'s port, and only there; weft bpf programs shows it as weft\'s, in place', async () => {
       for (const n of [h1, h2]) {
         assert.equal(fromPodOn(n, portOf(n.pods[0])), 1, `${n.spec.name}: from_pod on ${portOf(n.pods[0])}`);
         assert.equal(fromPodOn(n, 'docker0') + fromPodOn(n, 'eth0'), 0, `${n.spec.name}: not on the bridge or the underlay`);
       }
+      const r = await h1.host.exec([process.execPath, CLI, 'bpf', 'programs', '--pin-dir', h1.host.pinDir, '-o', 'json']);
+      const j = JSON.parse(r.stdout) as { filters: Array<{ ifname: string; name: string | null; weft: boolean }>; findings: Array<{ message: string }> };
+      assert.deepEqual(j.filters.filter((f) => f.name === 'from_pod').map((f) => [f.ifname, f.weft]), [[portOf(a), true]]);
+      assert.deepEqual(j.findings.filter((f) => /from_pod/.test(f.message)), [], 'no finding about from_pod');
     });
 
     test('a long established stream is sent from the pod\'s port past bridge-nf, outlives conntrack\'s timeout, and closes with its FIN', async (t) => {
