@@ -47,8 +47,8 @@ const HOOK_OF = Object.assign({}, ...Object.values(PROGRAMS)) as Record<ProgramN
 export const hookOf = (program: ProgramName): TcHook => HOOK_OF[program];
 
 export const WEFT_MAPS: string[] = [...PINNED_MAPS];
-/** Pinned only while the objects load (a crash in between can leave it; uninstall removes it then). */
-const TRANSIENT_MAPS = [MAP_PORTS, MAP_CT_WANTED, MAP_POD_PORTS];
+/** Pinned only while the objects load, to share them (a crash in between can leave them; uninstall removes them then). */
+export const TRANSIENT_MAPS = [MAP_PORTS, MAP_CT_WANTED, MAP_POD_PORTS] as const;
 
 /** from_pod and the map that says which ports it runs on (weft_pod_ports). */
 export interface FromPod {
