@@ -115,14 +115,14 @@ export class PodPortHooks {
       // The entry first: a program that finds none passes the packet on.
       if (this.ports.get(ifindex) !== hex) this.map.update(encodePodPortKey(ifindex), value);
       this.ports.set(ifindex, hex);
-      if (this.holds(ifindex)) continue;
       try {
+        if (this.holds(ifindex)) continue;
         // Last on the port: the port is the runtime's, and programs others put there (policy) see every packet first.
         attachHook(this.local.pinDir, ifindex, PROGRAM, this.prog.fd, this.mode, { pin: portLinkPin(this.local.pinDir, ifindex), first: false });
         attached++;
         this.log.debug({ port: port.name, ifindex, bridge: gw!.bridge.name }, 'from_pod attached');
       } catch (err) {
-        // The port went away between the dump and the attach; the next pass forgets it.
+        // The port went away between the dump and here; the next pass forgets it. Other ports go on.
         if (this.nl.link(ifindex)) throw err;
       }
     }
