@@ -1,11 +1,21 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * TC ingress of the device that holds our subnet's gateway address (the
- * pods' bridge: docker0, cni0), attached by the agent when it runs with
- * WEFT_EBPF_GATEWAY=1. A pod's packet for another host's pod is sent to
- * that peer from here, as overlay_egress would send it after the host's
- * forward path: TTL decremented, checked against the tunnel's MTU, and the
- * host's routing, netfilter and the overlay device's transmit skipped.
+ * Where pods' packets enter the host, two programs with one body
+ * (from_pods): a pod's packet for another host's pod is sent to that peer
+ * from here, as overlay_egress would send it after the host's forward path:
+ * TTL decremented, checked against the tunnel's MTU, and the host's routing,
+ * netfilter and the overlay device's transmit skipped.
+ *
+ *   from_pod         the TC ingress of each port of the pods' gateway bridge
+ *                    (each pod's host-side veth; Cilium's from-container hook),
+ *                    attached by the agent to every port (podports.ts). It runs
+ *                    before the bridge's rx_handler, so before bridge-nf: for a
+ *                    flow conntrack follows it asks conntrack (conntrack.h), and
+ *                    an established liberal flow's plain ACKs skip bridge-nf too.
+ *   gateway_ingress  the TC ingress of the bridge itself, with
+ *                    WEFT_EBPF_GATEWAY=1: after bridge-nf, which has attached
+ *                    conntrack to every packet on hosts that load it, so it
+ *                    only ever takes flows on hosts without bridge-nf.
  *
  * Everything the kernel must see passes on untouched and takes the usual
  * road (through the overlay device, where overlay_egress counts what it
@@ -65,8 +75,8 @@ static __always_inline __u32 encap_overhead(__u8 encap)
 	}
 }
 
-/* A pod's packet at the gateway device: sent to its peer from here, or left to the kernel's forward path. */
-static __always_inline int from_pods(struct __sk_buff *skb, const struct weft_config *cfg, __u32 len)
+/* A pod's packet at the gateway device or a port of it: sent to its peer from here, or left to the kernel's forward path. */
+static __always_inline int from_pods(struct __sk_buff *skb, const struct weft_config *cfg, __u32 len, __u8 prog)
 {
 	const struct weft_peer *peer;
 	struct plain_flow f;
@@ -76,6 +86,9 @@ static __always_inline int from_pods(struct __sk_buff *skb, const struct weft_co
 	if (!cfg || IS_DROP(parse_ipv4(skb, &p)))
 		return TC_ACT_OK;
 	if (!in_prefix(p.ip->daddr, cfg->network, cfg->network_len) || in_prefix(p.ip->daddr, cfg->subnet, cfg->subnet_len))
+		return TC_ACT_OK;
+	/* Only our pods' own addresses: anything else is the host's to judge (reverse-path filter, masquerade). */
+	if (!in_prefix(p.ip->saddr, cfg->subnet, cfg->subnet_len))
 		return TC_ACT_OK;
 	peer = peer_for(p.ip->daddr);
 	if (!peer || (peer->flags & WEFT_PEER_F_LOCAL))
@@ -95,8 +108,7 @@ static __always_inline int from_pods(struct __sk_buff *skb, const struct weft_co
 	ret = to_peer(skb, cfg, peer, &p);
 	if (!IS_DROP(ret)) {
 		count_traffic(WEFT_DIR_EGRESS, peer->encap, len);
-		emit_trace(skb, cfg, sent_action(cfg, peer->encap), len, WEFT_PROG_GATEWAY_INGRESS, WEFT_DIR_EGRESS,
-			   peer->public_ip, peer->encap);
+		emit_trace(skb, cfg, sent_action(cfg, peer->encap), len, prog, WEFT_DIR_EGRESS, peer->public_ip, peer->encap);
 	}
 	return ret;
 }
@@ -107,5 +119,35 @@ int gateway_ingress(struct __sk_buff *skb)
 	const struct weft_config *cfg = config_ready();
 	__u32 len = skb->len;
 
-	return verdict(skb, cfg, from_pods(skb, cfg, len), len, WEFT_PROG_GATEWAY_INGRESS, WEFT_DIR_EGRESS);
+	return verdict(skb, cfg, from_pods(skb, cfg, len, WEFT_PROG_GATEWAY_INGRESS), len, WEFT_PROG_GATEWAY_INGRESS,
+		       WEFT_DIR_EGRESS);
+}
+
+/*
+ * Whether a frame on a port is one the bridge would route: sent to the
+ * bridge's own MAC, on a port the agent put this program on. A frame for
+ * another MAC is switched by the bridge (to a pod, or to a pod that routes
+ * for others), and is not ours to route.
+ */
+static __always_inline int to_bridge(struct __sk_buff *skb)
+{
+	__u32 ifindex = skb->ifindex;
+	const struct weft_pod_port *port = bpf_map_lookup_elem(&weft_pod_ports, &ifindex);
+	__u8 dst[ETH_ALEN];
+
+	if (!port || bpf_skb_load_bytes(skb, offsetof(struct ethhdr, h_dest), dst, ETH_ALEN))
+		return 0;
+	return mac_eq(dst, port->bridge_mac);
+}
+
+SEC("tc")
+int from_pod(struct __sk_buff *skb)
+{
+	const struct weft_config *cfg = config_ready();
+	__u32 len = skb->len;
+	int ret = TC_ACT_OK;
+
+	if (cfg && to_bridge(skb))
+		ret = from_pods(skb, cfg, len, WEFT_PROG_FROM_POD);
+	return verdict(skb, cfg, ret, len, WEFT_PROG_FROM_POD, WEFT_DIR_EGRESS);
 }

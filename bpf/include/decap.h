@@ -115,15 +115,6 @@ static __always_inline int decap_ip(struct __sk_buff *skb, const struct weft_con
 	return bpf_redirect(cfg->overlay_ifindex, BPF_F_INGRESS);
 }
 
-static __always_inline int mac_eq(const __u8 *a, const __u8 *b)
-{
-#pragma unroll
-	for (int i = 0; i < ETH_ALEN; i++)
-		if (a[i] != b[i])
-			return 0;
-	return 1;
-}
-
 /*
  * A vxlan packet for one of our pods, taken at the underlay's ingress: all
  * outer headers and the inner Ethernet header stripped, and the inner packet

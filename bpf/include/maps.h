@@ -70,6 +70,16 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } weft_ports SEC(".maps");
 
+/* The ports from_pod runs on, and their bridge (weft_maps.h): only gateway.o reads it; pinned while loading, like weft_ports. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, WEFT_PORTS_MAX);
+	__type(key, __u32);
+	__type(value, struct weft_pod_port);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} weft_pod_ports SEC(".maps");
+
 /* Flows the fast path waits to take (weft_maps.h, conntrack.h): shared like weft_ports, read by the agent. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);

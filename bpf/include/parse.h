@@ -107,4 +107,13 @@ static __always_inline int in_prefix(__be32 addr, __be32 prefix, __u8 len)
 	return (bpf_ntohl(addr) & mask) == (bpf_ntohl(prefix) & mask);
 }
 
+static __always_inline int mac_eq(const __u8 *a, const __u8 *b)
+{
+#pragma unroll
+	for (int i = 0; i < ETH_ALEN; i++)
+		if (a[i] != b[i])
+			return 0;
+	return 1;
+}
+
 #endif /* WEFT_PARSE_H */

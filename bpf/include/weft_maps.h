@@ -143,6 +143,19 @@ struct weft_port {
 };                             /* 8 bytes */
 
 /*
+ * weft_pod_ports: hash, the ifindex of a port of the pods' gateway bridge ->
+ * that bridge, for from_pod (bpf/gateway.c), which the agent attaches to
+ * every such port and records here (src/dataplane/ebpf/podports.ts). Only a
+ * frame a pod addressed to the bridge's own MAC is one the bridge would
+ * route; the others it switches. Filled by the agent, not pinned.
+ */
+struct weft_pod_port {
+	__u32  bridge_ifindex;
+	__u8   bridge_mac[6];
+	__u8   _pad[2];
+};                             /* 12 bytes */
+
+/*
  * weft_ct_wanted: LRU hash of struct weft_tuple (below), established TCP flows the
  * fast path would take once conntrack tracks their windows liberally (conntrack.h),
  * as the packet that found them saw them; the agent marks them in conntrack and
@@ -188,7 +201,8 @@ enum weft_prog {
 	WEFT_PROG_OVERLAY_INGRESS = 1, /* overlay.o, the overlay device's ingress */
 	WEFT_PROG_UNDERLAY_DECAP  = 2, /* underlay.o, the underlay interface's ingress */
 	WEFT_PROG_GATEWAY_INGRESS = 3, /* gateway.o, the pods' gateway device's ingress */
-	WEFT_PROG_MAX             = 4,
+	WEFT_PROG_FROM_POD        = 4, /* gateway.o, the ingress of a pod's port on that device */
+	WEFT_PROG_MAX             = 5,
 };
 
 /* weft_event.flags: which parts of the event are filled. */
@@ -236,7 +250,7 @@ enum weft_monitor_slot {
 enum weft_map_size {
 	WEFT_PEERS_MAX     = 65536, /* weft_peers: leases in one Network */
 	WEFT_STATS_ENTRIES = WEFT_DIR_MAX * WEFT_ENCAP_MAX, /* weft_stats: one counter per direction and encapsulation */
-	WEFT_PORTS_MAX     = 4096, /* weft_ports: MACs on the bridges that hold our subnet */
+	WEFT_PORTS_MAX     = 4096, /* weft_ports: MACs on the bridges that hold our subnet; weft_pod_ports: its ports */
 	WEFT_CT_WANTED_MAX = 1024, /* weft_ct_wanted: flows waiting for the agent */
 	WEFT_EVENTS_BYTES  = 1 << 18, /* weft_events: 256 KiB of ring buffer, about 3,600 events */
 };

@@ -12,7 +12,6 @@ import { withNetns } from 'weft/native/addon.js';
 import {
   CONFIG_KEY,
   MAP_CONFIG,
-  MAP_CT_WANTED,
   MAP_DROPS,
   MAP_PEERS,
   MAP_PORTS,
@@ -33,7 +32,7 @@ import {
   type EncapName,
 } from 'weft/dataplane/ebpf/maps.js';
 import type { BackendType, LocalNetwork } from 'weft/core/model.js';
-import type { ProgramName } from 'weft/dataplane/ebpf/loader.js';
+import { TRANSIENT_MAPS, type ProgramName } from 'weft/dataplane/ebpf/loader.js';
 import { addr, localNetwork, net, route, type RouteText } from '../../lab/model.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
@@ -90,8 +89,8 @@ export async function makeFixture(): Promise<Fixture> {
     const weft0 = await link(host, 'weft0');
     const overlay = BpfObject.load(OVERLAY_O, { pinRoot: host.pinDir });
     const underlay = BpfObject.load(UNDERLAY_O, { pinRoot: host.pinDir });
-    // As the loader does: weft_ports and weft_ct_wanted are shared through their pins at load time, then unpinned.
-    for (const m of [MAP_PORTS, MAP_CT_WANTED]) fs.rmSync(path.join(host.pinDir, m), { force: true });
+    // As the loader does: weft_ports, weft_ct_wanted and weft_pod_ports are shared through their pins at load time, then unpinned.
+    for (const m of TRANSIENT_MAPS) fs.rmSync(path.join(host.pinDir, m), { force: true });
     const map = (name: string): BpfMap => overlay.map(name);
     const nsPath = `/run/netns/${host.name}`;
 

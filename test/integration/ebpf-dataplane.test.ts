@@ -243,11 +243,12 @@ test('weft uninstall removes every filter, pin and device weft created, and noth
   const pinnedMaps = report.pins.map((p) => p.split('/').pop()!).filter((n) => (PINNED_MAPS as readonly string[]).includes(n));
   assert.deepEqual(pinnedMaps.sort(), [...PINNED_MAPS].sort());
   if (tcxSupported()) {
-    assert.deepEqual(report.links.sort(), ['eth0 ingress (underlay_decap)', 'weft0 egress (overlay_egress)', 'weft0 ingress (overlay_ingress)']);
+    // from_pod on the pod's port (vp1) too.
+    assert.deepEqual(report.links.sort(), ['eth0 ingress (underlay_decap)', 'vp1 ingress (from_pod)', 'weft0 egress (overlay_egress)', 'weft0 ingress (overlay_ingress)']);
     assert.deepEqual(report.filters, []);
-    assert.equal(report.pins.length, PINNED_MAPS.length + 3, 'the pinned maps and three links');
+    assert.equal(report.pins.length, PINNED_MAPS.length + 4, 'the pinned maps and four links');
   } else {
-    assert.deepEqual(report.filters.sort(), ['eth0 ingress', 'weft0 egress', 'weft0 ingress']);
+    assert.deepEqual(report.filters.sort(), ['eth0 ingress', 'vp1 ingress', 'weft0 egress', 'weft0 ingress']);
     assert.equal(report.pins.length, PINNED_MAPS.length);
   }
   assert.deepEqual(programsOn(h1, 'eth0', 'ingress'), []);

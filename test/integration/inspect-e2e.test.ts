@@ -128,16 +128,20 @@ test('weft bpf lookup: pods on each host, an address no lease holds, an underlay
   for (const r of [local, direct, tunnel, none]) assert.equal(r.kernelAgrees, true);
 });
 
-test('weft bpf programs: the loader\'s three programs, as the kernel lists them, nothing stale', async () => {
+test('weft bpf programs: the loader\'s three programs and from_pod on the pod\'s port, as the kernel lists them, nothing stale', async () => {
   const r = await json<{ filters: Array<{ ifname: string; hook: string; role: string; name: string; progId: number; tag: string; attach: string }>; findings: unknown[]; pins: Array<{ name: string }> }>(h1, ['bpf', 'programs']);
   assert.deepEqual(r.findings, []);
   const tcx = tcxSupported();
   const links = tcx ? ['link_overlay_egress', 'link_overlay_ingress', 'link_underlay_decap'] : [];
-  assert.deepEqual(r.pins.map((p) => p.name), [...links, 'weft_config', 'weft_drops', 'weft_events', 'weft_monitor', 'weft_peers', 'weft_stats']);
+  // from_pod's link on h1's pod's port is pinned by the port's ifindex.
+  const ports = r.pins.map((p) => p.name).filter((n) => /^link_from_pod_\d+$/.test(n));
+  assert.equal(ports.length, tcx ? 1 : 0, r.pins.map((p) => p.name).join(', '));
+  assert.deepEqual(r.pins.map((p) => p.name).filter((n) => !ports.includes(n)), [...links, 'weft_config', 'weft_drops', 'weft_events', 'weft_monitor', 'weft_peers', 'weft_stats']);
   const kernel = withNetns(`/run/netns/${h1.host.name}`, () => {
     const nl = NetlinkHandle.open();
     try {
-      return ([['eth0', 'ingress'], ['weft.vxlan', 'ingress'], ['weft.vxlan', 'egress']] as const).map(([dev, hook]) => {
+      // And from_pod on the port of h1's pod (vp1).
+      return ([['eth0', 'ingress'], ['weft.vxlan', 'ingress'], ['weft.vxlan', 'egress'], ['vp1', 'ingress']] as const).map(([dev, hook]) => {
         const ix = nl.link(dev)!.index;
         // With tcx, a link per hook and no classic filter; without, one filter.
         const ids = tcx ? tcxPrograms(ix, hook).map((e) => e.progId) : tcFilters(ix, hook).map((f) => f.progId!);
@@ -151,7 +155,7 @@ test('weft bpf programs: the loader\'s three programs, as the kernel lists them,
     }
   });
   assert.deepEqual(r.filters.map((f) => [f.ifname, f.hook, f.name, f.progId, f.tag]).sort(), kernel.sort());
-  assert.deepEqual(r.filters.map((f) => [f.name, f.role, f.attach]).sort(), [['overlay_egress', 'overlay'], ['overlay_ingress', 'overlay'], ['underlay_decap', 'underlay']].map((x) => [...x, tcx ? 'tcx' : 'tc']));
+  assert.deepEqual(r.filters.map((f) => [f.name, f.role, f.attach]).sort(), [['from_pod', null], ['overlay_egress', 'overlay'], ['overlay_ingress', 'overlay'], ['underlay_decap', 'underlay']].map((x) => [...x, tcx ? 'tcx' : 'tc']));
 });
 
 function counter(j: Counters, direction: string, encap: string): number {

@@ -127,7 +127,8 @@ test('a forwarded flow: a trace event with the shortcut taken, the peer, and bot
   const e = await mon.waitEvent('the trace of 40001 -> 5001', (x) => x.type === 'trace' && x.inner?.sport === 40001);
   assert.deepEqual(
     { action: e.action, program: e.program, direction: e.direction, device: e.device, peer: e.peer, encap: e.encap, vni: e.vni },
-    { action: 'encap', program: 'overlay_egress', direction: 'egress', device: 'weft.vxlan', peer: h2.host.address, encap: 'vxlan', vni: 1 },
+    // Sent from the pod's port (vp1, the lab's host end of p1) by from_pod, before the bridge and the host's forward path.
+    { action: 'encap', program: 'from_pod', direction: 'egress', device: 'vp1', peer: h2.host.address, encap: 'vxlan', vni: 1 },
   );
   assert.deepEqual(e.inner, { proto: 'udp', src: from.ip, sport: 40001, dst: to.ip, dport: 5001 });
   assert.deepEqual({ ...e.outer!, sport: null }, { proto: 'udp', src: h1.host.address, dst: h2.host.address, sport: null, dport: 8472 });

@@ -127,8 +127,8 @@ test('tcx: weft beside a tcx program and a classic tc filter, through start, res
   assert.ok(p1.filters.some((f) => f.attach === 'tc' && f.priority === 10 && !f.weft));
   assert.deepEqual(p1.findings, [], 'other programs beside weft are no problem');
   assert.deepEqual(
-    p1.pins.filter((p) => p.kind === 'link').map((p) => [p.name, p.objectName]).sort(),
-    [['link_overlay_egress', 'overlay_egress'], ['link_overlay_ingress', 'overlay_ingress'], ['link_underlay_decap', 'underlay_decap']],
+    p1.pins.filter((p) => p.kind === 'link').map((p) => [p.name.replace(/^(link_from_pod)_\d+$/, '$1_<port>'), p.objectName]).sort(),
+    [['link_from_pod_<port>', 'from_pod'], ['link_overlay_egress', 'overlay_egress'], ['link_overlay_ingress', 'overlay_ingress'], ['link_underlay_decap', 'underlay_decap']],
   );
   await podPing();
   const seen = async (): Promise<[bigint, bigint]> => [count(tcxSeen), count(tcSeen)];

@@ -11,7 +11,7 @@ test('envSwitch: on unless 0, false, off or no (any case, trimmed)', () => {
   for (const off of ['0', 'false', 'OFF', ' no ']) assert.equal(envSwitch('X', { X: off }), false, off);
 });
 
-test('switches: pod forwarding and the sender check default on, tcx links on, the gateway hook off, vxlan push only without GBP', () => {
+test('switches: pod forwarding, from_pod and the sender check default on, tcx links on, the gateway hook off, vxlan push only without GBP', () => {
   const o = ebpfOptionsFromEnv;
   assert.equal(o({}).podForward, true);
   assert.equal(o({ WEFT_EBPF_POD_FORWARD: '0' }).podForward, false);
@@ -20,6 +20,8 @@ test('switches: pod forwarding and the sender check default on, tcx links on, th
   assert.equal(o({}).gateway, false);
   assert.equal(o({ WEFT_EBPF_GATEWAY: '1' }).gateway, true);
   assert.equal(o({ WEFT_EBPF_GATEWAY: '0' }).gateway, false);
+  assert.equal(o({}).fromPod, true);
+  assert.equal(o({ WEFT_EBPF_FROM_POD: '0' }).fromPod, false);
   assert.equal(o({}).tcx, true);
   assert.equal(o({ WEFT_EBPF_TCX: '0' }).tcx, false);
   const vxlan = (gbp: boolean) => ({ backend: 'vxlan', vxlan: { vni: 1, port: 8472, gbp, vtepMAC: '02:00:00:00:00:01', learning: false } }) as unknown as LocalNetwork;

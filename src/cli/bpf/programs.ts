@@ -6,11 +6,15 @@ import path from 'node:path';
 import { BpfLink, BpfMap, BpfProgram, progInfo, tcFilters, tcxPrograms, tcxSupported, type TcHook } from '../../native/bpf.js';
 import { NetlinkHandle } from '../../native/netlink.js';
 import { MAP_CONFIG, type DecodedConfig } from '../../dataplane/ebpf/maps.js';
-import { PROGRAMS, TC_HANDLE, WEFT_PROGRAMS, type ProgramName, type ProgramOf } from '../../dataplane/ebpf/loader.js';
+import { ALL_PROGRAMS, PROGRAMS, TC_HANDLE, type ProgramName, type ProgramOf } from '../../dataplane/ebpf/loader.js';
+import { findGatewayDevice } from '../../dataplane/ebpf/gateway.js';
+import { IPNet } from '../../core/ipnet.js';
 import { MAP_NAMES, PinnedMaps, noPinsError, type MapName } from './pins.js';
 import { dash, table } from '../table.js';
 
 const HOOKS: TcHook[] = ['ingress', 'egress'];
+/** gateway.o's programs: on the pods' gateway bridge (gateway_ingress) and its ports (from_pod), not on weft's devices. */
+const POD_SIDE = Object.keys(PROGRAMS['gateway.o']) as Array<string | null>;
 
 /** The device each object's programs run on (src/dataplane/ebpf/index.ts); the hooks are the loader's PROGRAMS. */
 const ROLE = { 'overlay.o': 'overlay', 'underlay.o': 'underlay' } as const;
@@ -209,8 +213,14 @@ export function inspectPrograms(pinDir: string): ProgramsReport {
   const cfg = readConfig(pinDir);
   const nl = NetlinkHandle.open();
   let links: Array<{ index: number; name: string }>;
+  // The pods' gateway bridge and its ports, found as the agent finds them (by the address that holds our subnet).
+  const podSide = new Set<number>();
   try {
-    links = nl.links().map((l) => ({ index: l.index, name: l.name }));
+    const all = nl.links();
+    links = all.map((l) => ({ index: l.index, name: l.name }));
+    const subnet = cfg ? IPNet.parse(cfg.subnet) : null;
+    const gw = cfg && subnet ? findGatewayDevice(nl, subnet, [cfg.underlayIfindex, cfg.overlayIfindex]) : null;
+    if (gw) for (const l of all) if (l.index === gw.index || l.master === gw.index) podSide.add(l.index);
   } finally {
     nl.close();
   }
@@ -247,13 +257,13 @@ export function inspectPrograms(pinDir: string): ProgramsReport {
           filterName: null,
           tag,
           directAction: true,
-          weft: (name !== null && WEFT_PROGRAMS.includes(name as ProgramName)) || pinnedProgIds.has(e.progId) || pinnedLinkIds.has(e.linkId),
+          weft: (name !== null && ALL_PROGRAMS.includes(name as ProgramName)) || pinnedProgIds.has(e.progId) || pinnedLinkIds.has(e.linkId),
           weftSlot: false,
         });
       }
       for (const f of tcFilters(l.index, hook)) {
         const name = f.progId === undefined ? null : programName(f.progId);
-        const weft = (name !== null && WEFT_PROGRAMS.includes(name as ProgramName)) || (f.progId !== undefined && pinnedProgIds.has(f.progId));
+        const weft = (name !== null && ALL_PROGRAMS.includes(name as ProgramName)) || (f.progId !== undefined && pinnedProgIds.has(f.progId));
         filters.push({
           ifindex: l.index,
           ifname: l.name,
@@ -287,7 +297,7 @@ export function inspectPrograms(pinDir: string): ProgramsReport {
   for (const f of filters) {
     const k = `${f.ifname} ${f.hook}`;
     byHook.set(k, [...(byHook.get(k) ?? []), f]);
-    if (f.weft && !used.has(f.ifindex)) {
+    if (f.weft && !used.has(f.ifindex) && !(POD_SIDE.includes(f.name) && podSide.has(f.ifindex))) {
       findings.push({
         severity: 'stale',
         message: `${f.name ?? `prog id ${f.progId}`} is attached on ${f.ifname} ${f.hook}, an interface weft does not use${cfg ? ` (weft_config: underlay ${nameOf(cfg.underlayIfindex) ?? cfg.underlayIfindex}, overlay ${nameOf(cfg.overlayIfindex) ?? cfg.overlayIfindex})` : ' (no weft_config)'}`,

@@ -62,11 +62,14 @@ function adoptLink(pin: string, ifindex: number, hook: TcHook): BpfLink | null {
  * Puts `program` (progFd) on `ifindex` at the hook PROGRAMS names for it:
  * a pinned tcx link, updated in place when one is already there, or a
  * classic filter. Whatever the other mode left for this program on this hook
- * is removed afterwards.
+ * is removed afterwards. opts.pin: where the link is pinned, for a program
+ * that runs on many devices (from_pod: one link per port, podports.ts);
+ * opts.first: a new link at the head of the hook's tcx chain (the default,
+ * on weft's own devices) or at its tail.
  */
-export function attachHook(pinDir: string, ifindex: number, program: ProgramName, progFd: number, mode: AttachMode): Attached {
+export function attachHook(pinDir: string, ifindex: number, program: ProgramName, progFd: number, mode: AttachMode, opts: { pin?: string; first?: boolean } = {}): Attached {
   const hook = hookOf(program);
-  const pin = linkPin(pinDir, program);
+  const pin = opts.pin ?? linkPin(pinDir, program);
   if (mode === 'tc') {
     const progId = attachProgram(ifindex, hook, progFd);
     removeLinkPin(pin);
@@ -77,7 +80,7 @@ export function attachHook(pinDir: string, ifindex: number, program: ProgramName
   try {
     if (link) link.update(progFd);
     else {
-      link = BpfLink.attachTcx(ifindex, hook, progFd, true);
+      link = BpfLink.attachTcx(ifindex, hook, progFd, opts.first ?? true);
       link.pin(pin);
     }
     const info = link.info();
@@ -146,7 +149,14 @@ export function detachLinkById(linkId: number): void {
   }
 }
 
-/** Every link pin in the pin dir, for uninstall. */
+/** Every link pin in the pin dir (one per program, or per device for a program on many), for uninstall. */
 export function linkPins(pinDir: string): string[] {
-  return ALL_PROGRAMS.map((p) => linkPin(pinDir, p)).filter((p) => fs.existsSync(p));
+  let names: string[];
+  try {
+    names = fs.readdirSync(pinDir);
+  } catch {
+    return []; // no pin dir: nothing pinned
+  }
+  const ours = ALL_PROGRAMS.map((p) => path.basename(linkPin(pinDir, p)));
+  return names.filter((n) => ours.some((o) => n === o || n.startsWith(`${o}_`))).map((n) => path.join(pinDir, n));
 }

@@ -66,7 +66,8 @@ export const C_ENUMS = {
     WEFT_PROG_OVERLAY_INGRESS: 1,
     WEFT_PROG_UNDERLAY_DECAP: 2,
     WEFT_PROG_GATEWAY_INGRESS: 3,
-    WEFT_PROG_MAX: 4,
+    WEFT_PROG_FROM_POD: 4,
+    WEFT_PROG_MAX: 5,
   },
   weft_event_flag: {
     WEFT_EVENT_F_OUTER: 1,
@@ -237,10 +238,12 @@ export const PROG = {
   underlay_decap: C_ENUMS.weft_prog.WEFT_PROG_UNDERLAY_DECAP,
   /** gateway.o, the pods' gateway device's ingress */
   gateway_ingress: C_ENUMS.weft_prog.WEFT_PROG_GATEWAY_INGRESS,
+  /** gateway.o, the ingress of a pod's port on that device */
+  from_pod: C_ENUMS.weft_prog.WEFT_PROG_FROM_POD,
 } as const;
 export const PROG_MAX = C_ENUMS.weft_prog.WEFT_PROG_MAX;
 /** enum weft_prog's names, by value. */
-export const PROG_NAMES = ['overlay_egress', 'overlay_ingress', 'underlay_decap', 'gateway_ingress'] as const;
+export const PROG_NAMES = ['overlay_egress', 'overlay_ingress', 'underlay_decap', 'gateway_ingress', 'from_pod'] as const;
 
 // enum weft_event_flag: weft_event.flags: which parts of the event are filled.
 /** outer: the tunnel packet's headers */
@@ -273,7 +276,7 @@ export const MON_MAX = C_ENUMS.weft_monitor_slot.WEFT_MON_MAX;
 export const PEERS_MAX = C_ENUMS.weft_map_size.WEFT_PEERS_MAX;
 /** weft_stats: one counter per direction and encapsulation */
 export const STATS_ENTRIES = C_ENUMS.weft_map_size.WEFT_STATS_ENTRIES;
-/** weft_ports: MACs on the bridges that hold our subnet */
+/** weft_ports: MACs on the bridges that hold our subnet; weft_pod_ports: its ports */
 export const PORTS_MAX = C_ENUMS.weft_map_size.WEFT_PORTS_MAX;
 /** weft_ct_wanted: flows waiting for the agent */
 export const CT_WANTED_MAX = C_ENUMS.weft_map_size.WEFT_CT_WANTED_MAX;
@@ -292,6 +295,8 @@ export const MAP_DEFS = {
   weft_monitor: { type: 'array', maxEntries: C_ENUMS.weft_monitor_slot.WEFT_MON_MAX, key: '__u32', value: '__u64' },
   /** The bridges' forwarding database for the programs (forward.h): pinned only while the objects load, so that both share it. */
   weft_ports: { type: 'hash', maxEntries: C_ENUMS.weft_map_size.WEFT_PORTS_MAX, key: 'weft_port_key', value: 'weft_port' },
+  /** The ports from_pod runs on, and their bridge (weft_maps.h): only gateway.o reads it; pinned while loading, like weft_ports. */
+  weft_pod_ports: { type: 'hash', maxEntries: C_ENUMS.weft_map_size.WEFT_PORTS_MAX, key: '__u32', value: 'weft_pod_port' },
   /** Flows the fast path waits to take (weft_maps.h, conntrack.h): shared like weft_ports, read by the agent. */
   weft_ct_wanted: { type: 'lru_hash', maxEntries: C_ENUMS.weft_map_size.WEFT_CT_WANTED_MAX, key: 'weft_tuple', value: '__u32' },
 } as const;
@@ -302,4 +307,5 @@ export const MAP_DROPS = 'weft_drops';
 export const MAP_EVENTS = 'weft_events';
 export const MAP_MONITOR = 'weft_monitor';
 export const MAP_PORTS = 'weft_ports';
+export const MAP_POD_PORTS = 'weft_pod_ports';
 export const MAP_CT_WANTED = 'weft_ct_wanted';

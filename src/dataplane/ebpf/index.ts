@@ -17,6 +17,7 @@ import { ConntrackFastPath } from './fastpath.js';
 import { ensureOverlay, removeOverlays, writeSysctl, type OverlayDevice } from './device.js';
 import { BridgePorts } from './ports.js';
 import { GatewayHook } from './gateway.js';
+import { PodPortHooks } from './podports.js';
 import { HostWatch, type HostTask } from './watch.js';
 
 /**
@@ -32,6 +33,8 @@ export interface EbpfOptions {
   podForward: boolean;
   /** gateway_ingress on the pods' gateway device (bpf/gateway.c; WEFT_EBPF_GATEWAY, off: see gateway.ts). */
   gateway: boolean;
+  /** from_pod on each port of the pods' gateway bridge (bpf/gateway.c, podports.ts; WEFT_EBPF_FROM_POD, on). */
+  fromPod: boolean;
   /** Tunnel packets are held to the lease holder of their inner source (admit.h admit_tunnel; WEFT_EBPF_SENDER_CHECK, on). */
   senderCheck: boolean;
   /** vxlan without GBP: headers pushed by the program (encap.h push_vxlan; WEFT_EBPF_VXLAN_PUSH, on). */
@@ -53,6 +56,7 @@ export function ebpfOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): EbpfOp
   return {
     podForward: envSwitch('WEFT_EBPF_POD_FORWARD', env),
     gateway: env.WEFT_EBPF_GATEWAY !== undefined && envSwitch('WEFT_EBPF_GATEWAY', env),
+    fromPod: envSwitch('WEFT_EBPF_FROM_POD', env),
     senderCheck: envSwitch('WEFT_EBPF_SENDER_CHECK', env),
     vxlanPush: envSwitch('WEFT_EBPF_VXLAN_PUSH', env),
     tcx: envSwitch('WEFT_EBPF_TCX', env),
@@ -74,6 +78,7 @@ export class EbpfDataplane implements Dataplane {
   private ports: BridgePorts | undefined;
   private portsMap: BpfMap | undefined;
   private gateway: GatewayHook | undefined;
+  private podPorts: PodPortHooks | undefined;
   private watch: HostWatch | undefined;
   private fastPath: ConntrackFastPath | undefined;
   private peers: PeerSource | undefined;
@@ -94,7 +99,7 @@ export class EbpfDataplane implements Dataplane {
     const podForward = this.o.podForward;
     const vxlanPush = vxlanPushWanted(local, this.o);
     const anySender = !this.o.senderCheck;
-    const loaded = loadObjects(local.pinDir, this.log, { gateway: this.o.gateway });
+    const loaded = loadObjects(local.pinDir, this.log, { gateway: this.o.gateway, fromPod: this.o.fromPod });
     this.maps = loaded.maps;
     this.portsMap = loaded.ports;
     const tasks: HostTask[] = [];
@@ -106,6 +111,11 @@ export class EbpfDataplane implements Dataplane {
       const gw = (this.gateway = new GatewayHook(nl, loaded.gateway, local, [this.overlay.index, local.iface.index], this.log));
       tasks.push({ name: 'gateway hook', run: () => gw.sync() });
     }
+    const mode = attachMode(this.o.tcx);
+    if (loaded.fromPod) {
+      const pp = (this.podPorts = new PodPortHooks(nl, loaded.fromPod, local, [this.overlay.index, local.iface.index], mode, this.log));
+      tasks.push({ name: 'pod ports', run: () => void pp.sync() });
+    }
     this.watch = new HostWatch(nl, tasks, this.log);
     // The bridges' ports before the programs that use them, so that a restart keeps the shortcut.
     this.ports?.sync();
@@ -114,7 +124,6 @@ export class EbpfDataplane implements Dataplane {
     const fastPath = (this.fastPath = new ConntrackFastPath(loaded.ctWanted, this.o.ctFastPath, (ct) => config.update(CONFIG_KEY, encodeConfig(local, { ...devices, ctFollows: ct.follows, ctTimeoutMs: ct.timeoutMs })), this.log));
     // The config first: programs attached before it is READY would drop what they see.
     config.update(CONFIG_KEY, encodeConfig(local, { ...devices, ctFollows: fastPath.current.follows, ctTimeoutMs: fastPath.current.timeoutMs }));
-    const mode = attachMode(this.o.tcx);
     const on = (ifindex: number, obj: typeof loaded.overlay, program: 'overlay_egress' | 'overlay_ingress' | 'underlay_decap'): number =>
       attachHook(local.pinDir, ifindex, program, obj.program(program).fd, mode).progId;
     const ids = {
@@ -140,6 +149,7 @@ export class EbpfDataplane implements Dataplane {
         ctFastPath: this.o.ctFastPath,
         decapPort: this.overlay.decapPort || undefined,
         gateway: this.gateway ? (this.gateway.device ?? 'none yet') : undefined,
+        fromPod: this.podPorts ? this.podPorts.size : undefined,
       },
       'eBPF dataplane programmed',
     );
@@ -269,6 +279,8 @@ export class EbpfDataplane implements Dataplane {
     this.watch = undefined;
     this.gateway?.close();
     this.gateway = undefined;
+    this.podPorts?.close();
+    this.podPorts = undefined;
     this.ports = undefined;
     this.portsMap?.close();
     this.portsMap = undefined;

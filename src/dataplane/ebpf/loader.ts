@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BpfMap, BpfObject, isErrnoError, tcAttach, tcDetach, tcFilters, tcHookCreate, tcHookDestroy, type BpfProgram, type TcHook } from '../../native/bpf.js';
-import { MAP_CONFIG, MAP_CT_WANTED, MAP_DROPS, MAP_PEERS, MAP_PORTS, MAP_STATS, PINNED_MAPS } from './maps.js';
+import { MAP_CONFIG, MAP_CT_WANTED, MAP_DROPS, MAP_PEERS, MAP_POD_PORTS, MAP_PORTS, MAP_STATS, PINNED_MAPS } from './maps.js';
 import type { Logger } from '../../core/log.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -26,8 +26,8 @@ export const TC_PRIORITY = 1;
 export const PROGRAMS = {
   'overlay.o': { overlay_egress: 'egress', overlay_ingress: 'ingress' },
   'underlay.o': { underlay_decap: 'ingress' },
-  /** Only with WEFT_EBPF_GATEWAY=1, on the pods' gateway device (gateway.ts). */
-  'gateway.o': { gateway_ingress: 'ingress' },
+  /** gateway_ingress only with WEFT_EBPF_GATEWAY=1, on the pods' gateway device (gateway.ts); from_pod on each of its ports (podports.ts). */
+  'gateway.o': { gateway_ingress: 'ingress', from_pod: 'ingress' },
 } as const satisfies Record<string, Record<string, TcHook>>;
 export type ObjectFile = keyof typeof PROGRAMS;
 /** The programs of one object (or of several). */
@@ -37,7 +37,7 @@ export type ProgramName = ProgramOf<ObjectFile>;
 const programsOf = (files: readonly ObjectFile[]): ProgramName[] => files.flatMap((f) => Object.keys(PROGRAMS[f]) as ProgramName[]);
 /** Every program in PROGRAMS: what uninstallEbpf removes. */
 export const ALL_PROGRAMS = programsOf(Object.keys(PROGRAMS) as ObjectFile[]);
-/** The objects every eBPF dataplane loads (the gateway hook is opt-in). */
+/** The objects every eBPF dataplane loads (gateway.o's hooks have switches of their own). */
 export const CORE_OBJECTS = ['overlay.o', 'underlay.o'] as const satisfies readonly ObjectFile[];
 /** Their programs: what every eBPF dataplane attaches. */
 export const WEFT_PROGRAMS = programsOf(CORE_OBJECTS);
@@ -47,8 +47,14 @@ const HOOK_OF = Object.assign({}, ...Object.values(PROGRAMS)) as Record<ProgramN
 export const hookOf = (program: ProgramName): TcHook => HOOK_OF[program];
 
 export const WEFT_MAPS: string[] = [...PINNED_MAPS];
-/** Pinned only while the objects load (a crash in between can leave it; uninstall removes it then). */
-const TRANSIENT_MAPS = [MAP_PORTS, MAP_CT_WANTED];
+/** Pinned only while the objects load, to share them (a crash in between can leave them; uninstall removes them then). */
+export const TRANSIENT_MAPS = [MAP_PORTS, MAP_CT_WANTED, MAP_POD_PORTS] as const;
+
+/** from_pod and the map that says which ports it runs on (weft_pod_ports). */
+export interface FromPod {
+  prog: BpfProgram;
+  ports: BpfMap;
+}
 
 const BPF_FS_MAGIC = 0xcafe4a11;
 
@@ -69,6 +75,8 @@ export interface Loaded {
   underlay: BpfObject;
   /** gateway_ingress (bpf/gateway.c), when asked for. */
   gateway?: BpfProgram;
+  /** from_pod (bpf/gateway.c), when asked for. */
+  fromPod?: FromPod;
 }
 
 export function objectPath(name: ObjectFile): string {
@@ -105,19 +113,22 @@ function loadPinned(file: ObjectFile, pinDir: string, log: Logger): BpfObject {
  * Loads both objects; their maps are the same pinned instances. weft_ports
  * is shared the same way and then unpinned: it is a cache of the bridges'
  * FDB that every agent rebuilds, so the next agent starts from an empty one
- * (its programs replace these and drop the old map with them).
+ * (its programs replace these and drop the old map with them). So are
+ * weft_ct_wanted and weft_pod_ports (gateway.o's, when it is loaded).
  */
-export function loadObjects(pinDir: string, log: Logger, opts: { gateway?: boolean } = {}): Loaded {
+export function loadObjects(pinDir: string, log: Logger, opts: { gateway?: boolean; fromPod?: boolean } = {}): Loaded {
   checkPinDir(pinDir);
   const overlay = loadPinned('overlay.o', pinDir, log);
   const underlay = loadPinned('underlay.o', pinDir, log);
   let gateway: BpfProgram | undefined;
-  if (opts.gateway) {
+  let fromPodProg: BpfProgram | undefined;
+  if (opts.gateway || opts.fromPod) {
     const obj = loadPinned('gateway.o', pinDir, log);
-    gateway = obj.program('gateway_ingress' satisfies ProgramName);
+    if (opts.gateway) gateway = obj.program('gateway_ingress' satisfies ProgramName);
+    if (opts.fromPod) fromPodProg = obj.program('from_pod' satisfies ProgramName);
     obj.close();
   }
-  const [ports, ctWanted] = [MAP_PORTS, MAP_CT_WANTED].map((name) => {
+  const [ports, ctWanted, podPorts] = TRANSIENT_MAPS.map((name) => {
     const m = overlay.map(name);
     if (underlay.map(name).id !== m.id) throw new Error(`${name}: overlay.o and underlay.o loaded different maps (pin dir ${pinDir})`);
     fs.rmSync(path.join(pinDir, name), { force: true });
@@ -127,6 +138,7 @@ export function loadObjects(pinDir: string, log: Logger, opts: { gateway?: boole
     overlay,
     underlay,
     gateway,
+    fromPod: fromPodProg ? { prog: fromPodProg, ports: podPorts } : (podPorts.close(), undefined),
     ports,
     ctWanted,
     maps: { peers: overlay.map(MAP_PEERS), config: overlay.map(MAP_CONFIG), stats: overlay.map(MAP_STATS), drops: overlay.map(MAP_DROPS) },

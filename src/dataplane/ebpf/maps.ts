@@ -59,6 +59,7 @@ export const LAYOUT = {
   weft_counter: { size: 16, fields: { packets: 0, bytes: 8 } },
   weft_port_key: { size: 12, fields: { bridge_ifindex: 0, mac: 4, _pad: 10 } },
   weft_port: { size: 8, fields: { ifindex: 0, flags: 4 } },
+  weft_pod_port: { size: 12, fields: { bridge_ifindex: 0, bridge_mac: 4, _pad: 10 } },
   weft_tuple: { size: 16, fields: { saddr: 0, daddr: 4, sport: 8, dport: 10, proto: 12, _pad: 13 } },
   weft_event: {
     size: 64,
@@ -71,6 +72,7 @@ const C = LAYOUT.weft_config.fields;
 const N = LAYOUT.weft_counter.fields;
 const PK = LAYOUT.weft_port_key.fields;
 const PV = LAYOUT.weft_port.fields;
+const PP = LAYOUT.weft_pod_port.fields;
 const CT = LAYOUT.weft_tuple.fields;
 
 export const LPM_KEY_SIZE = LAYOUT.weft_lpm_key.size;
@@ -457,6 +459,28 @@ export function encodePort(port: BridgePort): Buffer {
 export function decodePort(b: Buffer): BridgePort {
   checkSize(b, LAYOUT.weft_port.size, 'weft_port');
   return { ifindex: b.readUInt32LE(PV.ifindex), peer: (b.readUInt32LE(PV.flags) & PORT_F_PEER) !== 0 };
+}
+
+// --- weft_pod_ports --------------------------------------------------------------
+
+/** weft_pod_ports' key: the port's ifindex. */
+export function encodePodPortKey(ifindex: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeUInt32LE(ifindex, 0);
+  return b;
+}
+
+export function decodePodPortKey(b: Buffer): number {
+  checkSize(b, 4, 'weft_pod_ports key');
+  return b.readUInt32LE(0);
+}
+
+/** struct weft_pod_port: the bridge a port belongs to, and the MAC a pod addresses it by. */
+export function encodePodPort(bridgeIfindex: number, bridgeMAC: string): Buffer {
+  const b = Buffer.alloc(LAYOUT.weft_pod_port.size);
+  b.writeUInt32LE(bridgeIfindex, PP.bridge_ifindex);
+  writeMac(b, PP.bridge_mac, bridgeMAC, () => `weft_pod_port (bridge ${bridgeIfindex})`);
+  return b;
 }
 
 // --- weft_ct_wanted ----------------------------------------------------------------
