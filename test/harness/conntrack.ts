@@ -2,8 +2,44 @@
 // receive side; from-pod.test.ts: the send side): kube-proxy's INVALID drop
 // counter, a FORWARD rule that only counts, conntrack -L, and TCP ends in pods
 // that say how many bytes crossed and how the flow closed.
-import type { ClusterNode } from '../../lab/cluster.js';
+import assert from 'node:assert/strict';
+import { Cluster, type ClusterNode, type Pod } from '../../lab/cluster.js';
+import { applyProfile, type HostProfile } from '../../lab/profiles.js';
 import type { Netns } from '../../lab/netns.js';
+
+export interface ConntrackPair {
+  c: Cluster;
+  h1: ClusterNode;
+  h2: ClusterNode;
+  /** h1's first pod, the client. */
+  a: Pod;
+  /** h2's first pod, where the profile's services lead (its port `port`). */
+  b: Pod;
+}
+
+/**
+ * Two eBPF hosts (vxlan) with a pod each, the host profile's rules on both
+ * (services lead to b's port), conntrack judging every flow itself (no
+ * mid-stream pickups: an entry it lost would make the next packets INVALID),
+ * and both agents past "conntrack follows flows on this host".
+ */
+export async function conntrackPair(profile: HostProfile, port: number): Promise<ConntrackPair> {
+  const c = await Cluster.start({
+    config: JSON.stringify({ Network: '10.244.0.0/16', Backend: { Type: 'vxlan' } }),
+    dataplane: 'ebpf',
+    hosts: [{ name: 'h1', octet: 11 }, { name: 'h2', octet: 12 }],
+  });
+  const [h1, h2] = [c.node('h1'), c.node('h2')];
+  const [a, b] = [h1.pods[0], h2.pods[0]];
+  for (const n of [h1, h2]) {
+    await applyProfile(n.host, profile, { network: n.env.FLANNEL_NETWORK, subnet: n.env.FLANNEL_SUBNET, bridge: 'docker0', endpoints: [{ ip: b.ip, port }], services: 10 });
+    await n.host.sysctl('net.netfilter.nf_conntrack_tcp_loose', '0');
+  }
+  // Both agents learn that conntrack follows flows here (fastpath.ts polls every 100 ms).
+  await a.ns.exec(['ping', '-c', '2', '-i', '0.2', '-W', '2', b.ip]);
+  for (const n of [h1, h2]) await n.agent!.waitForMsg(/^conntrack follows flows on this host/, 10_000);
+  return { c, h1, h2, a, b };
+}
 
 /** Packets KUBE-FORWARD dropped as INVALID on a host. */
 export async function invalidDrops(n: ClusterNode): Promise<number> {
@@ -79,3 +115,37 @@ export async function untilReset(from: Netns, ip: string, port: number): Promise
   const r = await from.exec(['node', '-e', code], { allowFail: true, timeoutMs: 20_000 });
   return /^reset/.test(r.stdout);
 }
+
+/**
+ * A flow from a to b's `port` that b's server resets after 1.5 s of data (a fast path carries it by then):
+ * the client sees the reset, and conntrack on both hosts saw it too (CLOSE, where it stays for its 10 s).
+ */
+export async function resetClosesFlow(p: ConntrackPair, port: number): Promise<void> {
+  const srv = server(p.b.ns, port, 'rst');
+  await srv.ready;
+  assert.ok(await untilReset(p.a.ns, p.b.ip, port), 'the client saw the reset');
+  await srv.done;
+  for (const n of [p.h1, p.h2]) {
+    const lines = await conntrackOf(n, port);
+    assert.equal(lines.length, 1, `${n.spec.name}: ${lines.join('\n')}`);
+    assert.match(lines[0], /^tcp\s+\d+\s+\d+\s+CLOSE /, `${n.spec.name}: ${lines[0]}`);
+  }
+}
+
+/**
+ * Python that defines csum() and ack(src, dst, sport, dport): a bare TCP ACK
+ * (sequence numbers of no connection) with its checksum, for tests that send
+ * packets conntrack has no entry for. Scripts append their own sending.
+ */
+export const TCP_ACK_PY = `
+import socket, struct, sys
+def csum(b):
+    if len(b) % 2: b += b'\\0'
+    s = sum(struct.unpack('!%dH' % (len(b) // 2), b))
+    while s >> 16: s = (s & 0xffff) + (s >> 16)
+    return ~s & 0xffff
+def ack(src, dst, sport, dport):
+    sa, da = socket.inet_aton(src), socket.inet_aton(dst)
+    tcp = struct.pack('!HHIIBBHHH', sport, dport, 12345, 67890, 5 << 4, 0x10, 64240, 0, 0)
+    return sa, da, tcp[:16] + struct.pack('!H', csum(sa + da + struct.pack('!BBH', 0, 6, len(tcp)) + tcp)) + tcp[18:]
+`;

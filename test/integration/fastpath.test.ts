@@ -8,11 +8,11 @@
 // of a flow conntrack has no entry for is still conntrack's to drop.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { Cluster, type ClusterNode, type Pod } from '../../lab/cluster.js';
-import { applyProfile, serviceIP, SERVICE_PORT } from '../../lab/profiles.js';
+import type { Cluster, ClusterNode, Pod } from '../../lab/cluster.js';
+import { serviceIP, SERVICE_PORT } from '../../lab/profiles.js';
 import { waitFor } from '../../lab/exec.js';
 import { snmp } from '../bpf/traffic.js';
-import { conntrackOf, countForwarded, dropCounter, invalidDrops, paced, server, untilReset } from '../harness/conntrack.js';
+import { conntrackOf, conntrackPair, countForwarded, resetClosesFlow, dropCounter, invalidDrops, paced, server, TCP_ACK_PY } from '../harness/conntrack.js';
 
 const PORT = 7000;
 let c: Cluster;
@@ -22,20 +22,8 @@ let a: Pod;
 let b: Pod;
 
 before(async () => {
-  c = await Cluster.start({
-    config: JSON.stringify({ Network: '10.244.0.0/16', Backend: { Type: 'vxlan' } }),
-    dataplane: 'ebpf',
-    hosts: [{ name: 'h1', octet: 11 }, { name: 'h2', octet: 12 }],
-  });
-  [h1, h2] = [c.node('h1'), c.node('h2')];
-  [a, b] = [h1.pods[0], h2.pods[0]];
   // Services lead to b's port PORT; every host gets kube-proxy's rules.
-  for (const n of [h1, h2]) await applyProfile(n.host, 'kube', { network: n.env.FLANNEL_NETWORK, subnet: n.env.FLANNEL_SUBNET, bridge: 'docker0', endpoints: [{ ip: b.ip, port: PORT }], services: 10 });
-  // Conntrack must judge every flow itself: no mid-stream pickups, so an entry it lost would make packets INVALID.
-  for (const n of [h1, h2]) await n.host.sysctl('net.netfilter.nf_conntrack_tcp_loose', '0');
-  // Both agents learn that conntrack follows flows here (fastpath.ts polls every 100 ms).
-  await a.ns.exec(['ping', '-c', '2', '-i', '0.2', '-W', '2', b.ip]);
-  for (const n of [h1, h2]) await n.agent!.waitForMsg(/^conntrack follows flows on this host/, 10_000);
+  ({ c, h1, h2, a, b } = await conntrackPair('kube', PORT));
 });
 
 after(() => c?.destroy());
@@ -70,18 +58,7 @@ test('an established flow skips the receiving host once conntrack tracks it libe
 });
 
 test('a RST closes a fast flow in conntrack', async () => {
-  const port = PORT + 1;
-  const srv = server(b.ns, port, 'rst');
-  await srv.ready;
-  // The server resets after 1.5 s of data: the fast path carries the flow by then.
-  assert.ok(await untilReset(a.ns, b.ip, port), 'the client saw the reset');
-  await srv.done;
-  // Conntrack saw the RST on both hosts: CLOSE, where it stays for its 10 s.
-  for (const n of [h1, h2]) {
-    const lines = await conntrackOf(n, port);
-    assert.equal(lines.length, 1, `${n.spec.name}: ${lines.join('\n')}`);
-    assert.match(lines[0], /^tcp\s+\d+\s+\d+\s+CLOSE /, `${n.spec.name}: ${lines[0]}`);
-  }
+  await resetClosesFlow({ c, h1, h2, a, b }, PORT + 1);
 });
 
 test('a service flow (DNAT to a pod on another host) keeps its translation: its replies take the host\'s path', async () => {
@@ -99,17 +76,9 @@ test('a packet of a flow conntrack has no entry for is still conntrack\'s to dro
   // A TCP ACK for no connection, sent as h1's vxlan would send it: h2's shortcut would hand it to b, whose TCP would answer with a RST.
   const vtep = JSON.parse(await h2.host.ip('-j', 'link', 'show', 'weft.vxlan'))[0].address as string;
   const srcVtep = JSON.parse(await h1.host.ip('-j', 'link', 'show', 'weft.vxlan'))[0].address as string;
-  const py = `
-import socket, struct, sys
-def csum(b):
-    if len(b) % 2: b += b'\\0'
-    s = sum(struct.unpack('!%dH' % (len(b) // 2), b))
-    while s >> 16: s = (s & 0xffff) + (s >> 16)
-    return ~s & 0xffff
+  const py = `${TCP_ACK_PY}
 src, dst, dmac, smac = sys.argv[1:5]
-sa, da = socket.inet_aton(src), socket.inet_aton(dst)
-tcp = struct.pack('!HHIIBBHHH', 40000, ${PORT}, 12345, 67890, 5 << 4, 0x10, 64240, 0, 0)
-tcp = tcp[:16] + struct.pack('!H', csum(sa + da + struct.pack('!BBH', 0, 6, len(tcp)) + tcp)) + tcp[18:]
+sa, da, tcp = ack(src, dst, 40000, ${PORT})
 ip = struct.pack('!BBHHHBBH4s4s', 0x45, 0, 20 + len(tcp), 1, 0x4000, 64, 6, 0, sa, da)
 ip = ip[:10] + struct.pack('!H', csum(ip)) + ip[12:]
 eth = bytes.fromhex(dmac.replace(':', '')) + bytes.fromhex(smac.replace(':', '')) + b'\\x08\\x00'

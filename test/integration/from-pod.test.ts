@@ -10,14 +10,14 @@ import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Cluster, type ClusterNode, type Pod } from '../../lab/cluster.js';
-import { applyProfile, serviceIP, SERVICE_PORT, type HostProfile } from '../../lab/profiles.js';
+import type { Cluster, ClusterNode, Pod } from '../../lab/cluster.js';
+import { serviceIP, SERVICE_PORT, type HostProfile } from '../../lab/profiles.js';
 import { CLI } from '../../lab/agent.js';
 import { withNetns } from 'weft/native/addon.js';
 import { BpfLink, BpfObject, progInfo, tcFilters, tcxPrograms, tcxSupported } from 'weft/native/bpf.js';
 import { NetlinkHandle } from 'weft/native/netlink.js';
 import { snmp, udpBurst } from '../bpf/traffic.js';
-import { conntrackOf, countForwarded, dropCounter, invalidDrops, paced, server, untilReset } from '../harness/conntrack.js';
+import { conntrackOf, conntrackPair, countForwarded, resetClosesFlow, dropCounter, invalidDrops, paced, server, TCP_ACK_PY } from '../harness/conntrack.js';
 
 const PORT = 7000;
 const BYSTANDER_O = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../build/test-bpf/bystander.o');
@@ -68,17 +68,9 @@ async function tracePrograms(n: ClusterNode, address: string, seconds: number): 
 
 /** A TCP ACK for no connection, sent from a pod by a raw socket: conntrack has no entry, so it is INVALID (nf_conntrack_tcp_loose=0). */
 async function strayAcks(from: Pod, to: Pod, count: number): Promise<void> {
-  const py = `
-import socket, struct, sys
-def csum(b):
-    if len(b) % 2: b += b'\\0'
-    s = sum(struct.unpack('!%dH' % (len(b) // 2), b))
-    while s >> 16: s = (s & 0xffff) + (s >> 16)
-    return ~s & 0xffff
+  const py = `${TCP_ACK_PY}
 src, dst, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
-sa, da = socket.inet_aton(src), socket.inet_aton(dst)
-tcp = struct.pack('!HHIIBBHHH', 40001, ${PORT}, 12345, 67890, 5 << 4, 0x10, 64240, 0, 0)
-tcp = tcp[:16] + struct.pack('!H', csum(sa + da + struct.pack('!BBH', 0, 6, len(tcp)) + tcp)) + tcp[18:]
+sa, da, tcp = ack(src, dst, 40001, ${PORT})
 s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP)
 for i in range(n): s.sendto(tcp, (dst, 0))
 `;
@@ -94,20 +86,7 @@ for (const profile of ['kube', 'docker'] as const satisfies readonly HostProfile
     let b: Pod;
 
     before(async () => {
-      c = await Cluster.start({
-        config: JSON.stringify({ Network: '10.244.0.0/16', Backend: { Type: 'vxlan' } }),
-        dataplane: 'ebpf',
-        hosts: [{ name: 'h1', octet: 11 }, { name: 'h2', octet: 12 }],
-      });
-      [h1, h2] = [c.node('h1'), c.node('h2')];
-      [a, b] = [h1.pods[0], h2.pods[0]];
-      for (const n of [h1, h2]) {
-        await applyProfile(n.host, profile, { network: n.env.FLANNEL_NETWORK, subnet: n.env.FLANNEL_SUBNET, bridge: 'docker0', endpoints: [{ ip: b.ip, port: PORT }], services: 10 });
-        // Conntrack judges every flow itself: an entry it lost would make the next packets INVALID, not picked up.
-        await n.host.sysctl('net.netfilter.nf_conntrack_tcp_loose', '0');
-      }
-      await a.ns.exec(['ping', '-c', '2', '-i', '0.2', '-W', '2', b.ip]);
-      for (const n of [h1, h2]) await n.agent!.waitForMsg(/^conntrack follows flows on this host/, 10_000);
+      ({ c, h1, h2, a, b } = await conntrackPair(profile, PORT));
     });
 
     after(() => c?.destroy());
@@ -156,16 +135,7 @@ for (const profile of ['kube', 'docker'] as const satisfies readonly HostProfile
       const port = PORT + 1;
       const forwarded = await countForwarded(h1, ['-s', a.ip, '-d', b.ip, '-p', 'tcp', '--dport', String(port)]);
       t.after(() => dropCounter(h1));
-      const srv = server(b.ns, port, 'rst');
-      await srv.ready;
-      // The server resets after 1.5 s of data: from_pod carries the flow by then.
-      assert.ok(await untilReset(a.ns, b.ip, port), 'the client saw the reset');
-      await srv.done;
-      for (const n of [h1, h2]) {
-        const lines = await conntrackOf(n, port);
-        assert.equal(lines.length, 1, `${n.spec.name}: ${lines.join('\n')}`);
-        assert.match(lines[0], /^tcp\s+\d+\s+\d+\s+CLOSE /, `${n.spec.name}: ${lines[0]}`);
-      }
+      await resetClosesFlow({ c, h1, h2, a, b }, port);
       assert.ok((await forwarded()) < 1_000_000, 'most of the flow left from a\'s port');
     });
 
