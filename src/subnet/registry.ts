@@ -364,7 +364,6 @@ export class EtcdRegistry {
   }
 }
 
-/** The end of the key range holding every key that starts with `prefix`. */
 /** A key as both etcd3 (a watch's events) and range-decode.ts (a range page) give it. */
 export interface StoredKeyValue {
   key: Buffer;
@@ -403,6 +402,7 @@ function installRawRange(kvClient: object): void {
   rawRangeInstalled = true;
 }
 
+/** The end of the key range holding every key that starts with `prefix`. */
 function prefixEnd(prefix: Buffer): Buffer {
   const end = Buffer.from(prefix);
   for (let i = end.length - 1; i >= 0; i--) {
