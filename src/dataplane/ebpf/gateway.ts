@@ -5,9 +5,9 @@
 // without such a device, or before it appears, simply has no hook: pods'
 // traffic takes the kernel's forward path to the overlay device as always.
 import { NetlinkHandle, type Link } from '../../native/netlink.js';
-import { tcFilters, type BpfProgram } from '../../native/bpf.js';
+import type { BpfProgram } from '../../native/bpf.js';
 import { subnetHolders } from './ports.js';
-import { attachProgram, detach, hookOf, TC_HANDLE, TC_PRIORITY } from './loader.js';
+import { attachProgram, detach, hookOf, weftFilterOn } from './loader.js';
 import type { LocalNetwork } from '../../core/model.js';
 import type { IPNet } from '../../core/ipnet.js';
 import type { Logger } from '../../core/log.js';
@@ -42,7 +42,7 @@ export class GatewayHook {
       this.ifindex = null;
     }
     if (!dev) return;
-    const ours = tcFilters(dev.index, HOOK).some((f) => f.handle === TC_HANDLE && f.priority === TC_PRIORITY && f.progId === this.prog.id);
+    const ours = weftFilterOn(dev.index, HOOK, this.prog.id);
     if (ours && this.ifindex === dev.index) return;
     attachProgram(dev.index, HOOK, this.prog.fd);
     this.ifindex = dev.index;

@@ -161,10 +161,14 @@ export function attachProgram(ifindex: number, hook: TcHook, progFd: number): nu
   return tcAttach({ ifindex, hook, progFd, handle: TC_HANDLE, priority: TC_PRIORITY, replace: true }).progId;
 }
 
+/** Whether weft's filter (its handle and priority) is on the hook; with progId, whether it runs that program. */
+export function weftFilterOn(ifindex: number, hook: TcHook, progId?: number): boolean {
+  return tcFilters(ifindex, hook).some((f) => f.handle === TC_HANDLE && f.priority === TC_PRIORITY && (progId === undefined || f.progId === progId));
+}
+
 /** Detaches weft's filter from a hook, and removes the clsact qdisc if weft's was the last filter on it. */
 export function detach(ifindex: number, hook: TcHook): boolean {
-  const mine = tcFilters(ifindex, hook).some((f) => f.handle === TC_HANDLE && f.priority === TC_PRIORITY);
-  if (!mine) return false;
+  if (!weftFilterOn(ifindex, hook)) return false;
   tcDetach({ ifindex, hook, handle: TC_HANDLE, priority: TC_PRIORITY });
   if (tcFilters(ifindex, 'ingress').length === 0 && tcFilters(ifindex, 'egress').length === 0) {
     try {

@@ -16,9 +16,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { NetlinkHandle, Link } from '../../native/netlink.js';
-import { tcFilters, tcxPrograms, type BpfMap, type BpfProgram } from '../../native/bpf.js';
+import { tcxPrograms, type BpfMap, type BpfProgram } from '../../native/bpf.js';
 import { attachHook, linkPin, removeLinkPin, type AttachMode } from './attach.js';
-import { detach, hookOf, TC_HANDLE, TC_PRIORITY, type FromPod } from './loader.js';
+import { detach, hookOf, weftFilterOn, type FromPod } from './loader.js';
 import { findGatewayDevice } from './gateway.js';
 import { decodePodPortKey, encodePodPort, encodePodPortKey } from './maps.js';
 import type { LocalNetwork } from '../../core/model.js';
@@ -72,7 +72,7 @@ export class PodPortHooks {
   /** Whether this process's from_pod runs on the port now (not a previous agent's, not removed by someone). */
   private holds(ifindex: number): boolean {
     if (this.mode === 'tcx') return tcxPrograms(ifindex, HOOK).some((e) => e.linkId !== 0 && e.progId === this.prog.id);
-    return tcFilters(ifindex, HOOK).some((f) => f.handle === TC_HANDLE && f.priority === TC_PRIORITY && f.progId === this.prog.id);
+    return weftFilterOn(ifindex, HOOK, this.prog.id);
   }
 
   /** Takes from_pod off a port that left the bridge (or is gone: then only its pin and map entry are left). */
