@@ -21,6 +21,10 @@
 // (test/unit/cli-bundle.test.ts compares the two). What went into the bundle
 // is listed in build/cli-bundle.json (esbuild's metafile), which
 // test/unit/cli-startup.test.ts reads.
+//
+// The agent's runner gets a bundle of its own, dist/cli/agent-run.cjs, with
+// every package it imports: an agent's start is time no peer is programmed
+// (see the end of this file).
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import { builtinModules, createRequire } from 'node:module';
@@ -207,3 +211,65 @@ const result = await esbuild.build({
 fs.chmodSync(outfile, 0o755);
 fs.mkdirSync(path.join(root, 'build'), { recursive: true });
 fs.writeFileSync(path.join(root, 'build', 'cli-bundle.json'), JSON.stringify(result.metafile, null, 1) + '\n');
+
+/**
+ * The agent's runner and everything it imports, etcd3, gRPC, protobufjs and
+ * pino included, as one CommonJS file: dist/cli/agent-run.cjs, which
+ * src/cli/agent.ts loads with require(). Node 20 spent 0.5 to 0.9 s of every
+ * agent start resolving, reading and compiling some 300 files of them, the
+ * ES module loader's part alone about 200 ms. require(), not import(): an
+ * import() of a CommonJS file first scans all of it for its exports (300 ms
+ * of these 1.8 MB). tsc's dist/cli/agent-run.js stays, for a tree built
+ * without this step. core/errors.js stays outside, as in the CLI's bundle.
+ */
+const agentEntry = path.join(dist, 'cli', 'agent-run.js');
+const AGENT_BUNDLE = path.join(dist, 'cli', 'agent-run.cjs');
+
+const sharedOutside = {
+  name: 'shared-outside',
+  setup(build) {
+    build.onResolve({ filter: /^\./ }, (a) => {
+      const file = path.resolve(a.resolveDir, a.path);
+      if (!shared.has(file)) return undefined;
+      return { path: `./${path.relative(path.dirname(AGENT_BUNDLE), file)}`, external: true };
+    });
+  },
+};
+
+/**
+ * etcd3 parses etcd's rpc.proto (with kv.proto and auth.proto) as it loads,
+ * about 100 ms of every start, and finds it by its own __dirname, which in a
+ * bundle is the bundle's. The parsed schema goes into the bundle as
+ * protobufjs' JSON instead, and @grpc/proto-loader builds the same services
+ * from it (test/unit/agent-bundle.test.ts compares them).
+ */
+const ETCD_LOAD = '(0, proto_loader_1.loadSync)(`${__dirname}/../proto/rpc.proto`, {';
+const etcdSchema = {
+  name: 'etcd-schema',
+  setup(build) {
+    build.onLoad({ filter: /[\/]etcd3[\/]lib[\/]connection-pool\.js$/ }, (a) => {
+      const text = fs.readFileSync(a.path, 'utf8');
+      if (!text.includes(ETCD_LOAD)) throw new Error(`${a.path} no longer loads its schema with "${ETCD_LOAD}": see etcdSchema in packaging/bundle-cli.mjs`);
+      const protobuf = createRequire(a.path)('protobufjs');
+      const schema = new protobuf.Root().loadSync(path.join(path.dirname(a.path), '..', 'proto', 'rpc.proto'), { keepCase: true }).toJSON();
+      const json = JSON.stringify(JSON.stringify(schema));
+      return { contents: text.replace(ETCD_LOAD, `(0, proto_loader_1.fromJSON)(JSON.parse(${json}), {`), loader: 'js' };
+    });
+  },
+};
+
+const agent = await esbuild.build({
+  entryPoints: [agentEntry],
+  outfile: AGENT_BUNDLE,
+  bundle: true,
+  platform: 'node',
+  format: 'cjs',
+  target: 'node20',
+  sourcemap: true,
+  // import.meta.url of each module as the CLI's bundle makes it, from dist/ (this file's parent).
+  banner: { js: `// weft's agent bundle (packaging/bundle-cli.mjs)\nconst __weftModuleUrl = ((dir) => (rel) => require('node:url').pathToFileURL(require('node:path').join(dir, rel)).href)(require('node:path').dirname(__dirname));` },
+  metafile: true,
+  plugins: [sharedOutside, etcdSchema, ownMetaUrl],
+  logLevel: 'warning',
+});
+fs.writeFileSync(path.join(root, 'build', 'agent-bundle.json'), JSON.stringify(agent.metafile, null, 1) + '\n');

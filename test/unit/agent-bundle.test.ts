@@ -1,0 +1,70 @@
+// dist/cli/agent-run.cjs is the agent's runner bundled with the packages it
+// imports (packaging/bundle-cli.mjs), for a faster start; `weft agent` loads it
+// (src/cli/agent.ts), so every test that starts an agent runs it. Here: that it
+// loads nothing from node_modules, shares core/errors.js with the CLI (a
+// user's mistake must stay a WeftError, printed in one line), and that etcd's
+// schema embedded in it builds the same gRPC services as etcd3's rpc.proto.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { createRequire } from 'node:module';
+import vm from 'node:vm';
+import { CLI } from '../../lab/agent.js';
+
+const BUNDLE = path.join(path.dirname(CLI), 'cli', 'agent-run.cjs');
+const require = createRequire(import.meta.url);
+const etcd3Dir = path.dirname(require.resolve('etcd3/package.json'));
+const protoLoader = createRequire(path.join(etcd3Dir, 'lib', 'index.js'))('@grpc/proto-loader') as typeof import('@grpc/proto-loader');
+/** etcd3's own options (node_modules/etcd3/lib/connection-pool.js). */
+const OPTIONS = { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true };
+
+test('the agent bundle loads its packages from itself and core/errors.js from beside it', () => {
+  const probe = `
+    const m = require(${JSON.stringify(BUNDLE)});
+    const files = Object.keys(require.cache);
+    console.log(JSON.stringify({ runAgent: typeof m.runAgent, fromModules: files.filter((f) => f.includes('/node_modules/')), errors: files.filter((f) => f.endsWith('/core/errors.js')) }));`;
+  const r = spawnSync(process.execPath, ['-e', probe], { encoding: 'utf8', timeout: 20_000 });
+  assert.equal(r.status, 0, r.stderr);
+  const got = JSON.parse(r.stdout) as { runAgent: string; fromModules: string[]; errors: string[] };
+  assert.equal(got.runAgent, 'function');
+  // core/ipnet.ts requires ipaddr.js at run time (createRequire); the heavy packages are inside.
+  const heavy = got.fromModules.filter((f) => /\/node_modules\/(etcd3|@grpc|protobufjs|pino|prom-client|cockatiel)\//.test(f));
+  assert.deepEqual(heavy, []);
+  assert.ok(got.fromModules.length <= 1, got.fromModules.join(', '));
+  assert.deepEqual(got.errors, [path.join(path.dirname(CLI), 'core', 'errors.js')]);
+});
+
+test("etcd's schema in the bundle makes the same services as etcd3's rpc.proto", () => {
+  const text = fs.readFileSync(BUNDLE, 'utf8');
+  // One JSON string in the bundle; esbuild picks its quotes.
+  const m = /\(0, proto_loader_1\.fromJSON\)\(JSON\.parse\(('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")\)/.exec(text);
+  assert.ok(m, 'the bundle loads etcd\'s schema from JSON (packaging/bundle-cli.mjs, etcdSchema)');
+  const embedded = protoLoader.fromJSON(JSON.parse(vm.runInNewContext(m[1]) as string), OPTIONS);
+  const parsed = protoLoader.loadSync(path.join(etcd3Dir, 'proto', 'rpc.proto'), OPTIONS);
+
+  const services = (d: typeof parsed): string[] => Object.keys(d).filter((k) => !('format' in d[k]) && !('fileDescriptorProtos' in d[k])).sort();
+  assert.deepEqual(services(embedded), services(parsed));
+  assert.ok(services(parsed).includes('etcdserverpb.KV'));
+
+  type Method = { path: string; requestStream: boolean; responseStream: boolean; requestSerialize: (v: unknown) => Buffer; responseSerialize: (v: unknown) => Buffer; responseDeserialize: (b: Buffer) => unknown };
+  for (const name of services(parsed)) {
+    const a = embedded[name] as unknown as Record<string, Method>;
+    const b = parsed[name] as unknown as Record<string, Method>;
+    assert.deepEqual(Object.keys(a).sort(), Object.keys(b).sort(), name);
+    for (const method of Object.keys(b)) {
+      for (const f of ['path', 'requestStream', 'responseStream'] as const) assert.equal(a[method][f], b[method][f], `${name}.${method}.${f}`);
+    }
+  }
+  // The messages the agent sends and reads most, through both.
+  const kv = (d: typeof parsed): Record<string, Method> => d['etcdserverpb.KV'] as unknown as Record<string, Method>;
+  const range = { key: Buffer.from('/coreos.com/network/subnets/'), range_end: Buffer.from('/coreos.com/network/subnets0'), limit: '10000', revision: '42' };
+  assert.deepEqual(kv(embedded).Range.requestSerialize(range), kv(parsed).Range.requestSerialize(range));
+  const txn = { compare: [{ key: Buffer.from('k'), target: 'CREATE', result: 'EQUAL', create_revision: '0' }], success: [{ request_put: { key: Buffer.from('k'), value: Buffer.from('v'), lease: '7' } }] };
+  assert.deepEqual(kv(embedded).Txn.requestSerialize(txn), kv(parsed).Txn.requestSerialize(txn));
+  const reply = { header: { revision: '9' }, kvs: [{ key: Buffer.from('/k'), value: Buffer.from('{}'), create_revision: '3', mod_revision: '9', version: '2', lease: '7' }], more: true, count: '2' };
+  const bytes = kv(parsed).Range.responseSerialize(reply);
+  assert.deepEqual(kv(embedded).Range.responseSerialize(reply), bytes);
+  assert.deepEqual(kv(embedded).Range.responseDeserialize(bytes), kv(parsed).Range.responseDeserialize(bytes));
+});
