@@ -12,10 +12,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { run } from '../lab/exec.js';
 import { reapStaleLabs } from '../lab/netns.js';
-import { withNetns } from 'weft/native/addon.js';
-import { enableRunStats, tcxPrograms, tcxSupported, progInfo, tcFilters } from 'weft/native/bpf.js';
-import { NetlinkHandle } from 'weft/native/netlink.js';
+import { enableRunStats, progInfo } from 'weft/native/bpf.js';
 import { caseDef, createBench, destroyBench, profileScriptArgs, setupCase, type CaseSetup } from './cases.js';
+import { weftPrograms } from './programs.js';
 import { iperf, netnsInodes } from './measure.js';
 import type { HostProfile } from '../lab/profiles.js';
 
@@ -31,27 +30,6 @@ interface Options {
 function parse(argv: string[]): Options {
   const { a, profile, cases } = profileScriptArgs(argv, { profile: 'docker', cases: ['flannel-vxlan', 'weft-ebpf-vxlan'] });
   return { profile, cases, seconds: Number(a.get('seconds') ?? 5), rateGbps: Number(a.get('rate') ?? 2), top: Number(a.get('top') ?? 40), out: a.get('out') ?? '/tmp/weft-profile' };
-}
-
-/** weft's programs on the case's hosts (both ends), by id, for bpftool. */
-function weftPrograms(s: CaseSetup): Array<{ host: string; id: number; name: string }> {
-  const out: Array<{ host: string; id: number; name: string }> = [];
-  for (const a of s.agents) {
-    withNetns(`/run/netns/${a.host.name}`, () => {
-      const nl = NetlinkHandle.open();
-      try {
-        for (const l of nl.links()) {
-          for (const hook of ['ingress', 'egress'] as const) {
-            const ids = [...(tcxSupported() ? tcxPrograms(l.index, hook).map((e) => e.progId) : []), ...tcFilters(l.index, hook).flatMap((f) => (f.progId ? [f.progId] : []))];
-            for (const id of ids) out.push({ host: a.host.hostName, id, name: `${progInfo(id).name}@${l.name}` });
-          }
-        }
-      } finally {
-        nl.close();
-      }
-    });
-  }
-  return out;
 }
 
 async function main(): Promise<void> {
