@@ -236,7 +236,9 @@ export class LeaseManager extends EventEmitter<LeaseManagerEvents> {
           const list = await this.o.registry.listLeases();
           const holder = list.leases.find((l) => l.subnet.equals(cur.subnet));
           if (holder && holder.attrs.PublicIP === this.o.attrs.PublicIP) return; // it is back (our own write raced the watch)
-          this.fail(`our lease on ${cur.subnet} disappeared and ${holder ? `${holder.attrs.PublicIP} holds it now` : 'it cannot be re-created'}`);
+          const junk = holder ? undefined : list.malformed.find((m) => m.subnet?.equals(cur.subnet));
+          const now = holder ? `${holder.attrs.PublicIP} holds it now` : junk ? `its key was overwritten with something that is not a lease (${junk.reason})` : 'it cannot be re-created';
+          this.fail(`our lease on ${cur.subnet} disappeared and ${now}`);
           return;
         } catch (err) {
           this.log.warn({ err: messageOf(err) }, 're-acquiring our lease failed; retrying');

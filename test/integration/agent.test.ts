@@ -117,13 +117,30 @@ test('our lease deleted with etcdctl is re-acquired; a malformed lease is skippe
     await etcd.etcdctl(['del', key]);
     await a.waitForMsg(/re-acquired the same subnet/);
     assert.match(await etcd.etcdctl(['get', '--print-value-only', key]), /"PublicIP":"192.0.2.11"/);
-    await etcd.etcdctl(['put', `${prefix}/subnets/10.244.66.0-24`, '{"PublicIP": 5}']);
+    // Others' subnets, never the agent's own (it chose one at random: writing over it is another test's fault).
+    const own = Number(String(l.subnet).split('.')[2]);
+    const bad = own === 66 || own === 67 ? 166 : 66;
+    const good = bad + 1;
+    await etcd.etcdctl(['put', `${prefix}/subnets/10.244.${bad}.0-24`, '{"PublicIP": 5}']);
     await etcd.etcdctl(['put', `${prefix}/subnets/not-a-subnet`, '{}']);
-    await etcd.etcdctl(['put', `${prefix}/subnets/10.244.67.0-24`, '{"PublicIP":"192.0.2.67","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"02:00:00:00:00:67"}}']);
-    await a.waitForLog('the valid peer', (x) => x.msg === 'peer added' && x.subnet === '10.244.67.0/24');
+    await etcd.etcdctl(['put', `${prefix}/subnets/10.244.${good}.0-24`, `{"PublicIP":"192.0.2.${good}","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"02:00:00:00:00:67"}}`]);
+    await a.waitForLog('the valid peer', (x) => x.msg === 'peer added' && x.subnet === `10.244.${good}.0/24`);
     const warnings = a.lines.filter((x) => x.msg === 'skipping malformed lease written by someone else').map((x) => x.key);
-    assert.deepEqual(warnings.sort(), [`${prefix}/subnets/10.244.66.0-24`, `${prefix}/subnets/not-a-subnet`]);
+    assert.deepEqual(warnings.sort(), [`${prefix}/subnets/10.244.${bad}.0-24`, `${prefix}/subnets/not-a-subnet`]);
     assert.ok(a.running);
+  } finally {
+    await a.stop();
+  }
+});
+
+test('our lease overwritten with a value that is not a lease: the agent stops and says what its key holds', async () => {
+  const prefix = await setup();
+  const a = agent(hosts[0], prefix);
+  try {
+    const l = await a.waitForMsg('agent ready').then(() => a.lines.find((x) => x.msg === 'lease acquired')!);
+    await etcd.etcdctl(['put', `${prefix}/subnets/${String(l.subnet).replace('/', '-')}`, '{"PublicIP": 5}']);
+    assert.equal(await a.exited, 1);
+    assert.match(a.transcript(), new RegExp(`our lease on ${String(l.subnet).replace(/\./g, '\\.')} disappeared and its key was overwritten with something that is not a lease \\(value is not a lease: PublicIP 5 is not an IPv4 address\\)`));
   } finally {
     await a.stop();
   }
