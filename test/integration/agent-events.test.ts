@@ -19,7 +19,9 @@ import { waitFor } from '../../lab/exec.js';
 import { iface } from '../../lab/model.js';
 import { memLog } from '../harness/memlog.js';
 
-const CONFIG = '{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}}';
+// Agents choose from 10.244.128.0 up; the leases tests write are below: a lease written over the one an agent
+// chose at random would be the test's fault (it made 'the dataplane hears start...' flaky).
+const CONFIG = '{"Network":"10.244.0.0/16","SubnetMin":"10.244.128.0","Backend":{"Type":"vxlan"}}';
 const PUBLIC_IP = '192.0.2.11';
 
 let etcd: LabEtcd;
