@@ -3,7 +3,7 @@
 // every case in turn. All pairs share one lab (one underlay segment, one
 // router) and one etcd; each weft pair has its own etcd prefix and network
 // config, so the pairs never see each other's leases.
-import { IPERF3_PORT, Lab, type LabHost, type Netns } from '../lab/netns.js';
+import { IPERF3_PORT, Lab, reapStaleLabs, type LabHost, type Netns } from '../lab/netns.js';
 import { LabEtcd } from '../lab/etcd.js';
 import { startAgent, subnetFile, type LabAgent } from '../lab/agent.js';
 import { FlannelHost } from '../lab/flannel.js';
@@ -122,6 +122,27 @@ export async function destroyBench(b: Bench): Promise<void> {
   await Promise.all(b.lab.hosts.map((h) => h.stopAll()));
   await b.etcd.destroy();
   await b.lab.destroy();
+}
+
+/**
+ * The profiling scripts' frame (profile.ts, stream-profile.ts): stale labs
+ * reaped, a bench with every named case set up on `profile` (case i's hosts
+ * from octet firstOctet + 2i), `body` run on them, and the bench torn down.
+ */
+export async function withReadyCases<T>(profile: HostProfile, cases: string[], firstOctet: number, body: (b: Bench, setups: CaseSetup[]) => Promise<T>): Promise<T> {
+  reapStaleLabs();
+  const b = await createBench();
+  try {
+    const setups: CaseSetup[] = [];
+    for (const [i, name] of cases.entries()) {
+      const s = await setupCase(b, caseDef(name), profile, i, firstOctet + 2 * i);
+      if (s.status !== 'ready') throw new Error(`${name}: ${s.reason}`);
+      setups.push(s);
+    }
+    return await body(b, setups);
+  } finally {
+    await destroyBench(b);
+  }
 }
 
 const config = (backend: Backend): string => JSON.stringify({ Network: '10.244.0.0/16', Backend: { Type: backend } });

@@ -11,9 +11,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { run } from '../lab/exec.js';
-import { reapStaleLabs } from '../lab/netns.js';
 import { enableRunStats, progInfo } from 'weft/native/bpf.js';
-import { caseDef, createBench, destroyBench, profileScriptArgs, setupCase, type CaseSetup } from './cases.js';
+import { profileScriptArgs, withReadyCases } from './cases.js';
 import { weftPrograms } from './programs.js';
 import { iperf, netnsInodes } from './measure.js';
 import type { HostProfile } from '../lab/profiles.js';
@@ -34,16 +33,8 @@ function parse(argv: string[]): Options {
 
 async function main(): Promise<void> {
   const o = parse(process.argv.slice(2));
-  reapStaleLabs();
   fs.mkdirSync(o.out, { recursive: true });
-  const b = await createBench();
-  try {
-    const setups: CaseSetup[] = [];
-    for (const [i, name] of o.cases.entries()) {
-      const s = await setupCase(b, caseDef(name), o.profile, i, 21 + 2 * i);
-      if (s.status !== 'ready') throw new Error(`${name}: ${s.reason}`);
-      setups.push(s);
-    }
+  await withReadyCases(o.profile, o.cases, 21, async (b, setups) => {
     const ours = netnsInodes(`${b.lab.id}-`);
     for (const s of setups) {
       const data = path.join(o.out, `${o.profile}-${s.def.name}.perf.data`);
@@ -68,9 +59,7 @@ async function main(): Promise<void> {
         console.log(`  bpf ${p.host} ${p.name} (id ${p.id}): ${runs} runs, ${runs ? (ns / runs).toFixed(0) : '-'} ns per run, ${(ns / 1e6).toFixed(1)} ms in all`);
       }
     }
-  } finally {
-    await destroyBench(b);
-  }
+  });
 }
 
 main().catch((err: unknown) => {

@@ -19,9 +19,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { run } from '../lab/exec.js';
-import { reapStaleLabs, type Netns } from '../lab/netns.js';
+import type { Netns } from '../lab/netns.js';
 import { enableRunStats, progInfo } from 'weft/native/bpf.js';
-import { caseDef, createBench, destroyBench, profileScriptArgs, setupCase, type CaseSetup } from './cases.js';
+import { profileScriptArgs, withReadyCases, type CaseSetup } from './cases.js';
 import { iperf, median, placeRun } from './measure.js';
 import { weftPrograms } from './programs.js';
 import type { HostProfile } from '../lab/profiles.js';
@@ -309,22 +309,12 @@ ${o.profile}, ${o.rounds} rounds of ${o.seconds} s (medians; ACK regime split at
 
 async function main(): Promise<void> {
   const o = parse(process.argv.slice(2));
-  reapStaleLabs();
   fs.mkdirSync(o.out, { recursive: true });
-  const b = await createBench();
-  try {
-    const setups: CaseSetup[] = [];
-    for (const [i, name] of o.cases.entries()) {
-      const s = await setupCase(b, caseDef(name), o.profile, i, 21 + 2 * i);
-      if (s.status !== 'ready') throw new Error(`${name}: ${s.reason}`);
-      setups.push(s);
-    }
+  await withReadyCases(o.profile, o.cases, 21, async (b, setups) => {
     const namespaces: Netns[] = [b.lab.router, ...b.lab.hosts, ...b.lab.hosts.flatMap((h) => h.pods)];
     if (o.rounds > 0) await pairedRounds(o, setups);
     else for (const s of setups) await profileOne(o, s, namespaces);
-  } finally {
-    await destroyBench(b);
-  }
+  });
 }
 
 main().catch((err: unknown) => {
