@@ -23,10 +23,10 @@
 //     [--cases flannel-host-gw,weft-ebpf-host-gw,weft-ebpf-vxlan] [--modes off,pods,all]
 //     [--rounds 5] [--seconds 5] [--rate 2] [--size 196608] [--wire lab|segmented] [--out FILE]
 import fs from 'node:fs';
-import { reapStaleLabs, type Netns } from '../lab/netns.js';
+import type { Netns } from '../lab/netns.js';
 import { withNetns } from 'weft/native/addon.js';
 import { NetlinkHandle, type LinkSizes } from 'weft/native/netlink.js';
-import { caseDef, createBench, destroyBench, profileScriptArgs, setupCase, type Bench, type CaseSetup } from './cases.js';
+import { profileScriptArgs, withReadyCases, type Bench, type CaseSetup } from './cases.js';
 import { iperf, median, netnsInodes, placeRun, type Throughput } from './measure.js';
 import type { HostProfile } from '../lab/profiles.js';
 
@@ -142,17 +142,11 @@ const fmt = (xs: number[], digits: number): string => {
 
 async function main(): Promise<void> {
   const o = parse(process.argv.slice(2));
-  reapStaleLabs();
-  const b = await createBench();
   const samples: Sample[] = [];
-  try {
-    const setups: CaseSetup[] = [];
-    for (const [i, name] of o.cases.entries()) {
-      const s = await setupCase(b, caseDef(name), o.profile, i, 31 + 2 * i);
-      if (s.status !== 'ready') throw new Error(`${name}: ${s.reason}`);
-      setups.push(s);
+  await withReadyCases(o.profile, o.cases, 31, async (b, setups) => {
+    for (const s of setups) {
       if (o.wire === 'segmented') await segmentWire(b, s);
-      for (const mode of o.modes.filter((m) => m !== 'off')) console.log(`${name} ${mode}:\n  ${applyMode(b, s, mode, o.size).join('\n  ')}`);
+      for (const mode of o.modes.filter((m) => m !== 'off')) console.log(`${s.def.name} ${mode}:\n  ${applyMode(b, s, mode, o.size).join('\n  ')}`);
       applyMode(b, s, 'off', o.size);
     }
     const ours = netnsInodes(`${b.lab.id}-`);
@@ -171,9 +165,7 @@ async function main(): Promise<void> {
         applyMode(b, s, 'off', o.size);
       }
     }
-  } finally {
-    await destroyBench(b);
-  }
+  });
   console.log(`\n${o.profile}, ${o.wire} wire: medians of ${o.rounds} rounds, ± half the min–max spread; ratio = mode / off within each round`);
   console.log('| case | mode | 1 stream Gbit/s | x off | CPU s/GB (paced) | x off |');
   console.log('| --- | --- | ---: | ---: | ---: | ---: |');

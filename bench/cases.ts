@@ -125,7 +125,7 @@ export async function destroyBench(b: Bench): Promise<void> {
 }
 
 /**
- * The profiling scripts' frame (profile.ts, stream-profile.ts): stale labs
+ * The profiling scripts' frame (profile.ts, stream-profile.ts, bigtcp.ts): stale labs
  * reaped, a bench with every named case set up on `profile` (case i's hosts
  * from octet firstOctet + 2i), `body` run on them, and the bench torn down.
  */
