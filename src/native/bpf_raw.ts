@@ -85,6 +85,7 @@ export interface RawBpf {
   checkLoad(path: string): Promise<void>;
   progTestRun(fd: number, data: Buffer, sizeOut: number, repeat: number, ctx: Buffer | null, label: string): { retval: number; data: Buffer; durationNs: number; ctx?: Buffer };
   mapLookup(fd: number, key: Buffer, valueLen: number, label: string): Buffer | null;
+  mapPresentUntil(fd: number, keys: Buffer, keySize: number, from: number, valueLen: number, label: string): number;
   mapUpdate(fd: number, key: Buffer, value: Buffer, flags: number, label: string): void;
   mapDelete(fd: number, key: Buffer, label: string): boolean;
   mapKeys(fd: number, keySize: number, label: string): Buffer[];
