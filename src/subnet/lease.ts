@@ -36,6 +36,12 @@ export function parseSubnetKey(name: string): SubnetKey | null {
  * included, which the pattern then decides.
  */
 function subnetKey4(name: string): IPNet | null {
+  const n = subnetKey4Numbers(name);
+  return n ? new IPNet(4, BigInt(n[0]), n[1]) : null;
+}
+
+/** subnetKey4 as [network address, prefix length] numbers. */
+export function subnetKey4Numbers(name: string): [number, number] | null {
   const dash = name.indexOf('-');
   const n = name.length;
   if (dash < 0 || n - dash < 2 || n - dash > 3) return null;
@@ -49,7 +55,7 @@ function subnetKey4(name: string): IPNet | null {
   if (ip < 0 || len > 32) return null;
   // The host bits, as numbers: a shift by 32 is a shift by 0 in JavaScript.
   const host = len === 0 ? ip : ip % 2 ** (32 - len);
-  return host === 0 ? new IPNet(4, BigInt(ip), len) : null;
+  return host === 0 ? [ip, len] : null;
 }
 
 export function formatSubnetKey(key: SubnetKey): string {

@@ -8,12 +8,13 @@
 // with a fresh list (flannel exits there). Reservations (keys without an etcd
 // lease) are never handed to anyone else and never expire.
 import { EventEmitter } from 'node:events';
-import { fitsRange, freeSubnets, pickRandom } from './allocator.js';
+import { fitsRange, freeSubnets, freeSubnets4Of, overlaps4, pickRandom } from './allocator.js';
 import { isReservation, sameAttrs, type Lease, type LeaseAttrs, type SubnetKey } from './lease.js';
 import type { IPNet } from '../core/ipnet.js';
 import { Backoff } from '../core/backoff.js';
 import { WeftError, messageOf } from '../core/errors.js';
-import type { EtcdRegistry, LeaseList } from './registry.js';
+import type { EtcdRegistry } from './registry.js';
+import type { RawLeaseList } from './raw-list.js';
 import type { NetworkConfig } from '../config/network.js';
 import type { Logger } from '../core/log.js';
 
@@ -59,7 +60,7 @@ function keyOf(l: { subnet: IPNet; subnetV6?: IPNet }): SubnetKey {
 /** What an acquisition took, and the lease list it decided on (a watch can start from it instead of listing again). */
 export interface Acquired {
   own: OwnLease;
-  list: LeaseList;
+  list: RawLeaseList;
 }
 
 export class LeaseManager extends EventEmitter<LeaseManagerEvents> {
@@ -91,7 +92,7 @@ export class LeaseManager extends EventEmitter<LeaseManagerEvents> {
    */
   async acquire(): Promise<Acquired> {
     for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
-      const list = await this.o.registry.listLeases();
+      const list = await this.o.registry.listRaw();
       const own = await this.tryAcquire(list);
       if (own) {
         this.current = own;
@@ -99,27 +100,23 @@ export class LeaseManager extends EventEmitter<LeaseManagerEvents> {
         return { own, list };
       }
       // Someone wrote between our list and our transaction: list again.
+      list.abandon();
       await new Promise((r) => setTimeout(r, Math.floor((this.o.random ?? Math.random)() * 20 * attempt)));
     }
     throw new WeftError(`could not acquire a subnet after ${MAX_ATTEMPTS} attempts: other hosts kept taking the subnets we chose`);
   }
 
-  private async tryAcquire(list: LeaseList): Promise<OwnLease | null> {
+  /** Decides from the keys, and from only those values that could be our own lease's (raw-list.ts). */
+  private async tryAcquire(list: RawLeaseList): Promise<OwnLease | null> {
     const { registry, attrs, config } = this.o;
-    const mine = list.leases.find((l) => l.attrs.PublicIP === attrs.PublicIP && this.fits(l));
+    const mine = list.mayHavePublicIP(attrs.PublicIP).find((l) => l.attrs.PublicIP === attrs.PublicIP && this.fits(l));
     if (mine) return this.claim(mine);
 
-    const taken4: IPNet[] = [];
-    const taken6: IPNet[] = [];
-    for (const l of list.leases) {
-      taken4.push(l.subnet);
-      if (l.subnetV6) taken6.push(l.subnetV6);
-    }
-    for (const m of list.malformed) if (m.subnet) taken4.push(m.subnet);
-    const isFree = (n: IPNet | undefined, taken: IPNet[]): boolean => !n || !taken.some((t) => t.overlaps(n));
+    const { v4: taken4, v6: taken6 } = list.subnets();
+    const isFree6 = (n: IPNet | undefined): boolean => !n || !taken6.some((t) => t.overlaps(n));
 
     const prev = this.o.previous;
-    if (prev?.subnet && this.fits(prev) && isFree(prev.subnet, taken4) && isFree(prev.subnetV6, taken6)) {
+    if (prev?.subnet && this.fits(prev) && !overlaps4(taken4, prev.subnet) && isFree6(prev.subnetV6)) {
       const r = await registry.createLease(keyOf(prev as { subnet: IPNet }), attrs, this.ttlSec);
       if (r.created) {
         this.log.info({ subnet: prev.subnet.toString() }, 'acquired the subnet of the previous subnet.env');
@@ -128,13 +125,13 @@ export class LeaseManager extends EventEmitter<LeaseManagerEvents> {
       return null;
     }
 
-    const subnet = pickRandom(freeSubnets(config.ipv4, taken4), this.o.random);
+    const subnet = pickRandom(freeSubnets4Of(config.ipv4, taken4), this.o.random);
     const subnetV6 = config.ipv6 ? pickRandom(freeSubnets(config.ipv6, taken6), this.o.random) : undefined;
     if (!subnet || (config.ipv6 && !subnetV6)) {
       const r = config.ipv4;
       throw new WeftError(
         `out of subnets: every /${r.subnetLen} from ${r.subnetMin.ip} to ${r.subnetMax.ip} in ${r.network} is leased or reserved ` +
-          `(${list.leases.length} leases); widen Network or SubnetMin/SubnetMax, or delete stale leases under ${registry.subnetsPrefix}`,
+          `(${list.size} keys under ${registry.subnetsPrefix}); widen Network or SubnetMin/SubnetMax, or delete stale leases under ${registry.subnetsPrefix}`,
         'config',
         { field: 'Network' },
       );

@@ -6,6 +6,12 @@
 // the fields a lease needs are read; the rest of the message is skipped by
 // wire type, so fields etcd adds later cost nothing.
 //
+// A page keeps the message whole and finds each key in it by offsets, in
+// typed arrays: no object per key until one is asked for (keyValueAt). A
+// list held from its read to its use (the lease is chosen in between) is
+// then a few buffers outside V8's heap, not 65,536 objects that every
+// scavenge of the start copies.
+//
 // api/etcdserverpb/rpc.proto: RangeResponse { ResponseHeader header = 1;
 // repeated mvccpb.KeyValue kvs = 2; bool more = 3; int64 count = 4; }
 // ResponseHeader { ... int64 revision = 3; ... }
@@ -25,9 +31,22 @@ export interface RawKeyValue {
 
 export interface RawRangePage {
   revision: number;
-  kvs: RawKeyValue[];
   more: boolean;
+  /** How many keys the page holds. */
+  count: number;
+  /** The message as it came: every key and value is a range of it. */
+  buf: Buffer;
+  /** Per key, FIELDS numbers: the key's start and end, the value's, and the lease ID varint's (-1 and -1: none). */
+  at: Int32Array;
+  /** Per key: create_revision, mod_revision. */
+  revs: Float64Array;
 }
+
+/** Numbers per key in RawRangePage.at. */
+const FIELDS = 6;
+const KEY = 0;
+const VALUE = 2;
+const LEASE = 4;
 
 const WIRE_VARINT = 0;
 const WIRE_I64 = 1;
@@ -88,47 +107,66 @@ class Reader {
   }
 }
 
-const EMPTY = Buffer.alloc(0);
+/** One key of a page as an object; key and value are views of the page's buffer. */
+export function keyValueAt(page: RawRangePage, i: number): RawKeyValue {
+  const o = i * FIELDS;
+  const a = page.at;
+  const leaseStart = a[o + LEASE];
+  return {
+    key: page.buf.subarray(a[o + KEY], a[o + KEY + 1]),
+    value: page.buf.subarray(a[o + VALUE], a[o + VALUE + 1]),
+    create_revision: page.revs[i * 2],
+    mod_revision: page.revs[i * 2 + 1],
+    lease: leaseStart < 0 ? '0' : new Reader(page.buf, leaseStart, a[o + LEASE + 1]).int64String(),
+  };
+}
 
-function keyValue(buf: Buffer, start: number, end: number, lastLease: { raw: Buffer; text: string }): RawKeyValue {
-  const r = new Reader(buf, start, end);
-  const kv: RawKeyValue = { key: EMPTY, value: EMPTY, create_revision: 0, mod_revision: 0, lease: '0' };
+/** The bounds of key i's key bytes in page.buf. */
+export function keyBounds(page: RawRangePage, i: number): [number, number] {
+  return [page.at[i * FIELDS + KEY], page.at[i * FIELDS + KEY + 1]];
+}
+
+/** The bounds of key i's value bytes in page.buf. */
+export function valueBounds(page: RawRangePage, i: number): [number, number] {
+  return [page.at[i * FIELDS + VALUE], page.at[i * FIELDS + VALUE + 1]];
+}
+
+/** Reads one KeyValue message's offsets and revisions into slot i of the page. */
+function keyValue(page: RawRangePage, i: number, start: number, end: number): void {
+  const r = new Reader(page.buf, start, end);
+  const o = i * FIELDS;
+  const a = page.at;
+  a[o + KEY] = a[o + KEY + 1] = start;
+  a[o + VALUE] = a[o + VALUE + 1] = start;
+  a[o + LEASE] = a[o + LEASE + 1] = -1;
   while (r.pos < end) {
     const tag = r.varint();
     const field = Math.floor(tag / 8);
     const wire = tag & 7;
-    if (field === 1 && wire === WIRE_LEN) {
-      const [s, e] = r.bytes();
-      kv.key = buf.subarray(s, e);
-    } else if (field === 5 && wire === WIRE_LEN) {
-      const [s, e] = r.bytes();
-      kv.value = buf.subarray(s, e);
-    } else if (field === 2 && wire === WIRE_VARINT) kv.create_revision = r.varint();
-    else if (field === 3 && wire === WIRE_VARINT) kv.mod_revision = r.varint();
+    if (field === 1 && wire === WIRE_LEN) [a[o + KEY], a[o + KEY + 1]] = r.bytes();
+    else if (field === 5 && wire === WIRE_LEN) [a[o + VALUE], a[o + VALUE + 1]] = r.bytes();
+    else if (field === 2 && wire === WIRE_VARINT) page.revs[i * 2] = r.varint();
+    else if (field === 3 && wire === WIRE_VARINT) page.revs[i * 2 + 1] = r.varint();
     else if (field === 6 && wire === WIRE_VARINT) {
-      // One host's keys share its lease; flanneld writes one lease per key, but a page of a reservation-heavy or
-      // test keyspace repeats one: its decimal is made once.
-      const s = r.pos;
-      const raw = buf.subarray(s, s + 10);
+      a[o + LEASE] = r.pos;
       r.varint();
-      const len = r.pos - s;
-      if (lastLease.raw.length === len && lastLease.raw.equals(raw.subarray(0, len))) kv.lease = lastLease.text;
-      else {
-        r.pos = s;
-        kv.lease = r.int64String();
-        lastLease.raw = Buffer.from(raw.subarray(0, len));
-        lastLease.text = kv.lease;
-      }
+      a[o + LEASE + 1] = r.pos;
     } else r.skip(wire);
   }
-  return kv;
 }
 
-/** Decodes one RangeResponse message. */
+/** Decodes one RangeResponse message: two passes, the first to count the keys, so the offsets are allocated once. */
 export function decodeRangeResponse(buf: Buffer): RawRangePage {
+  let count = 0;
+  const first = new Reader(buf, 0, buf.length);
+  while (first.pos < buf.length) {
+    const tag = first.varint();
+    if (tag === (2 << 3) + WIRE_LEN) count++;
+    first.skip(tag & 7);
+  }
+  const page: RawRangePage = { revision: 0, more: false, count, buf, at: new Int32Array(count * FIELDS), revs: new Float64Array(count * 2) };
   const r = new Reader(buf, 0, buf.length);
-  const page: RawRangePage = { revision: 0, kvs: [], more: false };
-  const lastLease = { raw: EMPTY, text: '0' };
+  let i = 0;
   while (r.pos < buf.length) {
     const tag = r.varint();
     const field = Math.floor(tag / 8);
@@ -143,7 +181,7 @@ export function decodeRangeResponse(buf: Buffer): RawRangePage {
       }
     } else if (field === 2 && wire === WIRE_LEN) {
       const [s, e] = r.bytes();
-      page.kvs.push(keyValue(buf, s, e, lastLease));
+      keyValue(page, i++, s, e);
     } else if (field === 3 && wire === WIRE_VARINT) page.more = r.varint() !== 0;
     else r.skip(wire);
   }

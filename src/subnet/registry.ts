@@ -22,7 +22,8 @@ import { DEFAULT_CALL_TIMEOUT_MS, DEFAULT_KEEPALIVE_TIME_MS, DEFAULT_KEEPALIVE_T
 import { IPAddr, type IPNet } from '../core/ipnet.js';
 import { isWeftError, usageError } from '../core/errors.js';
 import { readTlsCredentials } from './etcd-tls.js';
-import { decodeRangeResponse, type RawKeyValue, type RawRangePage } from './range-decode.js';
+import { decodeRangeResponse, keyBounds, valueBounds, type RawRangePage } from './range-decode.js';
+import { RawLeaseList } from './raw-list.js';
 import { encodeLeaseAttrs, formatSubnetKey, parseLeaseAttrs, parseSubnetKey, type Lease, type LeaseAttrs, type SubnetKey } from './lease.js';
 
 export interface EtcdOptions {
@@ -102,6 +103,7 @@ export function buildClientOptions(o: EtcdOptions, only?: string[]): IOptions {
       'grpc.keepalive_timeout_ms': o.keepaliveTimeoutMs ?? DEFAULT_KEEPALIVE_TIMEOUT_MS,
       'grpc.keepalive_permit_without_calls': 0,
       'grpc.max_receive_message_length': 0x7fffffff,
+      'grpc-node.flow_control_window': FLOW_CONTROL_WINDOW,
     },
     // Each attempt on each endpoint gets its own deadline (etcd3 resolves these per attempt).
     defaultCallOptions: (ctx) => (ctx.isStream ? { interceptors: [requireLeader] } : { deadline: Date.now() + timeout, interceptors: [requireLeader] }),
@@ -120,6 +122,8 @@ export function buildClientOptions(o: EtcdOptions, only?: string[]): IOptions {
   }
   return options;
 }
+
+const FLOW_CONTROL_WINDOW = 32 * 1024 * 1024;
 
 /** What an etcd error means for the user, and what to check. */
 export function explainEtcdError(err: Error, endpoints: string[]): string {
@@ -246,14 +250,23 @@ export class EtcdRegistry {
   }
 
   async listLeases(): Promise<LeaseList> {
-    const leases: Lease[] = [];
-    const malformed: MalformedLease[] = [];
-    const revision = await this.rangePaged(this.subnetsPrefix, (kv) => {
-      const d = this.decode(kv);
-      if ('reason' in d) malformed.push(d);
-      else leases.push(d);
-    });
-    return { leases, malformed, revision };
+    return (await this.listRaw()).decode();
+  }
+
+  /**
+   * Every key under the subnets prefix, read but not yet decoded: each use
+   * decodes what it needs, and the rest is decoded in the background as
+   * pages arrive (raw-list.ts).
+   */
+  async listRaw(): Promise<RawLeaseList> {
+    const list = new RawLeaseList(Buffer.byteLength(this.subnetsPrefix), (kv) => this.decode(kv));
+    try {
+      list.revision = await this.rangePaged(this.subnetsPrefix, (page) => list.add(page));
+    } catch (err) {
+      list.abandon();
+      throw err;
+    }
+    return list;
   }
 
   /**
@@ -263,9 +276,9 @@ export class EtcdRegistry {
    * one holds as many keys as fit in PAGE_BYTES at the size per key seen so
    * far (a megabyte value makes it one key, flannel's leases 10,000). The
    * next page is asked for before `each` sees this one, so etcd serves it
-   * while we decode. `each` gets views of the page: copy what it keeps.
+   * while the caller reads this one. Returns the revision read at.
    */
-  async rangePaged(prefix: string, each: (kv: RawKeyValue) => void): Promise<string> {
+  async rangePaged(prefix: string, each: (page: RawRangePage) => void): Promise<string> {
     const end = prefixEnd(Buffer.from(prefix));
     let revision = 0;
     let keys = 0;
@@ -275,16 +288,21 @@ export class EtcdRegistry {
       const page: RawRangePage = await next;
       revision ||= page.revision;
       next = null;
-      for (const kv of page.kvs) bytes += kv.key.length + kv.value.length;
-      keys += page.kvs.length;
-      if (page.more && page.kvs.length > 0) {
+      for (let i = 0; i < page.count; i++) {
+        const [ks, ke] = keyBounds(page, i);
+        const [vs, ve] = valueBounds(page, i);
+        bytes += ke - ks + ve - vs;
+      }
+      keys += page.count;
+      if (page.more && page.count > 0) {
         const limit = Math.max(1, Math.min(PAGE_KEYS, Math.floor((PAGE_BYTES * keys) / Math.max(1, bytes))));
-        const from = Buffer.concat([page.kvs[page.kvs.length - 1].key, Buffer.from([0])]);
+        const [ks, ke] = keyBounds(page, page.count - 1);
+        const from = Buffer.concat([page.buf.subarray(ks, ke), Buffer.from([0])]);
         next = this.rangePage({ key: from, range_end: end, limit, revision });
         // Awaited on the next turn of the loop, which rethrows; until then a failure must not count as unhandled.
         next.catch(() => undefined);
       }
-      for (const kv of page.kvs) each(kv);
+      each(page);
     }
     return String(revision);
   }

@@ -13,7 +13,7 @@ import type { WeftError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { formatSubnetKey, type Lease } from './lease.js';
 import { LeaseManager, type LeaseManagerOptions, type OwnLease } from './manager.js';
-import type { LeaseList } from './registry.js';
+import type { RawLeaseList } from './raw-list.js';
 import { LeaseWatcher, type ConfigChange, type LeaseEvent } from './watch.js';
 
 export type PeerEvent = LeaseEvent;
@@ -37,7 +37,7 @@ export class LeaseSession extends EventEmitter<LeaseSessionEvents> {
   private readonly manager: LeaseManager;
   private readonly watcher: LeaseWatcher;
   /** The acquisition's list, until the watch starts from it (once: a retry lists afresh). */
-  private acquiredList: LeaseList | undefined;
+  private acquiredList: RawLeaseList | undefined;
   /** Our key's name, made for one OwnLease object (see isOwn). */
   private ownName: { of: OwnLease; name: string } | undefined;
   private readonly log: Logger;
@@ -89,7 +89,7 @@ export class LeaseSession extends EventEmitter<LeaseSessionEvents> {
    */
   async watch(): Promise<void> {
     if (!this.own) throw new Error('LeaseSession.watch() before acquire()');
-    const initial = this.acquiredList;
+    const initial = this.acquiredList?.decode();
     this.acquiredList = undefined;
     await this.watcher.start(initial);
   }

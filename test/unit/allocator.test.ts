@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { fitsRange, freeSubnets, pickRandom } from 'weft/subnet/allocator.js';
+import { addSubnet4, subnets4, fitsRange, freeSubnets, freeSubnets4Of, overlaps4, pickRandom, type Subnets4 } from 'weft/subnet/allocator.js';
 import { parseNetworkConfig } from 'weft/config/network.js';
 import { IPNet } from 'weft/core/ipnet.js';
 
@@ -27,4 +27,20 @@ test('a lease fits when it is a subnet of the Network with the configured length
   assert.equal(fitsRange(IPNet.parse('10.245.3.0/24')!, range), false);
   // Outside SubnetMin..SubnetMax still fits: a reservation may sit anywhere in the Network.
   assert.equal(fitsRange(IPNet.parse('10.244.200.0/24')!, range), true);
+});
+
+test('IPv4 subnets held as numbers: the same free subnets and overlaps as IPNets give', () => {
+  const nets = ['10.244.11.0/24', '10.244.13.0/24', '10.0.0.0/8', '192.0.2.0/25', '0.0.0.0/0', '10.244.12.128/25'].map((s) => IPNet.parse(s)!);
+  const asNumbers = (list: IPNet[]): Subnets4 => {
+    const out: Subnets4 = subnets4(list.length);
+    for (const n of list) addSubnet4(out, Number(n.network), n.prefixLen);
+    return out;
+  };
+  for (const taken of [nets.slice(0, 2), nets.slice(0, 2).concat(nets[5]), [nets[3]]]) {
+    assert.deepEqual(freeSubnets4Of(range, asNumbers(taken)).map(String), freeSubnets(range, taken).map(String));
+  }
+  const probes = ['10.244.11.0/24', '10.244.12.0/24', '10.244.12.0/25', '192.0.2.128/25', '192.0.2.0/24', '172.16.0.0/12'].map((s) => IPNet.parse(s)!);
+  for (const held of nets) {
+    for (const p of probes) assert.equal(overlaps4(asNumbers([held]), p), held.overlaps(p), `${held} and ${p}`);
+  }
 });

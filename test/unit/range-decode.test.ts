@@ -1,11 +1,15 @@
 // range-decode.ts against protobufjs encoding etcd's own RangeResponse (the
-// .proto etcd3 ships): what the lease list reads from the wire.
+// .proto etcd3 ships): what the lease list reads from the wire; and
+// raw-list.ts, what the lease manager decodes of it.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import protobuf from 'protobufjs';
-import { decodeRangeResponse } from 'weft/subnet/range-decode.js';
+import { EtcdRegistry } from 'weft/subnet/registry.js';
+import { IPNet } from 'weft/core/ipnet.js';
+import { RawLeaseList } from 'weft/subnet/raw-list.js';
+import { decodeRangeResponse as decodePage, keyValueAt, type RawKeyValue, type RawRangePage } from 'weft/subnet/range-decode.js';
 
 const require = createRequire(import.meta.url);
 const protoDir = path.join(path.dirname(require.resolve('etcd3/package.json')), 'proto');
@@ -14,6 +18,12 @@ root.resolvePath = (_origin, target) => path.join(protoDir, path.basename(target
 root.loadSync('rpc.proto', { keepCase: true });
 const RangeResponse = root.lookupType('etcdserverpb.RangeResponse');
 const toObject = { longs: String, bytes: Buffer, defaults: true } as const;
+
+/** A page with its keys as objects, as keyValueAt gives each one. */
+function decodeRangeResponse(buf: Buffer): Omit<RawRangePage, 'buf' | 'at' | 'revs' | 'count'> & { kvs: RawKeyValue[] } {
+  const page = decodePage(buf);
+  return { revision: page.revision, more: page.more, kvs: Array.from({ length: page.count }, (_, i) => keyValueAt(page, i)) };
+}
 
 function encode(o: Record<string, unknown>): Buffer {
   return Buffer.from(RangeResponse.encode(RangeResponse.fromObject(o)).finish());
@@ -64,5 +74,66 @@ test('absent fields take their defaults; the last page says no more; unknown fie
 
 test('a truncated message is an error, not a short page', () => {
   const buf = encode({ header: { revision: '5' }, kvs: [{ key: Buffer.from('/k'), value: Buffer.from('v'.repeat(300)) }] });
-  for (const cut of [buf.length - 1, buf.length - 200, 3]) assert.throws(() => decodeRangeResponse(buf.subarray(0, cut)), /etcd range response: truncated/, `cut at ${cut}`);
+  for (const cut of [buf.length - 1, buf.length - 200, 3]) assert.throws(() => decodePage(buf.subarray(0, cut)), /etcd range response: truncated/, `cut at ${cut}`);
+});
+
+test('a raw list chooses from keys alone and decodes only the values that may be ours; the rest in the background', async () => {
+  const prefix = '/coreos.com/network/subnets/';
+  const ours = '192.0.2.7';
+  const value = (o: unknown): Buffer => Buffer.from(typeof o === 'string' ? o : JSON.stringify(o));
+  const vxlan = { BackendType: 'vxlan', BackendData: { VNI: 1, VtepMAC: '0e:00:00:00:00:01' } };
+  const entries: Array<[string, Buffer]> = [
+    ['10.244.1.0-24', value({ PublicIP: '192.0.2.1', PublicIPv6: null, ...vxlan })],
+    // Our address, but not as PublicIP: decoded, and the caller's check turns it down.
+    ['10.244.2.0-24', value({ PublicIP: '192.0.2.2', PublicIPv6: null, BackendType: 'host-gw', BackendData: { Note: ours } })],
+    ['10.244.3.0-24', value({ PublicIP: ours, PublicIPv6: null, ...vxlan })],
+    // Our address spelled with a JSON escape: no quoted match, found by its backslash.
+    ['10.244.4.0-24', value(`{"PublicIP":"\\u0031${ours.slice(1)}","PublicIPv6":null}`)],
+    // Not a lease: its subnet is still taken, and nothing is decoded for it.
+    ['10.244.5.0-24', value('{"PublicIP": 5}')],
+    ['10.244.6.0-24&fd00:10:244:6::-64', value({ PublicIP: '192.0.2.6', PublicIPv6: 'fd00::6' })],
+    ['not-a-subnet', value({ PublicIP: ours })],
+  ];
+  const kvs = entries.map(([k, v], i) => ({ key: Buffer.from(prefix + k), value: v, create_revision: String(10 + i), mod_revision: String(10 + i), lease: String(i) }));
+  // Two pages, as the paged read gives them.
+  const pages = [kvs.slice(0, 3), kvs.slice(3)].map((part, i) => decodePage(encode({ header: { revision: '99' }, kvs: part, more: i === 0 })));
+  const registry = new EtcdRegistry({ endpoints: ['http://127.0.0.1:1'], prefix: '/coreos.com/network' });
+  try {
+    const decoded: string[] = [];
+    const list = new RawLeaseList(Buffer.byteLength(prefix), (kv) => {
+      decoded.push(kv.key.toString().slice(prefix.length));
+      return registry.decode(kv);
+    });
+    list.revision = '99';
+    for (const p of pages) list.add(p);
+    assert.equal(list.size, entries.length);
+    const candidates = list.mayHavePublicIP(ours);
+    assert.deepEqual(decoded, ['10.244.2.0-24', '10.244.3.0-24', '10.244.4.0-24', 'not-a-subnet'], 'only the values holding the quoted address or an escape');
+    assert.deepEqual(candidates.map((l) => [l.name, l.attrs.PublicIP]), [['10.244.2.0-24', '192.0.2.2'], ['10.244.3.0-24', ours], ['10.244.4.0-24', ours]]);
+    const taken = list.subnets();
+    assert.deepEqual([...taken.v4.network.subarray(0, taken.v4.count)].map((n, i) => new IPNet(4, BigInt(n), taken.v4.prefixLen[i]).toString()), ['10.244.1.0/24', '10.244.2.0/24', '10.244.3.0/24', '10.244.4.0/24', '10.244.5.0/24', '10.244.6.0/24']);
+    assert.deepEqual(taken.v6.map(String), ['fd00:10:244:6::/64']);
+    const all = list.decode();
+    assert.equal(all.revision, '99');
+    assert.deepEqual(all.leases.map((l) => l.name), ['10.244.1.0-24', '10.244.2.0-24', '10.244.3.0-24', '10.244.4.0-24', '10.244.6.0-24&fd00:10:244:6::-64']);
+    assert.deepEqual(all.malformed.map((m) => m.key), [`${prefix}10.244.5.0-24`, `${prefix}not-a-subnet`]);
+    assert.equal(all.leases[2].leaseId, '2');
+    assert.equal(all.leases[2].createRevision, '12');
+
+    // The background decode, page by page as they arrive, gives the same list, each key decoded once.
+    let calls = 0;
+    const background = new RawLeaseList(Buffer.byteLength(prefix), (kv) => (calls++, registry.decode(kv)));
+    background.add(pages[0]);
+    await new Promise((r) => setImmediate(r));
+    assert.equal(calls, 3, 'the first page decoded before the second arrives');
+    background.add(pages[1]);
+    background.revision = '99';
+    await new Promise((r) => setImmediate(r));
+    const same = background.decode();
+    assert.equal(calls, entries.length);
+    assert.deepEqual(same.leases.map((l) => l.name), all.leases.map((l) => l.name));
+    assert.deepEqual(same.malformed, all.malformed);
+  } finally {
+    registry.close();
+  }
 });
