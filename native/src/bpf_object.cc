@@ -31,10 +31,14 @@ class BpfObjectWrap : public Napi::ObjectWrap<BpfObjectWrap> {
                        });
   }
 
-  // new BpfObjectNative(path, pinRoot?: string)
+  // new BpfObjectNative(path, pinRoot?: string), or (path, External<bpf_object>) from loadAsync: the object loaded already.
   explicit BpfObjectWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<BpfObjectWrap>(info) {
     Napi::Env env = info.Env();
     path_ = ArgString(info, 0, "path");
+    if (info.Length() > 1 && info[1].IsExternal()) {
+      obj_ = info[1].As<Napi::External<struct bpf_object>>().Data();
+      return;
+    }
     std::string pinRoot;
     if (info.Length() > 1 && info[1].IsString()) pinRoot = info[1].As<Napi::String>();
     LogCapture log;
@@ -234,6 +238,93 @@ class LoadCheckWorker : public Napi::AsyncWorker {
 };
 }  // namespace
 
+namespace {
+// Opens and loads an object with its maps pinned under pinRoot (or private)
+// on a libuv thread, then hands it to a new BpfObjectNative: the verifier
+// runs while the event loop goes on. The constructor comes from the caller,
+// so nothing here is global to the process (worker threads load the addon too).
+class LoadWorker : public Napi::AsyncWorker {
+ public:
+  LoadWorker(Napi::Env env, std::string path, std::string pinRoot, Napi::Function ctor)
+      : Napi::AsyncWorker(env),
+        path_(std::move(path)),
+        pinRoot_(std::move(pinRoot)),
+        ctor_(Napi::Persistent(ctor)),
+        deferred_(Napi::Promise::Deferred::New(env)) {}
+
+  ~LoadWorker() override {
+    if (obj_) bpf_object__close(obj_);
+  }
+
+  Napi::Promise Promise() { return deferred_.Promise(); }
+
+  void Execute() override {
+    LogCapture log;
+    LIBBPF_OPTS(bpf_object_open_opts, opts, .pin_root_path = pinRoot_.empty() ? nullptr : pinRoot_.c_str());
+    obj_ = bpf_object__open_file(path_.c_str(), &opts);
+    if (!obj_) {
+      Fail(errno ? errno : EINVAL, "bpf_object__open_file(" + path_ + ")", log);
+      return;
+    }
+    if (pinRoot_.empty()) {
+      struct bpf_map* m;
+      bpf_object__for_each_map(m, obj_) {
+        int r = bpf_map__set_pin_path(m, nullptr);
+        if (r) {
+          Fail(-r, "bpf_map__set_pin_path(" + path_ + ", " + bpf_map__name(m) + ")", log);
+          return;
+        }
+      }
+    }
+    int ret = bpf_object__load(obj_);
+    if (ret) Fail(-ret, "bpf_object__load(" + path_ + ")", log);
+  }
+
+  void OnOK() override {
+    Napi::Env env = Env();
+    if (err_) {
+      deferred_.Reject(ErrnoErrorWithDetail(env, call_, err_, detail_).Value());
+      return;
+    }
+    struct bpf_object* obj = obj_;
+    obj_ = nullptr;  // the wrap owns it from here
+    deferred_.Resolve(ctor_.New({Napi::String::New(env, path_), Napi::External<struct bpf_object>::New(env, obj)}));
+  }
+
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  void Fail(int err, std::string call, LogCapture& log) {
+    err_ = err;
+    call_ = std::move(call);
+    detail_ = log.Tail(30);
+    if (obj_) bpf_object__close(obj_);
+    obj_ = nullptr;
+  }
+
+  std::string path_;
+  std::string pinRoot_;
+  Napi::FunctionReference ctor_;
+  Napi::Promise::Deferred deferred_;
+  struct bpf_object* obj_ = nullptr;
+  int err_ = 0;
+  std::string call_;
+  std::string detail_;
+};
+}  // namespace
+
+// loadAsync(path, pinRoot: string ('' for private maps), BpfObjectNative) -> Promise<BpfObjectNative>
+static Napi::Value LoadAsync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string path = ArgString(info, 0, "path");
+  std::string pinRoot = ArgString(info, 1, "pinRoot");
+  if (info.Length() < 3 || !info[2].IsFunction()) ThrowErrno(env, "loadAsync(" + path + "): no constructor", EINVAL);
+  auto* w = new LoadWorker(env, path, pinRoot, info[2].As<Napi::Function>());
+  Napi::Promise p = w->Promise();
+  w->Queue();
+  return p;
+}
+
 // checkLoad(path) -> Promise<undefined>: rejects as `new BpfObjectNative(path)` would throw.
 static Napi::Value CheckLoad(const Napi::CallbackInfo& info) {
   auto* w = new LoadCheckWorker(info.Env(), ArgString(info, 0, "path"));
@@ -244,6 +335,7 @@ static Napi::Value CheckLoad(const Napi::CallbackInfo& info) {
 
 Napi::Object InitBpfObject(Napi::Env env, Napi::Object exports) {
   exports.Set("checkLoad", Napi::Function::New(env, CheckLoad, "checkLoad"));
+  exports.Set("loadAsync", Napi::Function::New(env, LoadAsync, "loadAsync"));
   exports.Set("BpfObjectNative", BpfObjectWrap::Define(env));
   exports.Set("progTestRun", Napi::Function::New(env, ProgTestRun, "progTestRun"));
   return exports;

@@ -363,3 +363,39 @@ test('checkLoad: the verifier asked on a libuv thread answers as load() does, wi
   });
   await assert.rejects(BpfObject.checkLoad(path.join(root, 'build/test-bpf/nonexistent.o')), /^Error: bpf_object__open_file|bpf_object__open_file\(.*nonexistent\.o\)/);
 });
+
+test('loadAsync: loaded on a libuv thread, the same object as load() gives, pins adopted; failures as load() throws them', async (t) => {
+  const pinRoot = freshPinRoot(t);
+  const first = await BpfObject.loadAsync(MAPS_O, { pinRoot });
+  t.after(() => first.close());
+  assert.deepEqual(first.programNames().sort(), ['fx_classify', 'fx_pass']);
+  assert.deepEqual(first.pinPaths(), { fx_hash: `${pinRoot}/fx_hash`, fx_lpm: `${pinRoot}/fx_lpm` });
+  first.map('fx_hash').update(u32(7), u64(42n));
+  const second = BpfObject.load(MAPS_O, { pinRoot });
+  t.after(() => second.close());
+  assert.equal(second.map('fx_hash').id, first.map('fx_hash').id, 'a sync load adopts the async load\'s pin');
+  assert.deepEqual(second.map('fx_hash').lookup(u32(7)), u64(42n));
+  const priv = await BpfObject.loadAsync(MAPS_O);
+  t.after(() => priv.close());
+  assert.deepEqual(priv.pinPaths(), {}, 'no pin root: private maps');
+  await assert.rejects(BpfObject.loadAsync(BAD_O), (err: Error & { code?: string }) => {
+    assert.equal(err.code, 'EACCES');
+    assert.match(err.message, /invalid access to packet/, 'carries the verifier log');
+    return true;
+  });
+  await assert.rejects(BpfObject.loadAsync(path.join(root, 'build/test-bpf/nonexistent.o')), /bpf_object__open_file\(.*nonexistent\.o\): ENOENT/);
+});
+
+test('presentUntil: the first of a run of keys the map does not hold', (t) => {
+  const obj = BpfObject.load(MAPS_O);
+  t.after(() => obj.close());
+  const lpm = obj.map('fx_lpm');
+  const keys = Buffer.concat(['10.244.1.0/24', '10.244.2.0/24', '10.244.3.0/24', '10.244.4.0/24'].map(lpmKey));
+  assert.equal(lpm.presentUntil(keys), 0, 'an empty map holds none');
+  lpm.update(lpmKey('10.244.1.0/24'), peer(1, [0, 0, 0, 0, 0, 1]));
+  lpm.update(lpmKey('10.244.2.0/24'), peer(2, [0, 0, 0, 0, 0, 2]));
+  lpm.update(lpmKey('10.244.4.0/24'), peer(4, [0, 0, 0, 0, 0, 4]));
+  assert.equal(lpm.presentUntil(keys), 2);
+  assert.equal(lpm.presentUntil(keys, 3), 4, 'from an index on; all held gives the count');
+  assert.throws(() => lpm.presentUntil(keys.subarray(1)), { name: 'TypeError', message: /not a multiple of key_size/ });
+});

@@ -11,7 +11,7 @@ import type { Dataplane, DataplaneStatus, PeerSource } from '../types.js';
 import { isDirect, type LocalNetwork, type PeerRoute } from '../../core/model.js';
 import type { Logger } from '../../core/log.js';
 import { CONFIG_KEY, decodeConfig, encodeConfig, encodeLpmKey, encodePeer, hostOrderCheck, lpmKeyId, LPM_KEY_SIZE, MAP_CONFIG, PEER_SIZE, writeLocalPeer, writeLpmKey, writePeer } from './maps.js';
-import { ALL_PROGRAMS, detach, loadObjects, unpinMaps, TC_HANDLE, type LoadedMaps } from './loader.js';
+import { ALL_PROGRAMS, closeLoaded, detach, loadObjects, unpinMaps, TC_HANDLE, type LoadedMaps } from './loader.js';
 import { attachHook, attachMode, detachLinkById, linkPins, removeLinkPin, weftLinks } from './attach.js';
 import { ConntrackFastPath } from './fastpath.js';
 import { ensureOverlay, removeOverlays, writeSysctl, type OverlayDevice } from './device.js';
@@ -82,6 +82,8 @@ export class EbpfDataplane implements Dataplane {
   private watch: HostWatch | undefined;
   private fastPath: ConntrackFastPath | undefined;
   private peers: PeerSource | undefined;
+  /** stop() ran: a start() still loading its programs gives up. */
+  private stopped = false;
   /** The managed neighbour entries this process added (the next hops of direct peers). */
   private readonly managed = new Set<string>();
 
@@ -99,7 +101,12 @@ export class EbpfDataplane implements Dataplane {
     const podForward = this.o.podForward;
     const vxlanPush = vxlanPushWanted(local, this.o);
     const anySender = !this.o.senderCheck;
-    const loaded = loadObjects(local.pinDir, this.log, { gateway: this.o.gateway, fromPod: this.o.fromPod });
+    const loaded = await loadObjects(local.pinDir, this.log, { gateway: this.o.gateway, fromPod: this.o.fromPod });
+    if (this.stopped) {
+      // Stopped while the kernel verified the programs: nothing is attached yet, and nothing will be.
+      closeLoaded(loaded);
+      throw new Error('eBPF dataplane stopped while it started');
+    }
     this.maps = loaded.maps;
     this.portsMap = loaded.ports;
     const tasks: HostTask[] = [];
@@ -268,11 +275,14 @@ export class EbpfDataplane implements Dataplane {
   }
 
   async status(): Promise<DataplaneStatus> {
+    // Still loading its programs (start() waits for the verifier): no map to count yet.
+    if (!this.maps) return { peersInKernel: 0 };
     // Our own subnet's entry is not a peer.
     return { peersInKernel: Math.max(0, this.m.peers.keys().length - 1) };
   }
 
   async stop(): Promise<void> {
+    this.stopped = true;
     this.fastPath?.close();
     this.fastPath = undefined;
     this.watch?.close();

@@ -79,6 +79,18 @@ export interface Loaded {
   fromPod?: FromPod;
 }
 
+/** Closes every handle of a load that will not be used. Pinned maps stay pinned: the next start reuses them. */
+export function closeLoaded(l: Loaded): void {
+  for (const m of Object.values(l.maps)) m.close();
+  l.ports.close();
+  l.ctWanted.close();
+  l.overlay.close();
+  l.underlay.close();
+  l.gateway?.close();
+  l.fromPod?.prog.close();
+  l.fromPod?.ports.close();
+}
+
 export function objectPath(name: ObjectFile): string {
   return path.join(OBJECT_DIR, name);
 }
@@ -97,15 +109,16 @@ export function checkPinDir(pinDir: string): void {
   }
 }
 
-function loadPinned(file: ObjectFile, pinDir: string, log: Logger): BpfObject {
+/** Loads on a libuv thread (BpfObject.loadAsync): the verifier's 150 to 200 ms at a start no longer hold up the agent's other work. */
+async function loadPinned(file: ObjectFile, pinDir: string, log: Logger): Promise<BpfObject> {
   try {
-    return BpfObject.load(objectPath(file), { pinRoot: pinDir });
+    return await BpfObject.loadAsync(objectPath(file), { pinRoot: pinDir });
   } catch (err) {
     // A pin from an older map layout cannot be reused: drop it (counters restart) and load again.
     if (!isErrnoError(err, 'EINVAL') || !/reuse pinned map|pinned map/i.test((err as Error).message)) throw err;
     log.warn({ pinDir, err: (err as Error).message.split('\n')[0] }, 'pinned maps do not match this version of the programs; replacing them');
     unpinMaps(pinDir);
-    return BpfObject.load(objectPath(file), { pinRoot: pinDir });
+    return BpfObject.loadAsync(objectPath(file), { pinRoot: pinDir });
   }
 }
 
@@ -116,14 +129,15 @@ function loadPinned(file: ObjectFile, pinDir: string, log: Logger): BpfObject {
  * (its programs replace these and drop the old map with them). So are
  * weft_ct_wanted and weft_pod_ports (gateway.o's, when it is loaded).
  */
-export function loadObjects(pinDir: string, log: Logger, opts: { gateway?: boolean; fromPod?: boolean } = {}): Loaded {
+export async function loadObjects(pinDir: string, log: Logger, opts: { gateway?: boolean; fromPod?: boolean } = {}): Promise<Loaded> {
   checkPinDir(pinDir);
-  const overlay = loadPinned('overlay.o', pinDir, log);
-  const underlay = loadPinned('underlay.o', pinDir, log);
+  // One after the other: underlay.o reuses the maps overlay.o pinned.
+  const overlay = await loadPinned('overlay.o', pinDir, log);
+  const underlay = await loadPinned('underlay.o', pinDir, log);
   let gateway: BpfProgram | undefined;
   let fromPodProg: BpfProgram | undefined;
   if (opts.gateway || opts.fromPod) {
-    const obj = loadPinned('gateway.o', pinDir, log);
+    const obj = await loadPinned('gateway.o', pinDir, log);
     if (opts.gateway) gateway = obj.program('gateway_ingress' satisfies ProgramName);
     if (opts.fromPod) fromPodProg = obj.program('from_pod' satisfies ProgramName);
     obj.close();
