@@ -93,7 +93,11 @@ export class LeaseManager extends EventEmitter<LeaseManagerEvents> {
   async acquire(): Promise<Acquired> {
     for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
       const list = await this.o.registry.listRaw();
-      const own = await this.tryAcquire(list);
+      // A failed attempt's list is not used: its background decode stops.
+      const own = await this.tryAcquire(list).catch((err: unknown) => {
+        list.abandon();
+        throw err;
+      });
       if (own) {
         this.current = own;
         this.scheduleRenew();
