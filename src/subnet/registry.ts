@@ -103,7 +103,6 @@ export function buildClientOptions(o: EtcdOptions, only?: string[]): IOptions {
       'grpc.keepalive_timeout_ms': o.keepaliveTimeoutMs ?? DEFAULT_KEEPALIVE_TIMEOUT_MS,
       'grpc.keepalive_permit_without_calls': 0,
       'grpc.max_receive_message_length': 0x7fffffff,
-      'grpc-node.flow_control_window': FLOW_CONTROL_WINDOW,
     },
     // Each attempt on each endpoint gets its own deadline (etcd3 resolves these per attempt).
     defaultCallOptions: (ctx) => (ctx.isStream ? { interceptors: [requireLeader] } : { deadline: Date.now() + timeout, interceptors: [requireLeader] }),
@@ -122,8 +121,6 @@ export function buildClientOptions(o: EtcdOptions, only?: string[]): IOptions {
   }
   return options;
 }
-
-const FLOW_CONTROL_WINDOW = 32 * 1024 * 1024;
 
 /** What an etcd error means for the user, and what to check. */
 export function explainEtcdError(err: Error, endpoints: string[]): string {
