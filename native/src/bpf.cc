@@ -24,7 +24,7 @@ namespace bpfutil {
 // libbpf prints the whole verifier log (up to 16 MiB) in one message; only the
 // tail is ever shown, so the buffer keeps at most this much.
 static const size_t kLogKeep = 256 * 1024;
-// Per thread: the probe loads objects on a libuv thread (checkLoad) while the
+// Per thread: objects load on libuv threads (loadAsync, checkLoad) while the
 // main thread may call libbpf, and each capture must hold only its own calls.
 static thread_local std::string g_log;
 static thread_local int g_capturing = 0;

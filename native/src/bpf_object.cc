@@ -191,54 +191,6 @@ static Napi::Value ProgTestRun(const Napi::CallbackInfo& info) {
 }
 
 namespace {
-// Loads an object with private maps and closes it at once, on a libuv thread:
-// whether it passes the verifier, asked without holding up the event loop
-// (the kernel verifies on one CPU while JavaScript runs on another).
-class LoadCheckWorker : public Napi::AsyncWorker {
- public:
-  LoadCheckWorker(Napi::Env env, std::string path)
-      : Napi::AsyncWorker(env), path_(std::move(path)), deferred_(Napi::Promise::Deferred::New(env)) {}
-
-  Napi::Promise Promise() { return deferred_.Promise(); }
-
-  void Execute() override {
-    LogCapture log;
-    struct bpf_object* obj = bpf_object__open_file(path_.c_str(), nullptr);
-    if (!obj) {
-      err_ = errno ? errno : EINVAL;
-      call_ = "bpf_object__open_file(" + path_ + ")";
-      detail_ = log.Tail(30);
-      return;
-    }
-    struct bpf_map* m;
-    bpf_object__for_each_map(m, obj) bpf_map__set_pin_path(m, nullptr);
-    int ret = bpf_object__load(obj);
-    if (ret) {
-      err_ = -ret;
-      call_ = "bpf_object__load(" + path_ + ")";
-      detail_ = log.Tail(30);
-    }
-    bpf_object__close(obj);
-  }
-
-  void OnOK() override {
-    Napi::Env env = Env();
-    if (err_) deferred_.Reject(ErrnoErrorWithDetail(env, call_, err_, detail_).Value());
-    else deferred_.Resolve(env.Undefined());
-  }
-
-  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
-
- private:
-  std::string path_;
-  Napi::Promise::Deferred deferred_;
-  int err_ = 0;
-  std::string call_;
-  std::string detail_;
-};
-}  // namespace
-
-namespace {
 // Opens and loads an object with its maps pinned under pinRoot (or private)
 // on a libuv thread, then hands it to a new BpfObjectNative: the verifier
 // runs while the event loop goes on. The constructor comes from the caller,
@@ -325,16 +277,7 @@ static Napi::Value LoadAsync(const Napi::CallbackInfo& info) {
   return p;
 }
 
-// checkLoad(path) -> Promise<undefined>: rejects as `new BpfObjectNative(path)` would throw.
-static Napi::Value CheckLoad(const Napi::CallbackInfo& info) {
-  auto* w = new LoadCheckWorker(info.Env(), ArgString(info, 0, "path"));
-  Napi::Promise p = w->Promise();
-  w->Queue();
-  return p;
-}
-
 Napi::Object InitBpfObject(Napi::Env env, Napi::Object exports) {
-  exports.Set("checkLoad", Napi::Function::New(env, CheckLoad, "checkLoad"));
   exports.Set("loadAsync", Napi::Function::New(env, LoadAsync, "loadAsync"));
   exports.Set("BpfObjectNative", BpfObjectWrap::Define(env));
   exports.Set("progTestRun", Napi::Function::New(env, ProgTestRun, "progTestRun"));

@@ -331,8 +331,8 @@ export class BpfObject {
   }
 
   /** Loads the object with private maps and closes it, on a libuv thread: rejects as load() would throw. */
-  static checkLoad(path: string): Promise<void> {
-    return raw().checkLoad(path);
+  static async checkLoad(path: string): Promise<void> {
+    (await BpfObject.loadAsync(path)).close();
   }
 
   private live(call: string): RawObject {

@@ -82,7 +82,6 @@ export interface RawBpf {
   progInfoByFd(fd: number, label?: string): ProgInfo;
   mapInfoByFd(fd: number, label?: string): MapInfo;
   BpfObjectNative: new (path: string, pinRoot?: string) => RawObject;
-  checkLoad(path: string): Promise<void>;
   loadAsync(path: string, pinRoot: string, ctor: new (path: string, pinRoot?: string) => RawObject): Promise<RawObject>;
   progTestRun(fd: number, data: Buffer, sizeOut: number, repeat: number, ctx: Buffer | null, label: string): { retval: number; data: Buffer; durationNs: number; ctx?: Buffer };
   mapLookup(fd: number, key: Buffer, valueLen: number, label: string): Buffer | null;
