@@ -275,15 +275,16 @@ export class Agent {
     const { dataplane, reason } = await this.makeDataplane(local, this.log);
     this.dataplane = dataplane;
     this.dataplaneReason = reason;
-    if (dataplane) {
-      try {
-        await dataplane.start(local, peers);
-      } catch (err) {
-        // A backend this dataplane cannot run here is the user's to fix: say which dataplane refused it.
-        if (isWeftError(err)) throw new WeftError(`--dataplane=${dataplane.kind}: ${err.message}`, err.kind, err.subject);
-        throw err;
-      }
-    }
+    // The dataplane starts first: its start waits on the kernel's verifier, on another thread, while the peers
+    // are listed into the table here (in slices, see LeaseWatcher.apply). Until peersSynced the peers go only to
+    // the table; the dataplane hears of them in one sync once both are done.
+    const started = dataplane ? this.startDataplane(dataplane, local, peers) : Promise.resolve();
+    session.on('peer', (e) => this.onPeerEvent(e));
+    session.on('config', (c) => this.onConfigChange(c));
+    const listed = this.withEtcd('list the subnet leases', () => session.watch());
+    // Awaited below; a failed dataplane start is the error to report, and the list must not become an unhandled rejection meanwhile.
+    listed.catch(() => undefined);
+    await started;
 
     await this.startFirewall(config, own);
 
@@ -297,10 +298,9 @@ export class Agent {
     });
     this.log.info({ file: this.opts.subnetFile, subnet: own.subnet.toString(), mtu }, 'wrote subnet.env');
 
-    session.on('peer', (e) => this.onPeerEvent(e));
-    session.on('config', (c) => this.onConfigChange(c));
     this.opts.notify?.status(`listing and programming the peers of ${own.subnet}`);
-    await this.withEtcd('list the subnet leases', () => session.watch());
+    await listed;
+    if (this.stopping) throw new Stopping();
     // The watch covers the config from the list's revision on; a change between our read and then is caught here.
     const now = await this.withEtcd('read the network config', () => this.registry.getConfig());
     this.onConfigChange({ text: now.text, revision: now.revision });
@@ -313,6 +313,16 @@ export class Agent {
     this.opts.notify?.ready(`ready: subnet ${own.subnet}, ${peers.size} peer${peers.size === 1 ? '' : 's'}, dataplane ${dataplane?.kind ?? 'none'}`);
     this.log.info({ peers: peers.size, dataplane: dataplane?.kind ?? 'none' }, 'agent ready');
     this.opts.onReady?.();
+  }
+
+  private async startDataplane(dataplane: Dataplane, local: LocalNetwork, peers: PeerTable): Promise<void> {
+    try {
+      await dataplane.start(local, peers);
+    } catch (err) {
+      // A backend this dataplane cannot run here is the user's to fix: say which dataplane refused it.
+      if (isWeftError(err)) throw new WeftError(`--dataplane=${dataplane.kind}: ${err.message}`, err.kind, err.subject);
+      throw err;
+    }
   }
 
   /** flannel's masquerade and forward chains, in place before subnet.env says the host is ready for pods. */

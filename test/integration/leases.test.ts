@@ -144,3 +144,43 @@ test('malformed leases written by someone else are skipped with a warning naming
   assert.equal(h.events.filter((e) => e.lease.subnet.toString() === '10.244.77.0/24').length, 0);
   await h.session.stop();
 });
+
+test('a list of 5,000 leases is emitted in slices, other work runs between them, and a stop ends it', { timeout: 60_000 }, async () => {
+  const prefix = freshPrefix();
+  const seed = registry(prefix).client;
+  const value = (i: number) => JSON.stringify({ PublicIP: `198.51.100.${1 + (i % 200)}`, PublicIPv6: null, BackendType: 'host-gw' });
+  for (let i = 0; i < 5000; i += 125) {
+    await seed.kv.txn({
+      success: Array.from({ length: 125 }, (_, j) => ({ request_put: { key: Buffer.from(`${prefix}/subnets/10.${1 + ((i + j) >> 8)}.${(i + j) & 0xff}.0-24`), value: Buffer.from(value(i + j)) } })),
+    });
+  }
+  const config = parseNetworkConfig('{"Network":"10.0.0.0/8","Backend":{"Type":"host-gw"}}');
+  const open = () => new LeaseSession({ registry: registry(prefix), config, attrs: attrsFor('192.0.2.20'), renewMarginMin: 60, log: memLog().log });
+
+  // Every lease once; something scheduled when the list began ran before it was all emitted.
+  const whole = open();
+  await whole.acquire();
+  const names = new Set<string>();
+  let emitted = 0;
+  whole.on('peer', (e) => {
+    emitted++;
+    names.add(e.lease.name);
+  });
+  let emittedWhenOtherWorkRan = -1;
+  setImmediate(() => (emittedWhenOtherWorkRan = emitted));
+  await whole.watch();
+  assert.equal(emitted, 5000);
+  assert.equal(names.size, 5000);
+  assert.ok(emittedWhenOtherWorkRan > 0 && emittedWhenOtherWorkRan < 5000, `other work ran after ${emittedWhenOtherWorkRan} of 5000 leases`);
+
+  // A session stopped halfway through its list emits no more of it, and watch() returns.
+  const halted = open();
+  await halted.acquire();
+  let seen = 0;
+  halted.on('peer', () => {
+    if (++seen === 2500) void halted.stop();
+  });
+  await halted.watch();
+  assert.ok(seen >= 2500 && seen < 5000, `${seen} leases emitted after the stop at 2,500`);
+  await whole.stop();
+});
