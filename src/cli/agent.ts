@@ -3,7 +3,6 @@
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
-import v8 from 'node:v8';
 import type { Argv, CommandModule, Options } from 'yargs';
 import type { DataplaneChoice } from '../agent/dataplane.js';
 import { etcdOptions, pinDirOption, statusSocketOption, withOptions, type EtcdArgs } from './options.js';
@@ -80,18 +79,6 @@ export const agentFlags: Record<string, Options> = { ...etcdOptions, ...pinDirOp
 /** The flags FLANNELD_<FLAG> variables may set for `weft agent`. */
 export const agentEnvFlags = Object.keys(agentFlags);
 
-/**
- * The agent is a daemon whose memory is its peers: V8's young generation,
- * which the start's burst of allocation (every lease decoded at once) grew to
- * 32 MB and never shrank, a quarter of the agent's RSS at 10,000 leases, stays
- * at its first size (a semi-space of 1 MB). The start then scavenges more
- * often, which measured no slower; a growth factor is the one V8 knob read
- * after the heap exists.
- */
-function keepYoungGenerationSmall(): void {
-  v8.setFlagsFromString('--semi-space-growth-factor=1');
-}
-
 type Runner = typeof import('./agent-run.js');
 
 /**
@@ -111,7 +98,6 @@ export const agentCommand: CommandModule<object, AgentArgs> = {
   builder: (y: Argv) =>
     withOptions(y, etcdOptions, pinDirOption, agentOptions, statusSocketOption, flanneldOnlyOptions) as unknown as Argv<AgentArgs>,
   handler: async (a) => {
-    keepYoungGenerationSmall();
     return (await loadRunner()).runAgent(a);
   },
 };

@@ -37,3 +37,8 @@ export function withNetns<T>(nsPath: string, fn: () => T): T {
 export function mallocTrim(): boolean {
   return addon().memory.mallocTrim() as boolean;
 }
+
+/** V8's full collection for memory (Isolate::LowMemoryNotification): it also shrinks the young generation to its first size. */
+export function lowMemoryNotification(): void {
+  addon().memory.lowMemoryNotification();
+}

@@ -5,6 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import v8 from 'node:v8';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
@@ -24,7 +25,7 @@ import {
   tcHookDestroy,
   tcQuery,
 } from 'weft/native/bpf.js';
-import { withNetns } from 'weft/native/addon.js';
+import { lowMemoryNotification, withNetns } from 'weft/native/addon.js';
 import { Lab } from '../../lab/netns.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
@@ -398,4 +399,18 @@ test('presentUntil: the first of a run of keys the map does not hold', (t) => {
   assert.equal(lpm.presentUntil(keys), 2);
   assert.equal(lpm.presentUntil(keys, 3), 4, 'from an index on; all held gives the count');
   assert.throws(() => lpm.presentUntil(keys.subarray(1)), { name: 'TypeError', message: /not a multiple of key_size/ });
+});
+
+test('lowMemoryNotification: the young generation a burst grew goes back to its first size', () => {
+  const youngMB = () => v8.getHeapSpaceStatistics().find((s) => s.space_name === 'new_space')!.space_size / 2 ** 20;
+  // Kept objects survive scavenges: V8 grows the young generation (to 32 MB here) under such a burst.
+  let kept: Array<{ n: number; s: string }> = [];
+  for (let i = 0; i < 400_000; i++) kept.push({ n: i, s: `lease ${i}` });
+  const grown = youngMB();
+  assert.ok(grown >= 8, `the burst grew the young generation to ${grown} MB`);
+  kept = [];
+  lowMemoryNotification();
+  const after = youngMB();
+  assert.ok(after <= 2 && after < grown, `young generation ${grown} MB before, ${after} MB after`);
+  assert.equal(kept.length, 0);
 });
