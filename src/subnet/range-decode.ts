@@ -78,14 +78,34 @@ class Reader {
     }
   }
 
-  /** A varint int64 in decimal, as a signed 64-bit value (lease IDs use all 64 bits). */
+  /**
+   * A varint int64 in decimal, as a signed 64-bit value (lease IDs use all 64
+   * bits, and most are past 2^53). Without BigInt: four BigInt operations a
+   * lease were 46 ms of a 65,536-lease list.
+   */
   int64String(): string {
     const start = this.pos;
     const v = this.varint();
     if (v < Number.MAX_SAFE_INTEGER) return String(v);
-    let big = 0n;
-    for (let i = this.pos - 1; i >= start; i--) big = (big << 7n) | BigInt(this.buf[i] & 0x7f);
-    return BigInt.asIntN(64, big).toString();
+    // The low 64 bits of the varint, as two 32-bit halves.
+    let lo = 0;
+    let hi = 0;
+    for (let i = start, shift = 0; i < this.pos && shift < 64; i++, shift += 7) {
+      const b = this.buf[i] & 0x7f;
+      if (shift < 32) {
+        lo |= b << shift;
+        if (shift + 7 > 32) hi |= b >>> (32 - shift);
+      } else hi |= b << (shift - 32);
+    }
+    lo >>>= 0;
+    hi >>>= 0;
+    const negative = hi >= 0x80000000;
+    if (negative) {
+      // Two's complement: the magnitude is ~v + 1.
+      lo = (~lo + 1) >>> 0;
+      hi = (~hi + (lo === 0 ? 1 : 0)) >>> 0;
+    }
+    return (negative ? '-' : '') + decimal64(hi, lo);
   }
 
   /** The bounds of a length-delimited field's payload, moving past it. */
@@ -107,18 +127,41 @@ class Reader {
   }
 }
 
+/** hi * 2^32 + lo in decimal: long division of four 16-bit limbs by 10^7, each step exact in a double. */
+function decimal64(hi: number, lo: number): string {
+  const limbs = [hi >>> 16, hi & 0xffff, lo >>> 16, lo & 0xffff];
+  let out = '';
+  for (;;) {
+    let rem = 0;
+    let rest = 0;
+    for (let k = 0; k < 4; k++) {
+      const cur = rem * 65536 + limbs[k];
+      limbs[k] = Math.floor(cur / 1e7);
+      rem = cur % 1e7;
+      rest += limbs[k];
+    }
+    if (rest === 0) return String(rem) + out;
+    out = String(rem).padStart(7, '0') + out;
+  }
+}
+
 /** One key of a page as an object; key and value are views of the page's buffer. */
 export function keyValueAt(page: RawRangePage, i: number): RawKeyValue {
   const o = i * FIELDS;
   const a = page.at;
-  const leaseStart = a[o + LEASE];
   return {
     key: page.buf.subarray(a[o + KEY], a[o + KEY + 1]),
     value: page.buf.subarray(a[o + VALUE], a[o + VALUE + 1]),
     create_revision: page.revs[i * 2],
     mod_revision: page.revs[i * 2 + 1],
-    lease: leaseStart < 0 ? '0' : new Reader(page.buf, leaseStart, a[o + LEASE + 1]).int64String(),
+    lease: leaseIdAt(page, i),
   };
+}
+
+/** Key i's etcd lease ID, as keyValueAt gives it. */
+export function leaseIdAt(page: RawRangePage, i: number): string {
+  const start = page.at[i * FIELDS + LEASE];
+  return start < 0 ? '0' : new Reader(page.buf, start, page.at[i * FIELDS + LEASE + 1]).int64String();
 }
 
 /** The bounds of key i's key bytes in page.buf. */

@@ -9,7 +9,7 @@
 // between the event loop's other work: the agent waits on etcd for about
 // half of a paged read, and decoding fills that wait without holding up
 // the next page, the choice or the create transaction.
-import { keyBounds, keyValueAt, valueBounds, type RawKeyValue, type RawRangePage } from './range-decode.js';
+import { keyBounds, valueBounds, type RawRangePage } from './range-decode.js';
 import { parseSubnetKey, subnetKey4Numbers, type Lease } from './lease.js';
 import { addSubnet4, subnets4, type Subnets4 } from './allocator.js';
 import type { IPNet } from '../core/ipnet.js';
@@ -35,7 +35,8 @@ export class RawLeaseList {
   constructor(
     /** Bytes of the subnets prefix in front of every key. */
     private readonly prefixBytes: number,
-    private readonly decodeOne: (kv: RawKeyValue) => Lease | MalformedLease,
+    /** Decodes key i of a page (EtcdRegistry.decodeAt). */
+    private readonly decodeOne: (page: RawRangePage, i: number) => Lease | MalformedLease,
   ) {}
 
   /** A page as it arrives (in key order); the background decode takes it up. */
@@ -67,7 +68,7 @@ export class RawLeaseList {
       const p = this.pages[this.page];
       const end = Math.min(p.count, this.index + max - n);
       for (let i = this.index; i < end; i++) {
-        const d = this.decodeOne(keyValueAt(p, i));
+        const d = this.decodeOne(p, i);
         if ('reason' in d) this.malformed.push(d);
         else this.leases.push(d);
       }
@@ -128,7 +129,7 @@ export class RawLeaseList {
       for (let at = p.buf.indexOf(needle); at >= 0; at = p.buf.indexOf(needle, at + 1)) this.addHit(p, at, at + needle.length, hits);
       for (let at = p.buf.indexOf(BACKSLASH); at >= 0; at = p.buf.indexOf(BACKSLASH, at + 1)) this.addHit(p, at, at + 1, hits);
       for (const i of [...hits].sort((a, b) => a - b)) {
-        const d = this.decodeOne(keyValueAt(p, i));
+        const d = this.decodeOne(p, i);
         if (!('reason' in d)) out.push(d);
       }
     }

@@ -22,7 +22,7 @@ import { DEFAULT_CALL_TIMEOUT_MS, DEFAULT_KEEPALIVE_TIME_MS, DEFAULT_KEEPALIVE_T
 import { IPAddr, type IPNet } from '../core/ipnet.js';
 import { isWeftError, usageError } from '../core/errors.js';
 import { readTlsCredentials } from './etcd-tls.js';
-import { decodeRangeResponse, keyBounds, valueBounds, type RawRangePage } from './range-decode.js';
+import { decodeRangeResponse, keyBounds, leaseIdAt, valueBounds, type RawRangePage } from './range-decode.js';
 import { RawLeaseList } from './raw-list.js';
 import { encodeLeaseAttrs, formatSubnetKey, parseLeaseAttrs, parseSubnetKey, type Lease, type LeaseAttrs, type SubnetKey } from './lease.js';
 
@@ -153,9 +153,12 @@ export class EtcdRegistry {
   private readonly requests = new NoopPolicy();
   /** `host:port` of each endpoint, in the order given. */
   readonly hosts: string[];
+  /** The bytes of subnetsPrefix, in front of every lease key's name. */
+  readonly subnetsPrefixBytes: number;
 
   constructor(readonly options: EtcdOptions) {
     this.prefix = options.prefix.replace(/\/+$/, '');
+    this.subnetsPrefixBytes = Buffer.byteLength(this.subnetsPrefix);
     const o = buildClientOptions(options);
     this.hosts = o.hosts as string[];
     this.client = new Etcd3({ ...o, faultHandling: { ...o.faultHandling, global: wrap(this.requests, o.faultHandling!.global as IPolicy) } });
@@ -218,17 +221,38 @@ export class EtcdRegistry {
   }
 
   decode(kv: StoredKeyValue): Lease | MalformedLease {
-    const key = kv.key.toString();
+    return this.decodeIn(kv.key, 0, kv.key.length, kv.value, 0, kv.value.length, String(kv.lease ?? '0'), kv.mod_revision, kv.create_revision);
+  }
+
+  /** Key i of a range page, read where it lies in the page (no Buffer views, no strings a lease does not keep). */
+  decodeAt(page: RawRangePage, i: number): Lease | MalformedLease {
+    const [ks, ke] = keyBounds(page, i);
+    const [vs, ve] = valueBounds(page, i);
+    return this.decodeIn(page.buf, ks, ke, page.buf, vs, ve, leaseIdAt(page, i), page.revs[i * 2 + 1], page.revs[i * 2]);
+  }
+
+  private decodeIn(
+    kbuf: Buffer,
+    ks: number,
+    ke: number,
+    vbuf: Buffer,
+    vs: number,
+    ve: number,
+    leaseId: string,
+    modRevision: string | number,
+    createRevision: string | number,
+  ): Lease | MalformedLease {
     // Decoded on its own, not sliced from the key: a slice would keep the whole key alive with each lease.
-    const name = kv.key.toString('utf8', Buffer.byteLength(this.subnetsPrefix));
+    const name = kbuf.toString('utf8', ks + this.subnetsPrefixBytes, ke);
+    const key = (): string => kbuf.toString('utf8', ks, ke);
     const sk = parseSubnetKey(name);
-    if (!sk || !sk.subnet) return { key, reason: `key is not a subnet (want e.g. ${this.subnetsPrefix}10.244.3.0-24)` };
-    if (kv.value.length > MAX_LEASE_VALUE_BYTES) {
+    if (!sk || !sk.subnet) return { key: key(), reason: `key is not a subnet (want e.g. ${this.subnetsPrefix}10.244.3.0-24)` };
+    if (ve - vs > MAX_LEASE_VALUE_BYTES) {
       // Not parsed at all: a value this size is a mistake or an attack, never a lease.
-      return { key, reason: `value is ${kv.value.length} bytes, over 64 KiB (a lease is a few hundred)`, subnet: sk.subnet };
+      return { key: key(), reason: `value is ${ve - vs} bytes, over 64 KiB (a lease is a few hundred)`, subnet: sk.subnet };
     }
     try {
-      const attrs = parseLeaseAttrs(kv.value.toString());
+      const attrs = parseLeaseAttrs(vbuf.toString('utf8', vs, ve));
       const publicIP = IPAddr.v4(attrs.PublicIP, 'PublicIP');
       return {
         name,
@@ -236,12 +260,12 @@ export class EtcdRegistry {
         subnetV6: sk.subnetV6,
         attrs,
         publicIP,
-        leaseId: String(kv.lease ?? '0'),
-        modRevision: String(kv.mod_revision),
-        createRevision: String(kv.create_revision),
+        leaseId,
+        modRevision: String(modRevision),
+        createRevision: String(createRevision),
       };
     } catch (err) {
-      if (isWeftError(err)) return { key, reason: `value is not a lease: ${err.message}`, subnet: sk.subnet };
+      if (isWeftError(err)) return { key: key(), reason: `value is not a lease: ${err.message}`, subnet: sk.subnet };
       throw err;
     }
   }
@@ -256,7 +280,7 @@ export class EtcdRegistry {
    * pages arrive (raw-list.ts).
    */
   async listRaw(): Promise<RawLeaseList> {
-    const list = new RawLeaseList(Buffer.byteLength(this.subnetsPrefix), (kv) => this.decode(kv));
+    const list = new RawLeaseList(this.subnetsPrefixBytes, (page, i) => this.decodeAt(page, i));
     try {
       list.revision = await this.rangePaged(this.subnetsPrefix, (page) => list.add(page));
     } catch (err) {

@@ -55,6 +55,20 @@ test('a page decodes as etcd3 decodes it: keys, values, revisions, lease IDs of 
   });
 });
 
+test('lease IDs past 2^53, positive and negative, read as protobufjs reads them (5,000 random 64-bit values)', () => {
+  let seed = 0x2545f491;
+  const word = (): bigint => {
+    seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+    return BigInt(seed);
+  };
+  const leases = Array.from({ length: 5000 }, () => BigInt.asIntN(64, (word() << 32n) | word()).toString());
+  leases.push('9007199254740992', '-9007199254740993', '10000000000000000000', '-10000000', '18446744073709551615');
+  const kvs = leases.map((lease, i) => ({ key: Buffer.from(`k${i}`), value: Buffer.from('v'), create_revision: '1', mod_revision: '1', version: '1', lease }));
+  const buf = encode({ header: { revision: '1' }, kvs });
+  const want = RangeResponse.toObject(RangeResponse.decode(buf), toObject) as { kvs: Array<{ lease: string }> };
+  decodeRangeResponse(buf).kvs.forEach((kv, i) => assert.equal(kv.lease, want.kvs[i].lease, `lease ${leases[i]}`));
+});
+
 test('absent fields take their defaults; the last page says no more; unknown fields are skipped', () => {
   const empty = decodeRangeResponse(encode({ header: { revision: '5' } }));
   assert.deepEqual({ ...empty, kvs: empty.kvs.length }, { revision: 5, kvs: 0, more: false });
@@ -100,9 +114,9 @@ test('a raw list chooses from keys alone and decodes only the values that may be
   const registry = new EtcdRegistry({ endpoints: ['http://127.0.0.1:1'], prefix: '/coreos.com/network' });
   try {
     const decoded: string[] = [];
-    const list = new RawLeaseList(Buffer.byteLength(prefix), (kv) => {
-      decoded.push(kv.key.toString().slice(prefix.length));
-      return registry.decode(kv);
+    const list = new RawLeaseList(Buffer.byteLength(prefix), (page, i) => {
+      decoded.push(keyValueAt(page, i).key.toString().slice(prefix.length));
+      return registry.decodeAt(page, i);
     });
     list.revision = '99';
     for (const p of pages) list.add(p);
@@ -119,10 +133,12 @@ test('a raw list chooses from keys alone and decodes only the values that may be
     assert.deepEqual(all.malformed.map((m) => m.key), [`${prefix}10.244.5.0-24`, `${prefix}not-a-subnet`]);
     assert.equal(all.leases[2].leaseId, '2');
     assert.equal(all.leases[2].createRevision, '12');
+    // Read in place, each key decodes as a watch event's copy of it does (the watch's path).
+    for (const p of pages) for (let i = 0; i < p.count; i++) assert.deepEqual(registry.decodeAt(p, i), registry.decode(keyValueAt(p, i)));
 
     // The background decode, page by page as they arrive, gives the same list, each key decoded once.
     let calls = 0;
-    const background = new RawLeaseList(Buffer.byteLength(prefix), (kv) => (calls++, registry.decode(kv)));
+    const background = new RawLeaseList(Buffer.byteLength(prefix), (page, i) => (calls++, registry.decodeAt(page, i)));
     background.add(pages[0]);
     await new Promise((r) => setImmediate(r));
     assert.equal(calls, 3, 'the first page decoded before the second arrives');
