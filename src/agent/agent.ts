@@ -277,16 +277,18 @@ export class Agent {
     this.dataplaneReason = reason;
     // The dataplane starts first: its start waits on the kernel's verifier, on another thread, while the peers
     // are listed into the table here (in slices, see LeaseWatcher.apply). Until peersSynced the peers go only to
-    // the table; the dataplane hears of them in one sync once both are done.
+    // the table; the dataplane hears of them in one sync once all are done.
+    // The firewall's rules go in meanwhile too (iptables runs in processes of its own); subnet.env waits for both.
     const started = dataplane ? this.startDataplane(dataplane, local, peers) : Promise.resolve();
+    const walled = this.startFirewall(config, own);
     session.on('peer', (e) => this.onPeerEvent(e));
     session.on('config', (c) => this.onConfigChange(c));
     const listed = this.withEtcd('list the subnet leases', () => session.watch());
-    // Awaited below; a failed dataplane start is the error to report, and the list must not become an unhandled rejection meanwhile.
+    // Each is awaited below, in this order; the ones not yet awaited must not become unhandled rejections meanwhile.
+    walled.catch(() => undefined);
     listed.catch(() => undefined);
     await started;
-
-    await this.startFirewall(config, own);
+    await walled;
 
     writeSubnetEnv(this.opts.subnetFile, {
       network: config.ipv4.network,

@@ -54,6 +54,7 @@ export class Firewall {
   private readonly limiter = new RateLimiter(60_000);
   /** Every chain is in place (what /readyz waits for, with subnet.env). */
   inPlace = false;
+  private stopped = false;
 
   constructor(
     readonly opts: FirewallOptions,
@@ -76,7 +77,7 @@ export class Firewall {
     const changes = await this.sync();
     const chains = this.families.flatMap((f) => f.want.map((c) => `${f.tools.name} ${c.table} ${c.name}`));
     if (changes.length) this.log.info({ changes }, 'firewall: rules written');
-    if (!chains.length) return;
+    if (!chains.length || this.stopped) return;
     this.log.info({ chains, resyncSec: this.opts.resyncSec }, 'firewall rules in place; checked every --iptables-resync seconds');
     this.timer = setInterval(() => void this.resync(), this.opts.resyncSec * 1000);
     this.timer.unref();
@@ -126,6 +127,8 @@ export class Firewall {
 
   /** Stops checking; the rules stay for the next start. */
   stop(): void {
+    // A start still running (the agent stopped while it started) starts no resync.
+    this.stopped = true;
     clearInterval(this.timer);
     this.timer = undefined;
   }
