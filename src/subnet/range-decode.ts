@@ -7,7 +7,7 @@
 // wire type, so fields etcd adds later cost nothing.
 //
 // A page keeps the message whole and finds each key in it by offsets, in
-// typed arrays: no object per key until one is asked for (keyValueAt). A
+// typed arrays: no object per key until one is decoded (EtcdRegistry.decodeAt). A
 // list held from its read to its use (the lease is chosen in between) is
 // then a few buffers outside V8's heap, not 65,536 objects that every
 // scavenge of the start copies.
@@ -17,17 +17,6 @@
 // ResponseHeader { ... int64 revision = 3; ... }
 // api/mvccpb/kv.proto: KeyValue { bytes key = 1; int64 create_revision = 2;
 // int64 mod_revision = 3; int64 version = 4; bytes value = 5; int64 lease = 6; }
-
-/** One key of a range page. key and value are views of the page's buffer: copy what outlives the page. */
-export interface RawKeyValue {
-  key: Buffer;
-  value: Buffer;
-  /** Revisions fit a double exactly (etcd would need 2^53 writes to pass it). */
-  create_revision: number;
-  mod_revision: number;
-  /** The etcd lease's ID in decimal, signed as etcd3 gives it; '0' for none. */
-  lease: string;
-}
 
 export interface RawRangePage {
   revision: number;
@@ -145,23 +134,18 @@ function decimal64(hi: number, lo: number): string {
   }
 }
 
-/** One key of a page as an object; key and value are views of the page's buffer. */
-export function keyValueAt(page: RawRangePage, i: number): RawKeyValue {
-  const o = i * FIELDS;
-  const a = page.at;
-  return {
-    key: page.buf.subarray(a[o + KEY], a[o + KEY + 1]),
-    value: page.buf.subarray(a[o + VALUE], a[o + VALUE + 1]),
-    create_revision: page.revs[i * 2],
-    mod_revision: page.revs[i * 2 + 1],
-    lease: leaseIdAt(page, i),
-  };
-}
-
-/** Key i's etcd lease ID, as keyValueAt gives it. */
+/** Key i's etcd lease ID in decimal, signed as etcd3 gives it; '0' for none. */
 export function leaseIdAt(page: RawRangePage, i: number): string {
   const start = page.at[i * FIELDS + LEASE];
   return start < 0 ? '0' : new Reader(page.buf, start, page.at[i * FIELDS + LEASE + 1]).int64String();
+}
+
+/** The bytes of every key and value in the page, together (what the paged read sizes its next page by). */
+export function pageBytes(page: RawRangePage): number {
+  let bytes = 0;
+  const a = page.at;
+  for (let o = 0; o < page.count * FIELDS; o += FIELDS) bytes += a[o + KEY + 1] - a[o + KEY] + a[o + VALUE + 1] - a[o + VALUE];
+  return bytes;
 }
 
 /** The bounds of key i's key bytes in page.buf. */

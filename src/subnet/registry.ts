@@ -22,7 +22,7 @@ import { DEFAULT_CALL_TIMEOUT_MS, DEFAULT_KEEPALIVE_TIME_MS, DEFAULT_KEEPALIVE_T
 import { IPAddr, type IPNet } from '../core/ipnet.js';
 import { isWeftError, usageError } from '../core/errors.js';
 import { readTlsCredentials } from './etcd-tls.js';
-import { decodeRangeResponse, keyBounds, leaseIdAt, valueBounds, type RawRangePage } from './range-decode.js';
+import { decodeRangeResponse, keyBounds, leaseIdAt, pageBytes, valueBounds, type RawRangePage } from './range-decode.js';
 import { RawLeaseList } from './raw-list.js';
 import { encodeLeaseAttrs, formatSubnetKey, parseLeaseAttrs, parseSubnetKey, type Lease, type LeaseAttrs, type SubnetKey } from './lease.js';
 
@@ -244,12 +244,11 @@ export class EtcdRegistry {
   ): Lease | MalformedLease {
     // Decoded on its own, not sliced from the key: a slice would keep the whole key alive with each lease.
     const name = kbuf.toString('utf8', ks + this.subnetsPrefixBytes, ke);
-    const key = (): string => kbuf.toString('utf8', ks, ke);
     const sk = parseSubnetKey(name);
-    if (!sk || !sk.subnet) return { key: key(), reason: `key is not a subnet (want e.g. ${this.subnetsPrefix}10.244.3.0-24)` };
+    if (!sk || !sk.subnet) return notALease(kbuf, ks, ke, `key is not a subnet (want e.g. ${this.subnetsPrefix}10.244.3.0-24)`);
     if (ve - vs > MAX_LEASE_VALUE_BYTES) {
       // Not parsed at all: a value this size is a mistake or an attack, never a lease.
-      return { key: key(), reason: `value is ${ve - vs} bytes, over 64 KiB (a lease is a few hundred)`, subnet: sk.subnet };
+      return notALease(kbuf, ks, ke, `value is ${ve - vs} bytes, over 64 KiB (a lease is a few hundred)`, sk.subnet);
     }
     try {
       const attrs = parseLeaseAttrs(vbuf.toString('utf8', vs, ve));
@@ -265,7 +264,7 @@ export class EtcdRegistry {
         createRevision: String(createRevision),
       };
     } catch (err) {
-      if (isWeftError(err)) return { key: key(), reason: `value is not a lease: ${err.message}`, subnet: sk.subnet };
+      if (isWeftError(err)) return notALease(kbuf, ks, ke, `value is not a lease: ${err.message}`, sk.subnet);
       throw err;
     }
   }
@@ -309,11 +308,7 @@ export class EtcdRegistry {
       const page: RawRangePage = await next;
       revision ||= page.revision;
       next = null;
-      for (let i = 0; i < page.count; i++) {
-        const [ks, ke] = keyBounds(page, i);
-        const [vs, ve] = valueBounds(page, i);
-        bytes += ke - ks + ve - vs;
-      }
+      bytes += pageBytes(page);
       keys += page.count;
       if (page.more && page.count > 0) {
         const limit = Math.max(1, Math.min(PAGE_KEYS, Math.floor((PAGE_BYTES * keys) / Math.max(1, bytes))));
@@ -401,6 +396,12 @@ export class EtcdRegistry {
   close(): void {
     this.client.close();
   }
+}
+
+/** A key that is not a lease, named in full (only such a key's full name is ever made: a lease keeps its last element). */
+function notALease(kbuf: Buffer, ks: number, ke: number, reason: string, subnet?: IPNet): MalformedLease {
+  const key = kbuf.toString('utf8', ks, ke);
+  return subnet ? { key, reason, subnet } : { key, reason };
 }
 
 /** A key as both etcd3 (a watch's events) and range-decode.ts (a range page) give it. */

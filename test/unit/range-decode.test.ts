@@ -9,7 +9,7 @@ import protobuf from 'protobufjs';
 import { EtcdRegistry } from 'weft/subnet/registry.js';
 import { IPNet } from 'weft/core/ipnet.js';
 import { RawLeaseList } from 'weft/subnet/raw-list.js';
-import { decodeRangeResponse as decodePage, keyValueAt, type RawKeyValue, type RawRangePage } from 'weft/subnet/range-decode.js';
+import { decodeRangeResponse as decodePage, keyBounds, leaseIdAt, pageBytes, valueBounds, type RawRangePage } from 'weft/subnet/range-decode.js';
 
 const require = createRequire(import.meta.url);
 const protoDir = path.join(path.dirname(require.resolve('etcd3/package.json')), 'proto');
@@ -18,6 +18,25 @@ root.resolvePath = (_origin, target) => path.join(protoDir, path.basename(target
 root.loadSync('rpc.proto', { keepCase: true });
 const RangeResponse = root.lookupType('etcdserverpb.RangeResponse');
 const toObject = { longs: String, bytes: Buffer, defaults: true } as const;
+
+/** One key of a page as an object, from the accessors EtcdRegistry.decodeAt reads it with (views of the page's buffer). */
+interface RawKeyValue {
+  key: Buffer;
+  value: Buffer;
+  create_revision: number;
+  mod_revision: number;
+  lease: string;
+}
+
+function keyValueAt(page: RawRangePage, i: number): RawKeyValue {
+  return {
+    key: page.buf.subarray(...keyBounds(page, i)),
+    value: page.buf.subarray(...valueBounds(page, i)),
+    create_revision: page.revs[i * 2],
+    mod_revision: page.revs[i * 2 + 1],
+    lease: leaseIdAt(page, i),
+  };
+}
 
 /** A page with its keys as objects, as keyValueAt gives each one. */
 function decodeRangeResponse(buf: Buffer): Omit<RawRangePage, 'buf' | 'at' | 'revs' | 'count'> & { kvs: RawKeyValue[] } {
@@ -135,6 +154,8 @@ test('a raw list chooses from keys alone and decodes only the values that may be
     assert.equal(all.leases[2].createRevision, '12');
     // Read in place, each key decodes as a watch event's copy of it does (the watch's path).
     for (const p of pages) for (let i = 0; i < p.count; i++) assert.deepEqual(registry.decodeAt(p, i), registry.decode(keyValueAt(p, i)));
+    // What the paged read sizes its next page by: every key's and value's bytes.
+    for (const p of pages) assert.equal(pageBytes(p), Array.from({ length: p.count }, (_, i) => keyValueAt(p, i)).reduce((n, kv) => n + kv.key.length + kv.value.length, 0));
 
     // The background decode, page by page as they arrive, gives the same list, each key decoded once.
     let calls = 0;
