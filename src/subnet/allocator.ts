@@ -60,6 +60,29 @@ export function freeSubnets4Of(range: SubnetRange, taken: Subnets4, limit = 100)
   return out;
 }
 
+/**
+ * Names of lease keys ("10.1.128.0-24") that cut the Network's subnets into
+ * `parts` runs of about equal size in key order, which is text order, not
+ * numeric ("10.1.10.0-24" sorts before "10.1.2.0-24"). None for a Network of
+ * at most `minSubnets` subnets. From an even sample of the subnets: the cuts
+ * need only be near even, and what lies outside the Network's subnets still
+ * falls in one piece or another.
+ */
+export function keySplits(range: SubnetRange, parts: number, minSubnets: number, sample = 1024): string[] {
+  const count = 2 ** (range.subnetLen - range.network.prefixLen);
+  if (parts < 2 || count <= minSubnets) return [];
+  const step = 2 ** (32 - range.subnetLen);
+  const first = Number(range.network.network);
+  const n = Math.min(sample, count);
+  const names: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const b = first + Math.floor((i * count) / n) * step;
+    names.push(`${b >>> 24}.${(b >>> 16) & 255}.${(b >>> 8) & 255}.${b & 255}-${range.subnetLen}`);
+  }
+  names.sort();
+  return Array.from({ length: parts - 1 }, (_, k) => names[Math.floor(((k + 1) * n) / parts)]);
+}
+
 /** Whether an IPv4 subnet overlaps any of `taken` (IPNet.overlaps, over numbers). */
 export function overlaps4(taken: Subnets4, n: IPNet): boolean {
   const base = Number(n.network);

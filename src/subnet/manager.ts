@@ -8,12 +8,13 @@
 // with a fresh list (flannel exits there). Reservations (keys without an etcd
 // lease) are never handed to anyone else and never expire.
 import { EventEmitter } from 'node:events';
-import { fitsRange, freeSubnets, freeSubnets4Of, overlaps4, pickRandom } from './allocator.js';
+import { fitsRange, freeSubnets, freeSubnets4Of, keySplits, overlaps4, pickRandom } from './allocator.js';
 import { isReservation, sameAttrs, type Lease, type LeaseAttrs, type SubnetKey } from './lease.js';
 import type { IPNet } from '../core/ipnet.js';
 import { Backoff } from '../core/backoff.js';
 import { WeftError, messageOf } from '../core/errors.js';
 import type { EtcdRegistry } from './registry.js';
+import { LIST_PARALLEL_SUBNETS, LIST_PARTS } from './etcd-client.js';
 import type { RawLeaseList } from './raw-list.js';
 import type { NetworkConfig } from '../config/network.js';
 import type { Logger } from '../core/log.js';
@@ -92,19 +93,14 @@ export class LeaseManager extends EventEmitter<LeaseManagerEvents> {
    */
   async acquire(): Promise<Acquired> {
     for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
-      const list = await this.o.registry.listRaw();
-      // A failed attempt's list is not used: its background decode stops.
-      const own = await this.tryAcquire(list).catch((err: unknown) => {
-        list.abandon();
-        throw err;
-      });
+      const list = await this.o.registry.listRaw(keySplits(this.o.config.ipv4, LIST_PARTS, LIST_PARALLEL_SUBNETS));
+      const own = await this.tryAcquire(list);
       if (own) {
         this.current = own;
         this.scheduleRenew();
         return { own, list };
       }
       // Someone wrote between our list and our transaction: list again.
-      list.abandon();
       await new Promise((r) => setTimeout(r, Math.floor((this.o.random ?? Math.random)() * 20 * attempt)));
     }
     throw new WeftError(`could not acquire a subnet after ${MAX_ATTEMPTS} attempts: other hosts kept taking the subnets we chose`);

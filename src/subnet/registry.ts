@@ -275,17 +275,12 @@ export class EtcdRegistry {
 
   /**
    * Every key under the subnets prefix, read but not yet decoded: each use
-   * decodes what it needs, and the rest is decoded in the background as
-   * pages arrive (raw-list.ts).
+   * decodes what it needs (raw-list.ts). `splits` (key names, see keySplits)
+   * cut the read into pieces read at once.
    */
-  async listRaw(): Promise<RawLeaseList> {
+  async listRaw(splits: string[] = []): Promise<RawLeaseList> {
     const list = new RawLeaseList(this.subnetsPrefixBytes, (page, i) => this.decodeAt(page, i));
-    try {
-      list.revision = await this.rangePaged(this.subnetsPrefix, (page) => list.add(page));
-    } catch (err) {
-      list.abandon();
-      throw err;
-    }
+    list.revision = await this.rangePaged(this.subnetsPrefix, (page) => list.add(page), splits.map((n) => Buffer.from(this.subnetsPrefix + n)));
     return list;
   }
 
@@ -296,30 +291,65 @@ export class EtcdRegistry {
    * one holds as many keys as fit in PAGE_BYTES at the size per key seen so
    * far (a megabyte value makes it one key, flannel's leases 10,000). The
    * next page is asked for before `each` sees this one, so etcd serves it
-   * while the caller reads this one. Returns the revision read at.
+   * while the caller reads this one.
+   *
+   * `splits` cut the range into pieces, each paged the same way, all read at
+   * once once the first page has fixed the revision: etcd serves one while
+   * the agent takes in another (LIST_PARTS). `each` still sees the pages in
+   * key order. Returns the revision read at.
    */
-  async rangePaged(prefix: string, each: (page: RawRangePage) => void): Promise<string> {
-    const end = prefixEnd(Buffer.from(prefix));
+  async rangePaged(prefix: string, each: (page: RawRangePage) => void, splits: Buffer[] = []): Promise<string> {
+    const start = Buffer.from(prefix);
+    const end = prefixEnd(start);
+    const cuts = splits.filter((c) => Buffer.compare(c, start) > 0 && Buffer.compare(c, end) < 0).sort(Buffer.compare);
+    const from = [start, ...cuts.filter((c, i) => i === 0 || !c.equals(cuts[i - 1]))];
+    const to = [...from.slice(1), end];
+    // Pages of a piece wait here until every piece before it is handed over.
+    const held: RawRangePage[][] = from.map(() => []);
+    const finished = from.map(() => false);
+    let handing = 0;
+    const hand = (): void => {
+      while (handing < from.length) {
+        for (const page of held[handing].splice(0)) each(page);
+        if (!finished[handing]) return;
+        handing++;
+      }
+    };
     let revision = 0;
     let keys = 0;
     let bytes = 0;
-    let next: Promise<RawRangePage> | null = this.rangePage({ key: Buffer.from(prefix), range_end: end, limit: FIRST_PAGE_KEYS, revision: 0 });
-    while (next) {
-      const page: RawRangePage = await next;
-      revision ||= page.revision;
-      next = null;
-      bytes += pageBytes(page);
-      keys += page.count;
-      if (page.more && page.count > 0) {
-        const limit = Math.max(1, Math.min(PAGE_KEYS, Math.floor((PAGE_BYTES * keys) / Math.max(1, bytes))));
-        const [ks, ke] = keyBounds(page, page.count - 1);
-        const from = Buffer.concat([page.buf.subarray(ks, ke), Buffer.from([0])]);
-        next = this.rangePage({ key: from, range_end: end, limit, revision });
-        // Awaited on the next turn of the loop, which rethrows; until then a failure must not count as unhandled.
-        next.catch(() => undefined);
+    const limit = (): number => Math.max(1, Math.min(PAGE_KEYS, Math.floor((PAGE_BYTES * keys) / Math.max(1, bytes))));
+    let failed = false;
+    const piece = async (i: number, first?: RawRangePage): Promise<void> => {
+      let page = first ?? (await this.rangePage({ key: from[i], range_end: to[i], limit: limit(), revision }));
+      for (;;) {
+        bytes += pageBytes(page);
+        keys += page.count;
+        let next: Promise<RawRangePage> | null = null;
+        if (page.more && page.count > 0 && !failed) {
+          const [ks, ke] = keyBounds(page, page.count - 1);
+          next = this.rangePage({ key: Buffer.concat([page.buf.subarray(ks, ke), Buffer.from([0])]), range_end: to[i], limit: limit(), revision });
+          // Awaited below, which rethrows; until then a failure must not count as unhandled.
+          next.catch(() => undefined);
+        }
+        if (page.count > 0) held[i].push(page);
+        hand();
+        if (!next) break;
+        page = await next;
       }
-      each(page);
-    }
+      finished[i] = true;
+      hand();
+    };
+    const first = await this.rangePage({ key: from[0], range_end: to[0], limit: FIRST_PAGE_KEYS, revision: 0 });
+    revision = first.revision;
+    await Promise.all(
+      from.map((_, i) =>
+        piece(i, i === 0 ? first : undefined).catch((err: unknown) => {
+          failed = true;
+          throw err;
+        }),
+      ),
+    );
     return String(revision);
   }
 

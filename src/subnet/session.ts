@@ -89,7 +89,7 @@ export class LeaseSession extends EventEmitter<LeaseSessionEvents> {
    */
   async watch(): Promise<void> {
     if (!this.own) throw new Error('LeaseSession.watch() before acquire()');
-    const initial = this.acquiredList?.decode();
+    const initial = this.acquiredList;
     this.acquiredList = undefined;
     await this.watcher.start(initial);
   }

@@ -10,12 +10,23 @@ import { EventEmitter } from 'node:events';
 import type { IKeyValue } from 'etcd3';
 import { sameAttrs, type Lease } from './lease.js';
 import type { EtcdRegistry, LeaseList, MalformedLease } from './registry.js';
+import { RawLeaseList } from './raw-list.js';
 import { EtcdWatch } from './etcd-watch.js';
 import { Backoff } from '../core/backoff.js';
 import { RateLimiter, type Logger } from '../core/log.js';
 
-/** Leases emitted per turn of the event loop while a list is applied (about 20 ms of the agent's work). */
+/** Leases decoded and emitted per turn of the event loop while a list is applied (about 20 ms of the agent's work). */
 const APPLY_SLICE = 2000;
+
+/** A list's keys in slices of APPLY_SLICE: a list read raw is decoded a slice at a time, as each is applied. */
+function* slicesOf(list: LeaseList | RawLeaseList): Generator<Array<Lease | MalformedLease>> {
+  if (list instanceof RawLeaseList) {
+    for (let s = list.take(APPLY_SLICE); s.length > 0; s = list.take(APPLY_SLICE)) yield s;
+    return;
+  }
+  if (list.malformed.length > 0) yield list.malformed;
+  for (let i = 0; i < list.leases.length; i += APPLY_SLICE) yield list.leases.slice(i, i + APPLY_SLICE);
+}
 
 export type LeaseEvent =
   | { type: 'added'; lease: Lease }
@@ -61,9 +72,9 @@ export class LeaseWatcher extends EventEmitter<LeaseWatcherEvents> {
    * emits them as added, and starts watching after the list's revision.
    * Rejects when etcd cannot be read.
    */
-  async start(initial?: LeaseList): Promise<void> {
+  async start(initial?: LeaseList | RawLeaseList): Promise<void> {
     const list = initial ?? (await this.registry.listLeases());
-    await this.apply(list.leases, list.malformed);
+    await this.apply(list);
     if (this.stopped) return;
     this.revision = list.revision;
     await this.watchFrom(list.revision);
@@ -121,7 +132,7 @@ export class LeaseWatcher extends EventEmitter<LeaseWatcherEvents> {
         if (this.stopped) return;
         try {
           const list = await this.registry.listLeases();
-          await this.apply(list.leases, list.malformed, true);
+          await this.apply(list, true);
           if (this.stopped) return;
           this.revision = list.revision;
           await this.watchFrom(list.revision);
@@ -142,24 +153,30 @@ export class LeaseWatcher extends EventEmitter<LeaseWatcherEvents> {
 
   /**
    * Replaces the view with a full list, emitting only what differs. The list
-   * is emitted in slices, each on its own turn of the event loop: 65,536
-   * leases are 0.5 s of listeners' work, and what waits on other threads
-   * meanwhile (the kernel verifying the eBPF programs at a start) goes on
-   * between slices. No watch runs while a list is applied, so no event
-   * comes between them.
+   * is decoded (when read raw) and emitted in slices, each on its own turn of
+   * the event loop: 65,536 leases are 1 s of decoding and listeners' work,
+   * and what waits on other threads meanwhile (the kernel verifying the eBPF
+   * programs at a start) goes on between slices. No watch runs while a list
+   * is applied, so no event comes between them.
    */
-  private async apply(leases: Lease[], malformed: MalformedLease[], isRelist = false): Promise<void> {
-    for (const m of malformed) this.warnMalformed(m.key, m.reason, 'list');
+  private async apply(list: LeaseList | RawLeaseList, isRelist = false): Promise<void> {
     // A first list has nothing to compare with: no set of 65,536 names at a start.
     const seen = this.view.size > 0 ? new Set<string>() : null;
-    for (let i = 0; i < leases.length; i++) {
-      if (i > 0 && i % APPLY_SLICE === 0) {
+    let first = true;
+    for (const slice of slicesOf(list)) {
+      if (!first) {
         await new Promise((r) => setImmediate(r));
         if (this.stopped) return;
       }
-      const lease = leases[i];
-      seen?.add(lease.name);
-      this.upsert(lease);
+      first = false;
+      for (const d of slice) {
+        if ('reason' in d) {
+          this.warnMalformed(d.key, d.reason, 'list');
+          continue;
+        }
+        seen?.add(d.name);
+        this.upsert(d);
+      }
     }
     // Only the gone are copied out (a copy of the whole view was 65,536 pairs of garbage at every start).
     const gone: Lease[] = [];

@@ -9,6 +9,8 @@ import { waitFor } from '../../lab/exec.js';
 import { parseNetworkConfig } from 'weft/config/network.js';
 import { EtcdRegistry } from 'weft/subnet/registry.js';
 import { LeaseManager } from 'weft/subnet/manager.js';
+import { keySplits } from 'weft/subnet/allocator.js';
+import { keyBounds, type RawRangePage } from 'weft/subnet/range-decode.js';
 import { LeaseSession, type PeerEvent } from 'weft/subnet/session.js';
 import { WeftError } from 'weft/core/errors.js';
 import type { LeaseAttrs } from 'weft/subnet/lease.js';
@@ -183,4 +185,58 @@ test('a list of 5,000 leases is emitted in slices, other work runs between them,
   await halted.watch();
   assert.ok(seen >= 2500 && seen < 5000, `${seen} leases emitted after the stop at 2,500`);
   await whole.stop();
+});
+
+test('a list cut in pieces is read all at once: every key once, in key order, at the revision of the first page', { timeout: 60_000 }, async () => {
+  const prefix = freshPrefix();
+  const r = registry(prefix);
+  const sub = r.subnetsPrefix;
+  // 3,000 subnets spread over a /8, and two keys that are not subnets, before and after them.
+  const names = ['0-junk', 'zz', ...Array.from({ length: 3000 }, (_, j) => `10.${(j * 21) >> 8}.${(j * 21) & 255}.0-24`)];
+  for (let i = 0; i < names.length; i += 125) {
+    await r.client.kv.txn({ success: names.slice(i, i + 125).map((n) => ({ request_put: { key: Buffer.from(sub + n), value: Buffer.from('{}') } })) });
+  }
+  const { revision: before } = await r.getConfig();
+  const cuts = keySplits(parseNetworkConfig('{"Network":"10.0.0.0/8"}').ipv4, 4, 0);
+  const sorted = [...names].sort();
+  const gone = sorted[sorted.length - 5];
+  assert.ok(gone > cuts[2], 'the key deleted lies in the last piece');
+
+  // Once the first page is in and before any other piece is read, a key is written and one deleted in the last piece.
+  const raw = r as unknown as { rangePage(req: { revision: number | string }): Promise<RawRangePage> };
+  const rangePage = raw.rangePage.bind(r);
+  let inFlight = 0;
+  let most = 0;
+  let changed = false;
+  raw.rangePage = async (req) => {
+    if (Number(req.revision) !== 0 && !changed) {
+      changed = true;
+      await r.client.put(`${sub}zzz`).value('{}');
+      await r.client.delete().key(sub + gone);
+    }
+    inFlight++;
+    most = Math.max(most, inFlight);
+    try {
+      return await rangePage(req);
+    } finally {
+      inFlight--;
+    }
+  };
+  const namesInto = (out: string[]) => (page: RawRangePage) => {
+    for (let i = 0; i < page.count; i++) {
+      const [ks, ke] = keyBounds(page, i);
+      out.push(page.buf.toString('latin1', ks + Buffer.byteLength(sub), ke));
+    }
+  };
+  const seen: string[] = [];
+  const at = await r.rangePaged(sub, namesInto(seen), cuts.map((c) => Buffer.from(sub + c)));
+  assert.ok(changed, 'the store changed during the read');
+  assert.equal(at, before, 'read at the revision of the first page');
+  assert.deepEqual(seen, sorted, 'every key once, in key order, as it was at that revision');
+  assert.ok(most >= 2, `pieces were read at once (${most} calls in flight at most)`);
+  // Read again in one piece: the store as it is now.
+  const now: string[] = [];
+  raw.rangePage = rangePage;
+  await r.rangePaged(sub, namesInto(now));
+  assert.deepEqual(now, [...sorted.filter((n) => n !== gone), 'zzz']);
 });

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { addSubnet4, subnets4, fitsRange, freeSubnets, freeSubnets4Of, overlaps4, pickRandom, type Subnets4 } from 'weft/subnet/allocator.js';
+import { addSubnet4, subnets4, fitsRange, freeSubnets, freeSubnets4Of, keySplits, overlaps4, pickRandom, type Subnets4 } from 'weft/subnet/allocator.js';
 import { parseNetworkConfig } from 'weft/config/network.js';
 import { IPNet } from 'weft/core/ipnet.js';
 
@@ -43,4 +43,24 @@ test('IPv4 subnets held as numbers: the same free subnets and overlaps as IPNets
   for (const held of nets) {
     for (const p of probes) assert.equal(overlaps4(asNumbers([held]), p), held.overlaps(p), `${held} and ${p}`);
   }
+});
+
+test('key splits cut a large Network\'s subnets into near-even runs in key (text) order; a small Network is not cut', () => {
+  const big = parseNetworkConfig('{"Network":"10.0.0.0/8"}').ipv4;
+  const cuts = keySplits(big, 4, 10_000);
+  assert.equal(cuts.length, 3);
+  // Every subnet's key name, in the order etcd keeps them.
+  const names: string[] = [];
+  for (let i = 0; i < 65_536; i++) names.push(`10.${i >> 8}.${i & 255}.0-24`);
+  names.sort();
+  assert.deepEqual([...cuts].sort(), cuts, 'the cuts are in key order');
+  const bounds = [0, ...cuts.map((c) => names.filter((n) => n < c).length), names.length];
+  for (let k = 1; k < bounds.length; k++) {
+    const share = (bounds[k] - bounds[k - 1]) / names.length;
+    assert.ok(Math.abs(share - 0.25) < 0.02, `piece ${k} holds ${(share * 100).toFixed(1)}% of the subnets`);
+  }
+  // In text order, not numeric: the first cut is not 10.64.0.0.
+  assert.notEqual(cuts[0], '10.64.0.0-24');
+  assert.deepEqual(keySplits(parseNetworkConfig('{"Network":"10.244.0.0/16"}').ipv4, 4, 10_000), [], '256 subnets: one piece');
+  assert.deepEqual(keySplits(big, 1, 0), []);
 });

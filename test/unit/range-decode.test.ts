@@ -110,7 +110,7 @@ test('a truncated message is an error, not a short page', () => {
   for (const cut of [buf.length - 1, buf.length - 200, 3]) assert.throws(() => decodePage(buf.subarray(0, cut)), /etcd range response: truncated/, `cut at ${cut}`);
 });
 
-test('a raw list chooses from keys alone and decodes only the values that may be ours; the rest in the background', async () => {
+test('a raw list chooses from keys alone and decodes only the values that may be ours; the rest a slice at a time, once taken', async () => {
   const prefix = '/coreos.com/network/subnets/';
   const ours = '192.0.2.7';
   const value = (o: unknown): Buffer => Buffer.from(typeof o === 'string' ? o : JSON.stringify(o));
@@ -157,19 +157,24 @@ test('a raw list chooses from keys alone and decodes only the values that may be
     // What the paged read sizes its next page by: every key's and value's bytes.
     for (const p of pages) assert.equal(pageBytes(p), Array.from({ length: p.count }, (_, i) => keyValueAt(p, i)).reduce((n, kv) => n + kv.key.length + kv.value.length, 0));
 
-    // The background decode, page by page as they arrive, gives the same list, each key decoded once.
+    // Nothing is decoded as pages arrive; take() decodes the next keys in key order, across pages, each key once; decode() the rest.
     let calls = 0;
-    const background = new RawLeaseList(Buffer.byteLength(prefix), (page, i) => (calls++, registry.decodeAt(page, i)));
-    background.add(pages[0]);
+    const sliced = new RawLeaseList(Buffer.byteLength(prefix), (page, i) => (calls++, registry.decodeAt(page, i)));
+    sliced.add(pages[0]);
+    sliced.add(pages[1]);
+    sliced.revision = '99';
     await new Promise((r) => setImmediate(r));
-    assert.equal(calls, 3, 'the first page decoded before the second arrives');
-    background.add(pages[1]);
-    background.revision = '99';
-    await new Promise((r) => setImmediate(r));
-    const same = background.decode();
+    assert.equal(calls, 0, 'nothing decoded while the list is read');
+    const nameOf = (d: { name: string } | { key: string }): string => ('name' in d ? d.name : d.key);
+    assert.deepEqual(sliced.take(2).map(nameOf), ['10.244.1.0-24', '10.244.2.0-24']);
+    assert.deepEqual(sliced.take(2).map(nameOf), ['10.244.3.0-24', '10.244.4.0-24'], 'a slice runs on into the next page');
+    assert.equal(calls, 4);
+    const rest = sliced.decode();
     assert.equal(calls, entries.length);
-    assert.deepEqual(same.leases.map((l) => l.name), all.leases.map((l) => l.name));
-    assert.deepEqual(same.malformed, all.malformed);
+    assert.equal(rest.revision, '99');
+    assert.deepEqual(rest.leases.map((l) => l.name), all.leases.slice(4).map((l) => l.name));
+    assert.deepEqual(rest.malformed, all.malformed);
+    assert.deepEqual(sliced.take(5), [], 'nothing is left');
   } finally {
     registry.close();
   }
