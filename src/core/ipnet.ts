@@ -92,6 +92,9 @@ export class IPAddr {
 
   /** An IPv4 address from its dotted form; throws naming `what` when it is not one. */
   static v4(text: string, what = 'address'): IPAddr {
+    // Every lease's PublicIP comes this way: a dotted quad without parseIP's object.
+    const quad = quadValue(text);
+    if (quad >= 0) return new IPAddr(4, BigInt(quad));
     const p = parseIP(text);
     if (!p || p.family !== 4) throw new Error(`${what}: ${JSON.stringify(text)} is not an IPv4 address`);
     return new IPAddr(4, p.value);
@@ -141,6 +144,13 @@ export class IPNet {
     readonly prefixLen: number,
   ) {}
 
+  /**
+   * `network`, once asked for: a BigInt operation makes a new BigInt each
+   * time, and a start asks 65,536 subnets several times each. A # field, so
+   * that comparing two IPNets does not depend on which was asked.
+   */
+  #net: bigint | undefined = undefined;
+
   /** Parses "10.244.0.0/16" or "fd00::/48"; returns null when malformed. */
   static parse(text: string): IPNet | null {
     const slash = text.indexOf('/');
@@ -175,7 +185,12 @@ export class IPNet {
   }
 
   get network(): bigint {
-    return this.base & this.mask;
+    if (this.#net === undefined) {
+      const n = this.base & this.mask;
+      // A subnet as written in a lease key has no host bits: the same BigInt serves.
+      this.#net = n === this.base ? this.base : n;
+    }
+    return this.#net;
   }
 
   /** The number of addresses in the network. */
@@ -244,6 +259,11 @@ export const SPECIAL_IPV4: ReadonlyArray<readonly [IPNet, string]> = [
 
 /** What special range an IPv4 address is in (see SPECIAL_IPV4), or null for an ordinary unicast address. */
 export function specialUse(ip: IPAddr): string | null {
-  for (const [net, what] of SPECIAL_IPV4) if (net.family === ip.family && net.containsIP(ip.value)) return what;
+  if (ip.family !== 4) return null;
+  // Every lease's PublicIP is asked at a start: as numbers, not seven BigInt masks.
+  const v = Number(ip.value);
+  for (const [first, last, what] of SPECIAL_IPV4_NUMBERS) if (v >= first && v <= last) return what;
   return null;
 }
+
+const SPECIAL_IPV4_NUMBERS: ReadonlyArray<readonly [number, number, string]> = SPECIAL_IPV4.map(([net, what]) => [Number(net.network), Number(net.network) + Number(net.size) - 1, what] as const);

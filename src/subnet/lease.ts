@@ -92,7 +92,7 @@ export function parseLeaseAttrs(text: string): LeaseAttrs {
   }
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw invalid('not a JSON object');
   const o = raw as Record<string, unknown>;
-  if (typeof o.PublicIP !== 'string' || parseIP(o.PublicIP)?.family !== 4) {
+  if (typeof o.PublicIP !== 'string' || (quadValue(o.PublicIP) < 0 && parseIP(o.PublicIP)?.family !== 4)) {
     throw invalid(`PublicIP ${JSON.stringify(o.PublicIP)} is not an IPv4 address`);
   }
   if (o.PublicIPv6 !== undefined && o.PublicIPv6 !== null && (typeof o.PublicIPv6 !== 'string' || parseIP(o.PublicIPv6)?.family !== 6)) {
