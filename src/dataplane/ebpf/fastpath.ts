@@ -62,6 +62,9 @@ export class ConntrackFastPath {
     private readonly log: Logger,
   ) {
     this.state = this.effective(readConntrack());
+    // Said at the start too: with the firewall's rules going in beside the dataplane (52aaef3), conntrack often
+    // holds entries (the agent's own etcd connection) before this is made, and the change below never comes.
+    if (this.state.follows) this.sayFollows(this.state);
     this.timer = setInterval(() => this.tick(), POLL_MS);
     this.timer.unref();
   }
@@ -80,7 +83,7 @@ export class ConntrackFastPath {
     const next = this.effective(readConntrack(this.state));
     if (next.follows !== this.state.follows || next.timeoutMs !== this.state.timeoutMs) {
       this.apply(next);
-      if (next.follows && !this.state.follows) this.log.info({ ctTimeoutMs: next.timeoutMs, fastPath: this.enabled }, 'conntrack follows flows on this host: flows it has no entry for take its path; established ones it tracks liberally skip it');
+      if (next.follows && !this.state.follows) this.sayFollows(next);
       else if (next.follows && next.timeoutMs !== this.state.timeoutMs) this.log.info({ ctTimeoutMs: next.timeoutMs }, "conntrack's established TCP timeout changed: the programs refresh fast flows' entries to it");
       this.state = next;
     }
@@ -95,6 +98,10 @@ export class ConntrackFastPath {
         if (this.failures++ % 1000 === 0) this.log.warn({ err: (err as Error).message, failures: this.failures }, 'cannot mark a flow for the fast path through ctnetlink; it stays on the host\'s forward path');
       }
     }
+  }
+
+  private sayFollows(ct: ConntrackState): void {
+    this.log.info({ ctTimeoutMs: ct.timeoutMs, fastPath: this.enabled }, 'conntrack follows flows on this host: flows it has no entry for take its path; established ones it tracks liberally skip it');
   }
 
   /** Flows marked so far (for the log and tests). */
