@@ -2,6 +2,7 @@
 // so the policy is testable without etcd.
 import { IPNet } from '../core/ipnet.js';
 import type { SubnetRange } from '../config/network.js';
+import { formatSubnetKey } from './lease.js';
 
 /** A lease fits the config when it is a subnet of the Network with the configured length. */
 export function fitsRange(subnet: IPNet, range: SubnetRange): boolean {
@@ -77,7 +78,7 @@ export function keySplits(range: SubnetRange, parts: number, minSubnets: number,
   const names: string[] = [];
   for (let i = 0; i < n; i++) {
     const b = first + Math.floor((i * count) / n) * step;
-    names.push(`${b >>> 24}.${(b >>> 16) & 255}.${(b >>> 8) & 255}.${b & 255}-${range.subnetLen}`);
+    names.push(formatSubnetKey({ subnet: new IPNet(4, BigInt(b), range.subnetLen) }));
   }
   names.sort();
   return Array.from({ length: parts - 1 }, (_, k) => names[Math.floor(((k + 1) * n) / parts)]);
