@@ -46,14 +46,21 @@ export interface Applied {
 
 /** Older first: the lease created first holds a subnet two leases claim. */
 function older(a: Lease, b: Lease): boolean {
-  const ra = BigInt(a.createRevision || '0');
-  const rb = BigInt(b.createRevision || '0');
+  const ra = a.createRevision;
+  const rb = b.createRevision;
   return ra !== rb ? ra < rb : a.name < b.name;
 }
 
-/** A subnet's key in the table: a number for IPv4 (a string would be a rope per lease, kept for the table's life). */
+/**
+ * A subnet's key in the table. An IPv4 subnet of /24 or wider is a small
+ * integer (network / 256 * 32 + length, under 2^29), which V8 keeps in the
+ * map's slot itself; a number past 2^31 would be a heap object for each of
+ * 65,536 keys, and a string a rope each, kept for the table's life. Others
+ * (longer IPv4 prefixes, IPv6) are strings, which no number equals.
+ */
 function subnetKey(s: IPNet): number | string {
-  return s.family === 4 ? Number(s.network) * 64 + s.prefixLen : s.toString();
+  if (s.family === 4 && s.prefixLen <= 24) return (Number(s.network) / 256) * 32 + s.prefixLen;
+  return s.toString();
 }
 
 export class PeerTable implements PeerSource {

@@ -78,7 +78,8 @@ export function leaseRow(l: Lease, key: string, ttl: { ttl: number; granted: num
     grantedTTLSeconds: alive ? ttl.granted : null,
     expiresAt: alive ? new Date(now + ttl.ttl * 1000).toISOString() : null,
     expired: !reservation && ttl !== undefined && !alive,
-    modRevision: l.modRevision,
+    // A string, as etcd's JSON gives every int64 (and as weft leases always has).
+    modRevision: String(l.modRevision),
   };
 }
 

@@ -24,18 +24,23 @@ export function bitsOf(family: Family): number {
  * -1 when the text is not one (ipaddr.js then decides).
  */
 export function quadValue(text: string): number {
-  const n = text.length;
+  return quadValueIn(text, 0, text.length);
+}
+
+/** quadValue of text[start, end), read in place (a lease key's address, without its substring). */
+export function quadValueIn(text: string, start: number, end: number): number {
+  const n = end - start;
   if (n < 7 || n > 15) return -1;
   let value = 0;
   let part = 0;
   let digits = 0;
   let dots = 0;
-  for (let i = 0; i <= n; i++) {
-    const c = i < n ? text.charCodeAt(i) : 46;
+  for (let i = start; i <= end; i++) {
+    const c = i < end ? text.charCodeAt(i) : 46;
     if (c === 46) {
       if (digits === 0 || part > 255) return -1;
       value = value * 256 + part;
-      if (i < n && ++dots > 3) return -1;
+      if (i < end && ++dots > 3) return -1;
       part = 0;
       digits = 0;
     } else if (c >= 48 && c <= 57) {
@@ -150,6 +155,17 @@ export class IPNet {
    * that comparing two IPNets does not depend on which was asked.
    */
   #net: bigint | undefined = undefined;
+
+  /**
+   * An IPv4 network from its address as a number, which has no host bits
+   * (the caller has checked): its network is its base, with no BigInt made
+   * to find that out. Every lease key of a list comes this way.
+   */
+  static network4(address: number, prefixLen: number): IPNet {
+    const net = new IPNet(4, BigInt(address), prefixLen);
+    net.#net = net.base;
+    return net;
+  }
 
   /** Parses "10.244.0.0/16" or "fd00::/48"; returns null when malformed. */
   static parse(text: string): IPNet | null {

@@ -2,7 +2,7 @@
 //   key:   10.244.3.0-24   or, dual-stack,   10.244.3.0-24&fd00:10:244:3::-64
 //   value: {"PublicIP":"192.0.2.11","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"…"}}
 // Fields written by others that we do not know are kept when we rewrite our own lease.
-import { IPNet, parseIP, quadValue, type IPAddr } from '../core/ipnet.js';
+import { IPNet, parseIP, quadValue, quadValueIn, type IPAddr } from '../core/ipnet.js';
 import { WeftError } from '../core/errors.js';
 
 // flannel's own pattern (pkg/subnet/subnet.go), anchored at the start as well.
@@ -36,26 +36,29 @@ export function parseSubnetKey(name: string): SubnetKey | null {
  * included, which the pattern then decides.
  */
 function subnetKey4(name: string): IPNet | null {
-  const n = subnetKey4Numbers(name);
-  return n ? new IPNet(4, BigInt(n[0]), n[1]) : null;
+  const packed = subnetKey4Packed(name);
+  return packed < 0 ? null : IPNet.network4(Math.floor(packed / 64), packed % 64);
 }
 
-/** subnetKey4 as [network address, prefix length] numbers. */
-export function subnetKey4Numbers(name: string): [number, number] | null {
+/**
+ * subnetKey4 as one number, network address * 64 + prefix length (exact in
+ * a double), or -1: no tuple, no substring, for each of a list's 65,536 keys.
+ */
+export function subnetKey4Packed(name: string): number {
   const dash = name.indexOf('-');
   const n = name.length;
-  if (dash < 0 || n - dash < 2 || n - dash > 3) return null;
+  if (dash < 0 || n - dash < 2 || n - dash > 3) return -1;
   let len = 0;
   for (let i = dash + 1; i < n; i++) {
     const c = name.charCodeAt(i);
-    if (c < 48 || c > 57) return null;
+    if (c < 48 || c > 57) return -1;
     len = len * 10 + (c - 48);
   }
-  const ip = quadValue(name.slice(0, dash));
-  if (ip < 0 || len > 32) return null;
+  const ip = quadValueIn(name, 0, dash);
+  if (ip < 0 || len > 32) return -1;
   // The host bits, as numbers: a shift by 32 is a shift by 0 in JavaScript.
   const host = len === 0 ? ip : ip % 2 ** (32 - len);
-  return host === 0 ? [ip, len] : null;
+  return host === 0 ? ip * 64 + len : -1;
 }
 
 export function formatSubnetKey(key: SubnetKey): string {
@@ -102,6 +105,8 @@ export function parseLeaseAttrs(text: string): LeaseAttrs {
   const PublicIPv6 = (o.PublicIPv6 as string | null | undefined) ?? null;
   const hasType = o.BackendType !== undefined && o.BackendType !== '';
   const hasData = o.BackendData !== undefined && o.BackendData !== null;
+  // A lease as flannel writes it (every one of a start's 65,536) is kept as parsed: the copy below would be one more object each.
+  if (hasType && hasData && o.PublicIPv6 === null && isFlannelShaped(o)) return o as unknown as LeaseAttrs;
   // Every lease flannel writes has both: one literal keeps them in the object (added later, each lease got a property array).
   const attrs: LeaseAttrs =
     hasType && hasData ? { PublicIP: o.PublicIP, PublicIPv6, BackendType: o.BackendType as string, BackendData: o.BackendData } : { PublicIP: o.PublicIP, PublicIPv6 };
@@ -113,6 +118,16 @@ export function parseLeaseAttrs(text: string): LeaseAttrs {
   for (const k in o) if (!KNOWN.has(k)) unknown = true;
   if (unknown) attrs.extra = Object.fromEntries(Object.entries(o).filter(([k]) => !KNOWN.has(k)));
   return attrs;
+}
+
+/** True when o has exactly PublicIP, PublicIPv6, BackendType and BackendData, in any order (the checks on each are the caller's). */
+function isFlannelShaped(o: Record<string, unknown>): boolean {
+  let n = 0;
+  for (const k in o) {
+    if (k !== 'PublicIP' && k !== 'PublicIPv6' && k !== 'BackendType' && k !== 'BackendData') return false;
+    n++;
+  }
+  return n === 4;
 }
 
 /** Serialises in the field order and omissions of flannel's Go struct (PublicIPv6 always present, null when unset). */
@@ -136,9 +151,14 @@ export interface Lease {
   publicIP: IPAddr;
   /** etcd lease id as a decimal string; "0" for a reservation (no TTL). */
   leaseId: string;
-  modRevision: string;
-  /** The revision the key was created at: of two leases claiming one subnet, the older holds it. */
-  createRevision: string;
+  /**
+   * The etcd revisions the key was last written and created at: of two
+   * leases claiming one subnet, the older holds it. Numbers (exact: a store
+   * reaches 2^53 revisions never), not strings: two strings a lease were
+   * 131,072 objects in a 65,536-lease start.
+   */
+  modRevision: number;
+  createRevision: number;
 }
 
 export function isReservation(lease: Pick<Lease, 'leaseId'>): boolean {

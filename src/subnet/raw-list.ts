@@ -10,7 +10,7 @@
 // (LeaseWatcher.apply, take()), after the lease, while the kernel verifies
 // the dataplane's programs on another thread.
 import { keyBounds, valueBounds, type RawRangePage } from './range-decode.js';
-import { parseSubnetKey, subnetKey4Numbers, type Lease } from './lease.js';
+import { parseSubnetKey, subnetKey4Packed, type Lease } from './lease.js';
 import { addSubnet4, subnets4, type Subnets4 } from './allocator.js';
 import type { IPNet } from '../core/ipnet.js';
 import type { LeaseList, MalformedLease } from './registry.js';
@@ -72,9 +72,9 @@ export class RawLeaseList {
       for (let i = 0; i < p.count; i++) {
         const [s, e] = keyBounds(p, i);
         const name = p.buf.toString('latin1', s + this.prefixBytes, e);
-        const plain = subnetKey4Numbers(name);
-        if (plain) {
-          addSubnet4(v4, plain[0], plain[1]);
+        const plain = subnetKey4Packed(name);
+        if (plain >= 0) {
+          addSubnet4(v4, Math.floor(plain / 64), plain % 64);
           continue;
         }
         const key = parseSubnetKey(name);

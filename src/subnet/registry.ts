@@ -260,8 +260,8 @@ export class EtcdRegistry {
         attrs,
         publicIP,
         leaseId,
-        modRevision: String(modRevision),
-        createRevision: String(createRevision),
+        modRevision: Number(modRevision),
+        createRevision: Number(createRevision),
       };
     } catch (err) {
       if (isWeftError(err)) return notALease(kbuf, ks, ke, `value is not a lease: ${err.message}`, sk.subnet);

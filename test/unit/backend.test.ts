@@ -19,7 +19,7 @@ function backendOf(json: string) {
 
 function lease(subnet: string, value: string): Lease {
   const attrs = parseLeaseAttrs(value);
-  return { name: subnet.replace('/', '-'), subnet: IPNet.parse(subnet)!, attrs, publicIP: IPAddr.v4(attrs.PublicIP), leaseId: '7', modRevision: '1', createRevision: '1' };
+  return { name: subnet.replace('/', '-'), subnet: IPNet.parse(subnet)!, attrs, publicIP: IPAddr.v4(attrs.PublicIP), leaseId: '7', modRevision: 1, createRevision: 1 };
 }
 
 test('vxlan publishes VNI and VtepMAC; MTU is interface - 50 unless Backend.MTU says', () => {

@@ -141,7 +141,7 @@ test('rates: per second since the last read; a counter that went down restarts f
 });
 
 test('lease rows: reservation, live and expired etcd leases, VNI and VtepMAC from BackendData', () => {
-  const base = { name: '10.244.3.0-24', subnet: IPNet.parse('10.244.3.0/24')!, publicIP: addr('192.0.2.11'), modRevision: '9', createRevision: '9' };
+  const base = { name: '10.244.3.0-24', subnet: IPNet.parse('10.244.3.0/24')!, publicIP: addr('192.0.2.11'), modRevision: 9, createRevision: 9 };
   const vx = { PublicIP: '192.0.2.11', PublicIPv6: null, BackendType: 'vxlan', BackendData: { VNI: 1, VtepMAC: '02:00:00:00:01:01' } };
   const now = Date.parse('2030-01-01T00:00:00Z');
   const live = leaseRow({ ...base, attrs: vx, leaseId: '42' }, '/p/subnets/10.244.3.0-24', { ttl: 3600, granted: 86400 }, now);

@@ -18,7 +18,7 @@ const config = parseNetworkConfig('{"Network":"10.244.0.0/16","Backend":{"Type":
 const own = IPNet.v4('10.244.1.0/24');
 const policy = new LeasePolicy({ range: config.ipv4, ownSubnet: () => own, ownAddresses: [IPAddr.v4('192.0.2.11')] });
 
-function lease(name: string, publicIP: string, createRevision = '10'): Lease {
+function lease(name: string, publicIP: string, createRevision = 10): Lease {
   const [ip, len] = name.split('&')[0].split('-');
   return {
     name,
@@ -59,8 +59,8 @@ test('the sanity rule refuses leases the allocator would never hand out, and Pub
 test('two leases for one subnet: the first created keeps it, the newcomer is refused until the first goes', () => {
   const decide = (l: Lease) => ({ subnet: l.subnet, publicIP: l.publicIP, encap: 'vxlan' as const, directRouting: false, vni: 1, vtepMAC: '02:00:00:00:00:01' });
   const t = new PeerTable(decide, policy);
-  const first = lease('10.244.5.0-24', '192.0.2.12', '10');
-  const second = lease('10.244.5.0-24&fd00:1::-64', '192.0.2.66', '20');
+  const first = lease('10.244.5.0-24', '192.0.2.12', 10);
+  const second = lease('10.244.5.0-24&fd00:1::-64', '192.0.2.66', 20);
   let r = t.apply({ type: 'added', lease: first });
   assert.deepEqual(r.changes.map((c) => c.kind), ['upsert']);
   r = t.apply({ type: 'added', lease: second });
@@ -82,7 +82,7 @@ test('two leases for one subnet: the first created keeps it, the newcomer is ref
 test('a renewed lease with the same route changes nothing in the dataplane', () => {
   const decide = (l: Lease) => ({ subnet: l.subnet, publicIP: l.publicIP, encap: 'vxlan' as const, directRouting: false, vni: 1, vtepMAC: '02:00:00:00:00:01' });
   const t = new PeerTable(decide, policy);
-  const a = lease('10.244.5.0-24', '192.0.2.12', '10');
+  const a = lease('10.244.5.0-24', '192.0.2.12', 10);
   t.apply({ type: 'added', lease: a });
   const r = t.apply({ type: 'changed', lease: { ...a, leaseId: '8' }, previous: a });
   assert.deepEqual(r.changes, []);
@@ -94,7 +94,7 @@ test('one lease alone on its subnet: added, moved, refused, back, skipped by the
       ? { subnet: l.subnet, publicIP: l.publicIP, encap: 'vxlan' as const, directRouting: false, vni: 1, vtepMAC: '02:00:00:00:00:01' }
       : { skip: 'not vxlan', reason: 'backend_mismatch' as const };
   const t = new PeerTable(decide, policy);
-  const a = lease('10.244.5.0-24', '192.0.2.12', '10');
+  const a = lease('10.244.5.0-24', '192.0.2.12', 10);
   let last = a;
   const step = (type: 'added' | 'changed' | 'removed', l: Lease): string[] => {
     const e: PeerEvent = type === 'changed' ? { type, lease: l, previous: last } : { type, lease: l };

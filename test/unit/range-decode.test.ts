@@ -151,7 +151,7 @@ test('a raw list chooses from keys alone and decodes only the values that may be
     assert.deepEqual(all.leases.map((l) => l.name), ['10.244.1.0-24', '10.244.2.0-24', '10.244.3.0-24', '10.244.4.0-24', '10.244.6.0-24&fd00:10:244:6::-64']);
     assert.deepEqual(all.malformed.map((m) => m.key), [`${prefix}10.244.5.0-24`, `${prefix}not-a-subnet`]);
     assert.equal(all.leases[2].leaseId, '2');
-    assert.equal(all.leases[2].createRevision, '12');
+    assert.equal(all.leases[2].createRevision, 12);
     // Read in place, each key decodes as a watch event's copy of it does (the watch's path).
     for (const p of pages) for (let i = 0; i < p.count; i++) assert.deepEqual(registry.decodeAt(p, i), registry.decode(keyValueAt(p, i)));
     // What the paged read sizes its next page by: every key's and value's bytes.
