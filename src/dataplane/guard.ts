@@ -36,8 +36,19 @@ function fromAddresses(nl: NetlinkHandle, names: Map<number, string>): Protected
   return out;
 }
 
+/** An IPv4 network as the first and last address it holds, numbers. */
+function span4(net: IPNet): [number, number] {
+  const first = Number(net.network);
+  return [first, first + 2 ** (32 - net.prefixLen) - 1];
+}
+
 export class RouteGuard {
-  constructor(readonly prefixes: Protected[]) {}
+  /** The IPv4 prefixes as address spans: a sync asks for every peer twice, 65,536 peers against each prefix. */
+  private readonly spans4: Array<[number, number, Protected]>;
+
+  constructor(readonly prefixes: Protected[]) {
+    this.spans4 = prefixes.filter((p) => p.net.family === 4).map((p) => [...span4(p.net), p]);
+  }
 
   /**
    * Reads what to protect from the kernel (in the handle's namespace) and
@@ -65,7 +76,12 @@ export class RouteGuard {
 
   /** Why a route to `subnet` would shadow something of the host's, or null. */
   refuse(subnet: IPNet): string | null {
-    const hit = this.prefixes.find((p) => p.net.overlaps(subnet));
+    let hit: Protected | undefined;
+    if (subnet.family === 4) {
+      // Two prefixes overlap exactly when their spans meet (one then holds the other).
+      const [first, last] = span4(subnet);
+      hit = this.spans4.find(([f, l]) => f <= last && first <= l)?.[2];
+    } else hit = this.prefixes.find((p) => p.net.overlaps(subnet));
     return hit ? `a route to ${subnet} would shadow ${hit.what}` : null;
   }
 }

@@ -164,6 +164,13 @@ test('the route guard refuses subnets over the host\'s addresses, connected netw
   assert.match(String(g.refuse(IPNet.v4('192.0.2.0/24'))), /would shadow 192\.0\.2\.11, an address of eth0/);
   assert.match(String(g.refuse(IPNet.v4('198.51.100.0/24'))), /etcd endpoint/);
   assert.match(String(g.refuse(IPNet.v4('0.0.0.0/0'))), /would shadow/);
+  // The edges of a protected network: its neighbours are free, its last address and its halves are not.
+  assert.equal(g.refuse(IPNet.v4('192.0.1.0/24')), null);
+  assert.equal(g.refuse(IPNet.v4('192.0.3.0/24')), null);
+  assert.match(String(g.refuse(IPNet.v4('192.0.2.255/32'))), /would shadow 192\.0\.2\.0\/24, the connected network/);
+  assert.match(String(g.refuse(IPNet.v4('192.0.2.128/25'))), /would shadow 192\.0\.2\.0\/24, the connected network/);
+  assert.equal(g.refuse(IPNet.v4('255.255.255.0/24')), null);
+  assert.match(String(new RouteGuard([{ net: IPNet.v4('0.0.0.0/0'), what: 'everything' }]).refuse(IPNet.v4('255.255.255.255/32'))), /everything/);
 });
 
 test('backoff doubles from the initial delay up to the ceiling, jittered within the upper half, and resets', () => {
