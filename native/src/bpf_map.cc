@@ -11,6 +11,9 @@
 namespace weft {
 using namespace bpfutil;
 
+// The kernel's internal "operation not supported" (include/linux/errno.h), which bpf() returns to user space.
+constexpr int kENOTSUPP = 524;
+
 // mapLookup(fd, key, valueLen, label) -> Buffer | null
 static Napi::Value MapLookup(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -112,6 +115,78 @@ static Napi::Value MapUpdateBatch(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, n);
 }
 
+// The map's entries, walked key by key (bpf_map_get_next_key, then a lookup):
+// for kernels or map types without batch lookups. Appends to keys and values.
+static void WalkEntries(Napi::Env env, int fd, uint32_t keySize, uint32_t valueLen, const std::string& label, std::vector<uint8_t>& keys,
+                        std::vector<uint8_t>& values, size_t& n) {
+  std::vector<uint8_t> cur(keySize ? keySize : 1), next(keySize ? keySize : 1), value(valueLen ? valueLen : 1);
+  const void* prev = nullptr;
+  for (;;) {
+    int ret = bpf_map_get_next_key(fd, prev, next.data());
+    if (ret == -ENOENT) return;
+    if (ret) ThrowErrno(env, "bpf_map_get_next_key(" + label + ")", -ret);
+    cur.swap(next);
+    prev = cur.data();
+    ret = bpf_map_lookup_elem(fd, cur.data(), value.data());
+    if (ret == -ENOENT) continue;  // deleted between the two calls
+    if (ret) ThrowErrno(env, "bpf_map_lookup_elem(" + label + ")", -ret);
+    keys.insert(keys.end(), cur.begin(), cur.begin() + keySize);
+    values.insert(values.end(), value.begin(), value.begin() + valueLen);
+    n++;
+  }
+}
+
+// mapEntriesPacked(fd, keySize, valueLen, label[, chunk]) -> { keys: Buffer, values: Buffer, count, batched }:
+// every entry, keys and values each laid end to end. bpf_map_lookup_batch
+// reads thousands of entries a system call (65,536 peers: two calls a key and
+// a Buffer each through mapKeys and mapLookup were most of a restart's sync);
+// a map type or kernel without it (EINVAL, ENOTSUPP) is walked key by key.
+static Napi::Value MapEntriesPacked(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = ArgInt(info, 0, "fd");
+  uint32_t keySize = ArgU32(info, 1, "keySize");
+  uint32_t valueLen = ArgU32(info, 2, "valueLen");
+  std::string label = ArgLabel(info, 3, "map fd " + std::to_string(fd));
+  // Entries per call (a test asks for a few, to read a small map in several calls).
+  const __u32 chunk = info.Length() > 4 && info[4].IsNumber() ? ArgU32(info, 4, "chunk") : 4096;
+  if (chunk == 0) ThrowErrno(env, "mapEntriesPacked(" + label + "): chunk 0", EINVAL);
+  std::vector<uint8_t> keys, values;
+  size_t n = 0;
+  bool batched = true;
+  // The batch token: the last key for most map types, a bucket number (4 bytes) for hash maps.
+  size_t tokenSize = keySize > 8 ? keySize : 8;
+  std::vector<uint8_t> token(tokenSize), nextToken(tokenSize);
+  void* in = nullptr;
+  LIBBPF_OPTS(bpf_map_batch_opts, opts);
+  for (;;) {
+    keys.resize((n + chunk) * keySize);
+    values.resize((n + chunk) * valueLen);
+    __u32 got = chunk;
+    int ret = bpf_map_lookup_batch(fd, in, nextToken.data(), keys.data() + n * keySize, values.data() + n * valueLen, &got, &opts);
+    if (ret && ret != -ENOENT) {
+      if (in == nullptr && (ret == -EINVAL || ret == -kENOTSUPP || ret == -EOPNOTSUPP)) {
+        n = 0;
+        keys.clear();
+        values.clear();
+        batched = false;
+        WalkEntries(env, fd, keySize, valueLen, label, keys, values, n);
+        break;
+      }
+      ThrowErrno(env, "bpf_map_lookup_batch(" + label + ")", -ret);
+    }
+    n += got;
+    if (ret == -ENOENT) break;
+    token.swap(nextToken);
+    in = token.data();
+  }
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("keys", Napi::Buffer<uint8_t>::Copy(env, keys.data(), n * keySize));
+  out.Set("values", Napi::Buffer<uint8_t>::Copy(env, values.data(), n * valueLen));
+  out.Set("count", Napi::Number::New(env, static_cast<double>(n)));
+  out.Set("batched", Napi::Boolean::New(env, batched));
+  return out;
+}
+
 Napi::Object InitBpfMap(Napi::Env env, Napi::Object exports) {
   exports.Set("mapLookup", Napi::Function::New(env, MapLookup, "mapLookup"));
   exports.Set("mapPresentUntil", Napi::Function::New(env, MapPresentUntil, "mapPresentUntil"));
@@ -119,6 +194,7 @@ Napi::Object InitBpfMap(Napi::Env env, Napi::Object exports) {
   exports.Set("mapDelete", Napi::Function::New(env, MapDelete, "mapDelete"));
   exports.Set("mapKeys", Napi::Function::New(env, MapKeys, "mapKeys"));
   exports.Set("mapUpdateBatch", Napi::Function::New(env, MapUpdateBatch, "mapUpdateBatch"));
+  exports.Set("mapEntriesPacked", Napi::Function::New(env, MapEntriesPacked, "mapEntriesPacked"));
   return exports;
 }
 

@@ -69,6 +69,15 @@ export interface RawObject {
   close(): void;
 }
 
+/** A map's entries laid end to end: entry i's key at i * keySize of keys, its value at i * value length of values. */
+export interface PackedEntries {
+  keys: Buffer;
+  values: Buffer;
+  count: number;
+  /** Read with bpf_map_lookup_batch (false: walked key by key, the map type or kernel has no batch lookup). */
+  batched: boolean;
+}
+
 export interface RawBpf {
   libbpfVersion(): string;
   enableRunStats(): number;
@@ -90,6 +99,7 @@ export interface RawBpf {
   mapDelete(fd: number, key: Buffer, label: string): boolean;
   mapKeys(fd: number, keySize: number, label: string): Buffer[];
   mapUpdateBatch(fd: number, keys: Buffer, values: Buffer, count: number, flags: number, label: string): number;
+  mapEntriesPacked(fd: number, keySize: number, valueLen: number, label: string, chunk?: number): PackedEntries;
   tcHookCreate(ifindex: number): boolean;
   tcHookDestroy(ifindex: number): void;
   tcAttach(ifindex: number, hook: TcHook, progFd: number, handle: number, priority: number, replace: boolean): number;

@@ -219,6 +219,52 @@ test('updateBatch: one syscall where the kernel has it, per-key where it says EN
   assert.throws(() => hash.updateBatch([u32(1), Buffer.alloc(2)], [u64(1n), u64(2n)]), { name: 'TypeError', message: /key is 2 bytes/ });
 });
 
+test('entriesPacked: every entry in two buffers, in batches where the kernel has them, walked where not', (t) => {
+  const obj = BpfObject.load(MAPS_O);
+  t.after(() => obj.close());
+  /** Entry i of a packed read as [key hex, value hex]. */
+  const pairs = (m: BpfMap, chunk?: number): { pairs: Array<[string, string]>; batched: boolean } => {
+    const e = m.entriesPacked(chunk);
+    assert.equal(e.keys.length, e.count * m.keySize);
+    assert.equal(e.values.length, e.count * m.valueLength);
+    const out: Array<[string, string]> = [];
+    for (let i = 0; i < e.count; i++)
+      out.push([e.keys.subarray(i * m.keySize, (i + 1) * m.keySize).toString('hex'), e.values.subarray(i * m.valueLength, (i + 1) * m.valueLength).toString('hex')]);
+    return { pairs: out.sort(), batched: e.batched };
+  };
+  const entries = (m: BpfMap): Array<[string, string]> => m.entries().map(([k, v]): [string, string] => [k.toString('hex'), v.toString('hex')]).sort();
+
+  const lpm = obj.map('fx_lpm');
+  assert.deepEqual(pairs(lpm).pairs, [], 'an empty map');
+  const cidrs = Array.from({ length: 10 }, (_, i) => `10.244.${i}.0/24`).concat('10.244.0.0/16');
+  lpm.updateBatch(cidrs.map(lpmKey), cidrs.map((_, i) => peer(i, [0, 0, 0, 0, 0, i])));
+  // Three entries a call: four calls, the last one short, each resuming after the previous one's last key.
+  const small = pairs(lpm, 3);
+  t.diagnostic(`LPM trie lookup batch on this kernel: ${small.batched}`);
+  assert.equal(small.pairs.length, 11);
+  assert.deepEqual(small.pairs, entries(lpm));
+  assert.deepEqual(pairs(lpm).pairs, entries(lpm), 'in one call');
+  assert.deepEqual(pairs(lpm, 11).pairs, entries(lpm), 'a chunk the size of the map');
+
+  const hash = obj.map('fx_hash');
+  hash.updateBatch([1, 2, 3, 4, 5].map(u32), [10n, 20n, 30n, 40n, 50n].map(u64));
+  assert.deepEqual(pairs(hash, 2).pairs, entries(hash));
+
+  const percpu = obj.map('fx_percpu');
+  const v = Buffer.alloc(percpu.valueLength);
+  for (let cpu = 0; cpu < numPossibleCpus(); cpu++) v.writeUInt32LE(7 + cpu, cpu * 16);
+  percpu.update(u32(2), v);
+  assert.deepEqual(pairs(percpu).pairs, entries(percpu), 'per-CPU values, every CPU\'s slot');
+
+  // A device map has no batch lookup: walked key by key, the same entries.
+  const devmap = obj.map('fx_devmap');
+  devmap.update(u32(1), u32(1));
+  const walked = pairs(devmap);
+  assert.equal(walked.batched, false);
+  assert.deepEqual(walked.pairs, entries(devmap));
+  assert.throws(() => lpm.entriesPacked(0), /chunk 0/);
+});
+
 test('testRun: sched_cls verdicts, packet rewrite, ctx and per-CPU counters', (t) => {
   const obj = BpfObject.load(MAPS_O);
   t.after(() => obj.close());

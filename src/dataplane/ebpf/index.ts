@@ -208,18 +208,20 @@ export class EbpfDataplane implements Dataplane {
 
   async syncPeers(): Promise<void> {
     const want = this.desired();
-    const have = new Map<number, [Buffer, Buffer]>();
-    for (const [k, v] of this.m.peers.entries()) have.set(lpmKeyId(k, 0), [k, v]);
+    // What the kernel holds, read in a few calls: entry j of the read, by its key.
+    const held = this.m.peers.entriesPacked();
+    const have = new Map<number, number>();
+    for (let j = 0; j < held.count; j++) have.set(lpmKeyId(held.keys, j * LPM_KEY_SIZE), j);
     let added = 0;
     let changed = 0;
     const write: number[] = [];
     for (let i = 0; i < want.count; i++) {
       const id = lpmKeyId(want.keys, i * LPM_KEY_SIZE);
-      const cur = have.get(id);
+      const j = have.get(id);
       // What is left in `have` afterwards is what no peer wants.
-      if (cur) have.delete(id);
-      if (cur && cur[1].compare(want.values, i * PEER_SIZE, (i + 1) * PEER_SIZE) === 0) continue;
-      if (cur) changed++;
+      if (j !== undefined) have.delete(id);
+      if (j !== undefined && held.values.compare(want.values, i * PEER_SIZE, (i + 1) * PEER_SIZE, j * PEER_SIZE, (j + 1) * PEER_SIZE) === 0) continue;
+      if (j !== undefined) changed++;
       else added++;
       write.push(i);
     }
@@ -233,7 +235,7 @@ export class EbpfDataplane implements Dataplane {
       });
       this.m.peers.updatePacked(keys, values, write.length);
     }
-    for (const [key] of have.values()) this.m.peers.delete(key);
+    for (const j of have.values()) this.m.peers.delete(held.keys.subarray(j * LPM_KEY_SIZE, (j + 1) * LPM_KEY_SIZE));
     this.syncNeighbours();
     this.log.info({ peers: want.count - 1, added, changed, removed: have.size }, 'peer map synchronised');
   }
