@@ -8,7 +8,7 @@ import { Backoff } from '../core/backoff.js';
 import { WeftError, isWeftError, messageOf } from '../core/errors.js';
 import { IPAddr } from '../core/ipnet.js';
 import { RateLimiter, type Logger } from '../core/log.js';
-import { describePeer, type LocalNetwork } from '../core/model.js';
+import { describePeer, type LocalNetwork, type PeerRoute } from '../core/model.js';
 import { weftVersion } from '../core/version.js';
 import type { Dataplane } from '../dataplane/types.js';
 import { Firewall, type FamilyNetwork, type FirewallOptions } from '../firewall/firewall.js';
@@ -27,7 +27,7 @@ import { refuseNetworkConflict } from './host-check.js';
 import type { IfaceSnapshot, SelectedInterface } from './iface.js';
 import { LeasePolicy } from './lease-policy.js';
 import type { Notifier } from './notify.js';
-import { PeerTable, type Peer } from './peers.js';
+import { PeerTable, type Peer, type PeerChange } from './peers.js';
 import { StatusServer } from './status.js';
 import { previousSubnets, writeSubnetEnv } from './subnet-env.js';
 
@@ -81,6 +81,13 @@ export class Agent {
   private stopping = false;
   private readonly limiter = new RateLimiter(30_000);
   private peersSynced = false;
+  /**
+   * While the first list is applied and the dataplane takes peers in batches
+   * (addPeers): the table's changes not yet handed to it, and whether a flush
+   * is due (see flushEarly). Undefined before and after.
+   */
+  private early: PeerChange[] | undefined;
+  private earlyDue = false;
   /** Why the last etcd call failed, until one succeeds. */
   private etcdError: string | undefined;
   private configFollower: ConfigFollower | undefined;
@@ -276,8 +283,9 @@ export class Agent {
     this.dataplane = dataplane;
     this.dataplaneReason = reason;
     // The dataplane starts first: its start waits on the kernel's verifier, on another thread, while the peers
-    // are listed into the table here (in slices, see LeaseWatcher.apply). Until peersSynced the peers go only to
-    // the table; the dataplane hears of them in one sync once all are done.
+    // are listed into the table here (in slices, see LeaseWatcher.apply). Until the dataplane runs and the host
+    // is ready for pods, the peers go only to the table; then (a dataplane with addPeers) those in it and each
+    // slice's as it is applied go in batches, else all in the one sync after the list.
     // The firewall's rules go in meanwhile too (iptables runs in processes of its own); subnet.env waits for both.
     const started = dataplane ? this.startDataplane(dataplane, local, peers) : Promise.resolve();
     const walled = this.startFirewall(config, own);
@@ -301,8 +309,18 @@ export class Agent {
     this.log.info({ file: this.opts.subnetFile, subnet: own.subnet.toString(), mtu }, 'wrote subnet.env');
 
     this.opts.notify?.status(`listing and programming the peers of ${own.subnet}`);
+    if (dataplane?.addPeers) {
+      // At 65,536 leases the list is still being applied: the peers decided so far are programmed now, the rest a
+      // slice at a time, so that the last is in the map once the list is (the sync below then changes nothing),
+      // not after one more pass over all of them.
+      this.early = [];
+      for (const route of peers.routes()) this.early.push({ kind: 'upsert', route });
+      this.flushEarly();
+    }
     await listed;
     if (this.stopping) throw new Stopping();
+    this.flushEarly();
+    this.early = undefined;
     // The watch covers the config from the list's revision on; a change between our read and then is caught here.
     const now = await this.withEtcd('read the network config', () => this.registry.getConfig());
     this.onConfigChange({ text: now.text, revision: now.revision });
@@ -359,11 +377,53 @@ export class Agent {
       // Another lease's peer routed by this event took over a subnet whose holder went: for the dataplane it is new.
       else if (peer.route && this.peersSynced) this.log.info(describePeer(peer.route), peer.lease === e.lease && e.type === 'changed' ? 'peer changed' : 'peer added');
     }
-    if (!this.peersSynced) return; // the initial list is programmed in one syncPeers
+    if (!this.peersSynced) {
+      // The initial list: in batches while it is applied (flushEarly), else in the one syncPeers after it.
+      if (!this.early) return;
+      for (const change of changes) if (change.kind !== 'none') this.early.push(change);
+      if (!this.earlyDue && this.early.length > 0) {
+        this.earlyDue = true;
+        // After the slice being applied: the list yields to the event loop between slices.
+        setImmediate(() => {
+          this.earlyDue = false;
+          this.flushEarly();
+        });
+      }
+      return;
+    }
     for (const change of changes) {
       if (change.kind === 'upsert') void this.enqueue('upsert', (dp) => dp.upsertPeer(change.route, change.previous));
       else if (change.kind === 'remove') void this.enqueue('remove', (dp) => dp.removePeer(change.route));
     }
+  }
+
+  /**
+   * Hands the dataplane the initial list's changes gathered so far, in their
+   * order: runs of new peers as one addPeers batch each, anything else (a
+   * subnet's holder replaced, say) one by one, as after the list. Queued
+   * behind whatever the dataplane is doing, like every change.
+   */
+  private flushEarly(): void {
+    const changes = this.early;
+    if (!changes || changes.length === 0) return;
+    this.early = [];
+    let batch: PeerRoute[] = [];
+    const send = (): void => {
+      if (batch.length === 0) return;
+      const routes = batch;
+      batch = [];
+      void this.enqueue('batch', (dp) => dp.addPeers!(routes));
+    };
+    for (const change of changes) {
+      if (change.kind === 'upsert' && !change.previous) {
+        batch.push(change.route);
+        continue;
+      }
+      send();
+      if (change.kind === 'upsert') void this.enqueue('upsert', (dp) => dp.upsertPeer(change.route, change.previous));
+      else if (change.kind === 'remove') void this.enqueue('remove', (dp) => dp.removePeer(change.route));
+    }
+    send();
   }
 
   private reportSkipped(p: Peer): void {

@@ -94,6 +94,7 @@ export class RouteGuard {
  */
 export class GuardedDataplane implements Dataplane {
   readonly kind: Dataplane['kind'];
+  readonly addPeers?: (routes: PeerRoute[]) => Promise<void>;
   private guard = new RouteGuard([]);
   private local: LocalNetwork | undefined;
   private readonly logged = new Set<string>();
@@ -111,6 +112,9 @@ export class GuardedDataplane implements Dataplane {
     },
   ) {
     this.kind = inner.kind;
+    // Only where the inner dataplane has it: the agent asks whether it may batch by its presence.
+    const add = inner.addPeers?.bind(inner);
+    if (add) this.addPeers = (routes) => add(routes.filter((r) => !this.refused(r)));
   }
 
   private refused(p: PeerRoute): boolean {

@@ -32,6 +32,12 @@ export interface Dataplane {
   start(local: LocalNetwork, peers: PeerSource): Promise<void>;
   /** Makes the kernel hold exactly the source's peers (differences only). */
   syncPeers(): Promise<void>;
+  /**
+   * Peers new to the dataplane, many at once, each as upsertPeer would write
+   * it: the agent's first list, a slice at a time while it is applied. A
+   * dataplane without it (netlink) hears of that list in its first sync.
+   */
+  addPeers?(routes: PeerRoute[]): Promise<void>;
   /** One peer added or changed; `previous` is the route it replaces, if any. */
   upsertPeer(route: PeerRoute, previous?: PeerRoute): Promise<void>;
   /** One peer gone (the source no longer holds it). */

@@ -29,7 +29,7 @@ export interface MetricsSource {
 }
 
 /** The agent's operations on the dataplane, timed: the full sync after the initial list, and one peer at a time after it. */
-export type SyncOp = 'full' | 'upsert' | 'remove';
+export type SyncOp = 'full' | 'batch' | 'upsert' | 'remove';
 
 const BACKENDS = new Set(['vxlan', 'host-gw', 'ipip', 'udp']);
 /** A peer's backend as a label: a lease may name anything, the label only what weft knows. */
@@ -87,7 +87,7 @@ export class AgentMetrics {
     this.dataplanePeers = gauge('weft_dataplane_peers', 'Peer subnets the kernel holds (weft_peers map entries, or netlink routes); absent while not known.');
     this.syncDuration = new Histogram({
       name: 'weft_dataplane_sync_duration_seconds',
-      help: 'Time to apply the peers to the dataplane: the full sync after the initial list, then each peer upserted or removed.',
+      help: 'Time to apply the peers to the dataplane: batches of the initial list while it is applied (eBPF), the full sync after it, then each peer upserted or removed.',
       labelNames: ['op'],
       buckets: [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30],
       registers,
@@ -107,7 +107,7 @@ export class AgentMetrics {
 
     // Series that exist from the start show 0 rather than nothing: rate() needs the zero, and the count of series stays put.
     for (const kind of ETCD_ERROR_KINDS) this.etcdErrors.inc({ kind }, 0);
-    for (const op of ['full', 'upsert', 'remove'] as const) {
+    for (const op of ['full', 'batch', 'upsert', 'remove'] as const) {
       this.syncErrors.inc({ op }, 0);
       this.syncDuration.zero({ op });
     }

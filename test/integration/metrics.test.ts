@@ -84,6 +84,11 @@ test('the agent\'s state: lease, peers, etcd, dataplane, Node\'s process metrics
   assert.equal(await prom.value(`weft_dataplane_info{${on},dataplane="ebpf",requested="ebpf"}`), 1);
   assert.equal(await prom.value(`weft_dataplane_peers{${on}}`), 2);
   assert.ok((await prom.value(`weft_dataplane_sync_duration_seconds_count{${on},op="full"}`))! >= 1, 'the initial full sync was timed');
+  // h2 started after h1: h1's lease was in its first list, programmed in a batch while the list was applied,
+  // so the sync after the list found it in place and added only h2's own subnet's entry (not a peer's).
+  assert.ok((await prom.value(`weft_dataplane_sync_duration_seconds_count{instance="${i2}",op="batch"}`))! >= 1, "h2's first list went to its map in a batch");
+  const synced = h2.agent!.lines.find((l) => l.msg === 'peer map synchronised');
+  assert.deepEqual([synced?.peers, synced?.added, synced?.changed], [1, 1, 0], 'the sync after the list found h1 in place (2 added: it did not)');
   assert.equal(await prom.value(`sum(weft_etcd_request_errors_total{${on}})`), 0);
   assert.ok((await prom.value(`process_resident_memory_bytes{${on}}`))! > 10e6, "Node's default metrics");
   assert.ok((await prom.value(`nodejs_heap_size_used_bytes{${on}}`))! > 0);

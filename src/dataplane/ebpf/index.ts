@@ -240,6 +240,23 @@ export class EbpfDataplane implements Dataplane {
     this.log.info({ peers: want.count - 1, added, changed, removed: have.size }, 'peer map synchronised');
   }
 
+  /**
+   * Peers new to the map, written in one batch: the agent's first list, a
+   * slice at a time while it is applied (the sync after it then finds them
+   * in place). Each entry is what upsertPeer writes.
+   */
+  async addPeers(routes: PeerRoute[]): Promise<void> {
+    if (routes.length === 0) return;
+    const keys = Buffer.alloc(routes.length * LPM_KEY_SIZE);
+    const values = Buffer.alloc(routes.length * PEER_SIZE);
+    routes.forEach((r, i) => {
+      writeLpmKey(keys, i * LPM_KEY_SIZE, r.subnet);
+      writePeer(values, i * PEER_SIZE, r);
+    });
+    this.m.peers.updatePacked(keys, values, routes.length);
+    this.addNeighbours(routes);
+  }
+
   async upsertPeer(route: PeerRoute, previous?: PeerRoute): Promise<void> {
     this.m.peers.update(encodeLpmKey(route.subnet), encodePeer(route));
     if (isDirect(route) || (previous && isDirect(previous))) this.syncNeighbours();
@@ -265,7 +282,21 @@ export class EbpfDataplane implements Dataplane {
       nl.neighDel({ index, ip });
       this.managed.delete(ip);
     }
-    for (const ip of wanted) {
+    this.manage(wanted);
+  }
+
+  /** syncNeighbours for peers just added: their managed neighbours, without a pass over every peer. */
+  private addNeighbours(routes: PeerRoute[]): void {
+    const direct = new Set<string>();
+    for (const r of routes) if (isDirect(r)) direct.add(r.publicIP.toString());
+    if (direct.size > 0) this.manage(direct);
+  }
+
+  /** Managed neighbour entries for these direct peers' addresses, those not yet made. */
+  private manage(ips: Iterable<string>): void {
+    const nl = this.nl!;
+    const index = this.local!.iface.index;
+    for (const ip of ips) {
       if (this.managed.has(ip)) continue;
       try {
         nl.neighReplace({ index, ip, managed: true });
