@@ -311,8 +311,8 @@ export class Agent {
     this.opts.notify?.status(`listing and programming the peers of ${own.subnet}`);
     if (dataplane?.addPeers) {
       // At 65,536 leases the list is still being applied: the peers decided so far are programmed now, the rest a
-      // slice at a time, so that the last is in the map once the list is (the sync below then changes nothing),
-      // not after one more pass over all of them.
+      // slice at a time, so that the last is in the map once the list is (the sync below then finds them in place
+      // and adds our own subnet's entry), not after one more pass over all of them.
       this.early = [];
       for (const route of peers.routes()) this.early.push({ kind: 'upsert', route });
       this.flushEarly();

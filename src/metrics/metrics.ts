@@ -28,7 +28,7 @@ export interface MetricsSource {
   dataplaneStatus(): Promise<DataplaneStatus | null>;
 }
 
-/** The agent's operations on the dataplane, timed: the full sync after the initial list, and one peer at a time after it. */
+/** The agent's operations on the dataplane, timed: batches of the initial list's peers while it is applied, the full sync after it, and one peer at a time after that. */
 export type SyncOp = 'full' | 'batch' | 'upsert' | 'remove';
 
 const BACKENDS = new Set(['vxlan', 'host-gw', 'ipip', 'udp']);
