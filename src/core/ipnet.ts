@@ -282,4 +282,10 @@ export function specialUse(ip: IPAddr): string | null {
   return null;
 }
 
-const SPECIAL_IPV4_NUMBERS: ReadonlyArray<readonly [number, number, string]> = SPECIAL_IPV4.map(([net, what]) => [Number(net.network), Number(net.network) + Number(net.size) - 1, what] as const);
+/** An IPv4 network as numbers: its first and last address. Two networks overlap exactly when their spans meet. */
+export function span4(net: IPNet): [number, number] {
+  const first = Number(net.network);
+  return [first, first + 2 ** (32 - net.prefixLen) - 1];
+}
+
+const SPECIAL_IPV4_NUMBERS: ReadonlyArray<readonly [number, number, string]> = SPECIAL_IPV4.map(([net, what]) => [...span4(net), what] as const);

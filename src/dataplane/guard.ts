@@ -6,7 +6,7 @@
 // a route that cuts the host off (a peer route named after the underlay's
 // subnet replaces the kernel's connected route; one over the etcd server's
 // address sends the agent's own etcd traffic into the tunnel).
-import { IPAddr, IPNet } from '../core/ipnet.js';
+import { IPAddr, IPNet, span4 } from '../core/ipnet.js';
 import type { Logger } from '../core/log.js';
 import type { LocalNetwork, PeerRoute } from '../core/model.js';
 import { NetlinkHandle, type Route } from '../native/netlink.js';
@@ -34,12 +34,6 @@ function fromAddresses(nl: NetlinkHandle, names: Map<number, string>): Protected
     }
   }
   return out;
-}
-
-/** An IPv4 network as the first and last address it holds, numbers. */
-function span4(net: IPNet): [number, number] {
-  const first = Number(net.network);
-  return [first, first + 2 ** (32 - net.prefixLen) - 1];
 }
 
 export class RouteGuard {
