@@ -391,10 +391,13 @@ export class Agent {
       }
       return;
     }
-    for (const change of changes) {
-      if (change.kind === 'upsert') void this.enqueue('upsert', (dp) => dp.upsertPeer(change.route, change.previous));
-      else if (change.kind === 'remove') void this.enqueue('remove', (dp) => dp.removePeer(change.route));
-    }
+    for (const change of changes) this.forward(change);
+  }
+
+  /** One change to the dataplane, queued behind what it is doing. */
+  private forward(change: PeerChange): void {
+    if (change.kind === 'upsert') void this.enqueue('upsert', (dp) => dp.upsertPeer(change.route, change.previous));
+    else if (change.kind === 'remove') void this.enqueue('remove', (dp) => dp.removePeer(change.route));
   }
 
   /**
@@ -420,8 +423,7 @@ export class Agent {
         continue;
       }
       send();
-      if (change.kind === 'upsert') void this.enqueue('upsert', (dp) => dp.upsertPeer(change.route, change.previous));
-      else if (change.kind === 'remove') void this.enqueue('remove', (dp) => dp.removePeer(change.route));
+      this.forward(change);
     }
     send();
   }

@@ -69,6 +69,23 @@ export function vxlanPushWanted(local: LocalNetwork, o: Pick<EbpfOptions, 'vxlan
   return local.backend === 'vxlan' && !local.vxlan?.gbp && o.vxlanPush;
 }
 
+/**
+ * Peer routes as weft_peers' keys and values laid end to end, as a batch
+ * takes them (one allocation each for 65,536 entries), after `lead` entries
+ * left for the caller to fill.
+ */
+function packPeers(routes: PeerRoute[], lead = 0): { keys: Buffer; values: Buffer; count: number } {
+  const count = routes.length + lead;
+  const keys = Buffer.alloc(count * LPM_KEY_SIZE);
+  const values = Buffer.alloc(count * PEER_SIZE);
+  for (let i = lead; i < count; i++) {
+    const r = routes[i - lead];
+    writeLpmKey(keys, i * LPM_KEY_SIZE, r.subnet);
+    writePeer(values, i * PEER_SIZE, r);
+  }
+  return { keys, values, count };
+}
+
 export class EbpfDataplane implements Dataplane {
   readonly kind = 'ebpf' as const;
   private nl: NetlinkHandle | undefined;
@@ -192,18 +209,10 @@ export class EbpfDataplane implements Dataplane {
   private desired(): { keys: Buffer; values: Buffer; count: number } {
     const routes: PeerRoute[] = [];
     for (const r of this.peers!.routes()) routes.push(r);
-    const count = routes.length + 1;
-    // Packed as the batch takes them: one allocation each for 65,536 entries.
-    const keys = Buffer.alloc(count * LPM_KEY_SIZE);
-    const values = Buffer.alloc(count * PEER_SIZE);
-    writeLpmKey(keys, 0, this.local!.subnet);
-    writeLocalPeer(values, 0, this.local!.publicIP);
-    for (let i = 1; i < count; i++) {
-      const r = routes[i - 1];
-      writeLpmKey(keys, i * LPM_KEY_SIZE, r.subnet);
-      writePeer(values, i * PEER_SIZE, r);
-    }
-    return { keys, values, count };
+    const want = packPeers(routes, 1);
+    writeLpmKey(want.keys, 0, this.local!.subnet);
+    writeLocalPeer(want.values, 0, this.local!.publicIP);
+    return want;
   }
 
   async syncPeers(): Promise<void> {
@@ -247,13 +256,8 @@ export class EbpfDataplane implements Dataplane {
    */
   async addPeers(routes: PeerRoute[]): Promise<void> {
     if (routes.length === 0) return;
-    const keys = Buffer.alloc(routes.length * LPM_KEY_SIZE);
-    const values = Buffer.alloc(routes.length * PEER_SIZE);
-    routes.forEach((r, i) => {
-      writeLpmKey(keys, i * LPM_KEY_SIZE, r.subnet);
-      writePeer(values, i * PEER_SIZE, r);
-    });
-    this.m.peers.updatePacked(keys, values, routes.length);
+    const { keys, values, count } = packPeers(routes);
+    this.m.peers.updatePacked(keys, values, count);
     this.addNeighbours(routes);
   }
 
