@@ -22,9 +22,9 @@
 // is listed in build/cli-bundle.json (esbuild's metafile), which
 // test/unit/cli-startup.test.ts reads.
 //
-// The agent's runner gets a bundle of its own, dist/cli/agent-run.cjs, with
-// every package it imports: an agent's start is time no peer is programmed
-// (see the end of this file).
+// The agent's runner and `weft leases`' get bundles of their own,
+// dist/cli/agent-run.cjs and leases-run.cjs, with every package they import:
+// an agent's start is time no peer is programmed (see the end of this file).
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import { builtinModules, createRequire } from 'node:module';
@@ -215,15 +215,16 @@ fs.writeFileSync(path.join(root, 'build', 'cli-bundle.json'), JSON.stringify(res
 /**
  * The agent's runner and everything it imports, etcd3, gRPC, protobufjs and
  * pino included, as one CommonJS file: dist/cli/agent-run.cjs, which
- * src/cli/agent.ts loads with require(). Node 20 spent 0.5 to 0.9 s of every
+ * src/cli/runner.ts loads with require(). Node 20 spent 0.5 to 0.9 s of every
  * agent start resolving, reading and compiling some 300 files of them, the
  * ES module loader's part alone about 200 ms. require(), not import(): an
  * import() of a CommonJS file first scans all of it for its exports (300 ms
  * of these 1.8 MB). tsc's dist/cli/agent-run.js stays, for a tree built
  * without this step. core/errors.js stays outside, as in the CLI's bundle.
+ * `weft leases` (leases-run) is bundled the same way: with 65,536 leases it
+ * has 3 s, and loading its modules one by one was 400 ms of them.
  */
-const agentEntry = path.join(dist, 'cli', 'agent-run.js');
-const AGENT_BUNDLE = path.join(dist, 'cli', 'agent-run.cjs');
+const RUNNER_BUNDLES = ['agent-run', 'leases-run'];
 
 const sharedOutside = {
   name: 'shared-outside',
@@ -231,7 +232,7 @@ const sharedOutside = {
     build.onResolve({ filter: /^\./ }, (a) => {
       const file = path.resolve(a.resolveDir, a.path);
       if (!shared.has(file)) return undefined;
-      return { path: `./${path.relative(path.dirname(AGENT_BUNDLE), file)}`, external: true };
+      return { path: `./${path.relative(path.join(dist, 'cli'), file)}`, external: true };
     });
   },
 };
@@ -258,18 +259,20 @@ const etcdSchema = {
   },
 };
 
-const agent = await esbuild.build({
-  entryPoints: [agentEntry],
-  outfile: AGENT_BUNDLE,
-  bundle: true,
-  platform: 'node',
-  format: 'cjs',
-  target: 'node20',
-  sourcemap: true,
-  // import.meta.url of each module as the CLI's bundle makes it, from dist/ (this file's parent).
-  banner: { js: `// weft's agent bundle (packaging/bundle-cli.mjs)\nconst __weftModuleUrl = ((dir) => (rel) => require('node:url').pathToFileURL(require('node:path').join(dir, rel)).href)(require('node:path').dirname(__dirname));` },
-  metafile: true,
-  plugins: [sharedOutside, etcdSchema, ownMetaUrl],
-  logLevel: 'warning',
-});
-fs.writeFileSync(path.join(root, 'build', 'agent-bundle.json'), JSON.stringify(agent.metafile, null, 1) + '\n');
+for (const name of RUNNER_BUNDLES) {
+  const bundled = await esbuild.build({
+    entryPoints: [path.join(dist, 'cli', `${name}.js`)],
+    outfile: path.join(dist, 'cli', `${name}.cjs`),
+    bundle: true,
+    platform: 'node',
+    format: 'cjs',
+    target: 'node20',
+    sourcemap: true,
+    // import.meta.url of each module as the CLI's bundle makes it, from dist/ (this file's parent).
+    banner: { js: `// weft's ${name} bundle (packaging/bundle-cli.mjs)\nconst __weftModuleUrl = ((dir) => (rel) => require('node:url').pathToFileURL(require('node:path').join(dir, rel)).href)(require('node:path').dirname(__dirname));` },
+    metafile: true,
+    plugins: [sharedOutside, etcdSchema, ownMetaUrl],
+    logLevel: 'warning',
+  });
+  fs.writeFileSync(path.join(root, 'build', `${name.replace('-run', '')}-bundle.json`), JSON.stringify(bundled.metafile, null, 1) + '\n');
+}

@@ -1,10 +1,8 @@
 // `weft agent`: the per-host daemon, with flanneld's flags. This module is the
 // command's definition only; what the agent needs loads when it runs (agent-run.ts).
-import fs from 'node:fs';
-import { createRequire } from 'node:module';
-import { fileURLToPath } from 'node:url';
 import type { Argv, CommandModule, Options } from 'yargs';
 import type { DataplaneChoice } from '../agent/dataplane.js';
+import { loadRunner } from './runner.js';
 import { etcdOptions, pinDirOption, statusSocketOption, withOptions, type EtcdArgs } from './options.js';
 
 export interface AgentArgs extends EtcdArgs {
@@ -79,25 +77,12 @@ export const agentFlags: Record<string, Options> = { ...etcdOptions, ...pinDirOp
 /** The flags FLANNELD_<FLAG> variables may set for `weft agent`. */
 export const agentEnvFlags = Object.keys(agentFlags);
 
-type Runner = typeof import('./agent-run.js');
-
-/**
- * The runner from its bundle, dist/cli/agent-run.cjs (packaging/bundle-cli.mjs:
- * half a second less of every start), else tsc's module. require(): import()
- * of CommonJS would first scan the whole bundle for its exports.
- */
-async function loadRunner(): Promise<Runner> {
-  const bundle = new URL('./agent-run.cjs', import.meta.url);
-  if (fs.existsSync(bundle)) return createRequire(import.meta.url)(fileURLToPath(bundle)) as Runner;
-  return import('./agent-run.js');
-}
-
 export const agentCommand: CommandModule<object, AgentArgs> = {
   command: 'agent',
   describe: 'run the per-host agent: lease a subnet, write subnet.env, program the dataplane',
   builder: (y: Argv) =>
     withOptions(y, etcdOptions, pinDirOption, agentOptions, statusSocketOption, flanneldOnlyOptions) as unknown as Argv<AgentArgs>,
   handler: async (a) => {
-    return (await loadRunner()).runAgent(a);
+    return (await loadRunner('agent-run', () => import('./agent-run.js'))).runAgent(a);
   },
 };

@@ -1,7 +1,8 @@
 // `weft leases`: the subnet leases in etcd under the prefix, from any machine
 // that can reach etcd, with the TTL each has left. The definition only;
-// leases-run.ts (and etcd) load when it runs.
+// leases-run.ts (and etcd) load when it runs, from their bundle (runner.ts).
 import type { Argv, CommandModule, Options } from 'yargs';
+import { loadRunner } from './runner.js';
 import { etcdOptions, outputOption, withOptions, type EtcdArgs } from './options.js';
 import type { OutputArgs } from './table.js';
 
@@ -27,5 +28,5 @@ export const leasesCommand: CommandModule<object, LeasesArgs> = {
     withOptions(y, etcdOptions, leasesOptions, outputOption).epilogue(
       'Exit codes: 0 listed (also when there are none), 1 failed, 2 usage error, 3 etcd unreachable.',
     ) as unknown as Argv<LeasesArgs>,
-  handler: async (a) => (await import('./leases-run.js')).runLeases(a),
+  handler: async (a) => (await loadRunner('leases-run', () => import('./leases-run.js'))).runLeases(a),
 };

@@ -1,6 +1,7 @@
 // dist/cli/agent-run.cjs is the agent's runner bundled with the packages it
 // imports (packaging/bundle-cli.mjs), for a faster start; `weft agent` loads it
-// (src/cli/agent.ts), so every test that starts an agent runs it. Here: that it
+// (src/cli/runner.ts), so every test that starts an agent runs it; `weft
+// leases` loads leases-run.cjs the same way. Here: that it
 // loads nothing from node_modules, shares core/errors.js with the CLI (a
 // user's mistake must stay a WeftError, printed in one line), and that etcd's
 // schema embedded in it builds the same gRPC services as etcd3's rpc.proto.
@@ -20,21 +21,24 @@ const protoLoader = createRequire(path.join(etcd3Dir, 'lib', 'index.js'))('@grpc
 /** etcd3's own options (node_modules/etcd3/lib/connection-pool.js). */
 const OPTIONS = { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true };
 
-test('the agent bundle loads its packages from itself and core/errors.js from beside it', () => {
-  const probe = `
-    const m = require(${JSON.stringify(BUNDLE)});
-    const files = Object.keys(require.cache);
-    console.log(JSON.stringify({ runAgent: typeof m.runAgent, fromModules: files.filter((f) => f.includes('/node_modules/')), errors: files.filter((f) => f.endsWith('/core/errors.js')) }));`;
-  const r = spawnSync(process.execPath, ['-e', probe], { encoding: 'utf8', timeout: 20_000 });
-  assert.equal(r.status, 0, r.stderr);
-  const got = JSON.parse(r.stdout) as { runAgent: string; fromModules: string[]; errors: string[] };
-  assert.equal(got.runAgent, 'function');
-  // core/ipnet.ts requires ipaddr.js at run time (createRequire); the heavy packages are inside.
-  const heavy = got.fromModules.filter((f) => /\/node_modules\/(etcd3|@grpc|protobufjs|pino|prom-client|cockatiel)\//.test(f));
-  assert.deepEqual(heavy, []);
-  assert.ok(got.fromModules.length <= 1, got.fromModules.join(', '));
-  assert.deepEqual(got.errors, [path.join(path.dirname(CLI), 'core', 'errors.js')]);
-});
+for (const [name, runner] of [['agent-run', 'runAgent'], ['leases-run', 'runLeases']] as const) {
+  test(`the ${name} bundle loads its packages from itself and core/errors.js from beside it`, () => {
+    const file = path.join(path.dirname(CLI), 'cli', `${name}.cjs`);
+    const probe = `
+      const m = require(${JSON.stringify(file)});
+      const files = Object.keys(require.cache);
+      console.log(JSON.stringify({ runner: typeof m.${runner}, fromModules: files.filter((f) => f.includes('/node_modules/')), errors: files.filter((f) => f.endsWith('/core/errors.js')) }));`;
+    const r = spawnSync(process.execPath, ['-e', probe], { encoding: 'utf8', timeout: 20_000 });
+    assert.equal(r.status, 0, r.stderr);
+    const got = JSON.parse(r.stdout) as { runner: string; fromModules: string[]; errors: string[] };
+    assert.equal(got.runner, 'function');
+    // core/ipnet.ts requires ipaddr.js at run time (createRequire); the heavy packages are inside.
+    const heavy = got.fromModules.filter((f) => /\/node_modules\/(etcd3|@grpc|protobufjs|pino|prom-client|cockatiel)\//.test(f));
+    assert.deepEqual(heavy, []);
+    assert.ok(got.fromModules.length <= 1, got.fromModules.join(', '));
+    assert.deepEqual(got.errors, [path.join(path.dirname(CLI), 'core', 'errors.js')]);
+  });
+}
 
 test("etcd's schema in the bundle makes the same services as etcd3's rpc.proto", () => {
   const text = fs.readFileSync(BUNDLE, 'utf8');
