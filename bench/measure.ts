@@ -247,6 +247,9 @@ export function percentile(xs: number[], p: number): number {
   return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))];
 }
 
+/** A spread (below) wider than this (±7.5 %) earns more runs, up to --max-runs: the dataplane's rounds, the control plane's starts and listings. */
+export const WIDE_SPREAD = 0.15;
+
 /** (max - min) / median: how far apart the runs were, as a fraction of the middle one. */
 export function spread(xs: number[]): number {
   const s = xs.filter((x) => Number.isFinite(x));

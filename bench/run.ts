@@ -29,7 +29,7 @@ import { CASES, PROFILE_CASES, caseDef, createBench, destroyBench, setupCase, se
 import { MAX_LEASES, runControl, type ControlResult } from './control.js';
 import { runCni, type CniResult } from './cni.js';
 import { cliStartLines, runCliStart } from './cli.js';
-import { iperf, latency, netnsInodes, placeRun, spread, type CpuChoice } from './measure.js';
+import { iperf, latency, netnsInodes, placeRun, spread, WIDE_SPREAD, type CpuChoice } from './measure.js';
 import { controlTable, dataplaneTable, eventsTable, machine, machineLine, profilesIn, summarise, targetsTable, type EventsResult, type NetlinkResult, type Results, type Round } from './report.js';
 import { targets } from './targets.js';
 import { PROFILES, isProfile, type HostProfile } from '../lab/profiles.js';
@@ -151,7 +151,6 @@ function plan(o: Options): Array<{ profile: HostProfile; name: string }> {
 
 /** The ratios a profile's targets rest on: when they still spread widely, that profile gets another round. */
 const KEY_PAIRS: Array<[string, string]> = [['weft-ebpf-vxlan', 'flannel-vxlan'], ['weft-ebpf-host-gw', 'flannel-host-gw']];
-const WIDE = 0.15;
 
 function wideProfiles(res: Results, profiles: HostProfile[]): HostProfile[] {
   return profiles.filter((p) =>
@@ -166,7 +165,7 @@ function wideProfiles(res: Results, profiles: HostProfile[]): HostProfile[] {
           const v = o ? get(o) : undefined;
           return u !== undefined && v !== undefined && v > 0 ? [u / v] : [];
         });
-      return [ratios((r) => r.single?.gbps), ratios((r) => r.paced?.ownCpuSecPerGB)].some((rs) => rs.length > 1 && spread(rs) > WIDE);
+      return [ratios((r) => r.single?.gbps), ratios((r) => r.paced?.ownCpuSecPerGB)].some((rs) => rs.length > 1 && spread(rs) > WIDE_SPREAD);
     }),
   );
 }
@@ -229,7 +228,7 @@ async function dataplane(b: Bench, o: Options, res: Results): Promise<void> {
   for (let n = o.runs; n < o.maxRuns; n++) {
     const wide = wideProfiles(res, o.profiles);
     if (!wide.length) break;
-    say(`round ${n + 1}: the ratios on ${wide.join(', ')} still spread over ±${(WIDE * 50).toFixed(1)}%; one more round there`);
+    say(`round ${n + 1}: the ratios on ${wide.join(', ')} still spread over ±${(WIDE_SPREAD * 50).toFixed(1)}%; one more round there`);
     // Their flannel references run again too: ratios are taken within a round.
     await round(n, ready.filter((s) => wide.includes(s.profile)), o.maxRuns);
   }
@@ -304,7 +303,7 @@ async function main(): Promise<void> {
     await part('control plane', async () => {
       const b = await createBench();
       try {
-        await runControl(b, { sizes: o.leases, runs: o.runs, puts: o.puts, say }, control);
+        await runControl(b, { sizes: o.leases, runs: o.runs, maxRuns: o.maxRuns, puts: o.puts, say }, control);
       } finally {
         await destroyBench(b);
       }
