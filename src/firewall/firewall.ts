@@ -6,7 +6,7 @@
 import { WeftError, messageOf, usageError } from '../core/errors.js';
 import type { Family, IPNet } from '../core/ipnet.js';
 import { RateLimiter, type Logger } from '../core/log.js';
-import { chainState, Iptables, type SavedRules } from './iptables.js';
+import { Iptables } from './iptables.js';
 import { CHAINS, differences, ensureLines, forwardChain, masqChain, removeLines, type Chain, type Table } from './rules.js';
 
 export interface FirewallOptions {
@@ -105,16 +105,15 @@ export class Firewall {
     for (const f of this.families) {
       const tables = new Map<Table, string[]>();
       const add = (table: Table, lines: string[]): void => void tables.set(table, [...(tables.get(table) ?? []), ...lines]);
-      const saved = await f.tools.saveAll();
       for (const chain of f.want) {
-        const now = chainState(saved, chain.table, chain.name, chain.parent);
+        const now = await f.tools.state(chain.table, chain.name, chain.parent);
         const diff = differences(chain, now);
         if (!diff.length) continue;
         changes.push(...diff.map((d) => `${f.tools.name}: ${d}`));
         add(chain.table, ensureLines(chain, now));
       }
       for (const c of f.unwanted) {
-        const now = chainState(saved, c.table, c.name, c.parent);
+        const now = await f.tools.state(c.table, c.name, c.parent);
         if (now.rules === null) continue;
         changes.push(`${f.tools.name}: removed ${c.table} ${c.name} (not wanted with these flags)`);
         add(c.table, removeLines(c.name, now.jumps));
@@ -146,19 +145,17 @@ export async function uninstallFirewall(): Promise<string[]> {
     const tools = Iptables.find(family);
     if (!tools) continue;
     const tables = new Map<Table, string[]>();
-    let saved: SavedRules;
-    try {
-      // A kernel without a table (no ip6tables nat, say) saves none of it, so holds none of our chains there.
-      saved = await tools.saveAll();
-    } catch (err) {
-      // Nor does a family whose ruleset cannot be read at all (a kernel without IPv6 netfilter).
-      if (err instanceof WeftError) continue;
-      throw err;
-    }
     for (const c of CHAINS) {
-      const lines = saved.get(c.table) ?? [];
-      if (!lines.some((l) => l.startsWith(`:${c.name} `))) continue;
-      const jumps = lines.filter((l) => l.startsWith('-A ') && l.endsWith(` -j ${c.name}`));
+      let saved: string[];
+      try {
+        saved = await tools.save(c.table);
+      } catch (err) {
+        // A kernel without this table (no ip6tables nat, say) holds none of our chains.
+        if (err instanceof WeftError) continue;
+        throw err;
+      }
+      if (!saved.includes(`:${c.name} - [0:0]`) && !saved.some((l) => l.startsWith(`:${c.name} `))) continue;
+      const jumps = saved.filter((l) => l.startsWith('-A ') && l.endsWith(` -j ${c.name}`));
       tables.set(c.table, [...(tables.get(c.table) ?? []), ...removeLines(c.name, jumps)]);
       removed.push(`${tools.name} ${c.table} ${c.name}${jumps.length ? ` (and ${jumps.length} jump${jumps.length > 1 ? 's' : ''} to it)` : ''}`);
     }

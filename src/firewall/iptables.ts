@@ -8,19 +8,6 @@ import { WeftError } from '../core/errors.js';
 import type { Family } from '../core/ipnet.js';
 import type { ChainState, Table } from './rules.js';
 
-/** A saved ruleset: each table's lines between `*table` and `COMMIT` (chain declarations and `-A` rules). */
-export type SavedRules = Map<string, string[]>;
-
-/** A chain (null: not declared in its table) and the jumps to it from its parent, as a saved ruleset holds them. */
-export function chainState(saved: SavedRules, table: Table, chain: string, parent: string): ChainState {
-  const lines = saved.get(table) ?? [];
-  const declared = lines.some((l) => l.startsWith(`:${chain} `));
-  return {
-    rules: declared ? lines.filter((l) => l.startsWith(`-A ${chain} `)) : null,
-    jumps: lines.filter((l) => l.startsWith(`-A ${parent} `) && l.endsWith(` -j ${chain}`)),
-  };
-}
-
 /** Where the tools live on Debian and most distributions, whether or not PATH names sbin (a user's shell often does not). */
 const SBIN = ['/usr/sbin', '/sbin', '/usr/local/sbin'];
 
@@ -83,23 +70,28 @@ export class Iptables {
     return path.basename(this.iptables);
   }
 
-  /**
-   * The whole ruleset as iptables-save prints it, by table: one process per
-   * check. (A `-S` per chain and per parent was four processes a check, and
-   * a start pays for each: spawning blocks the agent's thread for 5 ms from
-   * a 50 MB process, 15 to 30 ms from a 200 MB one listing 65,536 leases.)
-   */
-  async saveAll(): Promise<SavedRules> {
-    const r = await run(this.saveTool, []);
-    if (r.code !== 0) throw new WeftError(`${path.basename(this.saveTool)}: ${r.stderr.trim() || `exit ${r.code}`}`, 'failed');
-    const tables: SavedRules = new Map();
-    let lines: string[] | undefined;
-    for (const l of r.stdout.split('\n')) {
-      if (l.startsWith('*')) tables.set(l.slice(1), (lines = []));
-      else if (l === 'COMMIT') lines = undefined;
-      else lines?.push(l);
+  /** `iptables -S chain` as its `-A` lines; null when the chain does not exist. */
+  async listChain(table: Table, chain: string): Promise<string[] | null> {
+    const r = await run(this.iptables, ['-w', '5', '-t', table, '-S', chain]);
+    if (r.code !== 0) {
+      // A missing chain is an answer; anything else (no permission, no netfilter) is an error.
+      if (/No chain|does not exist|incompatible|by that name/i.test(r.stderr)) return null;
+      throw new WeftError(`${this.name} -t ${table} -S ${chain}: ${r.stderr.trim() || `exit ${r.code}`}`, 'failed');
     }
-    return tables;
+    return r.stdout.split('\n').filter((l) => l.startsWith('-A '));
+  }
+
+  /** A chain and the jumps to it from its parent. */
+  async state(table: Table, chain: string, parent: string): Promise<ChainState> {
+    const [rules, parentRules] = await Promise.all([this.listChain(table, chain), this.listChain(table, parent)]);
+    return { rules, jumps: (parentRules ?? []).filter((l) => l.endsWith(` -j ${chain}`)) };
+  }
+
+  /** Every rule of a table, as iptables-save prints them (for uninstall, which looks everywhere). */
+  async save(table: Table): Promise<string[]> {
+    const r = await run(this.saveTool, ['-t', table]);
+    if (r.code !== 0) throw new WeftError(`${path.basename(this.saveTool)} -t ${table}: ${r.stderr.trim() || `exit ${r.code}`}`, 'failed');
+    return r.stdout.split('\n');
   }
 
   /**
