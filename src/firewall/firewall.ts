@@ -105,15 +105,16 @@ export class Firewall {
     for (const f of this.families) {
       const tables = new Map<Table, string[]>();
       const add = (table: Table, lines: string[]): void => void tables.set(table, [...(tables.get(table) ?? []), ...lines]);
-      for (const chain of f.want) {
-        const now = await f.tools.state(chain.table, chain.name, chain.parent);
+      const states = await f.tools.states([...f.want, ...f.unwanted]);
+      for (const [i, chain] of f.want.entries()) {
+        const now = states[i];
         const diff = differences(chain, now);
         if (!diff.length) continue;
         changes.push(...diff.map((d) => `${f.tools.name}: ${d}`));
         add(chain.table, ensureLines(chain, now));
       }
-      for (const c of f.unwanted) {
-        const now = await f.tools.state(c.table, c.name, c.parent);
+      for (const [i, c] of f.unwanted.entries()) {
+        const now = states[f.want.length + i];
         if (now.rules === null) continue;
         changes.push(`${f.tools.name}: removed ${c.table} ${c.name} (not wanted with these flags)`);
         add(c.table, removeLines(c.name, now.jumps));

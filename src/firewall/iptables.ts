@@ -25,6 +25,17 @@ export function findTool(name: string, envPath = process.env.PATH ?? ''): string
   return null;
 }
 
+/** The shell that runs a check's `-S` commands in one process (Iptables.states). */
+const SH = '/bin/sh';
+/** Ends each command's output in the shell's, followed by its exit code. */
+const MARK = '@@weft-exit';
+const quote = (s: string): string => `'${s.replaceAll("'", "'\\''")}'`;
+
+/** A chain's state from `-S` of the chain and of its parent (null: no such chain). */
+function stateOf(chain: string, rules: string[] | null, parentRules: string[] | null): ChainState {
+  return { rules, jumps: (parentRules ?? []).filter((l) => l.endsWith(` -j ${chain}`)) };
+}
+
 interface Output {
   code: number;
   stdout: string;
@@ -73,18 +84,50 @@ export class Iptables {
   /** `iptables -S chain` as its `-A` lines; null when the chain does not exist. */
   async listChain(table: Table, chain: string): Promise<string[] | null> {
     const r = await run(this.iptables, ['-w', '5', '-t', table, '-S', chain]);
-    if (r.code !== 0) {
+    return this.chainLines(table, chain, r.code, r.code === 0 ? r.stdout : r.stderr);
+  }
+
+  /** What `-S chain` printed (its error when code is not 0) as the chain's `-A` lines, or null when it does not exist. */
+  private chainLines(table: Table, chain: string, code: number, text: string): string[] | null {
+    if (code !== 0) {
       // A missing chain is an answer; anything else (no permission, no netfilter) is an error.
-      if (/No chain|does not exist|incompatible|by that name/i.test(r.stderr)) return null;
-      throw new WeftError(`${this.name} -t ${table} -S ${chain}: ${r.stderr.trim() || `exit ${r.code}`}`, 'failed');
+      if (/No chain|does not exist|incompatible|by that name/i.test(text)) return null;
+      throw new WeftError(`${this.name} -t ${table} -S ${chain}: ${text.trim() || `exit ${code}`}`, 'failed');
     }
-    return r.stdout.split('\n').filter((l) => l.startsWith('-A '));
+    return text.split('\n').filter((l) => l.startsWith('-A '));
   }
 
   /** A chain and the jumps to it from its parent. */
   async state(table: Table, chain: string, parent: string): Promise<ChainState> {
     const [rules, parentRules] = await Promise.all([this.listChain(table, chain), this.listChain(table, parent)]);
-    return { rules, jumps: (parentRules ?? []).filter((l) => l.endsWith(` -j ${chain}`)) };
+    return stateOf(chain, rules, parentRules);
+  }
+
+  /**
+   * Several chains' states from one process: /bin/sh runs each `-S` (of the
+   * chain and of its parent) in turn. The agent spawns one process a check
+   * instead of one per `-S`: spawning blocks its thread until the child has
+   * exec'd, 5 ms from a 50 MB process and 15 to 30 ms from one holding
+   * 65,536 leases, and a shell forks its own children cheaply. (One
+   * iptables-save would read kube-proxy's tables whole: 95 ms a run with
+   * 1,000 services, against 10 to 12 for each -S.) Without /bin/sh, a
+   * process per `-S` as before.
+   */
+  async states(chains: ReadonlyArray<{ table: Table; name: string; parent: string }>): Promise<ChainState[]> {
+    const lists = chains.flatMap((c) => [[c.table, c.name], [c.table, c.parent]] as const);
+    const script = lists.map(([table, chain]) => `${quote(this.iptables)} -w 5 -t ${quote(table)} -S ${quote(chain)} 2>&1; echo "${MARK} $?"`).join('\n');
+    let out: Output;
+    try {
+      out = await run(SH, ['-c', script]);
+    } catch (err) {
+      if (!(err instanceof WeftError) || fs.existsSync(SH)) throw err;
+      return Promise.all(chains.map((c) => this.state(c.table, c.name, c.parent)));
+    }
+    const parts = out.stdout.split(new RegExp(`^${MARK} (\\d+)\n`, 'm'));
+    // [text, code, text, code, ..., rest]: one text and code per -S, in order.
+    if (parts.length !== lists.length * 2 + 1) throw new WeftError(`${SH} running ${this.name} -S: ${out.stderr.trim() || `exit ${out.code}`}`, 'failed');
+    const listed = lists.map(([table, chain], i) => this.chainLines(table, chain, Number(parts[i * 2 + 1]), parts[i * 2]));
+    return chains.map((c, i) => stateOf(c.name, listed[i * 2], listed[i * 2 + 1]));
   }
 
   /** Every rule of a table, as iptables-save prints them (for uninstall, which looks everywhere). */
