@@ -70,6 +70,11 @@ async function main(): Promise<void> {
   }
   const command = args.find((a) => !a.startsWith('-')) ?? '';
   args.push(...envArgs(args, ENV_FLAGS[command] ?? []));
+  // A reader that stops early (`weft bpf peers | head`) closes the pipe: the listing ends there, as it asked,
+  // with no stack trace and exit 0. Not for the agent, whose log this is, nor weft monitor, which stops by itself.
+  if (command !== 'agent' && command !== 'monitor') {
+    process.stdout.on('error', (err: NodeJS.ErrnoException) => (err.code === 'EPIPE' ? process.exit(0) : report(err)));
+  }
 
   const width = Math.min(MAX_HELP_WIDTH, process.stdout.columns || MAX_HELP_WIDTH);
   const page = renderedHelpPage(RENDERED_HELP, args, width, process.env);

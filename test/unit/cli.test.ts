@@ -160,3 +160,16 @@ test('a rendered help page answers only where yargs would print the same', async
   assert.equal(yargsLocale({ LANGUAGE: 'zh_CN:en' }, locales), 'zh_CN');
   assert.equal(yargsLocale({ LC_ALL: 'fr_FR', LANG: 'de_DE' }, locales), null);
 });
+
+test('a reader that closes the pipe early (weft ... | head) ends the listing: exit 0, no stack trace', async () => {
+  const { spawn } = await import('node:child_process');
+  const child = spawn(process.execPath, [CLI, 'config', 'check', '-'], { stdio: ['pipe', 'pipe', 'pipe'], env: { PATH: process.env.PATH } });
+  // Closed before weft writes a byte (Node takes 100 ms to start): its write meets EPIPE.
+  child.stdout.destroy();
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr += d));
+  child.stdin.end('{"Network":"10.244.0.0/16"}');
+  const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+  assert.doesNotMatch(stderr, /EPIPE|at .*\(|node:/, stderr);
+  assert.equal(code, 0, stderr);
+});
