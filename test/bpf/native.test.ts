@@ -219,7 +219,7 @@ test('updateBatch: one syscall where the kernel has it, per-key where it says EN
   assert.throws(() => hash.updateBatch([u32(1), Buffer.alloc(2)], [u64(1n), u64(2n)]), { name: 'TypeError', message: /key is 2 bytes/ });
 });
 
-test('entriesPacked: every entry in two buffers, in batches where the kernel has them, walked where not', (t) => {
+test('entriesPacked (and entries, count): every entry in two buffers, in batches where the kernel has them, walked where not', (t) => {
   const obj = BpfObject.load(MAPS_O);
   t.after(() => obj.close());
   /** Entry i of a packed read as [key hex, value hex]. */
@@ -232,7 +232,17 @@ test('entriesPacked: every entry in two buffers, in batches where the kernel has
       out.push([e.keys.subarray(i * m.keySize, (i + 1) * m.keySize).toString('hex'), e.values.subarray(i * m.valueLength, (i + 1) * m.valueLength).toString('hex')]);
     return { pairs: out.sort(), batched: e.batched };
   };
-  const entries = (m: BpfMap): Array<[string, string]> => m.entries().map(([k, v]): [string, string] => [k.toString('hex'), v.toString('hex')]).sort();
+  /** The same map walked from JavaScript, a get_next_key and a lookup per entry; entries() (built on entriesPacked) and count() must agree. */
+  const entries = (m: BpfMap): Array<[string, string]> => {
+    // (A device map's keys are all its slots; an empty slot has no value, and is no entry.)
+    const walked = m.keys().flatMap((k): Array<[string, string]> => {
+      const v = m.lookup(k);
+      return v ? [[k.toString('hex'), v.toString('hex')]] : [];
+    }).sort();
+    assert.deepEqual(m.entries().map(([k, v]): [string, string] => [k.toString('hex'), v.toString('hex')]).sort(), walked);
+    assert.equal(m.count(), walked.length);
+    return walked;
+  };
 
   const lpm = obj.map('fx_lpm');
   assert.deepEqual(pairs(lpm).pairs, [], 'an empty map');

@@ -315,7 +315,7 @@ export class EbpfDataplane implements Dataplane {
     // Still loading its programs (start() waits for the verifier): no map to count yet.
     if (!this.maps) return { peersInKernel: 0 };
     // Our own subnet's entry is not a peer.
-    return { peersInKernel: Math.max(0, this.m.peers.keys().length - 1) };
+    return { peersInKernel: Math.max(0, this.m.peers.count() - 1) };
   }
 
   async stop(): Promise<void> {
