@@ -24,7 +24,7 @@ import { net } from '../lab/model.js';
 import type { LabHost } from '../lab/netns.js';
 import type { Bench } from './cases.js';
 import type { WatchReply, WatchRequest } from './map-watch.js';
-import { median, percentile, spread, WIDE_SPREAD } from './measure.js';
+import { anotherRun, median, percentile, WIDE_SPREAD } from './measure.js';
 
 type Distribute<T> = T extends unknown ? Omit<T, 'id'> : never;
 
@@ -248,7 +248,7 @@ export async function runControl(b: Bench, o: ControlOptions, result: ControlRes
       o.say(`writing ${n - 1} leases under ${prefix}`);
       await writeLeases(client, prefix, fakeIndices(n));
       const times = (): number[] => result.start.filter((x) => x.leases === n).map((x) => x.toMapsMs ?? NaN);
-      for (let r = 0; r < o.runs || (r < o.maxRuns && spread(times()) > WIDE_SPREAD); r++) {
+      for (let r = 0; anotherRun(r, times(), o); r++) {
         if (last) {
           await last.agent.stop();
           // Its lease stays in etcd: take it out, so that every run finds the same free subnet.
@@ -274,7 +274,7 @@ export async function runControl(b: Bench, o: ControlOptions, result: ControlRes
         const v = vmStatus(last.agent.pid);
         result.rss.push({ peers: n - 1, vmRssMB: v.rssMB, vmHwmMB: v.hwmMB });
         const runs: number[] = [];
-        for (let r = 0; r < o.runs || (r < o.maxRuns && spread(runs) > WIDE_SPREAD); r++) runs.push(await leasesCommand(last.host, b.etcd.endpoint, prefix, n));
+        for (let r = 0; anotherRun(r, runs, o); r++) runs.push(await leasesCommand(last.host, b.etcd.endpoint, prefix, n));
         result.leasesCommand.push({ leases: n, ms: runs });
         o.say(`weft leases with ${n} leases: ${runs.map((x) => x.toFixed(0)).join(', ')} ms`);
       }

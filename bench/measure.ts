@@ -250,6 +250,11 @@ export function percentile(xs: number[], p: number): number {
 /** A spread (below) wider than this (±7.5 %) earns more runs, up to --max-runs: the dataplane's rounds, the control plane's starts and listings. */
 export const WIDE_SPREAD = 0.15;
 
+/** Whether a measurement taken `done` times so far (values `xs`) gets another run: always up to `runs`, then up to `maxRuns` while xs spread over WIDE_SPREAD. */
+export function anotherRun(done: number, xs: number[], o: { runs: number; maxRuns: number }): boolean {
+  return done < o.runs || (done < o.maxRuns && spread(xs) > WIDE_SPREAD);
+}
+
 /** (max - min) / median: how far apart the runs were, as a fraction of the middle one. */
 export function spread(xs: number[]): number {
   const s = xs.filter((x) => Number.isFinite(x));
