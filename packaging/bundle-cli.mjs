@@ -239,22 +239,31 @@ const sharedOutside = {
 
 /**
  * etcd3 parses etcd's rpc.proto (with kv.proto and auth.proto) as it loads,
- * about 100 ms of every start, and finds it by its own __dirname, which in a
- * bundle is the bundle's. The parsed schema goes into the bundle as
- * protobufjs' JSON instead, and @grpc/proto-loader builds the same services
- * from it (test/unit/agent-bundle.test.ts compares them).
+ * and finds it by its own __dirname, which in a bundle is the bundle's. The
+ * parsed schema goes into the bundle as protobufjs' JSON instead, and
+ * src/subnet/etcd-services.ts builds the services from it in place of
+ * @grpc/proto-loader, which also made every descriptor for gRPC reflection:
+ * 100 ms of every start before 2026-12-02, the schema's parse included.
+ * test/unit/agent-bundle.test.ts compares the services with proto-loader's.
  */
+const ETCD_LOADER = 'const proto_loader_1 = require("@grpc/proto-loader");';
 const ETCD_LOAD = '(0, proto_loader_1.loadSync)(`${__dirname}/../proto/rpc.proto`, {';
+const etcdServices = path.join(dist, 'subnet', 'etcd-services.js');
 const etcdSchema = {
   name: 'etcd-schema',
   setup(build) {
     build.onLoad({ filter: /[\/]etcd3[\/]lib[\/]connection-pool\.js$/ }, (a) => {
       const text = fs.readFileSync(a.path, 'utf8');
-      if (!text.includes(ETCD_LOAD)) throw new Error(`${a.path} no longer loads its schema with "${ETCD_LOAD}": see etcdSchema in packaging/bundle-cli.mjs`);
+      for (const line of [ETCD_LOADER, ETCD_LOAD]) {
+        if (!text.includes(line)) throw new Error(`${a.path} no longer holds "${line}": see etcdSchema in packaging/bundle-cli.mjs`);
+      }
       const protobuf = createRequire(a.path)('protobufjs');
       const schema = new protobuf.Root().loadSync(path.join(path.dirname(a.path), '..', 'proto', 'rpc.proto'), { keepCase: true }).toJSON();
       const json = JSON.stringify(JSON.stringify(schema));
-      return { contents: text.replace(ETCD_LOAD, `(0, proto_loader_1.fromJSON)(JSON.parse(${json}), {`), loader: 'js' };
+      const contents = text
+        .replace(ETCD_LOADER, `const proto_loader_1 = require(${JSON.stringify(etcdServices)});`)
+        .replace(ETCD_LOAD, `(0, proto_loader_1.etcdServices)(JSON.parse(${json}), {`);
+      return { contents, loader: 'js' };
     });
   },
 };

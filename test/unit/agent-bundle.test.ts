@@ -4,7 +4,8 @@
 // leases` loads leases-run.cjs the same way. Here: that it
 // loads nothing from node_modules, shares core/errors.js with the CLI (a
 // user's mistake must stay a WeftError, printed in one line), and that etcd's
-// schema embedded in it builds the same gRPC services as etcd3's rpc.proto.
+// services built from etcd's schema embedded in it (src/subnet/etcd-services.ts)
+// are @grpc/proto-loader's from etcd3's rpc.proto.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -13,6 +14,7 @@ import { spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import vm from 'node:vm';
 import { CLI } from '../../lab/agent.js';
+import { camelCase, etcdServices } from 'weft/subnet/etcd-services.js';
 
 const BUNDLE = path.join(path.dirname(CLI), 'cli', 'agent-run.cjs');
 const require = createRequire(import.meta.url);
@@ -40,35 +42,54 @@ for (const [name, runner] of [['agent-run', 'runAgent'], ['leases-run', 'runLeas
   });
 }
 
-test("etcd's schema in the bundle makes the same services as etcd3's rpc.proto", () => {
+test("the bundle's etcd services (its schema, built by etcd-services.ts) are proto-loader's from etcd3's rpc.proto", () => {
   const text = fs.readFileSync(BUNDLE, 'utf8');
   // One JSON string in the bundle; esbuild picks its quotes.
-  const m = /\(0, proto_loader_1\.fromJSON\)\(JSON\.parse\(('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")\)/.exec(text);
-  assert.ok(m, 'the bundle loads etcd\'s schema from JSON (packaging/bundle-cli.mjs, etcdSchema)');
-  const embedded = protoLoader.fromJSON(JSON.parse(vm.runInNewContext(m[1]) as string), OPTIONS);
+  const m = /\(0, proto_loader_1\.etcdServices\)\(JSON\.parse\(('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")\)/.exec(text);
+  assert.ok(m, "the bundle builds etcd's services from its schema as JSON (packaging/bundle-cli.mjs, etcdSchema)");
+  const embedded = etcdServices(JSON.parse(vm.runInNewContext(m[1]) as string), OPTIONS);
   const parsed = protoLoader.loadSync(path.join(etcd3Dir, 'proto', 'rpc.proto'), OPTIONS);
 
-  const services = (d: typeof parsed): string[] => Object.keys(d).filter((k) => !('format' in d[k]) && !('fileDescriptorProtos' in d[k])).sort();
+  const services = (d: object): string[] => Object.keys(d).filter((k) => !('format' in (d as Record<string, object>)[k])).sort();
   assert.deepEqual(services(embedded), services(parsed));
   assert.ok(services(parsed).includes('etcdserverpb.KV'));
+  assert.ok(services(parsed).includes('etcdserverpb.Auth'));
 
-  type Method = { path: string; requestStream: boolean; responseStream: boolean; requestSerialize: (v: unknown) => Buffer; responseSerialize: (v: unknown) => Buffer; responseDeserialize: (b: Buffer) => unknown };
+  type Method = { path: string; requestStream: boolean; responseStream: boolean; originalName: string; requestSerialize: (v: unknown) => Uint8Array; requestDeserialize: (b: Uint8Array) => unknown; responseSerialize: (v: unknown) => Uint8Array; responseDeserialize: (b: Uint8Array) => unknown };
+  const serviceOf = (d: object, name: string): Record<string, Method> => (d as Record<string, Record<string, Method>>)[name];
   for (const name of services(parsed)) {
-    const a = embedded[name] as unknown as Record<string, Method>;
-    const b = parsed[name] as unknown as Record<string, Method>;
+    const a = serviceOf(embedded, name);
+    const b = serviceOf(parsed, name);
     assert.deepEqual(Object.keys(a).sort(), Object.keys(b).sort(), name);
     for (const method of Object.keys(b)) {
-      for (const f of ['path', 'requestStream', 'responseStream'] as const) assert.equal(a[method][f], b[method][f], `${name}.${method}.${f}`);
+      // originalName: etcd3 calls a method by it (client.range, client.leaseGrant, client.hashKv).
+      for (const f of ['path', 'requestStream', 'responseStream', 'originalName'] as const) assert.equal(a[method][f], b[method][f], `${name}.${method}.${f}`);
+      // Every method's empty messages, both ways: each type resolves (lazily, here) to what proto-loader resolved.
+      assert.deepEqual(a[method].requestDeserialize(a[method].requestSerialize({})), b[method].requestDeserialize(b[method].requestSerialize({})), `${name}.${method} request`);
+      assert.deepEqual(a[method].responseDeserialize(new Uint8Array()), b[method].responseDeserialize(new Uint8Array()), `${name}.${method} response`);
     }
   }
   // The messages the agent sends and reads most, through both.
-  const kv = (d: typeof parsed): Record<string, Method> => d['etcdserverpb.KV'] as unknown as Record<string, Method>;
+  const kv = (d: object): Record<string, Method> => serviceOf(d, 'etcdserverpb.KV');
   const range = { key: Buffer.from('/coreos.com/network/subnets/'), range_end: Buffer.from('/coreos.com/network/subnets0'), limit: '10000', revision: '42' };
   assert.deepEqual(kv(embedded).Range.requestSerialize(range), kv(parsed).Range.requestSerialize(range));
   const txn = { compare: [{ key: Buffer.from('k'), target: 'CREATE', result: 'EQUAL', create_revision: '0' }], success: [{ request_put: { key: Buffer.from('k'), value: Buffer.from('v'), lease: '7' } }] };
   assert.deepEqual(kv(embedded).Txn.requestSerialize(txn), kv(parsed).Txn.requestSerialize(txn));
+  assert.throws(() => kv(embedded).Txn.requestSerialize([txn]), /expected object with TxnRequest structure, got array/);
   const reply = { header: { revision: '9' }, kvs: [{ key: Buffer.from('/k'), value: Buffer.from('{}'), create_revision: '3', mod_revision: '9', version: '2', lease: '7' }], more: true, count: '2' };
   const bytes = kv(parsed).Range.responseSerialize(reply);
   assert.deepEqual(kv(embedded).Range.responseSerialize(reply), bytes);
   assert.deepEqual(kv(embedded).Range.responseDeserialize(bytes), kv(parsed).Range.responseDeserialize(bytes));
+  const watch = serviceOf(parsed, 'etcdserverpb.Watch').Watch;
+  const event = { header: { revision: '10' }, watch_id: '1', events: [{ type: 'DELETE', kv: { key: Buffer.from('/k'), mod_revision: '10' } }] };
+  const evBytes = watch.responseSerialize(event);
+  assert.deepEqual(serviceOf(embedded, 'etcdserverpb.Watch').Watch.responseDeserialize(evBytes), watch.responseDeserialize(evBytes));
+});
+
+test("camelCase names methods as lodash's camelCase, which proto-loader uses, does (etcd3 calls them by it)", () => {
+  const lodash = createRequire(require.resolve('@grpc/proto-loader', { paths: [etcd3Dir] }))('lodash.camelcase') as (s: string) => string;
+  for (const name of ['Range', 'LeaseTimeToLive', 'HashKV', 'UserGrantRole', 'HTTPServer2Go', 'MoveLeader', 'A', 'ABC', 'x9Y']) {
+    assert.equal(camelCase(name), lodash(name), name);
+  }
+  assert.equal(camelCase('HashKV'), 'hashKv');
 });
