@@ -248,6 +248,11 @@ export class Agent {
   private async start(): Promise<void> {
     const { iface, publicIP } = this.selected;
     this.log.info({ iface: iface.name, address: iface.address, publicIP, mtu: iface.mtu }, 'using interface');
+    if (this.opts.firewall) {
+      // Its shell starts now: spawned once the lease list is in, it would stop this thread twice as long.
+      this.firewall = new Firewall(this.opts.firewall, this.log);
+      this.firewall.warm();
+    }
     const config = (this.config = await this.fetchConfig());
     this.checkHost(config);
     const backend = (this.backend = createBackend(config.backend, iface, publicIP));
@@ -347,10 +352,9 @@ export class Agent {
 
   /** flannel's masquerade and forward chains, in place before subnet.env says the host is ready for pods. */
   private async startFirewall(config: NetworkConfig, own: OwnLease): Promise<void> {
-    if (!this.opts.firewall) return;
+    if (!this.opts.firewall || !this.firewall) return;
     const networks: FamilyNetwork[] = [{ network: config.ipv4.network, subnet: own.subnet }];
     if (config.ipv6 && own.subnetV6) networks.push({ network: config.ipv6.network, subnet: own.subnetV6 });
-    this.firewall = new Firewall(this.opts.firewall, this.log);
     try {
       await this.firewall.start(networks);
     } catch (err) {

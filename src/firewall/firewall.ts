@@ -7,6 +7,7 @@ import { WeftError, messageOf, usageError } from '../core/errors.js';
 import type { Family, IPNet } from '../core/ipnet.js';
 import { RateLimiter, type Logger } from '../core/log.js';
 import { Iptables } from './iptables.js';
+import { Shell } from './shell.js';
 import { CHAINS, differences, ensureLines, forwardChain, masqChain, removeLines, type Chain, type Table } from './rules.js';
 
 export interface FirewallOptions {
@@ -55,17 +56,24 @@ export class Firewall {
   /** Every chain is in place (what /readyz waits for, with subnet.env). */
   inPlace = false;
   private stopped = false;
+  /** Where iptables runs (shell.ts): started by warm(), while the agent is small. */
+  private readonly shell = new Shell();
 
   constructor(
     readonly opts: FirewallOptions,
     private readonly log: Logger,
   ) {}
 
+  /** Starts the shell the commands will run in, before the agent holds a lease list (spawning then is cheap). */
+  warm(): void {
+    this.shell.start();
+  }
+
   /** Puts the rules in place and starts the resync; throws when the first attempt fails. */
   async start(networks: FamilyNetwork[]): Promise<void> {
     for (const { network, subnet } of networks) {
       const family = network.family;
-      const tools = Iptables.find(family);
+      const tools = Iptables.find(family, this.shell);
       const want = [...(this.opts.ipMasq ? [masqChain(network, subnet, this.opts.randomFully)] : []), ...(this.opts.forwardRules ? [forwardChain(network)] : [])];
       if (!tools) {
         if (want.length) this.log.warn({ family }, `${family === 4 ? 'iptables' : 'ip6tables'} is not installed: no ${want.map((c) => c.name).join(' or ')} rules for ${network}; on a host whose FORWARD policy is DROP (docker sets it) pods on other hosts cannot reach ours`);
@@ -132,6 +140,7 @@ export class Firewall {
     this.stopped = true;
     clearInterval(this.timer);
     this.timer = undefined;
+    this.shell.close();
   }
 }
 

@@ -7,6 +7,7 @@ import path from 'node:path';
 import { WeftError } from '../core/errors.js';
 import type { Family } from '../core/ipnet.js';
 import type { ChainState, Table } from './rules.js';
+import type { Shell } from './shell.js';
 
 /** Where the tools live on Debian and most distributions, whether or not PATH names sbin (a user's shell often does not). */
 const SBIN = ['/usr/sbin', '/sbin', '/usr/local/sbin'];
@@ -30,6 +31,8 @@ const SH = '/bin/sh';
 /** Ends each command's output in the shell's, followed by its exit code. */
 const MARK = '@@weft-exit';
 const quote = (s: string): string => `'${s.replaceAll("'", "'\\''")}'`;
+/** Ends a restore's input in the shell (a here-document); input holding this line goes to a process of its own. */
+const INPUT_END = '@@WEFT-INPUT-END';
 
 /** A chain's state from `-S` of the chain and of its parent (null: no such chain). */
 function stateOf(chain: string, rules: string[] | null, parentRules: string[] | null): ChainState {
@@ -62,19 +65,38 @@ export class Iptables {
   private constructor(
     readonly family: Family,
     tools: { iptables: string; restore: string; save: string },
+    /** Where the commands run (the agent's, see shell.ts); null: a process each. */
+    private readonly shell: Shell | null,
   ) {
     this.iptables = tools.iptables;
     this.restoreTool = tools.restore;
     this.saveTool = tools.save;
   }
 
-  /** The tools for one family, or null when this host lacks any of them. */
-  static find(family: Family): Iptables | null {
+  /** The tools for one family, or null when this host lacks any of them. With a shell, the commands run in it. */
+  static find(family: Family, shell: Shell | null = null): Iptables | null {
     const prefix = family === 4 ? 'iptables' : 'ip6tables';
     const iptables = findTool(prefix);
     const restore = findTool(`${prefix}-restore`);
     const save = findTool(`${prefix}-save`);
-    return iptables && restore && save ? new Iptables(family, { iptables, restore, save }) : null;
+    return iptables && restore && save ? new Iptables(family, { iptables, restore, save }, shell) : null;
+  }
+
+  /** A command, in this instance's shell when it has one (stdout and stderr then come together), else in a process of its own. */
+  private async exec(file: string, args: string[], input?: string): Promise<Output> {
+    if (!this.shell?.usable || input?.includes(`\n${INPUT_END}\n`)) return run(file, args, input);
+    const command = [file, ...args].map(quote).join(' ');
+    try {
+      return await this.inShell(input === undefined ? command : `${command} <<'${INPUT_END}'\n${input.endsWith('\n') ? input : `${input}\n`}${INPUT_END}`);
+    } catch (err) {
+      if (!this.shell.usable) return run(file, args, input);
+      throw err;
+    }
+  }
+
+  private async inShell(script: string): Promise<Output> {
+    const r = await this.shell!.run(script);
+    return { code: r.code, stdout: r.output, stderr: r.output };
   }
 
   get name(): string {
@@ -83,7 +105,7 @@ export class Iptables {
 
   /** `iptables -S chain` as its `-A` lines; null when the chain does not exist. */
   async listChain(table: Table, chain: string): Promise<string[] | null> {
-    const r = await run(this.iptables, ['-w', '5', '-t', table, '-S', chain]);
+    const r = await this.exec(this.iptables, ['-w', '5', '-t', table, '-S', chain]);
     return this.chainLines(table, chain, r.code, r.code === 0 ? r.stdout : r.stderr);
   }
 
@@ -104,21 +126,21 @@ export class Iptables {
   }
 
   /**
-   * Several chains' states from one process: /bin/sh runs each `-S` (of the
-   * chain and of its parent) in turn. The agent spawns one process a check
-   * instead of one per `-S`: spawning blocks its thread until the child has
-   * exec'd, 5 ms from a 50 MB process and 15 to 30 ms from one holding
-   * 65,536 leases, and a shell forks its own children cheaply. (One
-   * iptables-save would read kube-proxy's tables whole: 95 ms a run with
-   * 1,000 services, against 10 to 12 for each -S.) Without /bin/sh, a
-   * process per `-S` as before.
+   * Several chains' states from one shell script, which runs each `-S` (of
+   * the chain and of its parent) in turn: in the agent's shell (shell.ts),
+   * else in a /bin/sh of its own, one process a check instead of one per
+   * `-S`. Spawning blocks the caller's thread until the child has exec'd,
+   * 5 ms from a 50 MB process and 15 to 30 ms from one holding 65,536
+   * leases, and a shell forks its own children cheaply. (One iptables-save
+   * would read kube-proxy's tables whole: 95 ms a run with 1,000 services,
+   * against 10 to 12 for each -S.) Without /bin/sh, a process per `-S`.
    */
   async states(chains: ReadonlyArray<{ table: Table; name: string; parent: string }>): Promise<ChainState[]> {
     const lists = chains.flatMap((c) => [[c.table, c.name], [c.table, c.parent]] as const);
     const script = lists.map(([table, chain]) => `${quote(this.iptables)} -w 5 -t ${quote(table)} -S ${quote(chain)} 2>&1; echo "${MARK} $?"`).join('\n');
     let out: Output;
     try {
-      out = await run(SH, ['-c', script]);
+      out = this.shell?.usable ? await this.inShell(script) : await run(SH, ['-c', script]);
     } catch (err) {
       if (!(err instanceof WeftError) || fs.existsSync(SH)) throw err;
       return Promise.all(chains.map((c) => this.state(c.table, c.name, c.parent)));
@@ -132,7 +154,7 @@ export class Iptables {
 
   /** Every rule of a table, as iptables-save prints them (for uninstall, which looks everywhere). */
   async save(table: Table): Promise<string[]> {
-    const r = await run(this.saveTool, ['-t', table]);
+    const r = await this.exec(this.saveTool, ['-t', table]);
     if (r.code !== 0) throw new WeftError(`${path.basename(this.saveTool)} -t ${table}: ${r.stderr.trim() || `exit ${r.code}`}`, 'failed');
     return r.stdout.split('\n');
   }
@@ -146,7 +168,7 @@ export class Iptables {
     let input = '';
     for (const [table, lines] of tables) if (lines.length) input += `*${table}\n${lines.join('\n')}\nCOMMIT\n`;
     if (!input) return;
-    const r = await run(this.restoreTool, ['--noflush', '--wait=5'], input);
+    const r = await this.exec(this.restoreTool, ['--noflush', '--wait=5'], input);
     if (r.code !== 0) throw new WeftError(`${path.basename(this.restoreTool)} --noflush: ${r.stderr.trim() || `exit ${r.code}`}`, 'failed');
   }
 }
