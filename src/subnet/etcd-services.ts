@@ -71,7 +71,10 @@ function clientMethod(m: protobuf.Method, service: string, options: protobuf.ICo
  * how replies are converted to objects (etcd3: keepCase, longs as strings...).
  */
 export function etcdServices(json: protobuf.INamespace, options: protobuf.IConversionOptions): ServiceDefinitions {
-  const root = protobuf.Root.fromJSON(json);
+  // Not Root.fromJSON, which resolves every type of the schema (a field's type, each method's) now.
+  const root = new protobuf.Root();
+  if (json.options) root.setOptions(json.options);
+  root.addJSON(json.nested ?? {});
   const out: ServiceDefinitions = {};
   const walk = (ns: protobuf.NamespaceBase, prefix: string): void => {
     for (const obj of ns.nestedArray) {
