@@ -285,3 +285,19 @@ for (const name of RUNNER_BUNDLES) {
   });
   fs.writeFileSync(path.join(root, 'build', `${name.replace('-run', '')}-bundle.json`), JSON.stringify(bundled.metafile, null, 1) + '\n');
 }
+
+/**
+ * V8's code for each runner bundle, beside it (<name>.cjs.v8cache): what V8
+ * compiled while the bundle's modules set up, written by a fresh Node with
+ * no flags, as the CLI runs. src/cli/runner.ts loads the bundle with it.
+ */
+for (const name of RUNNER_BUNDLES) {
+  const bundle = path.join(dist, 'cli', `${name}.cjs`);
+  const runner = pathToFileURL(path.join(dist, 'cli', 'runner.js')).href;
+  const script = `import { writeCodeCache } from ${JSON.stringify(runner)}; writeCodeCache(${JSON.stringify(bundle)});`;
+  await new Promise((resolve, reject) =>
+    execFile(process.execPath, ['--input-type=module', '-e', script], { env: { PATH: process.env.PATH } }, (err, _stdout, stderr) =>
+      err ? reject(new Error(`the code cache of ${bundle}: ${stderr || err.message}`)) : resolve(),
+    ),
+  );
+}

@@ -93,3 +93,27 @@ test("camelCase names methods as lodash's camelCase, which proto-loader uses, do
   }
   assert.equal(camelCase('HashKV'), 'hashKv');
 });
+
+// V8's code for each runner bundle lies beside it (packaging/bundle-cli.mjs), and src/cli/runner.ts loads the
+// bundle with it: accepted by the Node that built it, refused (and the source compiled) under other V8 flags.
+const RUNNER = path.join(path.dirname(CLI), 'cli', 'runner.js');
+function loadWithCache(name: string, nodeFlags: string[] = []): { runner: string; codeCache: string; inRequireCache: boolean } {
+  const probe = `
+    import { createRequire } from 'node:module';
+    const r = await import(${JSON.stringify(RUNNER)});
+    const m = await r.loadRunner(${JSON.stringify(name)}, () => { throw new Error('no bundle'); });
+    const file = ${JSON.stringify(path.join(path.dirname(CLI), 'cli', `${name}.cjs`))};
+    console.log(JSON.stringify({ runner: Object.keys(m).filter((k) => k.startsWith('run')).map((k) => typeof m[k]).join(), codeCache: r.codeCache, inRequireCache: createRequire(import.meta.url).cache[file]?.exports === m }));`;
+  const r = spawnSync(process.execPath, [...nodeFlags, '--input-type=module', '-e', probe], { encoding: 'utf8', timeout: 20_000 });
+  assert.equal(r.status, 0, r.stderr);
+  return JSON.parse(r.stdout) as { runner: string; codeCache: string; inRequireCache: boolean };
+}
+
+for (const name of ['agent-run', 'leases-run']) {
+  test(`the ${name} bundle loads with its V8 code cache; under other V8 flags V8 refuses the cache and it loads all the same`, () => {
+    const file = path.join(path.dirname(CLI), 'cli', `${name}.cjs`);
+    assert.ok(fs.statSync(`${file}.v8cache`).size > 100_000, `${file}.v8cache`);
+    assert.deepEqual(loadWithCache(name), { runner: 'function', codeCache: 'accepted', inRequireCache: true });
+    assert.deepEqual(loadWithCache(name, ['--no-opt']), { runner: 'function', codeCache: 'rejected', inRequireCache: true });
+  });
+}
