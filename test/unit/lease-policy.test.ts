@@ -48,6 +48,16 @@ test('the sanity rule refuses leases the allocator would never hand out, and Pub
     ['10.244.5.0-24', '169.254.9.9', /link-local/],
     ['10.244.5.0-24', '10.244.7.7', /inside the Network/],
     ['10.244.5.0-24', '192.0.2.11', /this host's own address/],
+    // The edges of the Network, and next to them (the numeric checks against the BigInt ones).
+    ['10.244.0.0-24', '192.0.2.12', null],
+    ['10.244.255.0-24', '192.0.2.12', null],
+    ['10.245.0.0-24', '192.0.2.12', /outside the Network/],
+    ['10.243.255.0-24', '192.0.2.12', /outside the Network/],
+    ['10.244.1.1-24', '192.0.2.12', /not a \/24/],
+    ['10.244.5.0-24', '10.244.0.0', /inside the Network/],
+    ['10.244.5.0-24', '10.244.255.255', /inside the Network/],
+    ['10.244.5.0-24', '10.245.0.0', null],
+    ['10.244.5.0-24', '10.243.255.255', null],
   ];
   for (const [name, ip, why] of cases) {
     const r = policy.check(lease(name, ip));
