@@ -37,6 +37,11 @@ const dist = path.join(root, 'dist');
 const outfile = path.join(dist, 'cli.cjs');
 const entry = path.join(dist, 'cli-unbundled.js');
 const MARK = "// weft's CLI bundle (packaging/bundle-cli.mjs)";
+/** A fresh Node with only PATH in its environment and no flags, as a user runs weft: its stdout; `what` names it in an error. */
+const node = (args, what) =>
+  new Promise((resolve, reject) =>
+    execFile(process.execPath, args, { env: { PATH: process.env.PATH } }, (err, stdout, stderr) => (err ? reject(new Error(`${what}: ${stderr || err.message}`)) : resolve(stdout))),
+  );
 /** Ours, loaded by path rather than bundled (see above). */
 const shared = new Set([path.join(dist, 'core', 'errors.js')]);
 
@@ -147,12 +152,7 @@ const lazyAssert = {
  */
 async function renderHelp() {
   const { MAX_HELP_WIDTH } = await import(pathToFileURL(path.join(dist, 'cli', 'help-pages.js')).href);
-  const page = (p) =>
-    new Promise((resolve, reject) =>
-      execFile(process.execPath, [entry, ...p, '--help'], { env: { PATH: process.env.PATH } }, (err, stdout, stderr) =>
-        err ? reject(new Error(`weft ${p.join(' ')} --help: ${stderr || err.message}`)) : resolve(stdout),
-      ),
-    );
+  const page = (p) => node([entry, ...p, '--help'], `weft ${p.join(' ')} --help`);
   const subcommands = (text, p) => {
     const list = /^Commands:\n((?:  .*\n)+)/m.exec(text)?.[1] ?? '';
     return list
@@ -295,9 +295,5 @@ for (const name of RUNNER_BUNDLES) {
   const bundle = path.join(dist, 'cli', `${name}.cjs`);
   const runner = pathToFileURL(path.join(dist, 'cli', 'runner.js')).href;
   const script = `import { writeCodeCache } from ${JSON.stringify(runner)}; writeCodeCache(${JSON.stringify(bundle)});`;
-  await new Promise((resolve, reject) =>
-    execFile(process.execPath, ['--input-type=module', '-e', script], { env: { PATH: process.env.PATH } }, (err, _stdout, stderr) =>
-      err ? reject(new Error(`the code cache of ${bundle}: ${stderr || err.message}`)) : resolve(),
-    ),
-  );
+  await node(['--input-type=module', '-e', script], `the code cache of ${bundle}`);
 }
