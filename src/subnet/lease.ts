@@ -45,16 +45,22 @@ function subnetKey4(name: string): IPNet | null {
  * a double), or -1: no tuple, no substring, for each of a list's 65,536 keys.
  */
 export function subnetKey4Packed(name: string): number {
-  const dash = name.indexOf('-');
-  const n = name.length;
-  if (dash < 0 || n - dash < 2 || n - dash > 3) return -1;
+  return subnetKey4PackedIn(name, 0, name.length);
+}
+
+/** subnetKey4Packed of text[start, end): a key as etcd sent it, in its page's bytes (RawLeaseList.subnets). */
+export function subnetKey4PackedIn(text: string | Uint8Array, start: number, end: number): number {
+  let dash = end - 1;
   let len = 0;
-  for (let i = dash + 1; i < n; i++) {
-    const c = name.charCodeAt(i);
+  for (let scale = 1; dash >= start; dash--, scale *= 10) {
+    const c = typeof text === 'string' ? text.charCodeAt(dash) : text[dash];
+    if (c === 45) break;
     if (c < 48 || c > 57) return -1;
-    len = len * 10 + (c - 48);
+    len += (c - 48) * scale;
   }
-  const ip = quadValueIn(name, 0, dash);
+  const digits = end - dash - 1;
+  if (dash < start || digits < 1 || digits > 2) return -1;
+  const ip = quadValueIn(text, start, dash);
   if (ip < 0 || len > 32) return -1;
   // The host bits, as numbers: a shift by 32 is a shift by 0 in JavaScript.
   const host = len === 0 ? ip : ip % 2 ** (32 - len);

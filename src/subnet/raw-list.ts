@@ -10,7 +10,7 @@
 // (LeaseWatcher.apply, take()), after the lease, while the kernel verifies
 // the dataplane's programs on another thread.
 import { keyBounds, valueBounds, type RawRangePage } from './range-decode.js';
-import { parseSubnetKey, subnetKey4Packed, type Lease } from './lease.js';
+import { parseSubnetKey, subnetKey4PackedIn, type Lease } from './lease.js';
 import { addSubnet4, subnets4, type Subnets4 } from './allocator.js';
 import type { IPNet } from '../core/ipnet.js';
 import type { LeaseList, MalformedLease } from './registry.js';
@@ -71,13 +71,12 @@ export class RawLeaseList {
     for (const p of this.pages) {
       for (let i = 0; i < p.count; i++) {
         const [s, e] = keyBounds(p, i);
-        const name = p.buf.toString('latin1', s + this.prefixBytes, e);
-        const plain = subnetKey4Packed(name);
+        const plain = subnetKey4PackedIn(p.buf, s + this.prefixBytes, e);
         if (plain >= 0) {
           addSubnet4(v4, Math.floor(plain / 64), plain % 64);
           continue;
         }
-        const key = parseSubnetKey(name);
+        const key = parseSubnetKey(p.buf.toString('latin1', s + this.prefixBytes, e));
         if (key?.subnet) addSubnet4(v4, Number(key.subnet.network), key.subnet.prefixLen);
         if (key?.subnetV6) v6.push(key.subnetV6);
       }

@@ -45,6 +45,22 @@ test('IPv4 subnets held as numbers: the same free subnets and overlaps as IPNets
   }
 });
 
+test('free IPv4 subnets from numbers: taken ones in any order, twice, or not on a subnet boundary', () => {
+  const big = parseNetworkConfig('{"Network":"10.0.0.0/8"}').ipv4;
+  const taken = ['10.0.3.0/24', '10.0.1.0/24', '10.0.3.0/24', '10.0.2.128/25', '10.0.5.0/24', '10.0.4.0/24', '9.0.0.0/8', '11.0.0.0/24'].map((s) => IPNet.parse(s)!);
+  const held = subnets4(taken.length);
+  for (const n of taken) addSubnet4(held, Number(n.network), n.prefixLen);
+  assert.deepEqual(freeSubnets4Of(big, held, 4).map(String), freeSubnets(big, taken, 4).map(String));
+  assert.deepEqual(freeSubnets4Of(big, held, 4).map(String), ['10.0.2.0/24', '10.0.6.0/24', '10.0.7.0/24', '10.0.8.0/24']);
+  // The caller's numbers are left as they were.
+  assert.deepEqual([...held.network.subarray(0, 3)], taken.slice(0, 3).map((n) => Number(n.network)));
+  // Every subnet but the last taken: the last is the one free.
+  const all = subnets4(65_535);
+  for (let i = 65_534; i >= 0; i--) addSubnet4(all, Number(big.network.network) + (i + 1) * 256, 24);
+  const last = freeSubnets4Of(parseNetworkConfig('{"Network":"10.0.0.0/8","SubnetMin":"10.0.0.0"}').ipv4, all);
+  assert.deepEqual(last.map(String), ['10.0.0.0/24']);
+});
+
 test('key splits cut a large Network\'s subnets into near-even runs in key (text) order; a small Network is not cut', () => {
   const big = parseNetworkConfig('{"Network":"10.0.0.0/8"}').ipv4;
   const cuts = keySplits(big, 4, 10_000);

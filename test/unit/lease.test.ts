@@ -1,7 +1,7 @@
 // Lease keys and values, byte for byte as flannel writes them.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { encodeLeaseAttrs, formatSubnetKey, parseLeaseAttrs, parseSubnetKey } from 'weft/subnet/lease.js';
+import { encodeLeaseAttrs, formatSubnetKey, parseLeaseAttrs, parseSubnetKey, subnetKey4Packed, subnetKey4PackedIn } from 'weft/subnet/lease.js';
 import { WeftError } from 'weft/core/errors.js';
 import { IPNet } from 'weft/core/ipnet.js';
 
@@ -27,6 +27,21 @@ test('keys: every prefix length and address edge reads as IPNet.parse reads the 
     const cidr = IPNet.parse(name.replace('-', '/'));
     const want = cidr && cidr.isNetworkAddress() ? cidr.toString() : null;
     assert.equal(parseSubnetKey(name)?.subnet?.toString() ?? null, want, name);
+  }
+});
+
+test('keys: an IPv4 key read from the bytes etcd sent is the key read from its string', () => {
+  const names = ['10.244.3.0-24', '0.0.0.0-0', '255.255.255.255-32', '10.0.0.0-8', '10.244.3.0-07', '10.244.3.0-024', '10.244.3.0-33', '10.244.3.1-24',
+    '10.244.3.0', '10.244.3.0-', '-24', '10.244.3.0--24', '10-244.3.0-24', '010.244.3.0-24', '10.244.3.0-2x', '10.244.3.0-24&fd00::-64', '256.0.0.0-8', '1.2.3-24', ''];
+  // Each key in the middle of other bytes, as in a page: the bounds, not the buffer's ends, delimit it.
+  const page = Buffer.from(`xx${names.join('|')}yy`, 'latin1');
+  let at = 2;
+  for (const name of names) {
+    const want = subnetKey4Packed(name);
+    assert.equal(subnetKey4PackedIn(page, at, at + name.length), want, name);
+    // -1 leaves the key to the pattern (parseSubnetKey); a number is the key's subnet.
+    if (want >= 0) assert.equal(IPNet.network4(Math.floor(want / 64), want % 64).toString(), parseSubnetKey(name)?.subnet?.toString(), name);
+    at += name.length + 1;
   }
 });
 
