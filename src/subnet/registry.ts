@@ -82,7 +82,8 @@ export function buildClientOptions(o: EtcdOptions, only?: string[]): IOptions {
       throw usageError(`--etcd-endpoints: ${e} has scheme ${u.protocol}; use http:// or https://`);
     }
     if (u.protocol === 'https:') tls = true;
-    hosts.push(`${u.hostname.replace(/^\[|\]$/g, '')}:${u.port || '2379'}`);
+    // An IPv6 address keeps its brackets: gRPC read "::1:2379" as the host "::1:2379" on port 443.
+    hosts.push(`${u.hostname}:${u.port || '2379'}`);
   }
   if (tls && o.endpoints.some((e) => e.startsWith('http:'))) {
     throw usageError('--etcd-endpoints mixes http:// and https://; use one scheme for all endpoints');
