@@ -3,6 +3,9 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <cerrno>
 #include <vector>
 
@@ -115,6 +118,82 @@ static Napi::Value MapUpdateBatch(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, n);
 }
 
+namespace {
+// mapUpdateBatch on a libuv thread: the kernel inserts while the event loop
+// goes on (an agent's start writes 65,536 peers in batches beside the list
+// it is still applying). The worker holds its own fd and both buffers until
+// it is done, so neither a close nor the collector can pull them away.
+class UpdateBatchWorker : public Napi::AsyncWorker {
+ public:
+  UpdateBatchWorker(Napi::Env env, int fd, Napi::Buffer<uint8_t> keys, Napi::Buffer<uint8_t> values, uint32_t count, uint32_t flags,
+                    std::string label)
+      : Napi::AsyncWorker(env),
+        fd_(fcntl(fd, F_DUPFD_CLOEXEC, 0)),
+        dupErr_(fd_ < 0 ? errno : 0),
+        keysRef_(Napi::Persistent(keys)),
+        valuesRef_(Napi::Persistent(values)),
+        keys_(keys.Data()),
+        values_(values.Data()),
+        count_(count),
+        flags_(flags),
+        call_("bpf_map_update_batch(" + label + ", " + std::to_string(count) + " entries)"),
+        deferred_(Napi::Promise::Deferred::New(env)) {}
+
+  ~UpdateBatchWorker() override {
+    if (fd_ >= 0) close(fd_);
+  }
+
+  Napi::Promise Promise() { return deferred_.Promise(); }
+
+  void Execute() override {
+    if (dupErr_) return;
+    LIBBPF_OPTS(bpf_map_batch_opts, opts, .elem_flags = flags_);
+    __u32 n = count_;
+    int ret = bpf_map_update_batch(fd_, keys_, values_, &n, &opts);
+    if (ret) err_ = -ret;
+    else n_ = n;
+  }
+
+  void OnOK() override {
+    Napi::Env env = Env();
+    if (dupErr_) deferred_.Reject(ErrnoError(env, "fcntl(F_DUPFD_CLOEXEC) for " + call_, dupErr_).Value());
+    else if (err_) deferred_.Reject(ErrnoError(env, call_, err_).Value());
+    else deferred_.Resolve(Napi::Number::New(env, n_));
+  }
+
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  int fd_;
+  int dupErr_;
+  Napi::Reference<Napi::Buffer<uint8_t>> keysRef_;
+  Napi::Reference<Napi::Buffer<uint8_t>> valuesRef_;
+  const uint8_t* keys_;
+  const uint8_t* values_;
+  uint32_t count_;
+  uint32_t flags_;
+  std::string call_;
+  int err_ = 0;
+  uint32_t n_ = 0;
+  Napi::Promise::Deferred deferred_;
+};
+}  // namespace
+
+// mapUpdateBatchAsync(fd, keys, values, count, flags, label) -> Promise of the count updated.
+static Napi::Value MapUpdateBatchAsync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = ArgInt(info, 0, "fd");
+  Napi::Buffer<uint8_t> keys = ArgBuffer(info, 1, "keys");
+  Napi::Buffer<uint8_t> values = ArgBuffer(info, 2, "values");
+  uint32_t count = ArgU32(info, 3, "count");
+  uint32_t flags = ArgU32(info, 4, "flags");
+  std::string label = ArgLabel(info, 5, "map fd " + std::to_string(fd));
+  auto* w = new UpdateBatchWorker(env, fd, keys, values, count, flags, label);
+  Napi::Promise p = w->Promise();
+  w->Queue();
+  return p;
+}
+
 // The map's entries, walked key by key (bpf_map_get_next_key, then a lookup):
 // for kernels or map types without batch lookups. Appends to keys and values.
 static void WalkEntries(Napi::Env env, int fd, uint32_t keySize, uint32_t valueLen, const std::string& label, std::vector<uint8_t>& keys,
@@ -194,6 +273,7 @@ Napi::Object InitBpfMap(Napi::Env env, Napi::Object exports) {
   exports.Set("mapDelete", Napi::Function::New(env, MapDelete, "mapDelete"));
   exports.Set("mapKeys", Napi::Function::New(env, MapKeys, "mapKeys"));
   exports.Set("mapUpdateBatch", Napi::Function::New(env, MapUpdateBatch, "mapUpdateBatch"));
+  exports.Set("mapUpdateBatchAsync", Napi::Function::New(env, MapUpdateBatchAsync, "mapUpdateBatchAsync"));
   exports.Set("mapEntriesPacked", Napi::Function::New(env, MapEntriesPacked, "mapEntriesPacked"));
   return exports;
 }

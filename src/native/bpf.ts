@@ -290,25 +290,60 @@ export class BpfMap extends FdHandle {
    * writing many entries encodes them in place instead of a Buffer each.
    */
   updatePacked(keys: Buffer, values: Buffer, count: number, flag: UpdateFlag = 'any'): 'batch' | 'per-key' {
-    if (keys.length !== count * this.keySize || values.length !== count * this.valueLength)
-      throw new TypeError(`bpf_map_update_batch(${this.label}): ${count} entries need ${count * this.keySize} key and ${count * this.valueLength} value bytes, got ${keys.length} and ${values.length}`);
+    const flags = this.checkPacked(keys, values, count, flag);
     if (count === 0) return 'batch';
-    const flags = updateFlag(flag);
     if (!noBatchTypes.has(this.type)) {
       try {
         raw().mapUpdateBatch(this.fd, keys, values, count, flags, this.label);
         return 'batch';
       } catch (err) {
-        if (!isErrnoError(err) || !BATCH_UNSUPPORTED.has(err.errno)) throw err;
-        noBatchTypes.add(this.type);
+        this.batchRefused(err);
       }
     }
+    return this.updateEach(keys, values, count, flags);
+  }
+
+  /**
+   * updatePacked with the batch written on a libuv thread: the kernel's
+   * inserts (0.5 µs an entry in an LPM trie) off the caller's thread. The
+   * buffers must not change until it resolves. Per key, on this thread,
+   * where the map type has no batch update.
+   */
+  async updatePackedAsync(keys: Buffer, values: Buffer, count: number, flag: UpdateFlag = 'any'): Promise<'batch' | 'per-key'> {
+    const flags = this.checkPacked(keys, values, count, flag);
+    if (count === 0) return 'batch';
+    if (!noBatchTypes.has(this.type)) {
+      try {
+        await raw().mapUpdateBatchAsync(this.fd, keys, values, count, flags, this.label);
+        return 'batch';
+      } catch (err) {
+        this.batchRefused(err);
+      }
+    }
+    return this.updateEach(keys, values, count, flags);
+  }
+
+  /** The flags for `flag`, once the buffers are checked to hold `count` entries. */
+  private checkPacked(keys: Buffer, values: Buffer, count: number, flag: UpdateFlag): number {
+    if (keys.length !== count * this.keySize || values.length !== count * this.valueLength)
+      throw new TypeError(`bpf_map_update_batch(${this.label}): ${count} entries need ${count * this.keySize} key and ${count * this.valueLength} value bytes, got ${keys.length} and ${values.length}`);
+    return updateFlag(flag);
+  }
+
+  /** Rethrows a batch update's error unless the kernel has no batch update for this map type, which is then remembered. */
+  private batchRefused(err: unknown): void {
+    if (!isErrnoError(err) || !BATCH_UNSUPPORTED.has(err.errno)) throw err;
+    noBatchTypes.add(this.type);
+  }
+
+  private updateEach(keys: Buffer, values: Buffer, count: number, flags: number): 'per-key' {
     for (let i = 0; i < count; i++) {
       const k = keys.subarray(i * this.keySize, (i + 1) * this.keySize);
       raw().mapUpdate(this.fd, k, values.subarray(i * this.valueLength, (i + 1) * this.valueLength), flags, this.label);
     }
     return 'per-key';
   }
+
 }
 
 function updateFlag(flag: UpdateFlag): number {

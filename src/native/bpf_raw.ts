@@ -99,6 +99,7 @@ export interface RawBpf {
   mapDelete(fd: number, key: Buffer, label: string): boolean;
   mapKeys(fd: number, keySize: number, label: string): Buffer[];
   mapUpdateBatch(fd: number, keys: Buffer, values: Buffer, count: number, flags: number, label: string): number;
+  mapUpdateBatchAsync(fd: number, keys: Buffer, values: Buffer, count: number, flags: number, label: string): Promise<number>;
   mapEntriesPacked(fd: number, keySize: number, valueLen: number, label: string, chunk?: number): PackedEntries;
   tcHookCreate(ifindex: number): boolean;
   tcHookDestroy(ifindex: number): void;

@@ -113,7 +113,7 @@ test('pinned maps are created once and adopted by the next load', (t) => {
   const pinRoot = freshPinRoot(t);
   const first = BpfObject.load(MAPS_O, { pinRoot });
   assert.deepEqual(first.programNames().sort(), ['fx_classify', 'fx_pass']);
-  assert.deepEqual(first.mapNames().sort(), ['fx_devmap', 'fx_hash', 'fx_lpm', 'fx_percpu']);
+  assert.deepEqual(first.mapNames().sort(), ['fx_devhash', 'fx_devmap', 'fx_hash', 'fx_lpm', 'fx_percpu']);
   assert.deepEqual(first.pinPaths(), { fx_hash: `${pinRoot}/fx_hash`, fx_lpm: `${pinRoot}/fx_lpm` });
   const hash1 = first.map('fx_hash');
   const lpm1 = first.map('fx_lpm');
@@ -217,6 +217,33 @@ test('updateBatch: one syscall where the kernel has it, per-key where it says EN
 
   assert.throws(() => hash.updateBatch([u32(1)], []), { name: 'TypeError', message: /1 keys but 0 values/ });
   assert.throws(() => hash.updateBatch([u32(1), Buffer.alloc(2)], [u64(1n), u64(2n)]), { name: 'TypeError', message: /key is 2 bytes/ });
+});
+
+test('updatePackedAsync: the batch written on a libuv thread, per key where the kernel has no batch; errors as rejections', async (t) => {
+  const obj = BpfObject.load(MAPS_O);
+  t.after(() => obj.close());
+  const lpm = obj.map('fx_lpm');
+  const cidrs = ['10.244.1.0/24', '10.244.2.0/24', '10.244.0.0/16'];
+  assert.equal(await lpm.updatePackedAsync(Buffer.concat(cidrs.map(lpmKey)), Buffer.concat(cidrs.map((_, i) => peer(i, [0, 0, 0, 0, 0, i]))), 3), 'batch');
+  assert.deepEqual(lpm.lookup(lpmKey('10.244.2.9/32')), peer(1, [0, 0, 0, 0, 0, 1]));
+  assert.deepEqual(lpm.lookup(lpmKey('10.244.7.1/32')), peer(2, [0, 0, 0, 0, 0, 2]));
+
+  const devhash = obj.map('fx_devhash');
+  assert.equal(await devhash.updatePackedAsync(Buffer.concat([u32(5), u32(9)]), Buffer.concat([u32(1), u32(1)]), 2), 'per-key');
+  assert.deepEqual(devhash.lookup(u32(9)), u32(1));
+
+  // The kernel's refusal: 64 entries fit in fx_hash, 65 do not (E2BIG), and the call is named.
+  const hash = obj.map('fx_hash');
+  const ids = Array.from({ length: 65 }, (_, i) => 100 + i);
+  await assert.rejects(hash.updatePackedAsync(Buffer.concat(ids.map(u32)), Buffer.concat(ids.map((i) => u64(BigInt(i)))), ids.length), /^Error: bpf_map_update_batch\(map fx_hash id \d+, 65 entries\): E2BIG/);
+  await assert.rejects(hash.updatePackedAsync(u32(1), Buffer.alloc(0), 1), { name: 'TypeError', message: /1 entries need 4 key and 8 value bytes/ });
+  assert.equal(await hash.updatePackedAsync(Buffer.alloc(0), Buffer.alloc(0), 0), 'batch');
+
+  // The worker holds a descriptor of its own: closing the map's right after the call does not fail the write.
+  const other = BpfObject.load(MAPS_O);
+  const pending = other.map('fx_hash').updatePackedAsync(u32(7), u64(70n), 1);
+  other.close();
+  assert.equal(await pending, 'batch');
 });
 
 test('entriesPacked (and entries, count): every entry in two buffers, in batches where the kernel has them, walked where not', (t) => {

@@ -257,7 +257,8 @@ export class EbpfDataplane implements Dataplane {
   async addPeers(routes: PeerRoute[]): Promise<void> {
     if (routes.length === 0) return;
     const { keys, values, count } = packPeers(routes);
-    this.m.peers.updatePacked(keys, values, count);
+    // Written on a libuv thread: the agent goes on applying the list meanwhile (its queue holds the next batch back).
+    await this.m.peers.updatePackedAsync(keys, values, count);
     this.addNeighbours(routes);
   }
 
