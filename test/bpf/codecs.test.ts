@@ -17,6 +17,7 @@ import {
   statsIndex,
   u32Key,
 } from 'weft/dataplane/ebpf/maps.js';
+import { IPAddr, IPNet } from 'weft/core/ipnet.js';
 import type { LocalNetwork, PeerRoute } from 'weft/core/model.js';
 import { addr, localNetwork, net, route as parsed, type LocalText } from '../../lab/model.js';
 
@@ -57,6 +58,10 @@ test('codecs: weft_peer errors name the peer and the field', () => {
   // A PeerRoute holds parsed addresses: a bad PublicIP is refused where the text enters (lease decode), naming the field.
   assert.throws(() => parsed({ ...base, encap: 'ipip', publicIP: '192.0.2' }), /publicIP: "192.0.2" is not an IPv4 address/);
   assert.throws(() => encodePeer(parsed({ ...base, encap: 'udp', directRouting: true })), /a DirectRouting peer is forwarded directly \(encap 'direct'\), not with udp/);
+  assert.throws(() => encodePeer(parsed({ ...base, encap: 'vxlan', vni: 1, vtepMAC: '02:00:00:00:00:0g' })), /^Error: weft_peer 10.244.3.0\/24: vtepMAC: "02:00:00:00:00:0g" is not a MAC address$/);
+  assert.throws(() => encodePeer({ ...parsed({ ...base, encap: 'ipip' }), subnet: net('10.244.3.1/24') }), /^Error: weft_peer 10.244.3.1\/24: "10.244.3.1\/24" has host bits set$/);
+  assert.throws(() => encodePeer({ ...parsed({ ...base, encap: 'ipip' }), publicIP: IPAddr.parse('2001:db8::1')! }), /^Error: weft_peer 10.244.3.0\/24: publicIP: 2001:db8::1 is not an IPv4 address$/);
+  assert.throws(() => encodePeer({ ...parsed({ ...base, encap: 'ipip' }), subnet: IPNet.parse('fd00::/64')! }), /^Error: weft_peer fd00::\/64: fd00::\/64 is not an IPv4 subnet$/);
 });
 
 function local(backend: LocalNetwork['backend']): LocalNetwork {
