@@ -145,6 +145,9 @@ function maskOf(family: Family, prefixLen: number): bigint {
   return mask;
 }
 
+/** Addresses in an IPv4 prefix of each length, 0 to 32 (a table: 2 ** n is a call to pow). */
+const IPV4_SPAN: readonly number[] = Array.from({ length: 33 }, (_, len) => 2 ** (32 - len));
+
 export class IPNet {
   constructor(
     readonly family: Family,
@@ -245,8 +248,7 @@ export class IPNet {
 
   /** For IPv4 with a valid prefix length, the number of addresses it spans; 0 otherwise (IPv6: BigInt arithmetic). */
   private size4(): number {
-    const len = this.prefixLen;
-    return this.family === 4 && len >= 0 && len <= 32 && Number.isInteger(len) ? 2 ** (32 - len) : 0;
+    return this.family === 4 ? (IPV4_SPAN[this.prefixLen] ?? 0) : 0;
   }
 
   overlaps(other: IPNet): boolean {
@@ -302,7 +304,12 @@ export function specialUse(ip: IPAddr): string | null {
 /** An IPv4 network as numbers: its first and last address. Two networks overlap exactly when their spans meet. */
 export function span4(net: IPNet): [number, number] {
   const first = Number(net.network);
-  return [first, first + 2 ** (32 - net.prefixLen) - 1];
+  return [first, last4(first, net.prefixLen)];
+}
+
+/** The last address of the IPv4 prefix of `prefixLen` that starts at `first`. */
+export function last4(first: number, prefixLen: number): number {
+  return first + IPV4_SPAN[prefixLen] - 1;
 }
 
 const SPECIAL_IPV4_NUMBERS: ReadonlyArray<readonly [number, number, string]> = SPECIAL_IPV4.map(([net, what]) => [...span4(net), what] as const);

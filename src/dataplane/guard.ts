@@ -6,7 +6,7 @@
 // a route that cuts the host off (a peer route named after the underlay's
 // subnet replaces the kernel's connected route; one over the etcd server's
 // address sends the agent's own etcd traffic into the tunnel).
-import { IPAddr, IPNet, span4 } from '../core/ipnet.js';
+import { IPAddr, IPNet, last4, span4 } from '../core/ipnet.js';
 import type { Logger } from '../core/log.js';
 import type { LocalNetwork, PeerRoute } from '../core/model.js';
 import { NetlinkHandle, type Route } from '../native/netlink.js';
@@ -75,7 +75,7 @@ export class RouteGuard {
       // Two prefixes overlap exactly when their spans meet (one then holds the other). A loop over numbers:
       // span4's pair and find()'s closure were two objects for each peer of a sync, 65,536 of them at a start.
       const first = Number(subnet.network);
-      const last = first + 2 ** (32 - subnet.prefixLen) - 1;
+      const last = last4(first, subnet.prefixLen);
       for (let i = 0; i < this.spans4.length && !hit; i++) {
         const span = this.spans4[i];
         if (span[0] <= last && first <= span[1]) hit = span[2];
