@@ -39,7 +39,7 @@ export class LeasePolicy {
     const ip = lease.publicIP;
     const what = specialUse(ip);
     if (what) return `PublicIP ${ip} is ${what}, not a host a tunnel can reach`;
-    if (range.network.containsIP(ip.value)) return `PublicIP ${ip} is inside the Network ${range.network}: packets to it would be routed into the overlay itself`;
+    if (range.network.containsIP(ip.addr)) return `PublicIP ${ip} is inside the Network ${range.network}: packets to it would be routed into the overlay itself`;
     if (this.ctx.ownAddresses.some((a) => a.equals(ip))) return `PublicIP ${ip} is this host's own address, in a lease that is not ours`;
     return null;
   }

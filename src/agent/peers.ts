@@ -59,7 +59,7 @@ function older(a: Lease, b: Lease): boolean {
  * (longer IPv4 prefixes, IPv6) are strings, which no number equals.
  */
 function subnetKey(s: IPNet): number | string {
-  if (s.family === 4 && s.prefixLen <= 24) return (Number(s.network) / 256) * 32 + s.prefixLen;
+  if (s.family === 4 && s.prefixLen <= 24) return (s.network4 / 256) * 32 + s.prefixLen;
   return s.toString();
 }
 

@@ -72,14 +72,15 @@ export function parseIP(text: string): { family: Family; value: bigint } | null 
   return null;
 }
 
-export function formatIP(family: Family, value: bigint): string {
+export function formatIP(family: Family, value: bigint | number): string {
   if (family === 4) {
     const v = Number(value);
     // join, not a template: a flat string, where a template makes a rope that a long-lived lease keeps twice.
     return [v >>> 24, (v >>> 16) & 255, (v >>> 8) & 255, v & 255].join('.');
   }
   const bytes: number[] = [];
-  for (let i = bitsOf(family) / 8 - 1; i >= 0; i--) bytes.push(Number((value >> BigInt(i * 8)) & 0xffn));
+  const big = BigInt(value);
+  for (let i = bitsOf(family) / 8 - 1; i >= 0; i--) bytes.push(Number((big >> BigInt(i * 8)) & 0xffn));
   return ipaddr.fromByteArray(bytes).toString();
 }
 
@@ -87,12 +88,39 @@ function bytesToBig(bytes: number[]): bigint {
   return bytes.reduce((acc, b) => (acc << 8n) | BigInt(b), 0n);
 }
 
-/** An address, parsed once. */
+/**
+ * An IPv4 value as a number when it is an integer of 32 bits (what every
+ * caller gives), else as a bigint: an IPAddr or IPNet compared with another
+ * (equals, deepEqual) compares these.
+ */
+function holdV4(value: bigint | number): number | bigint {
+  if (typeof value === 'bigint') return value >= 0n && value <= 0xffffffffn ? Number(value) : value;
+  return Number.isInteger(value) && value >= 0 && value <= 0xffffffff ? value : BigInt(value);
+}
+
+/**
+ * An address, parsed once. An IPv4 address is held as a number, and its
+ * bigint `value` made when first asked for: a start holds 65,536 peers'
+ * PublicIPs, and a BigInt each was 65,536 objects more for the collector to
+ * copy; the start's own checks and the map's encoding read `addr`.
+ */
 export class IPAddr {
+  /** The address: a number for IPv4 (exact), a bigint for IPv6. */
+  readonly addr: number | bigint;
+  #value: bigint | undefined;
+
   constructor(
     readonly family: Family,
-    readonly value: bigint,
-  ) {}
+    value: bigint | number,
+  ) {
+    this.addr = family === 4 ? holdV4(value) : BigInt(value);
+    this.#value = typeof this.addr === 'bigint' ? this.addr : typeof value === 'bigint' ? value : undefined;
+  }
+
+  /** The address as a bigint (made once for IPv4, when first asked). */
+  get value(): bigint {
+    return (this.#value ??= BigInt(this.addr));
+  }
 
   static parse(text: string): IPAddr | null {
     const p = parseIP(text);
@@ -103,7 +131,7 @@ export class IPAddr {
   static v4(text: string, what = 'address'): IPAddr {
     // Every lease's PublicIP comes this way: a dotted quad without parseIP's object.
     const quad = quadValue(text);
-    if (quad >= 0) return new IPAddr(4, BigInt(quad));
+    if (quad >= 0) return new IPAddr(4, quad);
     const p = parseIP(text);
     if (!p || p.family !== 4) throw new Error(`${what}: ${JSON.stringify(text)} is not an IPv4 address`);
     return new IPAddr(4, p.value);
@@ -124,11 +152,11 @@ export class IPAddr {
   }
 
   equals(other: IPAddr): boolean {
-    return other.family === this.family && other.value === this.value;
+    return other.family === this.family && other.addr === this.addr;
   }
 
   toString(): string {
-    return formatIP(this.family, this.value);
+    return formatIP(this.family, this.addr);
   }
 }
 
@@ -148,30 +176,51 @@ function maskOf(family: Family, prefixLen: number): bigint {
 /** Addresses in an IPv4 prefix of each length, 0 to 32 (a table: 2 ** n is a call to pow). */
 const IPV4_SPAN: readonly number[] = Array.from({ length: 33 }, (_, len) => 2 ** (32 - len));
 
+/**
+ * A network. IPv4 is held in numbers, as IPAddr holds it, and its bigints
+ * made when first asked for: a start's 65,536 lease subnets are checked,
+ * keyed and encoded from the numbers (a BigInt each was 65,536 objects more).
+ */
 export class IPNet {
+  /** The address as written, which may have host bits set (see isNetworkAddress): a number for IPv4, a bigint for IPv6. */
+  readonly start: number | bigint;
+  /**
+   * `base` and `network` as bigints, once asked for: a BigInt operation makes
+   * a new BigInt each time. # fields, so that comparing two IPNets does not
+   * depend on which was asked.
+   */
+  #base: bigint | undefined;
+  #net: bigint | undefined;
+
   constructor(
     readonly family: Family,
-    /** The address as written; may have host bits set (see isNetworkAddress). */
-    readonly base: bigint,
+    base: bigint | number,
     readonly prefixLen: number,
-  ) {}
+  ) {
+    this.start = family === 4 ? holdV4(base) : BigInt(base);
+    this.#base = typeof this.start === 'bigint' ? this.start : typeof base === 'bigint' ? base : undefined;
+    this.#net = undefined;
+  }
 
-  /**
-   * `network`, once asked for: a BigInt operation makes a new BigInt each
-   * time, and a start asks 65,536 subnets several times each. A # field, so
-   * that comparing two IPNets does not depend on which was asked.
-   */
-  #net: bigint | undefined = undefined;
-
-  /**
-   * An IPv4 network from its address as a number, which has no host bits
-   * (the caller has checked): its network is its base, with no BigInt made
-   * to find that out. Every lease key of a list comes this way.
-   */
+  /** An IPv4 network from its address as a number (every lease key of a list comes this way). */
   static network4(address: number, prefixLen: number): IPNet {
-    const net = new IPNet(4, BigInt(address), prefixLen);
-    net.#net = net.base;
-    return net;
+    return new IPNet(4, address, prefixLen);
+  }
+
+  /** The address as written, as a bigint. */
+  get base(): bigint {
+    return (this.#base ??= BigInt(this.start));
+  }
+
+  /** IPv4 with a valid prefix length: the network address as a number; NaN otherwise. */
+  get network4(): number {
+    const size = this.size4();
+    return size > 0 ? this.start4 - (this.start4 % size) : NaN;
+  }
+
+  /** IPv4 held as a number: `start`; NaN otherwise. */
+  private get start4(): number {
+    return typeof this.start === 'number' ? this.start : NaN;
   }
 
   /** Parses "10.244.0.0/16" or "fd00::/48"; returns null when malformed. */
@@ -222,10 +271,12 @@ export class IPNet {
   }
 
   get ip(): string {
-    return formatIP(this.family, this.base);
+    return formatIP(this.family, this.start);
   }
 
   isNetworkAddress(): boolean {
+    const size = this.size4();
+    if (size > 0 && typeof this.start === 'number') return this.start % size === 0;
     return this.base === this.network;
   }
 
@@ -234,16 +285,17 @@ export class IPNet {
     return new IPNet(this.family, this.network, this.prefixLen);
   }
 
-  containsIP(value: bigint): boolean {
+  /** Whether the address (an IPAddr's `addr` or `value`) is in this network. */
+  containsIP(value: bigint | number): boolean {
     const size = this.size4();
     // IPv4 in numbers: each BigInt operation made a BigInt, several for each lease a start checks.
-    if (size > 0) return Math.floor(Number(value) / size) === Math.floor(Number(this.base) / size);
-    return (value & this.mask) === this.network;
+    if (size > 0 && typeof this.start === 'number') return Math.floor(Number(value) / size) === Math.floor(this.start / size);
+    return (BigInt(value) & this.mask) === this.network;
   }
 
   /** True when other lies entirely inside this network. */
   contains(other: IPNet): boolean {
-    return other.family === this.family && other.prefixLen >= this.prefixLen && this.containsIP(other.base);
+    return other.family === this.family && other.prefixLen >= this.prefixLen && this.containsIP(other.start);
   }
 
   /** For IPv4 with a valid prefix length, the number of addresses it spans; 0 otherwise (IPv6: BigInt arithmetic). */
@@ -256,7 +308,7 @@ export class IPNet {
   }
 
   equals(other: IPNet): boolean {
-    return other.family === this.family && other.base === this.base && other.prefixLen === this.prefixLen;
+    return other.family === this.family && other.start === this.start && other.prefixLen === this.prefixLen;
   }
 
   /** The network address (host bits cleared). */
@@ -292,7 +344,7 @@ export const SPECIAL_IPV4: ReadonlyArray<readonly [IPNet, string]> = [
 export function specialUse(ip: IPAddr): string | null {
   if (ip.family !== 4) return null;
   // Every lease's PublicIP is asked at a start: as numbers, not seven BigInt masks.
-  const v = Number(ip.value);
+  const v = Number(ip.addr);
   // By index: a destructuring for-of ran the iterator protocol for each range, 0.5 us a lease in a start's profile.
   for (let i = 0; i < SPECIAL_IPV4_NUMBERS.length; i++) {
     const range = SPECIAL_IPV4_NUMBERS[i];
@@ -303,7 +355,7 @@ export function specialUse(ip: IPAddr): string | null {
 
 /** An IPv4 network as numbers: its first and last address. Two networks overlap exactly when their spans meet. */
 export function span4(net: IPNet): [number, number] {
-  const first = Number(net.network);
+  const first = net.network4;
   return [first, last4(first, net.prefixLen)];
 }
 

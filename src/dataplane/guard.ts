@@ -74,7 +74,7 @@ export class RouteGuard {
     if (subnet.family === 4) {
       // Two prefixes overlap exactly when their spans meet (one then holds the other). A loop over numbers:
       // span4's pair and find()'s closure were two objects for each peer of a sync, 65,536 of them at a start.
-      const first = Number(subnet.network);
+      const first = subnet.network4;
       const last = last4(first, subnet.prefixLen);
       for (let i = 0; i < this.spans4.length && !hit; i++) {
         const span = this.spans4[i];

@@ -114,7 +114,7 @@ export function ipv4Bytes(addr: string | IPAddr, what: string): Buffer {
  */
 function writeIPv4(b: Buffer, off: number, a: IPAddr, what: () => string): void {
   if (a.family !== 4) throw new Error(`${what()}: ${a} is not an IPv4 address`);
-  b.writeUInt32BE(Number(a.value), off);
+  b.writeUInt32BE(Number(a.addr), off);
 }
 
 export function ipv4String(b: Buffer, off = 0): string {
@@ -162,7 +162,7 @@ export function macString(b: Buffer, off = 0): string {
  */
 function writeSubnet(b: Buffer, off: number, net: IPNet, what: () => string): void {
   checkSubnet(net, what);
-  b.writeUInt32BE(Number(net.base), off);
+  b.writeUInt32BE(Number(net.start), off);
 }
 
 function checkSubnet(net: IPNet, what: () => string): void {
@@ -224,7 +224,7 @@ export function writePeer(b: Buffer, off: number, route: PeerRoute): void {
   // peers were half of packing them. The messages are theirs.
   const { publicIP, subnet } = route;
   if (publicIP.family !== 4) peerError(route, `publicIP: ${publicIP} is not an IPv4 address`);
-  b.writeUInt32BE(Number(publicIP.value), off + P.public_ip);
+  b.writeUInt32BE(Number(publicIP.addr), off + P.public_ip);
   if (subnet.family !== 4) peerError(route, `${subnet} is not an IPv4 subnet`);
   if (!subnet.isNetworkAddress()) peerError(route, `"${subnet}" has host bits set`);
   if (route.encap === 'vxlan' || (route.directRouting && route.vtepMAC)) {
