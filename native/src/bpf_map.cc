@@ -100,21 +100,42 @@ static Napi::Value MapKeys(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// The arguments of mapUpdateBatch and mapUpdateBatchAsync: (fd, keys, values, count, flags, label).
+struct UpdateBatchArgs {
+  int fd;
+  Napi::Buffer<uint8_t> keys;
+  Napi::Buffer<uint8_t> values;
+  uint32_t count;
+  uint32_t flags;
+  // What a failure names: "bpf_map_update_batch(<label>, <count> entries)".
+  std::string call;
+};
+
+static UpdateBatchArgs ReadUpdateBatchArgs(const Napi::CallbackInfo& info) {
+  int fd = ArgInt(info, 0, "fd");
+  UpdateBatchArgs a{fd, ArgBuffer(info, 1, "keys"), ArgBuffer(info, 2, "values"), ArgU32(info, 3, "count"), ArgU32(info, 4, "flags"), ""};
+  a.call = "bpf_map_update_batch(" + ArgLabel(info, 5, "map fd " + std::to_string(fd)) + ", " + std::to_string(a.count) + " entries)";
+  return a;
+}
+
+// One bpf_map_update_batch: 0, or the errno; *n is the count updated.
+static int UpdateBatch(int fd, const void* keys, const void* values, uint32_t count, uint32_t flags, uint32_t* n) {
+  LIBBPF_OPTS(bpf_map_batch_opts, opts, .elem_flags = flags);
+  __u32 done = count;
+  int ret = bpf_map_update_batch(fd, keys, values, &done, &opts);
+  *n = done;
+  return ret ? -ret : 0;
+}
+
 // mapUpdateBatch(fd, keys, values, count, flags, label) -> count updated.
 // No partial count on failure: the kernel leaves it untouched when it rejects
 // the call up front (ENOTSUPP for map types without batch ops), so it would lie.
 static Napi::Value MapUpdateBatch(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  int fd = ArgInt(info, 0, "fd");
-  Napi::Buffer<uint8_t> keys = ArgBuffer(info, 1, "keys");
-  Napi::Buffer<uint8_t> values = ArgBuffer(info, 2, "values");
-  uint32_t count = ArgU32(info, 3, "count");
-  uint32_t flags = ArgU32(info, 4, "flags");
-  std::string label = ArgLabel(info, 5, "map fd " + std::to_string(fd));
-  LIBBPF_OPTS(bpf_map_batch_opts, opts, .elem_flags = flags);
-  __u32 n = count;
-  int ret = bpf_map_update_batch(fd, keys.Data(), values.Data(), &n, &opts);
-  if (ret) ThrowErrno(env, "bpf_map_update_batch(" + label + ", " + std::to_string(count) + " entries)", -ret);
+  UpdateBatchArgs a = ReadUpdateBatchArgs(info);
+  uint32_t n = 0;
+  int err = UpdateBatch(a.fd, a.keys.Data(), a.values.Data(), a.count, a.flags, &n);
+  if (err) ThrowErrno(env, a.call, err);
   return Napi::Number::New(env, n);
 }
 
@@ -125,18 +146,17 @@ namespace {
 // it is done, so neither a close nor the collector can pull them away.
 class UpdateBatchWorker : public Napi::AsyncWorker {
  public:
-  UpdateBatchWorker(Napi::Env env, int fd, Napi::Buffer<uint8_t> keys, Napi::Buffer<uint8_t> values, uint32_t count, uint32_t flags,
-                    std::string label)
+  UpdateBatchWorker(Napi::Env env, const UpdateBatchArgs& a)
       : Napi::AsyncWorker(env),
-        fd_(fcntl(fd, F_DUPFD_CLOEXEC, 0)),
+        fd_(fcntl(a.fd, F_DUPFD_CLOEXEC, 0)),
         dupErr_(fd_ < 0 ? errno : 0),
-        keysRef_(Napi::Persistent(keys)),
-        valuesRef_(Napi::Persistent(values)),
-        keys_(keys.Data()),
-        values_(values.Data()),
-        count_(count),
-        flags_(flags),
-        call_("bpf_map_update_batch(" + label + ", " + std::to_string(count) + " entries)"),
+        keysRef_(Napi::Persistent(a.keys)),
+        valuesRef_(Napi::Persistent(a.values)),
+        keys_(a.keys.Data()),
+        values_(a.values.Data()),
+        count_(a.count),
+        flags_(a.flags),
+        call_(a.call),
         deferred_(Napi::Promise::Deferred::New(env)) {}
 
   ~UpdateBatchWorker() override {
@@ -146,12 +166,7 @@ class UpdateBatchWorker : public Napi::AsyncWorker {
   Napi::Promise Promise() { return deferred_.Promise(); }
 
   void Execute() override {
-    if (dupErr_) return;
-    LIBBPF_OPTS(bpf_map_batch_opts, opts, .elem_flags = flags_);
-    __u32 n = count_;
-    int ret = bpf_map_update_batch(fd_, keys_, values_, &n, &opts);
-    if (ret) err_ = -ret;
-    else n_ = n;
+    if (!dupErr_) err_ = UpdateBatch(fd_, keys_, values_, count_, flags_, &n_);
   }
 
   void OnOK() override {
@@ -181,14 +196,7 @@ class UpdateBatchWorker : public Napi::AsyncWorker {
 
 // mapUpdateBatchAsync(fd, keys, values, count, flags, label) -> Promise of the count updated.
 static Napi::Value MapUpdateBatchAsync(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  int fd = ArgInt(info, 0, "fd");
-  Napi::Buffer<uint8_t> keys = ArgBuffer(info, 1, "keys");
-  Napi::Buffer<uint8_t> values = ArgBuffer(info, 2, "values");
-  uint32_t count = ArgU32(info, 3, "count");
-  uint32_t flags = ArgU32(info, 4, "flags");
-  std::string label = ArgLabel(info, 5, "map fd " + std::to_string(fd));
-  auto* w = new UpdateBatchWorker(env, fd, keys, values, count, flags, label);
+  auto* w = new UpdateBatchWorker(info.Env(), ReadUpdateBatchArgs(info));
   Napi::Promise p = w->Promise();
   w->Queue();
   return p;
