@@ -343,7 +343,6 @@ export class BpfMap extends FdHandle {
     }
     return 'per-key';
   }
-
 }
 
 function updateFlag(flag: UpdateFlag): number {

@@ -129,11 +129,11 @@ export function macBytes(mac: string, what: string): Buffer {
 
 /** A MAC address ("02:00:00:00:03:01") written at `off`. */
 function writeMac(b: Buffer, off: number, mac: string, what: () => string): void {
-  if (!readMac(b, off, mac)) throw new Error(`${what()}: "${mac}" is not a MAC address`);
+  if (!putMac(b, off, mac)) throw new Error(`${what()}: "${mac}" is not a MAC address`);
 }
 
-/** Writes the MAC at `off`; false (bytes written so far left) when it is not one. */
-function readMac(b: Buffer, off: number, mac: string): boolean {
+/** Writes the MAC text's six bytes at `off`; false when it is not a MAC (the bytes written so far stay). */
+function putMac(b: Buffer, off: number, mac: string): boolean {
   // Read by character codes: 65,536 peers' MACs through a pattern and six slices each were most of encoding them.
   if (mac.length !== 17) return false;
   for (let i = 0; i < 6; i++) {
@@ -188,10 +188,10 @@ export function lpmKeyId(b: Buffer, off: number): number {
   return b.readUInt32LE(off + K.prefixlen) * 2 ** 32 + b.readUInt32BE(off + K.addr);
 }
 
-/** encodeLpmKey into b at off (a packed array of keys for a batch). */
 /** Hoisted: an arrow written in the call made a function object for each of 65,536 keys. */
 const LPM_KEY_WHAT = (): string => 'weft_lpm_key';
 
+/** encodeLpmKey into b at off (a packed array of keys for a batch). */
 export function writeLpmKey(b: Buffer, off: number, subnet: IPNet): void {
   writeSubnet(b, off + K.addr, subnet, LPM_KEY_WHAT);
   b.writeUInt32LE(subnet.prefixLen, off + K.prefixlen);
@@ -233,7 +233,7 @@ export function writePeer(b: Buffer, off: number, route: PeerRoute): void {
     if (!route.vtepMAC) peerError(route, 'a vxlan peer needs its vtepMAC');
   }
   b.writeUInt32LE(route.vni ?? 0, off + P.vni);
-  if (route.vtepMAC && !readMac(b, off + P.vtep_mac, route.vtepMAC)) peerError(route, `vtepMAC: "${route.vtepMAC}" is not a MAC address`);
+  if (route.vtepMAC && !putMac(b, off + P.vtep_mac, route.vtepMAC)) peerError(route, `vtepMAC: "${route.vtepMAC}" is not a MAC address`);
   if (route.directRouting && route.encap !== 'direct')
     peerError(route, `a DirectRouting peer is forwarded directly (encap 'direct'), not with ${route.encap}`);
   b[off + P.encap] = ENCAP[route.encap];
