@@ -4,6 +4,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { IPNet } from '../core/ipnet.js';
 import { errnoOf, usageError } from '../core/errors.js';
+import { DEFAULT_SUBNET_FILE } from '../core/paths.js';
 
 export interface SubnetEnv {
   network: IPNet;
@@ -50,7 +51,7 @@ export function checkSubnetFile(file: string): void {
     fs.accessSync(dir, fs.constants.W_OK);
   } catch (err) {
     const why = errnoOf(err) === 'EROFS' ? 'is on a read-only filesystem' : `is not writable (${errnoOf(err) ?? (err as Error).message})`;
-    throw usageError(`${flag} ${file}: ${dir} ${why}; choose a writable place (docker and CNI read /run/flannel/subnet.env by default)`, flag);
+    throw usageError(`${flag} ${file}: ${dir} ${why}; choose a writable place (docker and CNI read ${DEFAULT_SUBNET_FILE} by default)`, flag);
   }
 }
 

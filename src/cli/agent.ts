@@ -2,6 +2,7 @@
 // command's definition only; what the agent needs loads when it runs (agent-run.ts).
 import type { Argv, CommandModule, Options } from 'yargs';
 import type { DataplaneChoice } from '../agent/dataplane.js';
+import { DEFAULT_SUBNET_FILE } from '../core/paths.js';
 import { loadRunner } from './runner.js';
 import { etcdOptions, pinDirOption, statusSocketOption, withOptions, type EtcdArgs } from './options.js';
 
@@ -43,7 +44,7 @@ const agentOptions = {
   'iface-can-reach': { type: 'string', describe: 'the interface of the route to this address (as `ip route get`); tried when no --iface or --iface-regex matched' },
   'public-ip': { type: 'string', describe: 'IPv4 address other hosts use to reach this one (default: the interface address)' },
   'public-ipv6': { type: 'string', describe: 'IPv6 address published in the lease' },
-  'subnet-file': { type: 'string', default: '/run/flannel/subnet.env', describe: 'where to write subnet.env' },
+  'subnet-file': { type: 'string', default: DEFAULT_SUBNET_FILE, describe: 'where to write subnet.env' },
   'subnet-lease-renew-margin': { type: 'number', default: 60, describe: 'renew the lease this many minutes before it expires (1..1439)' },
   'subnet-lease-ttl': { type: 'number', default: 86400, describe: 'lease TTL in seconds (flannel: 24 h; lower only for testing)' },
   'ip-masq': { type: 'boolean', default: false, describe: "masquerade traffic from the Network to outside it (flannel's FLANNEL-POSTRTG chain); written to subnet.env as FLANNEL_IPMASQ" },

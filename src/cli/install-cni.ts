@@ -18,7 +18,7 @@ export const installCniCommand: CommandModule<object, InstallArgs> = {
   command: 'install-cni',
   describe: 'install the CNI plugin (as flannel and weft) and a flannel + portmap conflist',
   builder: async (y: Argv) => {
-    const [{ DEFAULT_BIN_DIR, DEFAULT_CONF_DIR, DEFAULT_CONF_NAME }, { DEFAULT_SUBNET_FILE }] = await Promise.all([import('../cni/install.js'), import('../cni/flannel.js')]);
+    const [{ DEFAULT_BIN_DIR, DEFAULT_CONF_DIR, DEFAULT_CONF_NAME }, { DEFAULT_SUBNET_FILE }] = await Promise.all([import('../cni/install.js'), import('../core/paths.js')]);
     return y.options({
       'bin-dir': { type: 'string', default: DEFAULT_BIN_DIR, describe: 'CNI plugin directory (the runtime\'s CNI_PATH)' },
       'conf-dir': { type: 'string', default: DEFAULT_CONF_DIR, describe: 'CNI network config directory' },

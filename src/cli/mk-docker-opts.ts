@@ -7,9 +7,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Argv, CommandModule, Options } from 'yargs';
 import { usageError } from '../core/errors.js';
+import { DEFAULT_SUBNET_FILE } from '../core/paths.js';
 
 const options = {
-  f: { type: 'string', default: '/run/flannel/subnet.env', describe: 'the subnet file to read' },
+  f: { type: 'string', default: DEFAULT_SUBNET_FILE, describe: 'the subnet file to read' },
   d: { type: 'string', default: '/run/docker_opts.env', describe: 'the file to write (truncated)' },
   i: { type: 'boolean', default: false, describe: 'each option as its own variable, e.g. DOCKER_OPT_MTU="--mtu=1450"' },
   c: { type: 'boolean', default: false, describe: 'all options in one variable (-k); without -i or -c, both' },

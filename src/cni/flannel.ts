@@ -5,9 +5,9 @@
 // flannel's plugin is read by weft's and the other way round.
 import { readEnvFile } from '../agent/subnet-env.js';
 import { IPNet } from '../core/ipnet.js';
+import { DEFAULT_SUBNET_FILE } from '../core/paths.js';
 import { CniError, CODE } from './spec.js';
 
-export const DEFAULT_SUBNET_FILE = '/run/flannel/subnet.env';
 export const DEFAULT_DATA_DIR = '/var/lib/cni/flannel';
 
 type Obj = Record<string, unknown>;

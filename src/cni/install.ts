@@ -13,7 +13,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { DEFAULT_SUBNET_FILE } from './flannel.js';
+import { DEFAULT_SUBNET_FILE } from '../core/paths.js';
 
 export const PLUGIN_NAMES = ['flannel', 'weft'] as const;
 export const DEFAULT_BIN_DIR = '/opt/cni/bin';

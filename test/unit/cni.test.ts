@@ -294,7 +294,7 @@ test('VERSION, the versions refused, and CHECK/STATUS/GC only where the config\'
   assert.match(about.stderr, /CNI protocol versions supported: 0\.3\.0, 0\.3\.1, 0\.4\.0, 1\.0\.0, 1\.1\.0/);
 });
 
-test('the entry point loads only Node built-ins, src/cni, ipnet, errors (it imports nothing), subnet-env and ipaddr.js: no yargs, pino, etcd3, protobufjs or addon', () => {
+test('the entry point loads only Node built-ins, src/cni, ipnet, errors and paths (they import nothing), subnet-env and ipaddr.js: no yargs, pino, etcd3, protobufjs or addon', () => {
   const dist = path.dirname(path.dirname(MAIN));
   const seen = new Set<string>();
   const bare = new Set<string>();
@@ -307,7 +307,7 @@ test('the entry point loads only Node built-ins, src/cni, ipnet, errors (it impo
     }
   };
   walk(MAIN);
-  assert.deepEqual([...seen].map((f) => path.relative(dist, f)).sort(), ['agent/subnet-env.js', 'cni/delegate.js', 'cni/flannel.js', 'cni/main.js', 'cni/plugin.js', 'cni/spec.js', 'core/errors.js', 'core/ipnet.js']);
+  assert.deepEqual([...seen].map((f) => path.relative(dist, f)).sort(), ['agent/subnet-env.js', 'cni/delegate.js', 'cni/flannel.js', 'cni/main.js', 'cni/plugin.js', 'cni/spec.js', 'core/errors.js', 'core/ipnet.js', 'core/paths.js']);
   assert.deepEqual([...bare].filter((s) => !s.startsWith('node:')), []);
   // And what actually loads: the CommonJS modules in require's cache after importing the plugin.
   const probe = `import { createRequire } from 'node:module'; await import(${JSON.stringify(path.join(dist, 'cni/plugin.js'))}); console.log(JSON.stringify(Object.keys(createRequire(import.meta.url).cache)));`;
