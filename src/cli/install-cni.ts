@@ -6,6 +6,7 @@
 import path from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
 import { usageError, WeftError, errnoOf, messageOf } from '../core/errors.js';
+import { DEFAULT_SUBNET_FILE } from '../core/paths.js';
 
 interface InstallArgs {
   'bin-dir': string;
@@ -18,7 +19,7 @@ export const installCniCommand: CommandModule<object, InstallArgs> = {
   command: 'install-cni',
   describe: 'install the CNI plugin (as flannel and weft) and a flannel + portmap conflist',
   builder: async (y: Argv) => {
-    const [{ DEFAULT_BIN_DIR, DEFAULT_CONF_DIR, DEFAULT_CONF_NAME }, { DEFAULT_SUBNET_FILE }] = await Promise.all([import('../cni/install.js'), import('../core/paths.js')]);
+    const { DEFAULT_BIN_DIR, DEFAULT_CONF_DIR, DEFAULT_CONF_NAME } = await import('../cni/install.js');
     return y.options({
       'bin-dir': { type: 'string', default: DEFAULT_BIN_DIR, describe: 'CNI plugin directory (the runtime\'s CNI_PATH)' },
       'conf-dir': { type: 'string', default: DEFAULT_CONF_DIR, describe: 'CNI network config directory' },
