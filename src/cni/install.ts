@@ -5,11 +5,12 @@
 // directory is touched.
 //
 // The plugin is a two-line launcher, not a copy: it runs this weft's
-// dist/cni/main.js with the node this weft runs on. A copy would have to
-// carry its own modules (ipnet, ipaddr.js, subnet-env) and would go stale
-// when weft is upgraded, whereas the launcher always runs the plugin that
-// matches the agent writing subnet.env. exec from sh costs about a
-// millisecond of the ~100 ms a Node start takes here (`make bench`, cni).
+// dist/cni/main.cjs (the plugin's modules bundled by packaging/bundle-cli.mjs;
+// tsc's dist/cni/main.js in a tree built without that step) with the node
+// this weft runs on. A copy would go stale when weft is upgraded, whereas the
+// launcher always runs the plugin that matches the agent writing subnet.env.
+// exec from sh costs about a millisecond of the ~100 ms a Node start takes
+// here (`make bench`, cni).
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -20,8 +21,11 @@ export const DEFAULT_BIN_DIR = '/opt/cni/bin';
 export const DEFAULT_CONF_DIR = '/etc/cni/net.d';
 export const DEFAULT_CONF_NAME = '10-flannel.conflist';
 
-/** The plugin's entry point in this weft's dist/. */
-export const PLUGIN_MAIN = fileURLToPath(new URL('./main.js', import.meta.url));
+/** tsc's entry point of the plugin in this weft's dist/. */
+export const PLUGIN_MODULE = fileURLToPath(new URL('./main.js', import.meta.url));
+const PLUGIN_BUNDLE = fileURLToPath(new URL('./main.cjs', import.meta.url));
+/** What the launcher runs: the bundle when the build made one, else tsc's entry. */
+export const PLUGIN_MAIN = fs.existsSync(PLUGIN_BUNDLE) ? PLUGIN_BUNDLE : PLUGIN_MODULE;
 
 const sq = (s: string): string => `'${s.replaceAll("'", "'\\''")}'`;
 

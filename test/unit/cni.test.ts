@@ -14,7 +14,7 @@ import { writeSubnetEnv } from 'weft/agent/subnet-env.js';
 import { IPNet } from 'weft/core/ipnet.js';
 import { buildDelegate, goJSON, loadSubnetEnv, parseNetConf } from 'weft/cni/flannel.js';
 import { cmdArgsFromEnv, CniError, convertResult } from 'weft/cni/spec.js';
-import { conflist, installCni, launcher, PLUGIN_MAIN } from 'weft/cni/install.js';
+import { conflist, installCni, launcher, PLUGIN_MAIN, PLUGIN_MODULE } from 'weft/cni/install.js';
 
 const KUBE_FLANNEL = { name: 'cbr0', cniVersion: '0.3.1', type: 'flannel', delegate: { hairpinMode: true, isDefaultGateway: true } };
 
@@ -294,8 +294,10 @@ test('VERSION, the versions refused, and CHECK/STATUS/GC only where the config\'
   assert.match(about.stderr, /CNI protocol versions supported: 0\.3\.0, 0\.3\.1, 0\.4\.0, 1\.0\.0, 1\.1\.0/);
 });
 
-test('the entry point loads only Node built-ins, src/cni, ipnet, errors and paths (they import nothing), subnet-env and ipaddr.js: no yargs, pino, etcd3, protobufjs or addon', () => {
-  const dist = path.dirname(path.dirname(MAIN));
+const PLUGIN_MODULES = ['agent/subnet-env.js', 'cni/delegate.js', 'cni/flannel.js', 'cni/main.js', 'cni/plugin.js', 'cni/spec.js', 'core/errors.js', 'core/ipnet.js', 'core/paths.js'];
+
+test('the entry point loads only Node built-ins, src/cni, ipnet, errors and paths (they import nothing) and subnet-env: no yargs, pino, etcd3, protobufjs, addon or ipaddr.js', () => {
+  const dist = path.dirname(path.dirname(PLUGIN_MODULE));
   const seen = new Set<string>();
   const bare = new Set<string>();
   const walk = (file: string): void => {
@@ -306,13 +308,34 @@ test('the entry point loads only Node built-ins, src/cni, ipnet, errors and path
       else bare.add(m[1]);
     }
   };
-  walk(MAIN);
-  assert.deepEqual([...seen].map((f) => path.relative(dist, f)).sort(), ['agent/subnet-env.js', 'cni/delegate.js', 'cni/flannel.js', 'cni/main.js', 'cni/plugin.js', 'cni/spec.js', 'core/errors.js', 'core/ipnet.js', 'core/paths.js']);
+  walk(PLUGIN_MODULE);
+  assert.deepEqual([...seen].map((f) => path.relative(dist, f)).sort(), PLUGIN_MODULES);
   assert.deepEqual([...bare].filter((s) => !s.startsWith('node:')), []);
-  // And what actually loads: the CommonJS modules in require's cache after importing the plugin.
+  // And what actually loads: no CommonJS module (ipaddr.js loads on the first address that is not a dotted quad).
   const probe = `import { createRequire } from 'node:module'; await import(${JSON.stringify(path.join(dist, 'cni/plugin.js'))}); console.log(JSON.stringify(Object.keys(createRequire(import.meta.url).cache)));`;
   const r = spawnSync(process.execPath, ['--input-type=module', '-e', probe], { encoding: 'utf8' });
-  assert.deepEqual((JSON.parse(r.stdout) as string[]).map((f) => path.relative(path.dirname(dist), f)), ['node_modules/ipaddr.js/lib/ipaddr.js']);
+  assert.equal(r.status, 0, r.stderr);
+  assert.deepEqual(JSON.parse(r.stdout), []);
+});
+
+test('the launcher runs the bundle of exactly those modules, which loads nothing else for an IPv4 host\'s ADD', (t) => {
+  const dist = path.dirname(path.dirname(PLUGIN_MODULE));
+  assert.equal(PLUGIN_MAIN, path.join(dist, 'cni', 'main.cjs'), 'make build bundles the plugin');
+  const meta = JSON.parse(fs.readFileSync(path.join(dist, '..', 'build', 'cni-bundle.json'), 'utf8')) as { inputs: Record<string, unknown>; outputs: Record<string, { imports: Array<{ path: string; external: boolean }> }> };
+  assert.deepEqual(Object.keys(meta.inputs).map((f) => path.relative('dist', f)).sort(), PLUGIN_MODULES);
+  const imports = Object.values(meta.outputs).flatMap((o) => o.imports.map((i) => i.path));
+  assert.deepEqual([...new Set(imports.filter((i) => !i.startsWith('node:')))], ['./bigtcp.js'], 'only the bigTCP step loads on demand');
+  // An ADD through the bundle, with the recording bridge: what require() loaded by the end is the bundle alone.
+  const f = fake(t);
+  const seen = path.join(f.dir, 'loaded.json');
+  const r = spawnSync(process.execPath, ['-e', `process.on('exit', () => require('node:fs').writeFileSync(${JSON.stringify(seen)}, JSON.stringify(Object.keys(require.cache)))); require(${JSON.stringify(PLUGIN_MAIN)});`], {
+    env: { ...f.env, CNI_COMMAND: 'ADD' },
+    input: JSON.stringify({ cniVersion: '1.0.0', name: 'cbr0', type: 'flannel', subnetFile: path.join(f.dir, 'subnet.env'), dataDir: path.join(f.dir, 'data') }),
+    encoding: 'utf8',
+  });
+  assert.equal(r.status, 0, r.stdout + r.stderr);
+  assert.deepEqual((JSON.parse(r.stdout) as { ips: unknown[] }).ips, [{ address: '10.244.3.2/24', gateway: '10.244.3.1' }]);
+  assert.deepEqual(JSON.parse(fs.readFileSync(seen, 'utf8')), [PLUGIN_MAIN]);
 });
 
 test('weft install-cni writes the launcher as flannel and weft and the conflist, atomically, and touches nothing else', (t) => {
