@@ -93,6 +93,10 @@ const ownMetaUrl = {
   },
 };
 
+/** The banner that defines __weftModuleUrl for ownMetaUrl, dist/ being `distDir` (an expression) in the bundle. */
+const metaUrlBanner = (first, distDir) =>
+  `${first}\nconst __weftModuleUrl = ((dir) => (rel) => require('node:url').pathToFileURL(require('node:path').join(dir, rel)).href)(${distDir});`;
+
 /**
  * string-width (three versions, under yargs, cliui and wrap-ansi) builds an
  * Intl.Segmenter and compiles Unicode property regexes as it loads, and runs
@@ -203,7 +207,7 @@ const result = await esbuild.build({
   target: 'node20',
   sourcemap: true,
   // __dirname is read before any bundled module runs: yargs' shim declares a top-level __dirname of its own.
-  banner: { js: `${MARK}\nconst __weftModuleUrl = ((dir) => (rel) => require('node:url').pathToFileURL(require('node:path').join(dir, rel)).href)(__dirname);` },
+  banner: { js: metaUrlBanner(MARK, '__dirname') },
   metafile: true,
   plugins: [bundleTheStart, asciiWidth, lazyAssert, withPages, ownMetaUrl],
   logLevel: 'warning',
@@ -292,7 +296,7 @@ for (const name of RUNNER_BUNDLES) {
     target: 'node20',
     sourcemap: true,
     // import.meta.url of each module as the CLI's bundle makes it, from dist/ (this file's parent).
-    banner: { js: `// weft's ${name} bundle (packaging/bundle-cli.mjs)\nconst __weftModuleUrl = ((dir) => (rel) => require('node:url').pathToFileURL(require('node:path').join(dir, rel)).href)(require('node:path').dirname(__dirname));` },
+    banner: { js: metaUrlBanner(`// weft's ${name} bundle (packaging/bundle-cli.mjs)`, "require('node:path').dirname(__dirname)") },
     metafile: true,
     plugins: [sharedOutside, etcdSchema, grpcNetShim, ownMetaUrl],
     logLevel: 'warning',
@@ -342,7 +346,7 @@ const cniBundle = await esbuild.build({
   format: 'cjs',
   target: 'node20',
   sourcemap: true,
-  banner: { js: `// weft's CNI plugin bundle (packaging/bundle-cli.mjs)\nconst __weftModuleUrl = ((dir) => (rel) => require('node:url').pathToFileURL(require('node:path').join(dir, rel)).href)(require('node:path').dirname(__dirname));` },
+  banner: { js: metaUrlBanner("// weft's CNI plugin bundle (packaging/bundle-cli.mjs)", "require('node:path').dirname(__dirname)") },
   metafile: true,
   plugins: [cniOnDemand, ownMetaUrl],
   logLevel: 'warning',
