@@ -45,8 +45,10 @@ test('a path socket: STATUS while waiting, READY=1 after subnet.env and the peer
     assert.equal(ready.fileExists, true, 'subnet.env was there when READY=1 arrived');
     assert.equal(ready.pid, agent.pid, 'sent by the main PID, as NotifyAccess=main needs');
     assert.match(ready.lines.find((l) => l.startsWith('STATUS='))!, /^STATUS=ready: subnet 10\.244\.\d+\.0\/24, 1 peer, dataplane netlink$/);
-    const peerAdded = agent.lines.find((l) => l.msg === 'peer added' && l.peer === '192.0.2.99');
-    assert.ok(peerAdded && Date.parse(String(peerAdded.time)) <= ready.atMs, 'the initial peers were programmed before READY=1');
+    // The agent's stdout and the listener's report reach this process by two pipes, in either order: wait for the line, then compare the clocks.
+    const peerAdded = await agent.waitForLog('peer added for 192.0.2.99', (l) => l.msg === 'peer added' && l.peer === '192.0.2.99');
+    const addedAt = Date.parse(String(peerAdded.time));
+    assert.ok(addedAt <= ready.atMs, `the initial peers were programmed before READY=1 (logged at ${addedAt}, READY=1 received at ${ready.atMs})`);
     // Through the nexthop object weft names after the subnet (10.244.99.0 is 183788288).
     assert.match(await host.ip('route'), /10\.244\.99\.0\/24 nhid 183788288 via 192\.0\.2\.99 dev eth0 /);
     const statuses = listener.lines.filter((l) => l.startsWith('STATUS=')).map((l) => l.replace(/ 10\.244\.\d+\.0\/24/, ' SUBNET'));
