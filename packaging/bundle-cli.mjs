@@ -69,7 +69,7 @@ const bundleTheStart = {
       // What a command loads on demand stays a file loaded on demand, but for the fast runners.
       const onDemand = a.kind === 'dynamic-import' && !fastRunners.has(file);
       if (!onDemand && !shared.has(file)) return undefined;
-      return { path: `./${path.relative(dist, file)}`, external: true };
+      return besideBundle(dist, file);
     });
   },
 };
@@ -92,6 +92,12 @@ const ownMetaUrl = {
     });
   },
 };
+
+/** What every bundle here is: one CommonJS file for Node 20 with its source map, and esbuild's account of its inputs. */
+const CJS_BUNDLE = { bundle: true, platform: 'node', format: 'cjs', target: 'node20', sourcemap: true, metafile: true, logLevel: 'warning' };
+
+/** `file`, left out of a bundle that will sit in `dir`, and loaded from there by its relative path. */
+const besideBundle = (dir, file) => ({ path: `./${path.relative(dir, file)}`, external: true });
 
 /** The banner that defines __weftModuleUrl for ownMetaUrl, dist/ being `distDir` (an expression) in the bundle. */
 const metaUrlBanner = (first, distDir) =>
@@ -201,16 +207,10 @@ const withPages = {
 const result = await esbuild.build({
   entryPoints: [entry],
   outfile,
-  bundle: true,
-  platform: 'node',
-  format: 'cjs',
-  target: 'node20',
-  sourcemap: true,
+  ...CJS_BUNDLE,
   // __dirname is read before any bundled module runs: yargs' shim declares a top-level __dirname of its own.
   banner: { js: metaUrlBanner(MARK, '__dirname') },
-  metafile: true,
   plugins: [bundleTheStart, asciiWidth, lazyAssert, withPages, ownMetaUrl],
-  logLevel: 'warning',
 });
 fs.chmodSync(outfile, 0o755);
 fs.mkdirSync(path.join(root, 'build'), { recursive: true });
@@ -236,7 +236,7 @@ const sharedOutside = {
     build.onResolve({ filter: /^\./ }, (a) => {
       const file = path.resolve(a.resolveDir, a.path);
       if (!shared.has(file)) return undefined;
-      return { path: `./${path.relative(path.join(dist, 'cli'), file)}`, external: true };
+      return besideBundle(path.join(dist, 'cli'), file);
     });
   },
 };
@@ -290,16 +290,10 @@ for (const name of RUNNER_BUNDLES) {
   const bundled = await esbuild.build({
     entryPoints: [path.join(dist, 'cli', `${name}.js`)],
     outfile: path.join(dist, 'cli', `${name}.cjs`),
-    bundle: true,
-    platform: 'node',
-    format: 'cjs',
-    target: 'node20',
-    sourcemap: true,
+    ...CJS_BUNDLE,
     // import.meta.url of each module as the CLI's bundle makes it, from dist/ (this file's parent).
     banner: { js: metaUrlBanner(`// weft's ${name} bundle (packaging/bundle-cli.mjs)`, "require('node:path').dirname(__dirname)") },
-    metafile: true,
     plugins: [sharedOutside, etcdSchema, grpcNetShim, ownMetaUrl],
-    logLevel: 'warning',
   });
   fs.writeFileSync(path.join(root, 'build', `${name.replace('-run', '')}-bundle.json`), JSON.stringify(bundled.metafile, null, 1) + '\n');
 }
@@ -334,21 +328,15 @@ const cniOnDemand = {
   setup(build) {
     build.onResolve({ filter: /^\./ }, (a) => {
       if (a.kind !== 'dynamic-import') return undefined;
-      return { path: `./${path.relative(path.join(dist, 'cni'), path.resolve(a.resolveDir, a.path))}`, external: true };
+      return besideBundle(path.join(dist, 'cni'), path.resolve(a.resolveDir, a.path));
     });
   },
 };
 const cniBundle = await esbuild.build({
   entryPoints: [path.join(dist, 'cni', 'main.js')],
   outfile: path.join(dist, 'cni', 'main.cjs'),
-  bundle: true,
-  platform: 'node',
-  format: 'cjs',
-  target: 'node20',
-  sourcemap: true,
+  ...CJS_BUNDLE,
   banner: { js: metaUrlBanner("// weft's CNI plugin bundle (packaging/bundle-cli.mjs)", "require('node:path').dirname(__dirname)") },
-  metafile: true,
   plugins: [cniOnDemand, ownMetaUrl],
-  logLevel: 'warning',
 });
 fs.writeFileSync(path.join(root, 'build', 'cni-bundle.json'), JSON.stringify(cniBundle.metafile, null, 1) + '\n');
