@@ -50,6 +50,8 @@ export interface CaseSummary {
   /** Paced CPU s/GB over the reference's, per round, median. */
   cpuVsRef: number;
   cpuVsRefSpread: number;
+  /** Of the rounds paired with the reference: how many, and in how many this case did better (a higher rate; a lower round trip or CPU per GB). Absent in results written before. */
+  pairs?: { single: number; singleAhead: number; p50: number; p50Ahead: number; cpu: number; cpuAhead: number };
 }
 
 export interface CaseResult {
@@ -184,6 +186,14 @@ export function summarise(results: Record<string, CaseResult>): void {
       p50VsRefSpread: spread(p50R),
       cpuVsRef: median(cpuR),
       cpuVsRefSpread: spread(cpuR),
+      pairs: {
+        single: vsR.length,
+        singleAhead: vsR.filter((q) => q > 1).length,
+        p50: p50R.length,
+        p50Ahead: p50R.filter((q) => q < 1).length,
+        cpu: cpuR.length,
+        cpuAhead: cpuR.filter((q) => q < 1).length,
+      },
     };
   }
 }
