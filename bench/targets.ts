@@ -13,17 +13,19 @@ function target(what: string, goal: string, value: number | null | undefined, ok
 
 const x = (v: number): string => `${v.toFixed(2)}x`;
 /**
- * A ratio to flannel with its spread over the rounds and how many rounds weft was ahead in: a median 3 to 6 rounds
- * deep moves by about ±10 % between runs on a shared machine, so "short of 1.10x but ahead of flannel in every round" and
- * "behind" must read differently.
+ * A ratio to the reference: the median of the rounds' ratios, shown with its spread and the rounds in which the case
+ * did better. A median 3 to 6 rounds deep moves by about ±10 % between runs on a shared machine, so "short of the
+ * goal but ahead in every round" and "behind" must read differently.
  */
-function xRounds(spreadOf: number | undefined, ahead: number | undefined, of: number | undefined): (v: number) => string {
-  return (v) => {
-    const parts = [x(v)];
-    if (spreadOf !== undefined && Number.isFinite(spreadOf) && spreadOf > 0) parts[0] += ` ±${(spreadOf * 50).toFixed(0)}%`;
-    if (ahead !== undefined && of) parts.push(`ahead in ${ahead} of ${of} rounds`);
-    return parts.join(', ');
-  };
+function ratioTarget(what: string, goal: string, sum: CaseSummary | undefined, which: 'single' | 'p50' | 'cpu', ok: (v: number) => boolean): Target {
+  const [value, spreadOf] = !sum ? [] : which === 'single' ? [sum.vsRef, sum.vsRefSpread] : which === 'p50' ? [sum.p50VsRef, sum.p50VsRefSpread] : [sum.cpuVsRef, sum.cpuVsRefSpread];
+  const pairs = sum?.pairs;
+  const [ahead, of] = !pairs ? [] : which === 'single' ? [pairs.singleAhead, pairs.single] : which === 'p50' ? [pairs.p50Ahead, pairs.p50] : [pairs.cpuAhead, pairs.cpu];
+  return target(what, goal, value, ok, (v) => {
+    let out = x(v);
+    if (spreadOf !== undefined && Number.isFinite(spreadOf) && spreadOf > 0) out += ` ±${(spreadOf * 50).toFixed(0)}%`;
+    return ahead !== undefined && of ? `${out}, ahead in ${ahead} of ${of} rounds` : out;
+  });
 }
 const ms = (v: number): string => `${v.toFixed(0)} ms`;
 const mb = (v: number): string => `${v.toFixed(0)} MB`;
@@ -34,15 +36,14 @@ export function targets(r: Results): Target[] {
   for (const p of ['docker', 'kube']) {
     const vx = s(p, 'weft-ebpf-vxlan');
     const hg = s(p, 'weft-ebpf-host-gw');
-    out.push(target(`[${p}] eBPF vxlan CPU s/GB at a fixed rate vs flannel vxlan`, '<= 0.80x', vx?.cpuVsRef, (v) => v <= 0.8, xRounds(vx?.cpuVsRefSpread, vx?.pairs?.cpuAhead, vx?.pairs?.cpu)));
-    out.push(target(`[${p}] eBPF vxlan single stream vs flannel vxlan`, '>= 1.10x', vx?.vsRef, (v) => v >= 1.1, xRounds(vx?.vsRefSpread, vx?.pairs?.singleAhead, vx?.pairs?.single)));
-    out.push(target(`[${p}] eBPF vxlan p50 round trip vs flannel vxlan`, '<= 0.80x', vx?.p50VsRef, (v) => v <= 0.8, xRounds(vx?.p50VsRefSpread, vx?.pairs?.p50Ahead, vx?.pairs?.p50)));
-    out.push(target(`[${p}] eBPF host-gw single stream vs flannel host-gw`, '>= 1.05x', hg?.vsRef, (v) => v >= 1.05, xRounds(hg?.vsRefSpread, hg?.pairs?.singleAhead, hg?.pairs?.single)));
+    out.push(ratioTarget(`[${p}] eBPF vxlan CPU s/GB at a fixed rate vs flannel vxlan`, '<= 0.80x', vx, 'cpu', (v) => v <= 0.8));
+    out.push(ratioTarget(`[${p}] eBPF vxlan single stream vs flannel vxlan`, '>= 1.10x', vx, 'single', (v) => v >= 1.1));
+    out.push(ratioTarget(`[${p}] eBPF vxlan p50 round trip vs flannel vxlan`, '<= 0.80x', vx, 'p50', (v) => v <= 0.8));
+    out.push(ratioTarget(`[${p}] eBPF host-gw single stream vs flannel host-gw`, '>= 1.05x', hg, 'single', (v) => v >= 1.05));
   }
   for (const c of CASES) {
     if (!c.ref || !r.dataplane[setupKey('bare', c.name)]) continue;
-    const b = s('bare', c.name);
-    out.push(target(`[bare] ${c.name} single stream vs ${c.ref}`, '>= 1.00x', b?.vsRef, (v) => v >= 1.0, xRounds(b?.vsRefSpread, b?.pairs?.singleAhead, b?.pairs?.single)));
+    out.push(ratioTarget(`[bare] ${c.name} single stream vs ${c.ref}`, '>= 1.00x', s('bare', c.name), 'single', (v) => v >= 1.0));
   }
   const c = r.control;
   const full = c?.start.filter((run) => run.leases === MAX_LEASES);
