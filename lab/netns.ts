@@ -13,6 +13,13 @@ export const IPERF3_PORT = 5201;
 
 export const LAB_PREFIX = 'wt';
 export const BPFFS = '/sys/fs/bpf';
+/**
+ * bridge-nf's switches (one per family), as sysctl keys; empty where the kernel has no br_netfilter loaded or
+ * built in (then no bridge hands anything to netfilter). Every new namespace starts with them on.
+ */
+export const BRIDGE_NF_SYSCTLS: readonly string[] = fs.existsSync('/proc/sys/net/bridge/bridge-nf-call-iptables')
+  ? ['iptables', 'ip6tables', 'arptables'].map((f) => `net.bridge.bridge-nf-call-${f}`)
+  : [];
 
 /** Underlay segments: a host on segment k gets an address in SEGMENTS[k]; the router is .1 on each. */
 export const SEGMENTS = [
@@ -203,10 +210,7 @@ export class Lab {
       // The router stands for the wire (a switch and a router), which runs no netfilter. This kernel has
       // br_netfilter built in and a new namespace starts with bridge-nf on, so without these every packet
       // of every case met bridge-nf on seg0 (45 ms/GB of a pinned stream in perf, flannel's and weft's alike).
-      // (A kernel whose br_netfilter is a module not loaded has no such keys, and no bridge-nf.)
-      if (fs.existsSync('/proc/sys/net/bridge/bridge-nf-call-iptables')) {
-        for (const f of ['iptables', 'ip6tables', 'arptables']) await r.sysctl(`net.bridge.bridge-nf-call-${f}`, '0');
-      }
+      for (const key of BRIDGE_NF_SYSCTLS) await r.sysctl(key, '0');
       for (const [k, seg] of SEGMENTS.entries()) {
         await r.ip('link', 'add', `seg${k}`, 'type', 'bridge');
         await r.ip('addr', 'add', `${seg.gateway}/${seg.prefixLen}`, 'dev', `seg${k}`);
