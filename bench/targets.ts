@@ -12,15 +12,20 @@ function target(what: string, goal: string, value: number | null | undefined, ok
 }
 
 const x = (v: number): string => `${v.toFixed(2)}x`;
+/** Where a summary keeps each ratio to its reference: [median, spread, rounds ahead, rounds paired]. */
+const RATIOS = {
+  single: (c: CaseSummary) => [c.vsRef, c.vsRefSpread, c.pairs?.singleAhead, c.pairs?.single],
+  p50: (c: CaseSummary) => [c.p50VsRef, c.p50VsRefSpread, c.pairs?.p50Ahead, c.pairs?.p50],
+  cpu: (c: CaseSummary) => [c.cpuVsRef, c.cpuVsRefSpread, c.pairs?.cpuAhead, c.pairs?.cpu],
+} satisfies Record<string, (c: CaseSummary) => Array<number | undefined>>;
+
 /**
  * A ratio to the reference: the median of the rounds' ratios, shown with its spread and the rounds in which the case
  * did better. A median 3 to 6 rounds deep moves by about ±10 % between runs on a shared machine, so "short of the
  * goal but ahead in every round" and "behind" must read differently.
  */
-function ratioTarget(what: string, goal: string, sum: CaseSummary | undefined, which: 'single' | 'p50' | 'cpu', ok: (v: number) => boolean): Target {
-  const [value, spreadOf] = !sum ? [] : which === 'single' ? [sum.vsRef, sum.vsRefSpread] : which === 'p50' ? [sum.p50VsRef, sum.p50VsRefSpread] : [sum.cpuVsRef, sum.cpuVsRefSpread];
-  const pairs = sum?.pairs;
-  const [ahead, of] = !pairs ? [] : which === 'single' ? [pairs.singleAhead, pairs.single] : which === 'p50' ? [pairs.p50Ahead, pairs.p50] : [pairs.cpuAhead, pairs.cpu];
+function ratioTarget(what: string, goal: string, sum: CaseSummary | undefined, which: keyof typeof RATIOS, ok: (v: number) => boolean): Target {
+  const [value, spreadOf, ahead, of] = sum ? RATIOS[which](sum) : [];
   return target(what, goal, value, ok, (v) => {
     let out = x(v);
     if (spreadOf !== undefined && Number.isFinite(spreadOf) && spreadOf > 0) out += ` ±${(spreadOf * 50).toFixed(0)}%`;
