@@ -11,33 +11,51 @@ export const SOCKPERF_PORT = 11111;
 /** Clock ticks per second for /proc/stat (USER_HZ; 100 on every Linux build that matters, asked once). */
 const CLK_TCK = Number(runSync(['getconf', 'CLK_TCK'], { allowFail: true }).stdout.trim()) || 100;
 
+/**
+ * One reading of /proc/stat: each CPU's idle (idle + iowait) and steal, in
+ * USER_HZ ticks, and the monotonic clock at the read, in seconds.
+ *
+ * Busy time is taken as wall time less idle and steal, never from the busy
+ * fields themselves. A kernel with tick accounting (CONFIG_TICK_CPU_ACCOUNTING,
+ * no IRQ_TIME_ACCOUNTING: Debian's, and this VM's at HZ 250) fills user,
+ * system and softirq by sampling whoever runs at each tick, and a load paced
+ * by a timer (iperf3 -b) phase-locks with the tick: one paced stream read 0.17
+ * and 2.6 CPU s/GB in two runs a minute apart. A NOHZ kernel measures idle
+ * and iowait at idle entry and exit (get_cpu_idle_time_us), so the same runs
+ * read 1.2 and 1.3 this way. (Without NOHZ idle is sampled too, and this is
+ * no worse than the busy fields.)
+ */
 export interface CpuSample {
-  busy: number;
-  total: number;
-  steal: number;
+  at: number;
+  idle: number[];
+  steal: number[];
 }
 
-/** Machine-wide CPU ticks from /proc/stat: busy counts user, nice, system, irq, softirq and steal (softirq is where most packet work lands). */
 export function cpuNow(): CpuSample {
-  const line = fs.readFileSync('/proc/stat', 'utf8').split('\n').find((l) => l.startsWith('cpu '));
-  if (!line) throw new Error('/proc/stat: no aggregate "cpu" line');
-  const [user, nice, system, idle, iowait, irq, softirq, steal] = line.trim().split(/\s+/).slice(1, 9).map(Number);
-  return { busy: user + nice + system + irq + softirq + (steal ?? 0), total: user + nice + system + idle + iowait + irq + softirq + (steal ?? 0), steal: steal ?? 0 };
+  const idle: number[] = [];
+  const steal: number[] = [];
+  for (const l of fs.readFileSync('/proc/stat', 'utf8').split('\n')) {
+    if (!/^cpu\d/.test(l)) continue;
+    const f = l.trim().split(/\s+/).slice(1, 9).map(Number);
+    idle.push(f[3] + (f[4] ?? 0));
+    steal.push(f[7] ?? 0);
+  }
+  if (idle.length === 0) throw new Error('/proc/stat: no "cpuN" lines');
+  return { at: Number(process.hrtime.bigint()) / 1e9, idle, steal };
+}
+
+/** Busy CPU seconds between two samples, per CPU (never below 0 nor above the wall time between them). */
+export function busyPerCpu(a: CpuSample, b: CpuSample): number[] {
+  const wall = b.at - a.at;
+  return b.idle.map((idle, i) => Math.min(wall, Math.max(0, wall - (idle - (a.idle[i] ?? idle) + b.steal[i] - (a.steal[i] ?? b.steal[i])) / CLK_TCK)));
 }
 
 /** Busy share of each CPU over `ms`. */
 export async function perCpuBusy(ms = 300): Promise<number[]> {
-  const read = (): number[][] =>
-    fs.readFileSync('/proc/stat', 'utf8').split('\n').filter((l) => /^cpu\d/.test(l)).map((l) => l.trim().split(/\s+/).slice(1, 9).map(Number));
-  const a = read();
+  const a = cpuNow();
   await new Promise((r) => setTimeout(r, ms));
-  const b = read();
-  return b.map((t, i) => {
-    const d = t.map((x, k) => x - (a[i]?.[k] ?? 0));
-    const idle = d[3] + d[4];
-    const total = d.reduce((x, y) => x + y, 0);
-    return total > 0 ? 1 - idle / total : 0;
-  });
+  const b = cpuNow();
+  return busyPerCpu(a, b).map((s) => s / (b.at - a.at));
 }
 
 /** --cpu: a fixed CPU, 'auto' (the quietest CPU before each run), or null (unpinned). */
@@ -109,10 +127,9 @@ export function netnsInodes(prefix: string): Set<number> {
   return out;
 }
 
-/** Machine-wide busy ticks without steal (the hypervisor's, not ours), and the others' share of them. */
-function sampleCpu(ours: Set<number> | null): { busy: number; total: number; others: number } {
-  const c = cpuNow();
-  return { busy: c.busy - c.steal, total: c.total, others: ours ? othersTicks(ours) : 0 };
+/** A CPU reading, and other people's share of the time so far. */
+function sampleCpu(ours: Set<number> | null): { cpu: CpuSample; others: number } {
+  return { cpu: cpuNow(), others: ours ? othersTicks(ours) : 0 };
 }
 
 export interface Throughput {
@@ -171,20 +188,20 @@ export async function iperf(client: Netns, serverIP: string, seconds: number, o:
   }
   if (j.error || !j.end?.sum_received) throw new Error(`iperf3 -c ${serverIP} in ${client.name}: ${j.error ?? 'no summary'}`);
   const bytes = j.end.sum_received.bytes;
-  const cpuSeconds = (after.busy - before.busy) / CLK_TCK;
+  const perCpu = busyPerCpu(before.cpu, after.cpu);
+  const cpuSeconds = perCpu.reduce((x, y) => x + y, 0);
   const out: Throughput = {
     gbps: j.end.sum_received.bits_per_second / 1e9,
     bytes,
     retransmits: j.end.sum_sent?.retransmits ?? 0,
     cpuSeconds,
-    cpuShare: (after.busy - before.busy) / Math.max(1, after.total - before.total),
+    cpuShare: cpuSeconds / Math.max(1e-9, perCpu.length * (after.cpu.at - before.cpu.at)),
     cpuSecPerGB: bytes > 0 ? cpuSeconds / (bytes / 1e9) : NaN,
   };
   if (o.ours) {
     // Others' ticks can also fall: a process that exits meanwhile takes its ticks along (unless a parent we count
     // reaps it), which once made a run's own CPU 86x the machine-wide figure. Never more than the machine's.
-    const busy = after.busy - before.busy;
-    out.ownCpuSeconds = Math.min(busy, Math.max(0, busy - (after.others - before.others))) / CLK_TCK;
+    out.ownCpuSeconds = Math.min(cpuSeconds, Math.max(0, cpuSeconds - (after.others - before.others) / CLK_TCK));
     out.ownCpuSecPerGB = bytes > 0 ? out.ownCpuSeconds / (bytes / 1e9) : NaN;
   }
   return out;

@@ -22,7 +22,7 @@ import { run } from '../lab/exec.js';
 import type { Netns } from '../lab/netns.js';
 import { enableRunStats, progInfo } from 'weft/native/bpf.js';
 import { profileScriptArgs, withReadyCases, type CaseSetup } from './cases.js';
-import { iperf, median, placeRun } from './measure.js';
+import { busyPerCpu, cpuNow, iperf, median, placeRun } from './measure.js';
 import { weftPrograms } from './programs.js';
 import type { HostProfile } from '../lab/profiles.js';
 
@@ -58,7 +58,7 @@ function perCpuTimes(): CpuTimes[] {
     });
 }
 
-/** Each CPU's share of the interval per /proc/stat field, in percent. */
+/** Each CPU's share of the interval per /proc/stat field, in percent: the kernel's tick samples (see measure.ts' cpuNow), a breakdown, not a total. */
 function cpuShares(a: CpuTimes[], b: CpuTimes[]): Array<Record<string, number>> {
   return b.map((t, i) => {
     const d = STAT_FIELDS.map((k) => t[k] - a[i][k]);
@@ -262,19 +262,18 @@ async function rxPackets(ns: Netns): Promise<number> {
 async function pairedRun(o: Options, s: CaseSetup): Promise<PairedRun> {
   const cpu = (await placeRun(o.cpu)).cpu!;
   const acks = await rxPackets(s.client!);
-  const a = perCpuTimes();
+  const a = cpuNow();
   const t = await iperf(s.client!, s.serverIP!, o.seconds, { cpu });
-  const z = perCpuTimes();
+  const z = cpuNow();
   const acked = (await rxPackets(s.client!)) - acks;
-  const busy = (i: number): number => (['user', 'nice', 'system', 'irq', 'softirq', 'steal'] as const).reduce((x, k) => x + z[i][k] - a[i][k], 0);
-  const total = (i: number): number => STAT_FIELDS.reduce((x, k) => x + z[i][k] - a[i][k], 0);
-  const others = z.map((_, i) => i).filter((i) => i !== cpu);
+  const busy = busyPerCpu(a, z);
+  const others = busy.filter((_, i) => i !== cpu);
   const gb = t.bytes / 1e9;
   return {
     gbps: t.gbps,
     cpu,
-    pinnedMsPerGB: (busy(cpu) * 10) / gb, // USER_HZ 100: a tick is 10 ms
-    othersBusy: (100 * others.reduce((x, i) => x + busy(i), 0)) / Math.max(1, others.reduce((x, i) => x + total(i), 0)),
+    pinnedMsPerGB: (busy[cpu] * 1000) / gb,
+    othersBusy: (100 * others.reduce((x, y) => x + y, 0)) / Math.max(1e-9, others.length * (z.at - a.at)),
     acksPerGB: acked / gb,
   };
 }

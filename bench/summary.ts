@@ -40,7 +40,8 @@ function block(r: Results, resultsPath: string): string {
       `(${o.seconds} s iperf3 single stream, ${o.seconds} s with ${o.streams} streams, ${o.seconds} s of one stream paced at ${rate}, ` +
       `${o.latencySeconds} s sockperf TCP ping-pong of 64 bytes). ± is half the min–max spread over the rounds. Ratios are taken within each ` +
       `round against flannel's path of the same kind on the same profile, and their median shown. RTT is the round trip. CPU s/GB: busy CPU ` +
-      `seconds (user, system, irq, softirq; machine-wide, less the time of processes outside the benchmark's namespaces) per 10^9 bytes ` +
+      `seconds (machine-wide wall time less idle and steal, as /proc/stat measures idle on a NOHZ kernel; less the time of processes ` +
+      `outside the benchmark's namespaces) per 10^9 bytes ` +
       `received during the paced stream, sender and receiver together. ${pinned}`,
     '',
     ...tables,
