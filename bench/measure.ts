@@ -31,17 +31,20 @@ export interface CpuSample {
   steal: number[];
 }
 
+/** /proc/stat's first eight counters of each CPU (user, nice, system, idle, iowait, irq, softirq, steal), in USER_HZ ticks. */
+export function procStatCpus(): number[][] {
+  const cpus = fs
+    .readFileSync('/proc/stat', 'utf8')
+    .split('\n')
+    .filter((l) => /^cpu\d/.test(l))
+    .map((l) => Array.from({ length: 8 }, (_, k) => Number(l.trim().split(/\s+/)[k + 1] ?? 0)));
+  if (cpus.length === 0) throw new Error('/proc/stat: no "cpuN" lines');
+  return cpus;
+}
+
 export function cpuNow(): CpuSample {
-  const idle: number[] = [];
-  const steal: number[] = [];
-  for (const l of fs.readFileSync('/proc/stat', 'utf8').split('\n')) {
-    if (!/^cpu\d/.test(l)) continue;
-    const f = l.trim().split(/\s+/).slice(1, 9).map(Number);
-    idle.push(f[3] + (f[4] ?? 0));
-    steal.push(f[7] ?? 0);
-  }
-  if (idle.length === 0) throw new Error('/proc/stat: no "cpuN" lines');
-  return { at: Number(process.hrtime.bigint()) / 1e9, idle, steal };
+  const cpus = procStatCpus();
+  return { at: Number(process.hrtime.bigint()) / 1e9, idle: cpus.map((f) => f[3] + f[4]), steal: cpus.map((f) => f[7]) };
 }
 
 /** Busy CPU seconds between two samples, per CPU (never below 0 nor above the wall time between them). */

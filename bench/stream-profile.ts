@@ -22,7 +22,7 @@ import { run } from '../lab/exec.js';
 import type { Netns } from '../lab/netns.js';
 import { enableRunStats, progInfo } from 'weft/native/bpf.js';
 import { profileScriptArgs, withReadyCases, type CaseSetup } from './cases.js';
-import { busyPerCpu, cpuNow, iperf, median, placeRun } from './measure.js';
+import { busyPerCpu, cpuNow, iperf, median, placeRun, procStatCpus } from './measure.js';
 import { weftPrograms } from './programs.js';
 import type { HostProfile } from '../lab/profiles.js';
 
@@ -48,14 +48,7 @@ const STAT_FIELDS = ['user', 'nice', 'system', 'idle', 'iowait', 'irq', 'softirq
 type CpuTimes = Record<(typeof STAT_FIELDS)[number], number>;
 
 function perCpuTimes(): CpuTimes[] {
-  return fs
-    .readFileSync('/proc/stat', 'utf8')
-    .split('\n')
-    .filter((l) => /^cpu\d/.test(l))
-    .map((l) => {
-      const v = l.trim().split(/\s+/).slice(1, 9).map(Number);
-      return Object.fromEntries(STAT_FIELDS.map((k, i) => [k, v[i] ?? 0])) as CpuTimes;
-    });
+  return procStatCpus().map((v) => Object.fromEntries(STAT_FIELDS.map((k, i) => [k, v[i]])) as CpuTimes);
 }
 
 /** Each CPU's share of the interval per /proc/stat field, in percent: the kernel's tick samples (see measure.ts' cpuNow), a breakdown, not a total. */
