@@ -28,7 +28,8 @@
  *   conntrack's own established timeout, as conntrack would on every packet.
  *
  * Such a flow that is not liberal yet is written to weft_ct_wanted for the
- * agent, and goes the host's way meanwhile. Everything else goes the host's
+ * agent (and a record to weft_ct_wake wakes it), and goes the host's way
+ * meanwhile. Everything else goes the host's
  * way always.
  */
 #ifndef WEFT_CONNTRACK_H
@@ -145,7 +146,12 @@ static __always_inline enum ct_verdict ct_judge(struct nf_conn *ct, __u8 proto, 
 	return CT_FAST;
 }
 
-/* Leaves a flow for the agent to mark liberal (weft_ct_wanted), once: a flow already there is not rewritten. */
+/*
+ * Leaves a flow for the agent to mark liberal (weft_ct_wanted), once: a flow
+ * already there is not rewritten. A flow newly left there wakes the agent
+ * (weft_ct_wake); the ring's default wake-up is the kernel's irq_work, sent
+ * only when the agent has read everything before it.
+ */
 static __always_inline void ct_want(const struct iphdr *ip, __be16 sport, __be16 dport)
 {
 	struct weft_tuple t = {};
@@ -156,7 +162,8 @@ static __always_inline void ct_want(const struct iphdr *ip, __be16 sport, __be16
 	t.sport = sport;
 	t.dport = dport;
 	t.proto = ip->protocol;
-	bpf_map_update_elem(&weft_ct_wanted, &t, &one, BPF_NOEXIST);
+	if (bpf_map_update_elem(&weft_ct_wanted, &t, &one, BPF_NOEXIST) == 0)
+		bpf_ringbuf_output(&weft_ct_wake, &t, sizeof(t), 0);
 }
 
 /*

@@ -89,6 +89,13 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } weft_ct_wanted SEC(".maps");
 
+/* A record per flow added to weft_ct_wanted, to wake the agent (weft_maps.h): shared and unpinned like it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, WEFT_CT_WAKE_BYTES);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} weft_ct_wake SEC(".maps");
+
 /*
  * In a section of its own, which libbpf loads as no map: only its type
  * matters, in the BTF (weft_maps.h says why).

@@ -160,6 +160,11 @@ struct weft_pod_port {
  * fast path would take once conntrack tracks their windows liberally (conntrack.h),
  * as the packet that found them saw them; the agent marks them in conntrack and
  * deletes them (src/dataplane/ebpf/fastpath.ts). Filled by the programs, not pinned.
+ *
+ * weft_ct_wake: ring buffer of struct weft_tuple, one record for each flow the
+ * programs add to weft_ct_wanted, so that the agent marks it when it is found
+ * rather than at its next look at the map. A record the ring has no room for is
+ * lost: the flow waits in weft_ct_wanted for the agent's sweep (once a second).
  */
 
 /* A flow's addresses and ports as on the wire (network order): weft_ct_wanted's key, weft_event's outer and inner. */
@@ -253,6 +258,7 @@ enum weft_map_size {
 	WEFT_PORTS_MAX     = 4096, /* weft_ports: MACs on the bridges that hold our subnet; weft_pod_ports: its ports */
 	WEFT_CT_WANTED_MAX = 1024, /* weft_ct_wanted: flows waiting for the agent */
 	WEFT_EVENTS_BYTES  = 1 << 18, /* weft_events: 256 KiB of ring buffer, about 3,600 events */
+	WEFT_CT_WAKE_BYTES = 1 << 12, /* weft_ct_wake: one page, 170 flows (24 bytes each with the ring's header) */
 };
 
 /*

@@ -24,6 +24,11 @@ export interface DataplaneStatus {
   peersInKernel: number;
   /** A dataplane with a reconcile loop (netlink): its runs since start, the entries it restored, the runs that failed. */
   reconciles?: { runs: number; repairs: number; failures: number };
+  /**
+   * The eBPF dataplane's fast path for flows conntrack follows: flows marked liberal since start, by how the
+   * agent found them (woken by weft_ct_wake, or in its sweep of weft_ct_wanted), and marks that failed.
+   */
+  ctMarks?: { wake: number; sweep: number; failures: number };
 }
 
 export interface Dataplane {

@@ -31,6 +31,9 @@ export interface MetricsSource {
 /** The agent's operations on the dataplane, timed: batches of the initial list's peers while it is applied, the full sync after it, and one peer at a time after that. */
 export type SyncOp = 'full' | 'batch' | 'upsert' | 'remove';
 
+/** How often the event loop's lag is sampled, ms (nodejs_eventloop_lag_seconds and its percentiles). */
+export const EVENT_LOOP_SAMPLE_MS = 1000;
+
 const BACKENDS = new Set(['vxlan', 'host-gw', 'ipip', 'udp']);
 /** A peer's backend as a label: a lease may name anything, the label only what weft knows. */
 const backendLabel = (lease: Lease): string => {
@@ -59,6 +62,8 @@ export class AgentMetrics {
   private readonly reconcileRuns: Counter;
   private readonly reconcileRepairs: Counter;
   private readonly reconcileFailures: Counter;
+  private readonly ctMarks: Counter<'found'>;
+  private readonly ctMarkFailures: Counter;
   private readonly packets: Counter<'direction' | 'encap'>;
   private readonly bytes: Counter<'direction' | 'encap'>;
   private readonly drops: Counter<'reason'>;
@@ -96,12 +101,16 @@ export class AgentMetrics {
     this.reconcileRuns = counter('weft_dataplane_reconcile_runs_total', 'Runs of the netlink dataplane\'s reconcile loop (every 10 s and after foreign changes).');
     this.reconcileRepairs = counter('weft_dataplane_reconcile_repairs_total', 'Routes, neighbours, FDB entries and device settings the reconcile loop restored.');
     this.reconcileFailures = counter('weft_dataplane_reconcile_failures_total', 'Reconcile runs that failed.');
+    this.ctMarks = counter('weft_dataplane_ct_flows_marked_total', 'Established flows conntrack follows that the agent marked liberal for the eBPF fast path, by how it found them (wake: the programs\' record in weft_ct_wake; sweep: its once-a-second sweep of weft_ct_wanted).', ['found']);
+    this.ctMarkFailures = counter('weft_dataplane_ct_mark_failures_total', 'Tries to mark a flow liberal through ctnetlink that failed (the flow stays on the host\'s path).');
     this.packets = counter('weft_dataplane_packets_total', 'Packets the eBPF programs forwarded, by direction (egress: to a peer, ingress: from one) and encapsulation.', ['direction', 'encap']);
     this.bytes = counter('weft_dataplane_bytes_total', 'Bytes of those packets (as the programs saw them: the inner packet with its Ethernet header).', ['direction', 'encap']);
     this.drops = counter('weft_dataplane_drops_total', 'Packets the eBPF programs dropped, by reason (weft bpf drops explains each).', ['reason']);
     this.droppedBytes = counter('weft_dataplane_dropped_bytes_total', 'Bytes of the dropped packets, by reason.', ['reason']);
     this.eventsLost = counter('weft_monitor_events_lost_total', 'Events for weft monitor the ring buffer had no room for.');
-    collectDefaultMetrics({ register: this.registry });
+    // The event loop's lag is sampled by a timer at this interval (prom-client's default, 10 ms, woke an idle
+    // agent 100 times a second: 1 % of a CPU per agent for nothing; a lag worth a look still shows at one per second).
+    collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: EVENT_LOOP_SAMPLE_MS });
     // Gauges named like counters, which promtool rejects; sum() of nodejs_active_handles (and _requests, _resources) by type is each.
     for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) this.registry.removeSingleMetric(name);
 
@@ -190,6 +199,10 @@ export class AgentMetrics {
       this.setCounter(this.reconcileRuns, {}, st?.reconciles?.runs);
       this.setCounter(this.reconcileRepairs, {}, st?.reconciles?.repairs);
       this.setCounter(this.reconcileFailures, {}, st?.reconciles?.failures);
+      for (const c of [this.ctMarks, this.ctMarkFailures] as Array<Counter<string>>) c.reset();
+      this.setCounter(this.ctMarks, { found: 'wake' }, st?.ctMarks?.wake);
+      this.setCounter(this.ctMarks, { found: 'sweep' }, st?.ctMarks?.sweep);
+      this.setCounter(this.ctMarkFailures, {}, st?.ctMarks?.failures);
     } catch (err) {
       if (this.limiter.allow('status')) this.log.warn({ err: (err as Error).message }, 'metrics: cannot read the dataplane\'s status');
     }

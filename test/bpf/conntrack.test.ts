@@ -10,7 +10,8 @@ import { ETH_P_IP, IPPROTO_TCP, TC_ACT_REDIRECT, TC_ACT_UNSPEC, eth, ipv4, tcp }
 import { PEER_MAC, POD, addPodBridge, makeFixture, type Fixture } from './fixture.js';
 import { withNetns } from 'weft/native/addon.js';
 import { ctSetTcpLiberal } from 'weft/native/conntrack.js';
-import { MAP_CT_WANTED, decodeCtTuple, ipv4Bytes } from 'weft/dataplane/ebpf/maps.js';
+import { MAP_CT_WAKE, MAP_CT_WANTED, decodeCtTuple, ipv4Bytes } from 'weft/dataplane/ebpf/maps.js';
+import { RingBuffer } from 'weft/native/bpf_ringbuf.js';
 
 const SRC = '10.244.2.2';
 const TIMEOUT_MS = 3_600_000;
@@ -61,6 +62,16 @@ describe('conntrack and the shortcut to a pod', () => {
     fx.configure('host-gw', { podForward: true, ctFollows: true, ctTimeoutMs: TIMEOUT_MS });
     assert.equal(decap(packet(port)).retval, TC_ACT_UNSPEC, 'not liberal yet');
     assert.ok(wanted().some((t) => t.sport === port && t.dport === 7777), 'left for the agent in weft_ct_wanted');
+    assert.equal(decap(packet(port)).retval, TC_ACT_UNSPEC, 'still not liberal');
+    // The agent is woken once for the flow: the second packet found it in weft_ct_wanted already.
+    const woken: Array<{ sport: number; dport: number }> = [];
+    const ring = RingBuffer.open(fx.overlay.map(MAP_CT_WAKE), { records: (rs) => woken.push(...rs.map((r) => decodeCtTuple(r))), error: (err) => assert.fail(err) });
+    try {
+      ring.consume();
+    } finally {
+      ring.close();
+    }
+    assert.deepEqual(woken.filter((t) => t.sport === port).map((t) => t.dport), [7777], 'one record of the flow in weft_ct_wake');
     assert.equal(liberal(port), true);
     assert.ok((await timeoutOf(port)) <= 100, 'conntrack -I gave it 100 s');
     assert.equal(decap(packet(port)).retval, TC_ACT_REDIRECT, 'liberal now: forwarded');

@@ -89,7 +89,7 @@ export async function makeFixture(): Promise<Fixture> {
     const weft0 = await link(host, 'weft0');
     const overlay = BpfObject.load(OVERLAY_O, { pinRoot: host.pinDir });
     const underlay = BpfObject.load(UNDERLAY_O, { pinRoot: host.pinDir });
-    // As the loader does: weft_ports, weft_ct_wanted and weft_pod_ports are shared through their pins at load time, then unpinned.
+    // As the loader does: weft_ports, weft_ct_wanted, weft_ct_wake and weft_pod_ports are shared through their pins at load time, then unpinned.
     for (const m of TRANSIENT_MAPS) fs.rmSync(path.join(host.pinDir, m), { force: true });
     const map = (name: string): BpfMap => overlay.map(name);
     const nsPath = `/run/netns/${host.name}`;

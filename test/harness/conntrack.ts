@@ -23,11 +23,12 @@ export interface ConntrackPair {
  * mid-stream pickups: an entry it lost would make the next packets INVALID),
  * and both agents past "conntrack follows flows on this host".
  */
-export async function conntrackPair(profile: HostProfile, port: number): Promise<ConntrackPair> {
+export async function conntrackPair(profile: HostProfile, port: number, agentArgs: string[] = []): Promise<ConntrackPair> {
   const c = await Cluster.start({
     config: JSON.stringify({ Network: '10.244.0.0/16', Backend: { Type: 'vxlan' } }),
     dataplane: 'ebpf',
     hosts: [{ name: 'h1', octet: 11 }, { name: 'h2', octet: 12 }],
+    agentArgs,
   });
   const [h1, h2] = [c.node('h1'), c.node('h2')];
   const [a, b] = [h1.pods[0], h2.pods[0]];
@@ -35,7 +36,7 @@ export async function conntrackPair(profile: HostProfile, port: number): Promise
     await applyProfile(n.host, profile, { network: n.env.FLANNEL_NETWORK, subnet: n.env.FLANNEL_SUBNET, bridge: 'docker0', endpoints: [{ ip: b.ip, port }], services: 10 });
     await n.host.sysctl('net.netfilter.nf_conntrack_tcp_loose', '0');
   }
-  // Both agents learn that conntrack follows flows here (fastpath.ts polls every 100 ms).
+  // Both agents learn that conntrack follows flows here (fastpath.ts looks every 100 ms until it does).
   await a.ns.exec(['ping', '-c', '2', '-i', '0.2', '-W', '2', b.ip]);
   for (const n of [h1, h2]) await n.agent!.waitForMsg(/^conntrack follows flows on this host/, 10_000);
   return { c, h1, h2, a, b };

@@ -12,9 +12,11 @@ import type { Cluster, ClusterNode, Pod } from '../../lab/cluster.js';
 import { serviceIP, SERVICE_PORT } from '../../lab/profiles.js';
 import { waitFor } from '../../lab/exec.js';
 import { snmp } from '../bpf/traffic.js';
+import { httpGet } from '../../lab/prometheus.js';
 import { conntrackOf, conntrackPair, countForwarded, resetClosesFlow, dropCounter, invalidDrops, paced, server, TCP_ACK_PY } from '../harness/conntrack.js';
 
 const PORT = 7000;
+const HEALTH_PORT = 9102;
 let c: Cluster;
 let h1: ClusterNode;
 let h2: ClusterNode;
@@ -23,8 +25,15 @@ let b: Pod;
 
 before(async () => {
   // Services lead to b's port PORT; every host gets kube-proxy's rules.
-  ({ c, h1, h2, a, b } = await conntrackPair('kube', PORT));
+  ({ c, h1, h2, a, b } = await conntrackPair('kube', PORT, ['--healthz-ip', '0.0.0.0', '--healthz-port', String(HEALTH_PORT)]));
 });
+
+/** A host's agent's count of flows it marked liberal, by how it found them (/metrics). */
+async function marks(n: ClusterNode): Promise<{ wake: number; sweep: number }> {
+  const body = (await httpGet(n.host, `http://127.0.0.1:${HEALTH_PORT}/metrics`)).body;
+  const value = (found: string): number => Number(new RegExp(`^weft_dataplane_ct_flows_marked_total\\{found="${found}"\\} (\\d+)$`, 'm').exec(body)?.[1] ?? NaN);
+  return { wake: value('wake'), sweep: value('sweep') };
+}
 
 after(() => c?.destroy());
 
@@ -35,7 +44,7 @@ test('an established flow skips the receiving host once conntrack tracks it libe
   t.after(async () => {
     for (const n of [h1, h2]) await n.host.sysctl('net.netfilter.nf_conntrack_tcp_timeout_established', '86400');
   });
-  // The agents read the timeout (every 100 ms) and hand it to the programs.
+  // The agents read the timeout (every second once conntrack follows flows) and hand it to the programs.
   for (const [i, n] of [h1, h2].entries()) await n.agent!.waitForLog('the new conntrack timeout', (l) => l.ctTimeoutMs === 2000, 5000, from[i]);
   const forwarded = await countForwarded(h2, ['-d', b.ip, '-p', 'tcp', '--dport', String(PORT)]);
   t.after(() => dropCounter(h2));
@@ -54,6 +63,25 @@ test('an established flow skips the receiving host once conntrack tracks it libe
     const lines = await conntrackOf(n, PORT);
     assert.equal(lines.length, 1, `${n.spec.name}: conntrack -L shows the flow: ${lines.join('\n')}`);
     assert.match(lines[0], /^tcp\s+\d+\s+\d+\s+TIME_WAIT /, `${n.spec.name}: ${lines[0]}`);
+  }
+});
+
+test('the programs wake the agent for each flow they leave it: a short flow is marked when it is found, not at the sweep', async () => {
+  const before = await marks(h2);
+  assert.ok(Number.isInteger(before.wake) && Number.isInteger(before.sweep), `h2's /metrics counts marks by how they were found: ${JSON.stringify(before)}`);
+  const forwarded = await countForwarded(h2, ['-d', b.ip, '-p', 'tcp', '--dport', String(PORT + 2)]);
+  try {
+    const srv = server(b.ns, PORT + 2, 'sink');
+    await srv.ready;
+    // One second: the sweep alone (once a second) would leave much of it on h2's forward path.
+    const sent = await paced(a.ns, b.ip, PORT + 2, 1, 50);
+    assert.match(await srv.done, new RegExp(`bytes ${sent}\\b`));
+    const after = await marks(h2);
+    assert.ok(after.wake > before.wake, `h2 marked the flow as the programs' record woke it: before ${JSON.stringify(before)}, after ${JSON.stringify(after)}`);
+    const slow = await forwarded();
+    assert.ok(slow < sent / 5, `h2 forwarded ${slow} of the ${sent} bytes itself: the rest skipped its forward path`);
+  } finally {
+    await dropCounter(h2);
   }
 });
 

@@ -89,6 +89,7 @@ export const C_ENUMS = {
     WEFT_PORTS_MAX: 4096,
     WEFT_CT_WANTED_MAX: 1024,
     WEFT_EVENTS_BYTES: 262144,
+    WEFT_CT_WAKE_BYTES: 4096,
   },
 } as const;
 
@@ -282,6 +283,8 @@ export const PORTS_MAX = C_ENUMS.weft_map_size.WEFT_PORTS_MAX;
 export const CT_WANTED_MAX = C_ENUMS.weft_map_size.WEFT_CT_WANTED_MAX;
 /** weft_events: 256 KiB of ring buffer, about 3,600 events */
 export const EVENTS_BYTES = C_ENUMS.weft_map_size.WEFT_EVENTS_BYTES;
+/** weft_ct_wake: one page, 170 flows (24 bytes each with the ring's header) */
+export const CT_WAKE_BYTES = C_ENUMS.weft_map_size.WEFT_CT_WAKE_BYTES;
 
 /** The map instances of maps.h: libbpf's map type, max_entries, and the key and value types by name. */
 export const MAP_DEFS = {
@@ -299,6 +302,8 @@ export const MAP_DEFS = {
   weft_pod_ports: { type: 'hash', maxEntries: C_ENUMS.weft_map_size.WEFT_PORTS_MAX, key: '__u32', value: 'weft_pod_port' },
   /** Flows the fast path waits to take (weft_maps.h, conntrack.h): shared like weft_ports, read by the agent. */
   weft_ct_wanted: { type: 'lru_hash', maxEntries: C_ENUMS.weft_map_size.WEFT_CT_WANTED_MAX, key: 'weft_tuple', value: '__u32' },
+  /** A record per flow added to weft_ct_wanted, to wake the agent (weft_maps.h): shared and unpinned like it. */
+  weft_ct_wake: { type: 'ringbuf', maxEntries: C_ENUMS.weft_map_size.WEFT_CT_WAKE_BYTES, key: null, value: null },
 } as const;
 export const MAP_PEERS = 'weft_peers';
 export const MAP_CONFIG = 'weft_config';
@@ -309,3 +314,4 @@ export const MAP_MONITOR = 'weft_monitor';
 export const MAP_PORTS = 'weft_ports';
 export const MAP_POD_PORTS = 'weft_pod_ports';
 export const MAP_CT_WANTED = 'weft_ct_wanted';
+export const MAP_CT_WAKE = 'weft_ct_wake';

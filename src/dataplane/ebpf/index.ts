@@ -145,7 +145,7 @@ export class EbpfDataplane implements Dataplane {
     this.ports?.sync();
     const devices = { overlayIfindex: this.overlay.index, overlayMAC: this.overlay.mac, podForward, decapPort: this.overlay.decapPort, vxlanPush, anySender };
     const config = this.maps.config;
-    const fastPath = (this.fastPath = new ConntrackFastPath(loaded.ctWanted, this.o.ctFastPath, (ct) => config.update(CONFIG_KEY, encodeConfig(local, { ...devices, ctFollows: ct.follows, ctTimeoutMs: ct.timeoutMs })), this.log));
+    const fastPath = (this.fastPath = new ConntrackFastPath(loaded.ctWanted, loaded.ctWake, this.o.ctFastPath, (ct) => config.update(CONFIG_KEY, encodeConfig(local, { ...devices, ctFollows: ct.follows, ctTimeoutMs: ct.timeoutMs })), this.log));
     // The config first: programs attached before it is READY would drop what they see.
     config.update(CONFIG_KEY, encodeConfig(local, { ...devices, ctFollows: fastPath.current.follows, ctTimeoutMs: fastPath.current.timeoutMs }));
     const on = (ifindex: number, obj: typeof loaded.overlay, program: 'overlay_egress' | 'overlay_ingress' | 'underlay_decap'): number =>
@@ -316,7 +316,7 @@ export class EbpfDataplane implements Dataplane {
     // Still loading its programs (start() waits for the verifier): no map to count yet.
     if (!this.maps) return { peersInKernel: 0 };
     // Our own subnet's entry is not a peer.
-    return { peersInKernel: Math.max(0, this.m.peers.count() - 1) };
+    return { peersInKernel: Math.max(0, this.m.peers.count() - 1), ctMarks: this.fastPath?.marks };
   }
 
   async stop(): Promise<void> {

@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BpfMap, BpfObject, isErrnoError, tcAttach, tcDetach, tcFilters, tcHookCreate, tcHookDestroy, type BpfProgram, type TcHook } from '../../native/bpf.js';
-import { MAP_CONFIG, MAP_CT_WANTED, MAP_DROPS, MAP_PEERS, MAP_POD_PORTS, MAP_PORTS, MAP_STATS, PINNED_MAPS } from './maps.js';
+import { MAP_CONFIG, MAP_CT_WAKE, MAP_CT_WANTED, MAP_DROPS, MAP_PEERS, MAP_POD_PORTS, MAP_PORTS, MAP_STATS, PINNED_MAPS } from './maps.js';
 import type { Logger } from '../../core/log.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -48,7 +48,7 @@ export const hookOf = (program: ProgramName): TcHook => HOOK_OF[program];
 
 export const WEFT_MAPS: string[] = [...PINNED_MAPS];
 /** Pinned only while the objects load, to share them (a crash in between can leave them; uninstall removes them then). */
-export const TRANSIENT_MAPS = [MAP_PORTS, MAP_CT_WANTED, MAP_POD_PORTS] as const;
+export const TRANSIENT_MAPS = [MAP_PORTS, MAP_CT_WANTED, MAP_POD_PORTS, MAP_CT_WAKE] as const;
 
 /** from_pod and the map that says which ports it runs on (weft_pod_ports). */
 export interface FromPod {
@@ -71,6 +71,8 @@ export interface Loaded {
   ports: BpfMap;
   /** weft_ct_wanted, shared the same way: the programs fill it, this process empties it (fastpath.ts). */
   ctWanted: BpfMap;
+  /** weft_ct_wake, shared the same way: a record for each flow the programs add to weft_ct_wanted. */
+  ctWake: BpfMap;
   overlay: BpfObject;
   underlay: BpfObject;
   /** gateway_ingress (bpf/gateway.c), when asked for. */
@@ -84,6 +86,7 @@ export function closeLoaded(l: Loaded): void {
   for (const m of Object.values(l.maps)) m.close();
   l.ports.close();
   l.ctWanted.close();
+  l.ctWake.close();
   l.overlay.close();
   l.underlay.close();
   l.gateway?.close();
@@ -127,7 +130,7 @@ async function loadPinned(file: ObjectFile, pinDir: string, log: Logger): Promis
  * is shared the same way and then unpinned: it is a cache of the bridges'
  * FDB that every agent rebuilds, so the next agent starts from an empty one
  * (its programs replace these and drop the old map with them). So are
- * weft_ct_wanted and weft_pod_ports (gateway.o's, when it is loaded).
+ * weft_ct_wanted, weft_ct_wake and weft_pod_ports (gateway.o's, when it is loaded).
  */
 export async function loadObjects(pinDir: string, log: Logger, opts: { gateway?: boolean; fromPod?: boolean } = {}): Promise<Loaded> {
   checkPinDir(pinDir);
@@ -142,7 +145,7 @@ export async function loadObjects(pinDir: string, log: Logger, opts: { gateway?:
     if (opts.fromPod) fromPodProg = obj.program('from_pod' satisfies ProgramName);
     obj.close();
   }
-  const [ports, ctWanted, podPorts] = TRANSIENT_MAPS.map((name) => {
+  const [ports, ctWanted, podPorts, ctWake] = TRANSIENT_MAPS.map((name) => {
     const m = overlay.map(name);
     if (underlay.map(name).id !== m.id) throw new Error(`${name}: overlay.o and underlay.o loaded different maps (pin dir ${pinDir})`);
     fs.rmSync(path.join(pinDir, name), { force: true });
@@ -155,6 +158,7 @@ export async function loadObjects(pinDir: string, log: Logger, opts: { gateway?:
     fromPod: fromPodProg ? { prog: fromPodProg, ports: podPorts } : (podPorts.close(), undefined),
     ports,
     ctWanted,
+    ctWake,
     maps: { peers: overlay.map(MAP_PEERS), config: overlay.map(MAP_CONFIG), stats: overlay.map(MAP_STATS), drops: overlay.map(MAP_DROPS) },
   };
 }
