@@ -29,8 +29,7 @@
  *
  * Such a flow that is not liberal yet is written to weft_ct_wanted for the
  * agent (and a record to weft_ct_wake wakes it), and goes the host's way
- * meanwhile. Everything else goes the host's
- * way always.
+ * meanwhile. Everything else goes the host's way always.
  */
 #ifndef WEFT_CONNTRACK_H
 #define WEFT_CONNTRACK_H

@@ -3,13 +3,13 @@
 // flows on this host and what its established TCP timeout is, and marks the
 // established flows the programs found (weft_ct_wanted) as tracked liberally
 // in conntrack, through ctnetlink, so that their packets may skip the host's
-// forward path without conntrack's window falling behind. The programs wake
-// it for each flow they add (a record in weft_ct_wake), so a flow is marked
-// as soon as the agent reads the record, not at its next look at the map;
-// a sweep of the map once a second catches what the ring had no room for and
-// retries what failed. The kernel's own
+// forward path without conntrack's window falling behind. The kernel's own
 // flowtable marks the flows it offloads the same way; this kernel has none
 // (CONFIG_NF_FLOW_TABLE is not set), and no BPF program may write the mark.
+// The programs wake the agent for each flow they add (a record in
+// weft_ct_wake), so a flow is marked as soon as the agent reads the record;
+// a sweep of the map once a second catches what the ring had no room for and
+// retries what failed.
 import fs from 'node:fs';
 import type { BpfMap } from '../../native/bpf.js';
 import { RingBuffer } from '../../native/bpf_ringbuf.js';
