@@ -57,7 +57,6 @@ export class ConntrackFastPath {
   private timer: NodeJS.Timeout;
   private readonly ring: RingBuffer | undefined;
   private readonly counts = { wake: 0, sweep: 0, failures: 0 };
-  private sweeps = 0;
 
   /**
    * wanted: weft_ct_wanted; wake: weft_ct_wake (both closed with this).
@@ -116,7 +115,8 @@ export class ConntrackFastPath {
       this.state = next;
     }
     if (!this.enabled) return;
-    if (this.state.follows || ++this.sweeps % (SWEEP_MS / FOLLOWS_POLL_MS) === 0) for (const key of this.wanted.keys()) this.mark(key, true);
+    // Until conntrack follows flows the map stays empty (a flow is wanted only for an entry conntrack holds).
+    for (const key of this.wanted.keys()) this.mark(key, true);
   }
 
   /**
