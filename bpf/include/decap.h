@@ -4,9 +4,10 @@
  * packet addressed to us. Each returns a TC verdict (>= 0) or a drop reason
  * negated (< 0).
  *
- *   decap_ip      ipip and udp: the kernel's vxlan receive path takes a udp
- *                 packet (handoff.h), or the outer headers are stripped here and
- *                 the inner packet goes to its pod (forward.h) or the overlay device
+ *   decap_ip      ipip and udp: the outer headers are stripped here and the inner
+ *                 packet goes to its pod (forward.h); else the kernel's vxlan
+ *                 receive path takes a udp packet (handoff.h), or the stripped
+ *                 packet goes to the overlay device
  *   vxlan_to_pod  plain vxlan for a local pod: stripped and sent to the pod's port;
  *                 everything else is left to the vxlan device
  */
@@ -68,13 +69,14 @@ static __always_inline __u32 ip_tunnel_olen(const struct ipv4_pkt *p, int with_u
 }
 
 /*
- * Takes an ipip or udp packet addressed to us. With WEFT_CFG_F_KERNEL_DECAP
- * the kernel's vxlan receive path decapsulates a udp packet (handoff.h).
- * Otherwise the outer headers after the Ethernet header are stripped here,
- * and the inner packet goes straight to its pod's port when forward.h can
- * take it (the port, a veth, takes an aggregate still marked encapsulated
- * whole), or to the overlay device's ingress, as if a tunnel device had
- * received it: rp_filter, tcpdump and routing see it there.
+ * Takes an ipip or udp packet addressed to us. When forward.h can take the
+ * inner packet, the outer headers after the Ethernet header are stripped here
+ * and it goes straight to its pod's port (the port, a veth, takes an
+ * aggregate still marked encapsulated whole). Otherwise, with
+ * WEFT_CFG_F_KERNEL_DECAP, the kernel's vxlan receive path decapsulates a udp
+ * packet (handoff.h); anything else is stripped here and goes to the overlay
+ * device's ingress, as if a tunnel device had received it: rp_filter, tcpdump
+ * and routing see it there.
  */
 static __always_inline int decap_ip(struct __sk_buff *skb, const struct weft_config *cfg,
 				    const struct ipv4_pkt *p, int with_udp)
@@ -102,10 +104,17 @@ static __always_inline int decap_ip(struct __sk_buff *skb, const struct weft_con
 	ret = admit_tunnel(cfg, outer_src, inner_src);
 	if (IS_DROP(ret))
 		return ret;
-	if ((cfg->flags & WEFT_CFG_F_KERNEL_DECAP) && with_udp && !handoff_room(skb, p, &hh))
-		return handoff_to_vxlan(skb, cfg, &hh);
 	/* Asked before stripping: the answer must not depend on a packet already changed. */
 	direct = pod_hop(skb, cfg, ETH_HLEN + olen, cfg->overlay_ifindex, &hop);
+	/*
+	 * A udp packet for a pod's port is stripped here like ipip's: the port
+	 * takes the aggregate whole, and the vxlan device's receive (its UDP
+	 * socket lookup and GRO cell, a NAPI round of its own) is skipped. What
+	 * would reach the bridge goes to that receive path, which clears the
+	 * tunnel marks the bridge would otherwise segment on.
+	 */
+	if (!direct && (cfg->flags & WEFT_CFG_F_KERNEL_DECAP) && with_udp && !handoff_room(skb, p, &hh))
+		return handoff_to_vxlan(skb, cfg, &hh);
 	if (pop_outer(skb, olen, with_udp ? WEFT_ADJ_ROOM_DECAP_L4_UDP : WEFT_ADJ_ROOM_DECAP_IPXIP4))
 		return -WEFT_DROP_ENCAP_FAILED;
 	if (direct)

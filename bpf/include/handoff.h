@@ -12,7 +12,8 @@
  * bridge (hw_enc_features empty) it is then segmented and checksummed in
  * software, and a single stream falls to a third of vxlan's rate. vxlan_rcv()
  * clears both in iptunnel_pull_offloads(), so the aggregate reaches the
- * bridge, or forward.h's shortcut, whole.
+ * bridge whole. A packet forward.h can send straight to a pod's port (a veth,
+ * which takes it marked) never comes here: decap_ip() strips it itself.
  *
  * ipip cannot take this road: its aggregates carry SKB_GSO_IPXIP4 and no
  * SKB_GSO_UDP_TUNNEL, which 6.18's udp_unexpected_gso() refuses on an

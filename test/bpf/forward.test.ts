@@ -133,6 +133,21 @@ describe('forward to a local pod', () => {
     assert.deepEqual(out.data, Buffer.concat([eth(fx.overlayMAC, PEER_MAC, ETH_P_IP), other]));
   });
 
+  it('udp: a packet for a pod\'s port is decapsulated here and sent out of the port; the rest goes to the vxlan receive path', () => {
+    fx.configure('udp', { podForward: true, decapPort: 8285 });
+    const inner = segment(POD);
+    const count = delta(
+      () => fx.stats('ingress', 'udp'),
+      () => expectForwarded(decap, fromPeer(ipv4({ src: PEER_IP, dst: fx.host.address, protocol: IPPROTO_UDP }, udp(8285, 8285, inner))), Buffer.concat([eth(fx.ethMAC, PEER_MAC, ETH_P_IP), inner])),
+    );
+    assert.deepEqual(count, { packets: 1n, bytes: BigInt(14 + inner.length) });
+    // A pod the agent has not seen: rewritten into VXLAN for the overlay device's port (its receive path clears the tunnel marks for the bridge).
+    const other = segment(UNLEARNED_POD);
+    const out = decap(fromPeer(ipv4({ src: PEER_IP, dst: fx.host.address, protocol: IPPROTO_UDP }, udp(8285, 8285, other))));
+    assert.equal(out.retval, TC_ACT_UNSPEC);
+    assert.equal(out.data.length, 14 + 20 + 8 + 8 + 14 + other.length, 'VXLAN and an Ethernet header inserted');
+  });
+
   it('vxlan: a plain packet for a pod is decapsulated at the underlay and sent out of its port; the rest is the vxlan device\'s', () => {
     fx.configure('vxlan', { podForward: true });
     const vxlan = (inner: Buffer, o: { vni?: number; flags?: number; dmac?: string; src?: string; port?: number } = {}): Buffer => {
