@@ -26,7 +26,7 @@ import fs from 'node:fs';
 import type { Netns } from '../lab/netns.js';
 import { withNetns } from 'weft/native/addon.js';
 import { NetlinkHandle, type LinkSizes } from 'weft/native/netlink.js';
-import { profileScriptArgs, withReadyCases, type Bench, type CaseSetup } from './cases.js';
+import { inCase, profileScriptArgs, withReadyCases, type Bench, type CaseSetup } from './cases.js';
 import { iperf, median, netnsInodes, placeRun, type Throughput } from './measure.js';
 import type { HostProfile } from '../lab/profiles.js';
 
@@ -149,9 +149,9 @@ async function main(): Promise<void> {
       for (const mode of o.modes.filter((m) => m !== 'off')) console.log(`${s.def.name} ${mode}:\n  ${applyMode(b, s, mode, o.size).join('\n  ')}`);
       applyMode(b, s, 'off', o.size);
     }
-    const ours = netnsInodes(`${b.lab.id}-`);
     for (let round = 0; round < o.rounds; round++) {
       for (const s of setups) {
+        const ours = netnsInodes((n) => inCase(s, n));
         // Alternate the modes' order each round, so that neither always runs first after a case switch.
         const modes = round % 2 ? [...o.modes].reverse() : o.modes;
         for (const mode of modes) {

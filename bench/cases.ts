@@ -101,6 +101,13 @@ export interface CaseSetup {
   /** Pod MTU (FLANNEL_MTU) or the underlay's. */
   mtu?: number;
   agents: LabAgent[];
+  /** The network namespaces of the case's two hosts; their pods' are named after them (`<host>-<pod>`). */
+  hosts: string[];
+}
+
+/** Whether a network namespace is one of the case's: a host's, or a pod's on it. */
+export function inCase(s: CaseSetup, netns: string): boolean {
+  return s.hosts.some((h) => netns === h || netns.startsWith(`${h}-`));
 }
 
 export interface Bench {
@@ -168,10 +175,11 @@ function agentFailure(a: LabAgent): string {
 
 /** Sets up one case on hosts with underlay octets `octet` and `octet + 1`, with the profile's rules; never throws for the case's own failure. */
 export async function setupCase(b: Bench, def: CaseDef, profile: HostProfile, index: number, octet: number): Promise<CaseSetup> {
-  const s: CaseSetup = { def, profile, status: 'failed', agents: [] };
+  const s: CaseSetup = { def, profile, status: 'failed', agents: [], hosts: [] };
   try {
     const h1 = await b.lab.addHost(`c${index}a`, { octet });
     const h2 = await b.lab.addHost(`c${index}b`, { octet: octet + 1 });
+    s.hosts.push(h1.name, h2.name);
     if (def.kind === 'underlay') {
       Object.assign(s, { client: h1, server: h2, serverIP: h2.address, mtu: 1500 });
     } else if (def.kind === 'flannel') {

@@ -91,7 +91,7 @@ export async function placeRun(choice: CpuChoice, maxWaitMs = 60_000): Promise<P
  * CPU time that other people's work took meanwhile, so that it can be taken
  * out of the machine-wide figure: the user and system time (with reaped
  * children's) of every process that is neither in one of `ours` (the
- * benchmark's network namespaces, by inode) nor this process, nor a kernel
+ * case's network namespaces, by inode) nor this process, nor a kernel
  * thread. Kernel threads (ksoftirqd, kworkers) stay in: packet processing
  * deferred from softirq context runs there. Ticks of USER_HZ.
  */
@@ -116,11 +116,11 @@ export function othersTicks(ours: Set<number>): number {
   return sum;
 }
 
-/** The inodes of the network namespaces whose names start with `prefix` (a lab's id). */
-export function netnsInodes(prefix: string): Set<number> {
+/** The inodes of the network namespaces (in /run/netns) whose names `accept` takes: a case's hosts' and pods'. */
+export function netnsInodes(accept: (name: string) => boolean): Set<number> {
   const out = new Set<number>();
   for (const name of fs.existsSync('/run/netns') ? fs.readdirSync('/run/netns') : []) {
-    if (!name.startsWith(prefix)) continue;
+    if (!accept(name)) continue;
     try {
       out.add(fs.statSync(`/run/netns/${name}`).ino);
     } catch {
@@ -146,7 +146,7 @@ export interface Throughput {
   /** cpuSeconds per 10^9 bytes received. */
   cpuSecPerGB: number;
   /**
-   * The same without other people's processes (othersTicks): machine-wide
+   * The same without the processes outside `ours` (othersTicks): machine-wide
    * busy time less theirs, per 10^9 bytes received. Only when asked for.
    */
   ownCpuSecPerGB?: number;

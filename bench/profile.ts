@@ -12,7 +12,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { run } from '../lab/exec.js';
 import { enableRunStats, progInfo } from 'weft/native/bpf.js';
-import { profileScriptArgs, withReadyCases } from './cases.js';
+import { inCase, profileScriptArgs, withReadyCases } from './cases.js';
 import { weftPrograms } from './programs.js';
 import { iperf, netnsInodes } from './measure.js';
 import type { HostProfile } from '../lab/profiles.js';
@@ -35,8 +35,8 @@ async function main(): Promise<void> {
   const o = parse(process.argv.slice(2));
   fs.mkdirSync(o.out, { recursive: true });
   await withReadyCases(o.profile, o.cases, 21, async (b, setups) => {
-    const ours = netnsInodes(`${b.lab.id}-`);
     for (const s of setups) {
+      const ours = netnsInodes((n) => inCase(s, n));
       const data = path.join(o.out, `${o.profile}-${s.def.name}.perf.data`);
       const progs = weftPrograms(s);
       const stop = enableRunStats();

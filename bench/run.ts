@@ -25,7 +25,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { run } from '../lab/exec.js';
 import { reapStaleLabs } from '../lab/netns.js';
-import { CASES, PROFILE_CASES, caseDef, createBench, destroyBench, setupCase, setupKey, type Bench, type CaseSetup } from './cases.js';
+import { CASES, PROFILE_CASES, caseDef, createBench, destroyBench, inCase, setupCase, setupKey, type Bench, type CaseSetup } from './cases.js';
 import { MAX_LEASES, runControl, type ControlResult } from './control.js';
 import { runCni, type CniResult } from './cni.js';
 import { cliStartLines, runCliStart } from './cli.js';
@@ -183,7 +183,9 @@ async function dataplane(b: Bench, o: Options, res: Results): Promise<void> {
     if (s.status !== 'ready') say(`  ${s.reason}`);
   }
   const ready = setups.filter((s) => s.status === 'ready');
-  const ours = netnsInodes(`${b.lab.id}-`);
+  // The paced stream's CPU counts the case's own namespaces' processes (its agents, monitors, iperf3): neither
+  // other people's nor the idle agents of the run's other cases, which every case would otherwise carry alike.
+  const ours = new Map(ready.map((s) => [s, netnsInodes((n) => inCase(s, n))]));
   // The paced runs' rate: fixed for the whole run, so that every case and profile carries the same load.
   const ref = ready.find((s) => s.profile === 'bare' && s.def.name === 'flannel-vxlan') ?? ready.find((s) => s.def.name === 'flannel-vxlan');
   if (o.rate !== 'auto') res.pacedRate = { bps: o.rate * 1e9, from: '--rate' };
@@ -208,7 +210,7 @@ async function dataplane(b: Bench, o: Options, res: Results): Promise<void> {
         // Several streams are there to use every core: never pinned.
         r.multi = await iperf(s.client!, s.serverIP!, o.seconds, { streams: o.streams });
         // One stream at a fixed rate below saturation, unpinned: what a byte costs, whoever else is busy.
-        r.paced = await iperf(s.client!, s.serverIP!, o.seconds, { rateBps: res.pacedRate!.bps, ours });
+        r.paced = await iperf(s.client!, s.serverIP!, o.seconds, { rateBps: res.pacedRate!.bps, ours: ours.get(s) });
         const p2 = await placeRun(o.cpu, wait());
         r.latency = await latency(s.client!, s.serverIP!, o.latencySeconds, p2.cpu, s.sockperfPid);
         r.placement = { single: p1, latency: p2 };

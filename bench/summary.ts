@@ -41,7 +41,7 @@ function block(r: Results, resultsPath: string): string {
       `${o.latencySeconds} s sockperf TCP ping-pong of 64 bytes). ± is half the min–max spread over the rounds. Ratios are taken within each ` +
       `round against flannel's path of the same kind on the same profile, and their median shown. RTT is the round trip. CPU s/GB: busy CPU ` +
       `seconds (machine-wide wall time less idle and steal, as /proc/stat measures idle on a NOHZ kernel; less the time of processes ` +
-      `outside the benchmark's namespaces) per 10^9 bytes ` +
+      `outside the case's own namespaces: other people's, and the run's other cases' idle agents) per 10^9 bytes ` +
       `received during the paced stream, sender and receiver together. ${pinned}`,
     '',
     ...tables,
