@@ -197,6 +197,22 @@ static __always_inline void find_peer(struct weft_event *ev)
 		ev->peer = peer->public_ip;
 }
 
+/*
+ * How a record is submitted: the monitor is woken once WEFT_EVENTS_WAKE_BYTES
+ * wait in the ring (an eighth of it), not for each record. A wake-up is an
+ * irq_work on the packet's CPU and the wake of the monitor's thread, often on
+ * the other CPU: dearer than the record itself, and with the ring's default
+ * (wake when the reader has caught up) a monitor that keeps up was woken for
+ * nearly every event. The monitor reads the ring on its own every
+ * READ_MS as well (src/monitor/session.ts), so a lone drop waits that long at
+ * most.
+ */
+static __always_inline __u64 wake_flags(void)
+{
+	return bpf_ringbuf_query(&weft_events, BPF_RB_AVAIL_DATA) >= WEFT_EVENTS_WAKE_BYTES ? BPF_RB_FORCE_WAKEUP
+											  : BPF_RB_NO_WAKEUP;
+}
+
 /* A record with its header filled and the packet described, or NULL when the ring buffer is full. */
 static __always_inline struct weft_event *event_new(struct __sk_buff *skb, const struct weft_config *cfg, __u8 kind,
 						     __u8 code, __u32 len, __u8 prog, __u8 dir, __be32 peer, __u8 encap)
@@ -233,7 +249,7 @@ static __always_inline void emit_drop(struct __sk_buff *skb, const struct weft_c
 	if (!ev)
 		return;
 	find_peer(ev);
-	bpf_ringbuf_submit(ev, 0);
+	bpf_ringbuf_submit(ev, wake_flags());
 }
 
 /* A forwarding decision already carried out: the packet as it leaves the program (encapsulated, if it was). */
@@ -248,7 +264,7 @@ static __always_inline void emit_trace(struct __sk_buff *skb, const struct weft_
 	if (!ev)
 		return;
 	find_peer(ev);
-	bpf_ringbuf_submit(ev, 0);
+	bpf_ringbuf_submit(ev, wake_flags());
 }
 
 /*
@@ -275,11 +291,11 @@ static __always_inline void trace_end(struct weft_event *ev, int ret, __u8 actio
 	if (!ev)
 		return;
 	if (IS_DROP(ret)) {
-		bpf_ringbuf_discard(ev, 0);
+		bpf_ringbuf_discard(ev, BPF_RB_NO_WAKEUP); /* nothing in it for the monitor */
 		return;
 	}
 	ev->code = action;
-	bpf_ringbuf_submit(ev, 0);
+	bpf_ringbuf_submit(ev, wake_flags());
 }
 
 #else /* WEFT_NO_EVENTS */

@@ -258,6 +258,7 @@ enum weft_map_size {
 	WEFT_PORTS_MAX     = 4096, /* weft_ports: MACs on the bridges that hold our subnet; weft_pod_ports: its ports */
 	WEFT_CT_WANTED_MAX = 1024, /* weft_ct_wanted: flows waiting for the agent */
 	WEFT_EVENTS_BYTES  = 1 << 18, /* weft_events: 256 KiB of ring buffer, about 3,600 events */
+	WEFT_EVENTS_WAKE_BYTES = 1 << 15, /* weft_events: an eighth of it, what waits before the programs wake the monitor (events.h) */
 	WEFT_CT_WAKE_BYTES = 1 << 12, /* weft_ct_wake: one page, 170 flows (24 bytes each with the ring's header) */
 };
 

@@ -4,6 +4,8 @@
 // monitor killed outright stops the events by itself, and nobody listening
 // costs the programs one map lookup. A ring buffer has one consumer, so a
 // session refuses to start while another live monitor holds the deadlines.
+// The programs wake the session only once a batch waits in the ring
+// (WEFT_EVENTS_WAKE_BYTES, events.h); it reads the rest every READ_MS.
 import { WeftError } from '../core/errors.js';
 import { RingBuffer, type BpfMap } from '../native/bpf.js';
 import { MON, u32Key } from '../dataplane/ebpf/maps.js';
@@ -12,6 +14,8 @@ import { decodeEvent, type MonitorEvent } from './event.js';
 /** How far ahead a deadline lies, and how often it is renewed. */
 export const HOLD_NS = 5_000_000_000n;
 export const RENEW_MS = 1000;
+/** How often the ring is read without a wake-up: the longest an event waits for the monitor. */
+export const READ_MS = 100;
 
 export interface SessionOptions {
   drops: boolean;
@@ -46,6 +50,7 @@ function alive(pid: number): boolean {
 export class MonitorSession {
   private ring: RingBuffer | undefined;
   private timer: NodeJS.Timeout | undefined;
+  private reader: NodeJS.Timeout | undefined;
   private lostSeen = 0n;
   private readonly startedNs = monotonicNs();
   private stopped = false;
@@ -115,9 +120,18 @@ export class MonitorSession {
       this.lostSeen = lost;
     }, RENEW_MS);
     this.timer.unref();
+    this.reader = setInterval(() => {
+      try {
+        this.ring?.consume();
+      } catch (err) {
+        clearInterval(this.reader);
+        h.error(err as Error);
+      }
+    }, READ_MS);
+    this.reader.unref();
   }
 
-  /** Reads what the ring holds now (tests; the event loop does it otherwise). */
+  /** Reads what the ring holds now (tests; a wake-up or the READ_MS timer does it otherwise). */
   drain(): number {
     return this.ring?.consume() ?? 0;
   }
@@ -127,6 +141,7 @@ export class MonitorSession {
     if (this.stopped) return;
     this.stopped = true;
     clearInterval(this.timer);
+    clearInterval(this.reader);
     this.ring?.close();
     if (Number(this.read('owner')) === process.pid) {
       this.write('drops_until', 0n);

@@ -1,12 +1,15 @@
 // The programs' events (bpf/include/events.h) through BPF_PROG_TEST_RUN and
 // the real ring buffer: nothing while nobody listens, a drop with its
 // reason and tuples while a monitor holds the deadline, trace events with
-// the peer and both headers, a lapsed deadline, one reader at a time, and
-// events the full ring could not take counted as lost.
+// the peer and both headers, a lapsed deadline, one reader at a time,
+// events the full ring could not take counted as lost, and the reader woken
+// once a batch waits rather than for each event.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { MAP_EVENTS, MAP_MONITOR, MON, u32Key } from 'weft/dataplane/ebpf/maps.js';
-import { MonitorSession, monotonicNs } from 'weft/monitor/session.js';
+import { C_ENUMS } from 'weft/dataplane/ebpf/contract.js';
+import { MonitorSession, READ_MS, monotonicNs } from 'weft/monitor/session.js';
+import { waitFor } from '../../lab/exec.js';
 import { RingBuffer } from 'weft/native/bpf.js';
 import type { MonitorEvent } from 'weft/monitor/event.js';
 import { ETH_P_IP, IPPROTO_IPIP, IPPROTO_UDP, TC_ACT_REDIRECT, TC_ACT_SHOT, eth, ipv4, podPacket, udp } from './packets.js';
@@ -129,6 +132,37 @@ describe('events for weft monitor', () => {
     fx.overlay.map(MAP_MONITOR).update(u32Key(MON.owner), owner);
     assert.throws(() => other.start({ event: () => undefined, lost: () => undefined, error: () => undefined }), /another weft monitor \(pid 1\) is reading these events/);
     fx.overlay.map(MAP_MONITOR).update(u32Key(MON.owner), Buffer.from(new BigUint64Array([BigInt(process.pid)]).buffer));
+    s.stop();
+  });
+
+  it('the reader is woken once an eighth of the ring waits, not for each event; a session reads a lone one within READ_MS', async () => {
+    const s = new MonitorSession(fx.overlay.map(MAP_EVENTS), fx.overlay.map(MAP_MONITOR), { drops: true, trace: false, sample: 1 });
+    s.renew(); // the deadlines only: the ring is read below, by a reader that only wake-ups drive
+    const records: Buffer[] = [];
+    const ring = RingBuffer.open(fx.overlay.map(MAP_EVENTS), { records: (r) => records.push(...r), error: (err) => assert.fail(err) });
+    try {
+      ring.consume();
+      records.length = 0;
+      assert.equal(egress(frame(podUdp('10.244.200.2', 40005, 5005))).retval, TC_ACT_SHOT);
+      // That no wake-up comes can only be waited for a while: two of the session's reads.
+      await new Promise((r) => setTimeout(r, 2 * READ_MS));
+      assert.equal(records.length, 0, 'a single event woke the reader');
+      assert.equal(ring.consume(), 1, 'the event waits in the ring');
+      // Past WEFT_EVENTS_WAKE_BYTES (each record with the ring's 8-byte header, 8-aligned) the programs wake it.
+      const recordBytes = Math.ceil((records[0].length + 8) / 8) * 8;
+      const n = Math.ceil(C_ENUMS.weft_map_size.WEFT_EVENTS_WAKE_BYTES / recordBytes) + 1;
+      records.length = 0;
+      fx.overlay.program('overlay_egress').testRun({ data: frame(podUdp('10.244.200.2', 40006, 5006)), repeat: n });
+      await waitFor(`the reader woken for ${n} events`, () => records.length >= n || undefined, 5000, 10);
+      assert.equal(records.length, n);
+    } finally {
+      ring.close();
+    }
+    // A session reads the ring on its own: a lone event reaches it without a wake-up or a drain().
+    const { s: session2, events } = session();
+    assert.equal(egress(frame(podUdp('10.244.200.2', 40007, 5007))).retval, TC_ACT_SHOT);
+    await waitFor('the lone event read by the session', () => events.length === 1 || undefined, 5 * READ_MS, 10);
+    session2.stop();
     s.stop();
   });
 

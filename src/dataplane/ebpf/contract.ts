@@ -89,6 +89,7 @@ export const C_ENUMS = {
     WEFT_PORTS_MAX: 4096,
     WEFT_CT_WANTED_MAX: 1024,
     WEFT_EVENTS_BYTES: 262144,
+    WEFT_EVENTS_WAKE_BYTES: 32768,
     WEFT_CT_WAKE_BYTES: 4096,
   },
 } as const;
@@ -283,6 +284,8 @@ export const PORTS_MAX = C_ENUMS.weft_map_size.WEFT_PORTS_MAX;
 export const CT_WANTED_MAX = C_ENUMS.weft_map_size.WEFT_CT_WANTED_MAX;
 /** weft_events: 256 KiB of ring buffer, about 3,600 events */
 export const EVENTS_BYTES = C_ENUMS.weft_map_size.WEFT_EVENTS_BYTES;
+/** weft_events: an eighth of it, what waits before the programs wake the monitor (events.h) */
+export const EVENTS_WAKE_BYTES = C_ENUMS.weft_map_size.WEFT_EVENTS_WAKE_BYTES;
 /** weft_ct_wake: one page, 170 flows (24 bytes each with the ring's header) */
 export const CT_WAKE_BYTES = C_ENUMS.weft_map_size.WEFT_CT_WAKE_BYTES;
 
