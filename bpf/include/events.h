@@ -198,19 +198,34 @@ static __always_inline void find_peer(struct weft_event *ev)
 }
 
 /*
- * How a record is submitted: the monitor is woken once WEFT_EVENTS_WAKE_BYTES
- * wait in the ring (an eighth of it), not for each record. A wake-up is an
- * irq_work on the packet's CPU and the wake of the monitor's thread, often on
- * the other CPU: dearer than the record itself, and with the ring's default
- * (wake when the reader has caught up) a monitor that keeps up was woken for
- * nearly every event. The monitor reads the ring on its own every
- * READ_MS as well (src/monitor/session.ts), so a lone drop waits that long at
- * most.
+ * How a record is submitted: the monitor is woken when the ring's unread data
+ * crosses WEFT_EVENTS_WAKE_BYTES (an eighth of it) or four times that, not for
+ * each record. A wake-up is an irq_work on the packet's CPU (on this VM a
+ * self-IPI, a VM exit) and the wake of the monitor's thread, often on the
+ * other CPU: dearer than the record itself. The ring's default (wake when the
+ * reader has caught up) woke a monitor that keeps up for nearly every event;
+ * forcing a wake-up for every record above the mark would cost one per record
+ * whenever the reader lags. Two records committed at once on two CPUs can both
+ * see the first mark behind them; the second mark, and the monitor's own read
+ * every READ_MS (src/monitor/session.ts), cover that, and bound how long a
+ * lone event waits.
  */
+#define WEFT_EVENT_RECORD_BYTES ((sizeof(struct weft_event) + 8 + 7) & ~7UL) /* with the ring's header, 8-aligned */
+
+static __always_inline int crossed(__u64 before, __u64 after, __u64 mark)
+{
+	return before < mark && after >= mark;
+}
+
+/* Called with the record reserved: the unread data counts it. */
 static __always_inline __u64 wake_flags(void)
 {
-	return bpf_ringbuf_query(&weft_events, BPF_RB_AVAIL_DATA) >= WEFT_EVENTS_WAKE_BYTES ? BPF_RB_FORCE_WAKEUP
-											  : BPF_RB_NO_WAKEUP;
+	__u64 avail = bpf_ringbuf_query(&weft_events, BPF_RB_AVAIL_DATA);
+	__u64 before = avail > WEFT_EVENT_RECORD_BYTES ? avail - WEFT_EVENT_RECORD_BYTES : 0;
+
+	return crossed(before, avail, WEFT_EVENTS_WAKE_BYTES) || crossed(before, avail, 4 * WEFT_EVENTS_WAKE_BYTES)
+		       ? BPF_RB_FORCE_WAKEUP
+		       : BPF_RB_NO_WAKEUP;
 }
 
 /* A record with its header filled and the packet described, or NULL when the ring buffer is full. */
