@@ -210,7 +210,7 @@ static __always_inline void find_peer(struct weft_event *ev)
  * every READ_MS (src/monitor/session.ts), cover that, and bound how long a
  * lone event waits.
  */
-#define WEFT_EVENT_RECORD_BYTES ((sizeof(struct weft_event) + 8 + 7) & ~7UL) /* with the ring's header, 8-aligned */
+#define WEFT_EVENT_RECORD_BYTES ((sizeof(struct weft_event) + BPF_RINGBUF_HDR_SZ + 7) & ~7UL) /* with the ring's header, 8-aligned */
 
 static __always_inline int crossed(__u64 before, __u64 after, __u64 mark)
 {
