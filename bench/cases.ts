@@ -62,6 +62,18 @@ export const CASES: CaseDef[] = [
   { name: 'weft-netlink-host-gw', label: 'weft netlink host-gw', kind: 'weft', backend: 'host-gw', dataplane: 'netlink', ref: 'flannel-host-gw' },
 ];
 
+/**
+ * The flannel kernel path a case stands against: its `ref`, or, for a case measured against another weft case (the
+ * events variants against weft's vxlan), that case's. The issue's bare-host target ("no case below 1.00x its flannel
+ * counterpart") is taken against this one; the dataplane table keeps `ref`, what the variant costs over weft's own.
+ */
+export function flannelCounterpart(name: string): string | undefined {
+  for (let d = CASES.find((c) => c.name === name); d?.ref; d = CASES.find((c) => c.name === d!.ref)) {
+    if (CASES.find((c) => c.name === d.ref)?.kind === 'flannel') return d.ref;
+  }
+  return undefined;
+}
+
 export function caseDef(name: string): CaseDef {
   const d = CASES.find((c) => c.name === name);
   if (!d) throw new Error(`no case ${name}; cases: ${CASES.map((c) => c.name).join(', ')}`);

@@ -5,7 +5,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import { runSync } from '../lab/exec.js';
-import { CASES, setupKey, type CaseSetup } from './cases.js';
+import { CASES, flannelCounterpart, setupKey, type CaseSetup } from './cases.js';
 import { PROFILES, type HostProfile } from '../lab/profiles.js';
 import type { ControlResult } from './control.js';
 import { cniRows, type CniResult } from './cni.js';
@@ -52,6 +52,11 @@ export interface CaseSummary {
   cpuVsRefSpread: number;
   /** Of the rounds paired with the reference: how many, and in how many this case did better (a higher rate; a lower round trip or CPU per GB). Absent in results written before. */
   pairs?: { single: number; singleAhead: number; p50: number; p50Ahead: number; cpu: number; cpuAhead: number };
+  /**
+   * For a case whose reference is another weft case (cases.ts' flannelCounterpart): its single stream against the
+   * flannel path that case stands against, per round, the same way. Absent where `ref` is that flannel path.
+   */
+  vsFlannel?: { ref: string; single: number; spread: number; rounds: number; ahead: number };
 }
 
 export interface CaseResult {
@@ -154,8 +159,13 @@ export function summarise(results: Record<string, CaseResult>): void {
     if (c.status !== 'ready' || !c.rounds.some((r) => r.single)) continue;
     const ref = CASES.find((d) => d.name === c.case)?.ref;
     // Ratios within a profile: a case against flannel's path on the same kind of host.
-    const refResult = ref ? results[setupKey(c.profile, ref)] : undefined;
-    const refRounds = refResult?.status === 'ready' ? refResult.rounds : undefined;
+    const readyRounds = (name: string | undefined): Round[] | undefined => {
+      const other = name ? results[setupKey(c.profile, name)] : undefined;
+      return other?.status === 'ready' ? other.rounds : undefined;
+    };
+    const refRounds = readyRounds(ref);
+    const flannel = flannelCounterpart(c.case);
+    const vsF = flannel !== ref ? paired(c.rounds, readyRounds(flannel), (r) => r.single?.gbps) : [];
     const single = c.rounds.flatMap((r) => (r.single ? [r.single.gbps] : []));
     const multi = c.rounds.flatMap((r) => (r.multi ? [r.multi.gbps] : []));
     const paced = c.rounds.flatMap((r) => (r.paced?.ownCpuSecPerGB !== undefined ? [r.paced.ownCpuSecPerGB] : []));
@@ -194,6 +204,7 @@ export function summarise(results: Record<string, CaseResult>): void {
         cpu: cpuR.length,
         cpuAhead: cpuR.filter((q) => q < 1).length,
       },
+      ...(vsF.length ? { vsFlannel: { ref: flannel!, single: median(vsF), spread: spread(vsF), rounds: vsF.length, ahead: vsF.filter((q) => q > 1).length } } : {}),
     };
   }
 }

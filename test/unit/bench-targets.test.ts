@@ -14,8 +14,8 @@ function rounds(gbps: number[], p50us: number[], cpu: number[]): Round[] {
   }) as unknown as Round);
 }
 
-function result(name: string, r: Round[]): CaseResult {
-  return { case: name, profile: 'docker', label: name, status: 'ready', rounds: r } as CaseResult;
+function result(name: string, r: Round[], profile = 'docker'): CaseResult {
+  return { case: name, profile, label: name, status: 'ready', rounds: r } as CaseResult;
 }
 
 test('targets: a ratio with its spread and the rounds weft was ahead in', () => {
@@ -45,4 +45,28 @@ test('targets: a ratio with its spread and the rounds weft was ahead in', () => 
   const hostGw = t['[docker] eBPF host-gw single stream vs flannel host-gw'];
   assert.equal(hostGw.measured, 'not measured');
   assert.equal(hostGw.met, null);
+});
+
+test("targets: on a bare host every weft case stands against its flannel counterpart, the events variants too", () => {
+  const same = (gbps: number[]): Round[] => rounds(gbps, gbps.map(() => 30), gbps.map(() => 2));
+  const dataplane: Record<string, CaseResult> = {
+    'bare/flannel-vxlan': result('flannel-vxlan', same([8, 8, 8]), 'bare'),
+    'bare/weft-ebpf-vxlan': result('weft-ebpf-vxlan', same([10, 10, 10]), 'bare'),
+    // A monitor costs weft's vxlan 5 % (its dataplane ratio, to weft's own) yet leaves it ahead of flannel's in each round.
+    'bare/weft-ebpf-vxlan-monitor': result('weft-ebpf-vxlan-monitor', same([9.5, 9.5, 9.5]), 'bare'),
+  };
+  summarise(dataplane);
+  const monitor = dataplane['bare/weft-ebpf-vxlan-monitor'].summary!;
+  assert.equal(monitor.ref, 'weft-ebpf-vxlan');
+  assert.equal(monitor.vsRef, 0.95);
+  assert.deepEqual(monitor.vsFlannel, { ref: 'flannel-vxlan', single: 9.5 / 8, spread: 0, rounds: 3, ahead: 3 });
+  // A case whose reference is flannel's path carries no second ratio.
+  assert.equal(dataplane['bare/weft-ebpf-vxlan'].summary!.vsFlannel, undefined);
+
+  const r = { dataplane, control: null, netlink: null } as unknown as Results;
+  const t = Object.fromEntries(targets(r).map((x) => [x.what, x]));
+  assert.equal(t['[bare] weft-ebpf-vxlan-monitor single stream vs flannel-vxlan'].measured, '1.19x, ahead in 3 of 3 rounds');
+  assert.equal(t['[bare] weft-ebpf-vxlan-monitor single stream vs flannel-vxlan'].met, true);
+  assert.equal(t['[bare] weft-ebpf-vxlan single stream vs flannel-vxlan'].measured, '1.25x, ahead in 3 of 3 rounds');
+  assert.equal(Object.keys(t).some((w) => w.includes('vs weft-ebpf-vxlan')), false);
 });
