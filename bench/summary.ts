@@ -16,7 +16,7 @@ quick mode). The latest full run:
 `;
 
 const PROFILE_TEXT: Record<string, string> = {
-  bare: 'no netfilter rules (conntrack follows nothing): every case',
+  bare: "flanneld's default FLANNEL-FWD only (no masquerade, no other rules: conntrack follows nothing): every case",
   docker: "docker 20.10's filter and nat rules for docker0 (FORWARD policy DROP, `--ctstate RELATED,ESTABLISHED` accept) and flannel's FLANNEL-FWD / FLANNEL-POSTRTG: conntrack follows every flow",
   kube: "kube-proxy's iptables-nft rules (KUBE-FORWARD's INVALID drop, masquerade mark and conntrack accept; 1,000 ClusterIP services DNAT'ed to pods) and flannel's chains",
 };

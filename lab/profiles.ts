@@ -3,7 +3,9 @@
 // way for flannel's and weft's hosts, so that a benchmark or a test compares
 // the overlays where users run them.
 //
-//   bare    no rules: conntrack follows nothing (the lab as it always was)
+//   bare    flanneld's own default only: FLANNEL-FWD (--iptables-forward-rules, on by
+//           default; --ip-masq is off by default), a filter chain that makes conntrack
+//           follow nothing
 //   docker  docker 20.10's filter and nat rules for docker0 holding FLANNEL_SUBNET
 //           (as mk-docker-opts starts it when flanneld masquerades: --ip-masq=false),
 //           FORWARD policy DROP; flannel's FLANNEL-FWD and FLANNEL-POSTRTG rules
@@ -13,7 +15,11 @@
 //
 // flannel's two chains are written by weft's own firewall module's definitions
 // (src/firewall/rules.ts, byte for byte flannel's); both kinds of host get them,
-// and a weft agent's own firewall finds them as it writes them.
+// and a weft agent's own firewall finds them as it writes them. The lab's flannel
+// hosts are programmed with ip commands (lab/flannel.ts) and write no rules of
+// their own: without FLANNEL-FWD on bare, flannel's forwarded packets met no
+// FORWARD hook while a weft agent's (which writes FLANNEL-FWD, as flanneld does)
+// met one, and weft's netlink dataplane, flannel's own kernel path, read 0.86x.
 //
 // The ClusterIPs: the lab may use no addresses but 192.0.2.0/24, 198.51.100.0/24
 // and 10.244.0.0/16, so the service range is 10.244.240.0/20, a part of the
@@ -156,14 +162,15 @@ function kubeRules(network: string, endpoints: Array<{ ip: string; port: number 
   return { filter, nat: [...nat, ...chains, ...rules] };
 }
 
-/** The iptables-restore input for a profile (empty for bare). */
+/** The iptables-restore input for a profile. */
 export function profileRules(profile: HostProfile, ctx: ProfileContext): string {
-  if (profile === 'bare') return '';
   const gw = IPNet.v4(ctx.subnet, 'FLANNEL_SUBNET');
   const podCIDR = gw.canonical().toString();
   const network = IPNet.v4(ctx.network, 'FLANNEL_NETWORK').canonical().toString();
   const flannel = flannelRules(network, podCIDR);
   let own: { filter: string[]; nat: string[] };
+  // flanneld with its defaults: the forward chain, no masquerade (a nat rule would make conntrack follow flows).
+  if (profile === 'bare') return ['*filter', ...flannel.filter, 'COMMIT'].join('\n') + '\n';
   if (profile === 'docker') own = dockerRules(ctx.bridge);
   else {
     if (!ctx.endpoints?.length) throw new Error('the kube profile needs the pods its services lead to (endpoints)');
@@ -180,8 +187,8 @@ export function profileRules(profile: HostProfile, ctx: ProfileContext): string 
  * timeouts and bridge-nf). Only ever inside a namespace the lab made.
  */
 export async function applyProfile(host: Netns, profile: HostProfile, ctx: ProfileContext): Promise<void> {
-  if (profile === 'bare') return;
   await host.exec(['iptables-restore', '--noflush'], { input: profileRules(profile, ctx), timeoutMs: 60_000 });
+  if (profile === 'bare') return;
   // Both docker and kube-proxy need bridged traffic to meet iptables; kube-proxy also sets its conntrack timeouts.
   await host.sysctl('net.bridge.bridge-nf-call-iptables', '1');
   if (profile === 'kube') {
