@@ -4,8 +4,8 @@
 // the overlays where users run them.
 //
 //   bare    flanneld's own default only: FLANNEL-FWD (--iptables-forward-rules, on by
-//           default; --ip-masq is off by default), a filter chain that makes conntrack
-//           follow nothing
+//           default; --ip-masq is off by default): a filter chain, conntrack follows
+//           nothing
 //   docker  docker 20.10's filter and nat rules for docker0 holding FLANNEL_SUBNET
 //           (as mk-docker-opts starts it when flanneld masquerades: --ip-masq=false),
 //           FORWARD policy DROP; flannel's FLANNEL-FWD and FLANNEL-POSTRTG rules
