@@ -68,10 +68,9 @@ export const CASES: CaseDef[] = [
  * counterpart") is taken against this one; the dataplane table keeps `ref`, what the variant costs over weft's own.
  */
 export function flannelCounterpart(name: string): string | undefined {
-  for (let d = CASES.find((c) => c.name === name); d?.ref; d = CASES.find((c) => c.name === d!.ref)) {
-    if (CASES.find((c) => c.name === d.ref)?.kind === 'flannel') return d.ref;
-  }
-  return undefined;
+  const ref = CASES.find((c) => c.name === name)?.ref;
+  if (!ref) return undefined;
+  return CASES.find((c) => c.name === ref)?.kind === 'flannel' ? ref : flannelCounterpart(ref);
 }
 
 export function caseDef(name: string): CaseDef {

@@ -12,13 +12,14 @@ function target(what: string, goal: string, value: number | null | undefined, ok
 }
 
 const x = (v: number): string => `${v.toFixed(2)}x`;
+const single = (c: CaseSummary): Array<number | undefined> => [c.vsRef, c.vsRefSpread, c.pairs?.singleAhead, c.pairs?.single];
 /** Where a summary keeps each ratio to its reference: [median, spread, rounds ahead, rounds paired]. */
 const RATIOS = {
-  single: (c: CaseSummary) => [c.vsRef, c.vsRefSpread, c.pairs?.singleAhead, c.pairs?.single],
+  single,
   p50: (c: CaseSummary) => [c.p50VsRef, c.p50VsRefSpread, c.pairs?.p50Ahead, c.pairs?.p50],
   cpu: (c: CaseSummary) => [c.cpuVsRef, c.cpuVsRefSpread, c.pairs?.cpuAhead, c.pairs?.cpu],
   /** Single stream against the case's flannel counterpart, where its `ref` is another weft case. */
-  flannel: (c: CaseSummary) => (c.vsFlannel ? [c.vsFlannel.single, c.vsFlannel.spread, c.vsFlannel.ahead, c.vsFlannel.rounds] : [c.vsRef, c.vsRefSpread, c.pairs?.singleAhead, c.pairs?.single]),
+  flannel: (c: CaseSummary) => (c.vsFlannel ? [c.vsFlannel.single, c.vsFlannel.spread, c.vsFlannel.ahead, c.vsFlannel.rounds] : single(c)),
 } satisfies Record<string, (c: CaseSummary) => Array<number | undefined>>;
 
 /**

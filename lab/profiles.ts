@@ -168,9 +168,9 @@ export function profileRules(profile: HostProfile, ctx: ProfileContext): string 
   const podCIDR = gw.canonical().toString();
   const network = IPNet.v4(ctx.network, 'FLANNEL_NETWORK').canonical().toString();
   const flannel = flannelRules(network, podCIDR);
-  let own: { filter: string[]; nat: string[] };
   // flanneld with its defaults: the forward chain, no masquerade (a nat rule would make conntrack follow flows).
   if (profile === 'bare') return ['*filter', ...flannel.filter, 'COMMIT'].join('\n') + '\n';
+  let own: { filter: string[]; nat: string[] };
   if (profile === 'docker') own = dockerRules(ctx.bridge);
   else {
     if (!ctx.endpoints?.length) throw new Error('the kube profile needs the pods its services lead to (endpoints)');
